@@ -4,9 +4,9 @@ use std::collections::BTreeMap;
 
 use shopmind_proto::v1 as pb;
 
+use crate::UnixMillis;
 use crate::ids::{ConversationId, EventId, IdError, ItemId, OrderId, SessionId, TenantId, UserId};
 use crate::validate::{RejectCode, ValidationPolicy, Violation, Violations};
-use crate::UnixMillis;
 
 /// Largest quantity on one cart change or order line.
 pub const MAX_QUANTITY: u32 = 10_000;
@@ -345,12 +345,10 @@ impl Event {
                     })
                     .collect(),
             }),
-            Payload::OrderStatusChanged { order, status } => {
-                P::OrderStatusChanged(pb::OrderStatusChanged {
-                    order_id: order.to_string(),
-                    status: order_status_to_proto(*status) as i32,
-                })
-            }
+            Payload::OrderStatusChanged { order, status } => P::OrderStatusChanged(pb::OrderStatusChanged {
+                order_id: order.to_string(),
+                status: order_status_to_proto(*status) as i32,
+            }),
             Payload::SearchPerformed { query, results } => P::SearchPerformed(pb::SearchPerformed {
                 query: query.clone(),
                 result_item_ids: results.iter().map(ToString::to_string).collect(),
@@ -500,7 +498,11 @@ impl Checker {
             P::OrderPlaced(v) => {
                 let order = self.id("order_placed.order_id", &v.order_id, OrderId::parse);
                 if v.lines.is_empty() {
-                    self.push(RejectCode::MissingField, "order_placed.lines", "an order needs at least one line");
+                    self.push(
+                        RejectCode::MissingField,
+                        "order_placed.lines",
+                        "an order needs at least one line",
+                    );
                 }
                 self.list_len("order_placed.lines", v.lines.len(), MAX_ORDER_LINES);
                 let lines: Vec<OrderLine> = v
@@ -688,12 +690,13 @@ mod tests {
 
     #[test]
     fn customer_events_need_a_user_but_catalog_events_do_not() {
-        let mut view = base(P::ProductViewed(pb::ProductViewed { item_id: "i".into(), source: String::new() }));
+        let mut view =
+            base(P::ProductViewed(pb::ProductViewed { item_id: "i".into(), source: String::new() }));
         view.user_id.clear();
-        assert_eq!(fields(Event::from_proto(&view, None, &policy())), vec![(
-            RejectCode::MissingField,
-            "user_id".to_string()
-        )]);
+        assert_eq!(
+            fields(Event::from_proto(&view, None, &policy())),
+            vec![(RejectCode::MissingField, "user_id".to_string())]
+        );
         let mut item = base(P::ItemUpserted(pb::ItemUpserted { item_id: "i".into(), ..Default::default() }));
         item.user_id.clear();
         assert!(Event::from_proto(&item, None, &policy()).is_ok());
@@ -703,42 +706,44 @@ mod tests {
     fn tenant_comes_from_the_call_and_must_match() {
         let acme = TenantId::parse("acme").expect("valid");
         let other = TenantId::parse("other").expect("valid");
-        let mut wire = base(P::ProductViewed(pb::ProductViewed { item_id: "i".into(), source: String::new() }));
-        assert_eq!(fields(Event::from_proto(&wire, Some(&other), &policy())), vec![(
-            RejectCode::TenantMismatch,
-            "tenant".to_string()
-        )]);
+        let mut wire =
+            base(P::ProductViewed(pb::ProductViewed { item_id: "i".into(), source: String::new() }));
+        assert_eq!(
+            fields(Event::from_proto(&wire, Some(&other), &policy())),
+            vec![(RejectCode::TenantMismatch, "tenant".to_string())]
+        );
         wire.tenant.clear();
         assert_eq!(Event::from_proto(&wire, Some(&acme), &policy()).expect("valid").tenant, acme);
-        assert_eq!(fields(Event::from_proto(&wire, None, &policy())), vec![(
-            RejectCode::MissingField,
-            "tenant".to_string()
-        )]);
+        assert_eq!(
+            fields(Event::from_proto(&wire, None, &policy())),
+            vec![(RejectCode::MissingField, "tenant".to_string())]
+        );
     }
 
     #[test]
     fn future_skew_is_bounded_at_ingest_but_not_for_stored_events() {
-        let mut wire = base(P::ProductViewed(pb::ProductViewed { item_id: "i".into(), source: String::new() }));
+        let mut wire =
+            base(P::ProductViewed(pb::ProductViewed { item_id: "i".into(), source: String::new() }));
         wire.occurred_at = Some(UnixMillis(1_700_000_000_000 + 301_000).to_proto());
-        assert_eq!(fields(Event::from_proto(&wire, None, &policy())), vec![(
-            RejectCode::TimestampOutOfRange,
-            "occurred_at".to_string()
-        )]);
+        assert_eq!(
+            fields(Event::from_proto(&wire, None, &policy())),
+            vec![(RejectCode::TimestampOutOfRange, "occurred_at".to_string())]
+        );
         assert!(Event::from_proto(&wire, None, &ValidationPolicy::stored()).is_ok());
     }
 
     #[test]
     fn unknown_enum_values_and_missing_payload_are_rejected() {
         let wire = base(P::OrderStatusChanged(pb::OrderStatusChanged { order_id: "o".into(), status: 42 }));
-        assert_eq!(fields(Event::from_proto(&wire, None, &policy())), vec![(
-            RejectCode::InvalidEnum,
-            "order_status_changed.status".to_string()
-        )]);
+        assert_eq!(
+            fields(Event::from_proto(&wire, None, &policy())),
+            vec![(RejectCode::InvalidEnum, "order_status_changed.status".to_string())]
+        );
         let mut none = wire.clone();
         none.payload = None;
-        assert_eq!(fields(Event::from_proto(&none, None, &policy())), vec![(
-            RejectCode::MissingField,
-            "payload".to_string()
-        )]);
+        assert_eq!(
+            fields(Event::from_proto(&none, None, &policy())),
+            vec![(RejectCode::MissingField, "payload".to_string())]
+        );
     }
 }

@@ -43,10 +43,7 @@ fn check_tenant(s: &str) -> Result<(), IdError> {
         return Err(IdError::TooLong { max: MAX_TENANT_LEN, len: s.len() });
     }
     // Tenants appear as a token in NATS subjects and in store keys: no dots, wildcards or spaces.
-    match s
-        .chars()
-        .find(|c| !(c.is_ascii_lowercase() || c.is_ascii_digit() || *c == '-' || *c == '_'))
-    {
+    match s.chars().find(|c| !(c.is_ascii_lowercase() || c.is_ascii_digit() || *c == '-' || *c == '_')) {
         Some(c) => Err(IdError::BadChar(c, TENANT_ALLOWED)),
         None => Ok(()),
     }

@@ -10,8 +10,8 @@ mod time;
 mod validate;
 
 pub use event::{
-    Author, CatalogItem, Event, EventKind, Interaction, InteractionKind, Money, OrderLine,
-    OrderStatus, Payload,
+    Author, CatalogItem, Event, EventKind, Interaction, InteractionKind, Money, OrderLine, OrderStatus,
+    Payload,
 };
 pub use ids::{ConversationId, EventId, IdError, ItemId, OrderId, SessionId, TenantId, UserId};
 pub use time::UnixMillis;

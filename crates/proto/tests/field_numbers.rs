@@ -38,7 +38,10 @@ fn current_fields() -> BTreeMap<String, String> {
 }
 
 /// What breaks wire compatibility (changed or removed numbers) and what is new (not locked yet).
-fn compare(locked: &BTreeMap<String, String>, current: &BTreeMap<String, String>) -> (Vec<String>, Vec<String>) {
+fn compare(
+    locked: &BTreeMap<String, String>,
+    current: &BTreeMap<String, String>,
+) -> (Vec<String>, Vec<String>) {
     let changed = locked
         .iter()
         .filter_map(|(k, v)| match current.get(k) {
