@@ -136,7 +136,9 @@ impl MemStream {
             if p.redeliver_at > now {
                 continue;
             }
-            if !messages.contains_key(&seq) || (d.spec.max_deliver > 0 && p.delivered >= d.spec.max_deliver as u64) {
+            if !messages.contains_key(&seq)
+                || (d.spec.max_deliver > 0 && p.delivered >= d.spec.max_deliver as u64)
+            {
                 gave_up.push(seq);
                 continue;
             }
@@ -235,7 +237,10 @@ impl RespondHandle for MemoryResponder {
 
 /// Waits until `changed` fires or `until` passes. `notified` must have been enabled before the
 /// state was inspected, so that no change in between is missed.
-async fn wait_for_change(notified: std::pin::Pin<&mut tokio::sync::futures::Notified<'_>>, until: Option<Instant>) {
+async fn wait_for_change(
+    notified: std::pin::Pin<&mut tokio::sync::futures::Notified<'_>>,
+    until: Option<Instant>,
+) {
     match until {
         Some(t) => {
             tokio::select! {
@@ -303,8 +308,10 @@ impl Bus for MemoryBus {
     async fn consume(&self, spec: &ConsumerSpec) -> Result<DeliveryStream> {
         {
             let mut state = self.state();
-            let stream =
-                state.streams.get_mut(&spec.stream).ok_or_else(|| BusError::UnknownStream(spec.stream.clone()))?;
+            let stream = state
+                .streams
+                .get_mut(&spec.stream)
+                .ok_or_else(|| BusError::UnknownStream(spec.stream.clone()))?;
             stream
                 .durables
                 .entry(spec.durable.clone())

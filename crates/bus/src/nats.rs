@@ -51,7 +51,9 @@ impl NatsBus {
 /// Removes credentials from a URL before it is shown.
 fn redact(url: &str) -> String {
     match (url.find("://"), url.rfind('@')) {
-        (Some(scheme_end), Some(at)) if at > scheme_end => format!("{}***{}", &url[..scheme_end + 3], &url[at..]),
+        (Some(scheme_end), Some(at)) if at > scheme_end => {
+            format!("{}***{}", &url[..scheme_end + 3], &url[at..])
+        }
         _ => url.to_string(),
     }
 }
@@ -86,7 +88,11 @@ fn from_header_map(map: Option<&async_nats::HeaderMap>) -> Headers {
 }
 
 fn to_message(m: &async_nats::Message) -> Message {
-    Message { subject: m.subject.to_string(), headers: from_header_map(m.headers.as_ref()), payload: m.payload.clone() }
+    Message {
+        subject: m.subject.to_string(),
+        headers: from_header_map(m.headers.as_ref()),
+        payload: m.payload.clone(),
+    }
 }
 
 struct NatsAck(jetstream::message::Acker);
@@ -145,8 +151,9 @@ impl Bus for NatsBus {
         if !valid_publish_subject(&message.subject) {
             return Err(BusError::InvalidSubject(message.subject));
         }
-        let mut publish =
-            jetstream::message::PublishMessage::build().payload(message.payload).headers(to_header_map(&message.headers));
+        let mut publish = jetstream::message::PublishMessage::build()
+            .payload(message.payload)
+            .headers(to_header_map(&message.headers));
         if let Some(id) = msg_id {
             publish = publish.message_id(id);
         }
@@ -210,7 +217,8 @@ impl Bus for NatsBus {
         Ok(messages
             .map(|m| {
                 let m = m.map_err(nats_err)?;
-                let (sequence, pending) = m.info().map(|i| (i.stream_sequence, i.pending)).map_err(nats_err)?;
+                let (sequence, pending) =
+                    m.info().map(|i| (i.stream_sequence, i.pending)).map_err(nats_err)?;
                 Ok(StoredMessage { message: to_message(&m), sequence, pending })
             })
             .boxed())
@@ -247,8 +255,11 @@ impl Bus for NatsBus {
     }
 
     async fn serve(&self, subject: &str, queue_group: &str) -> Result<RequestStream> {
-        let sub =
-            self.client.queue_subscribe(subject.to_string(), queue_group.to_string()).await.map_err(nats_err)?;
+        let sub = self
+            .client
+            .queue_subscribe(subject.to_string(), queue_group.to_string())
+            .await
+            .map_err(nats_err)?;
         let client = self.client.clone();
         Ok(sub
             .map(move |m| {

@@ -17,7 +17,9 @@ pub fn subject_matches(pattern: &str, subject: &str) -> bool {
 /// Whether a subject to publish to is valid: non-empty tokens, no wildcards, no whitespace.
 pub(crate) fn valid_publish_subject(subject: &str) -> bool {
     !subject.is_empty()
-        && subject.split('.').all(|t| !t.is_empty() && t != "*" && t != ">" && !t.contains(char::is_whitespace))
+        && subject
+            .split('.')
+            .all(|t| !t.is_empty() && t != "*" && t != ">" && !t.contains(char::is_whitespace))
 }
 
 #[cfg(test)]

@@ -27,7 +27,8 @@ impl TraceContext {
     pub fn parse(s: &str) -> Option<Self> {
         let mut parts = s.trim().split('-');
         let (version, trace, span, flags) = (parts.next()?, parts.next()?, parts.next()?, parts.next()?);
-        if version.len() != 2 || version == "ff" || trace.len() != 32 || span.len() != 16 || flags.len() != 2 {
+        if version.len() != 2 || version == "ff" || trace.len() != 32 || span.len() != 16 || flags.len() != 2
+        {
             return None;
         }
         if version == "00" && parts.next().is_some() {
@@ -73,7 +74,8 @@ mod tests {
 
     #[test]
     fn parses_the_spec_example_and_rejects_bad_values() {
-        let ctx = TraceContext::parse("00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01").expect("valid");
+        let ctx =
+            TraceContext::parse("00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01").expect("valid");
         assert_eq!(ctx.trace_id, 0x4bf92f3577b34da6a3ce929d0e0e4736);
         assert_eq!(ctx.span_id, 0x00f067aa0ba902b7);
         assert!(ctx.sampled);

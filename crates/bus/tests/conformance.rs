@@ -10,7 +10,8 @@ use std::time::Duration;
 use bytes::Bytes;
 use futures::StreamExt;
 use shopmind_bus::{
-    Bus, BusError, ConsumerSpec, Delivery, DeliveryStream, Headers, Message, StartAt, StreamSpec, TraceContext,
+    Bus, BusError, ConsumerSpec, Delivery, DeliveryStream, Headers, Message, StartAt, StreamSpec,
+    TraceContext,
 };
 
 const WAIT: Duration = Duration::from_secs(10);
@@ -61,7 +62,8 @@ pub async fn publish_consume_ack_in_order_with_headers(bus: Arc<dyn Bus>) {
     let mut headers = Headers::new().with("x-kind", "view");
     headers.set_trace(&trace);
     for i in 0..3 {
-        let m = Message::new(format!("ev.t1.k{i}"), Bytes::from(format!("m{i}"))).with_headers(headers.clone());
+        let m =
+            Message::new(format!("ev.t1.k{i}"), Bytes::from(format!("m{i}"))).with_headers(headers.clone());
         bus.publish(m, None).await.unwrap();
     }
     let mut deliveries = bus.consume(&consumer_spec("c", Duration::from_secs(30))).await.unwrap();
@@ -257,7 +259,8 @@ pub async fn request_reply_with_queue_groups_and_errors(bus: Arc<dyn Bus>) {
     .await;
     answered.store(0, std::sync::atomic::Ordering::SeqCst);
     for i in 0..10 {
-        let reply = bus.request(Message::new("echo.x", format!("{i}")), Duration::from_secs(5)).await.unwrap();
+        let reply =
+            bus.request(Message::new("echo.x", format!("{i}")), Duration::from_secs(5)).await.unwrap();
         assert_eq!(reply.payload, Bytes::from(format!("echo:{i}")));
         assert_eq!(reply.headers.get("x-echo"), Some("echo.x"));
     }

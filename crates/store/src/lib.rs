@@ -35,8 +35,13 @@ impl std::fmt::Display for Key {
     }
 }
 
-/// One write. A batch of writes is applied in order, in one round trip; with
-/// [`WriteBatch::atomic`] all of it or none of it is applied.
+/// One write. A batch of writes is applied in order, in one round trip.
+///
+/// A write can fail (a key holding another type: [`StoreError::WrongType`]; a hash field that is
+/// not an integer; an increment that overflows or makes a score NaN). As in Redis, a failed write
+/// changes nothing and does not stop the batch: every other write of the batch is still applied,
+/// in order, and the call returns the error of the first write that failed. See
+/// [`WriteBatch::atomic`].
 #[derive(Debug, Clone, PartialEq)]
 pub enum Write {
     /// Prepends `value` to the list and keeps only the newest `cap` entries.
@@ -65,8 +70,12 @@ pub enum Write {
 #[derive(Debug, Clone, Default, PartialEq)]
 pub struct WriteBatch {
     pub writes: Vec<Write>,
-    /// Apply as one transaction (Redis MULTI/EXEC). On Redis Cluster all keys of an atomic batch
-    /// must share a hash slot.
+    /// Apply as one transaction (Redis MULTI/EXEC): no other client sees the batch half applied
+    /// or interleaves its own commands with it. This is isolation, not rollback: exactly as in
+    /// Redis, a write that fails when it runs (e.g. [`StoreError::WrongType`]) is skipped, the
+    /// other writes of the batch are applied all the same, and the call returns the first
+    /// write's error. A non-atomic batch fails the same way, without the isolation.
+    /// On Redis Cluster all keys of an atomic batch must share a hash slot.
     pub atomic: bool,
 }
 
@@ -116,6 +125,17 @@ pub enum StoreError {
 }
 
 pub type Result<T, E = StoreError> = std::result::Result<T, E>;
+
+/// The longest TTL sent to Redis, in milliseconds (about 73 million years): longer ones would
+/// overflow its clock arithmetic and be refused.
+const MAX_TTL_MILLIS: u64 = (i64::MAX / 4) as u64;
+
+/// A TTL in whole milliseconds, rounded up (so that a positive TTL never becomes 0, which
+/// Redis takes as "expire now") and capped at [`MAX_TTL_MILLIS`]. Both backends use it.
+pub(crate) fn ttl_millis(ttl: Duration) -> u64 {
+    let rounded_up = ttl.as_millis() + u128::from(!ttl.subsec_nanos().is_multiple_of(1_000_000));
+    u64::try_from(rounded_up).map_or(MAX_TTL_MILLIS, |ms| ms.min(MAX_TTL_MILLIS))
+}
 
 #[async_trait::async_trait]
 pub trait FeatureStore: Send + Sync + 'static {

@@ -1,0 +1,95 @@
+#![allow(clippy::unwrap_used)]
+
+use shopmind_config::{Config, ConfigError, Device, LogFormat};
+
+fn env(pairs: &[(&str, &str)]) -> Vec<(String, String)> {
+    pairs.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect()
+}
+
+#[test]
+fn defaults_are_valid() {
+    let c = Config::load(None, env(&[])).unwrap();
+    assert_eq!(c, Config::default());
+    assert!(c.nats.url.is_empty());
+}
+
+#[test]
+fn file_then_environment_override_defaults() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("shopmind.toml");
+    std::fs::write(
+        &path,
+        "[nats]\nurl = \"nats://10.0.0.1:4222\"\n[inference]\nsessions = 4\ndevice = \"cuda\"\n[log]\nformat = \"json\"\n",
+    )
+    .unwrap();
+    let c = Config::load(
+        Some(&path),
+        env(&[
+            ("SHOPMIND__INFERENCE__SESSIONS", "8"),
+            ("SHOPMIND__GATEWAY__LISTEN", "0.0.0.0:9000"),
+            ("OTHER", "x"),
+        ]),
+    )
+    .unwrap();
+    assert_eq!(c.nats.url, "nats://10.0.0.1:4222");
+    assert_eq!(c.inference.sessions, 8, "environment beats file");
+    assert_eq!(c.inference.device, Device::Cuda);
+    assert_eq!(c.log.format, LogFormat::Json);
+    assert_eq!(c.gateway.listen.port(), 9000);
+    assert_eq!(c.feature.recent_items_cap, 100, "untouched keys keep defaults");
+}
+
+#[test]
+fn errors_name_the_key_and_the_problem() {
+    let err = Config::load(None, env(&[("SHOPMIND__INFERENCE__SESSIONS", "0")])).unwrap_err();
+    assert_eq!(
+        err,
+        ConfigError::Invalid { key: "inference.sessions".into(), reason: "must be 1..=64".into() }
+    );
+
+    let err = Config::load(None, env(&[("SHOPMIND__INFERENCE__SESSIONS", "many")])).unwrap_err();
+    assert!(matches!(&err, ConfigError::Invalid { key, .. } if key == "inference.sessions"), "{err}");
+
+    let err = Config::load(None, env(&[("SHOPMIND__NATS__URL", "http://x")])).unwrap_err();
+    assert!(matches!(&err, ConfigError::Invalid { key, .. } if key == "nats.url"), "{err}");
+
+    let err = Config::load(None, env(&[("SHOPMIND__GATEWAY__LISTEN", "not an address")])).unwrap_err();
+    assert!(matches!(&err, ConfigError::Invalid { key, .. } if key == "gateway.listen"), "{err}");
+
+    let err = Config::load(None, env(&[("SHOPMIND__INFERENCE__DEVICE", "tpu")])).unwrap_err();
+    assert!(matches!(&err, ConfigError::Invalid { key, .. } if key == "inference.device"), "{err}");
+}
+
+#[test]
+fn unknown_keys_are_rejected_with_their_path() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("c.toml");
+    std::fs::write(&path, "[inference]\nsesions = 3\n").unwrap();
+    let err = Config::load(Some(&path), env(&[])).unwrap_err();
+    let text = err.to_string();
+    assert!(text.contains("sesions"), "{text}");
+
+    let err = Config::load(None, env(&[("SHOPMIND__NOPE__X", "1")])).unwrap_err();
+    assert!(err.to_string().contains("nope"), "{err}");
+}
+
+#[test]
+fn a_missing_or_broken_file_is_reported_with_its_path() {
+    let err = Config::load(Some(std::path::Path::new("/nonexistent/s.toml")), env(&[])).unwrap_err();
+    assert!(matches!(&err, ConfigError::File { path, .. } if path.ends_with("s.toml")), "{err}");
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("bad.toml");
+    std::fs::write(&path, "[nats\n").unwrap();
+    assert!(matches!(Config::load(Some(&path), env(&[])).unwrap_err(), ConfigError::File { .. }));
+}
+
+#[test]
+fn the_example_file_is_complete_and_valid() {
+    let path = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../../config/shopmind.example.toml");
+    let c = Config::load(Some(&path), env(&[])).unwrap();
+    // The example documents every key with its default value.
+    let example: toml::Table = std::fs::read_to_string(&path).unwrap().parse().unwrap();
+    let defaults = toml::Table::try_from(Config::default()).unwrap();
+    assert_eq!(example, defaults, "config/shopmind.example.toml must list every key with its default");
+    assert_eq!(c, Config::default());
+}

@@ -1,0 +1,532 @@
+//! Item-to-item co-visitation: items seen by the same customers are similar.
+//!
+//! Training counts, for every ordered pair of distinct items, how many users touched both among
+//! their most recent items, and normalises the count by the items' popularity:
+//! `S[i][j] = C[i][j] / sqrt(users_i * users_j)`, with `S[i][i] = 0`. Scoring a history of
+//! weighted items is `scores[j] = sum_k w_k * S[item_k][j]`; [`CovisitModel::to_onnx`] exports that
+//! computation as an ONNX graph so it runs inside ONNX Runtime.
+
+use std::collections::HashMap;
+
+use prost::Message;
+use serde::{Deserialize, Serialize};
+use shopmind_domain::InteractionKind;
+
+use crate::manifest::{MANIFEST_KEY, Manifest, TensorSpec};
+use crate::onnx::{self, DataType, Dim};
+
+/// Model family name written to [`Manifest::kind`].
+pub const KIND: &str = "covisit";
+/// Graph input: item indices of the history, int64 `[history]`.
+pub const INPUT_ITEMS: &str = "history_items";
+/// Graph input: weight of each history entry, float `[history]`.
+pub const INPUT_WEIGHTS: &str = "history_weights";
+/// Graph output: one score per item, float `[n]`.
+pub const OUTPUT_SCORES: &str = "scores";
+/// The symbolic dimension of the history inputs.
+pub const HISTORY_DIM: &str = "history";
+
+/// Training parameters.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct CovisitConfig {
+    /// Keep only this many items: the ones touched by the most distinct users (ties: smaller id).
+    pub max_items: usize,
+    /// Per user, only the `window` most recent distinct (in-vocabulary) items co-occur.
+    pub window: usize,
+}
+
+impl Default for CovisitConfig {
+    fn default() -> Self {
+        Self { max_items: 5000, window: 50 }
+    }
+}
+
+/// One interaction to learn from.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct TrainingInteraction {
+    pub user: String,
+    pub item: String,
+    /// Recorded for the manifest and future weighting; co-visitation counts every kind alike.
+    pub kind: InteractionKind,
+    pub at_ms: i64,
+}
+
+/// What a model was trained on.
+#[derive(Serialize, Deserialize, Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct TrainingStats {
+    /// Distinct users in the input.
+    pub users: u64,
+    /// Interactions in the input.
+    pub interactions: u64,
+    /// Earliest and latest `at_ms` in the input; both 0 when there was none.
+    pub first_at_ms: i64,
+    pub last_at_ms: i64,
+}
+
+/// A trained co-visitation model: `items[i]` is row and column `i` of the dense, row-major
+/// `n x n` similarity matrix.
+#[derive(Clone, Debug)]
+pub struct CovisitModel {
+    pub items: Vec<String>,
+    pub similarity: Vec<f32>,
+    pub stats: TrainingStats,
+    index: HashMap<String, usize>,
+}
+
+impl PartialEq for CovisitModel {
+    fn eq(&self, other: &Self) -> bool {
+        self.items == other.items && self.similarity == other.similarity && self.stats == other.stats
+    }
+}
+
+/// Trains a co-visitation model. Deterministic: the same interactions in the same order give the
+/// same model, bit for bit.
+///
+/// - Vocabulary: the `max_items` items touched by the most distinct users, ties by item id
+///   ascending; `items` is in that order (most popular first).
+/// - Per user, interactions are ordered by `at_ms` (ties: later in the input is more recent) and
+///   the `window` most recent distinct in-vocabulary items are kept.
+/// - `C[i][j]` counts the users whose kept items contain both `i` and `j` (`i != j`).
+/// - `S[i][j] = C[i][j] / sqrt(users_i * users_j)`, where `users_i` is the number of distinct users
+///   who touched `i` at all (the popularity used for the vocabulary), so `0 <= S <= 1`.
+pub fn train(
+    interactions: impl IntoIterator<Item = TrainingInteraction>,
+    cfg: &CovisitConfig,
+) -> CovisitModel {
+    let mut stats = TrainingStats::default();
+    let mut first = i64::MAX;
+    let mut last = i64::MIN;
+
+    // Intern users and items; per user keep (at_ms, item) in input order.
+    let mut item_ids: HashMap<String, usize> = HashMap::new();
+    let mut item_names: Vec<String> = Vec::new();
+    let mut user_ids: HashMap<String, usize> = HashMap::new();
+    let mut per_user: Vec<Vec<(i64, usize)>> = Vec::new();
+    for ev in interactions {
+        stats.interactions += 1;
+        first = first.min(ev.at_ms);
+        last = last.max(ev.at_ms);
+        let item = match item_ids.get(&ev.item) {
+            Some(&id) => id,
+            None => {
+                let id = item_names.len();
+                item_ids.insert(ev.item.clone(), id);
+                item_names.push(ev.item);
+                id
+            }
+        };
+        let user = match user_ids.get(&ev.user) {
+            Some(&id) => id,
+            None => {
+                let id = per_user.len();
+                user_ids.insert(ev.user, id);
+                per_user.push(Vec::new());
+                id
+            }
+        };
+        per_user[user].push((ev.at_ms, item));
+    }
+    stats.users = per_user.len() as u64;
+    if stats.interactions > 0 {
+        stats.first_at_ms = first;
+        stats.last_at_ms = last;
+    }
+
+    // Distinct users per item.
+    let mut popularity = vec![0u64; item_names.len()];
+    let mut last_user = vec![usize::MAX; item_names.len()];
+    for (u, events) in per_user.iter().enumerate() {
+        for &(_, item) in events {
+            if last_user[item] != u {
+                last_user[item] = u;
+                popularity[item] += 1;
+            }
+        }
+    }
+
+    // Vocabulary: most distinct users first, ties by id.
+    let mut ranked: Vec<usize> = (0..item_names.len()).collect();
+    ranked
+        .sort_by(|&a, &b| popularity[b].cmp(&popularity[a]).then_with(|| item_names[a].cmp(&item_names[b])));
+    ranked.truncate(cfg.max_items);
+    let n = ranked.len();
+    let mut vocab_of = vec![usize::MAX; item_names.len()];
+    for (v, &item) in ranked.iter().enumerate() {
+        vocab_of[item] = v;
+    }
+
+    // Co-occurrence counts over each user's window.
+    let mut counts = vec![0u32; n * n];
+    let mut seen_by = vec![usize::MAX; n];
+    let mut kept: Vec<usize> = Vec::with_capacity(cfg.window.min(n));
+    for (u, events) in per_user.iter_mut().enumerate() {
+        // Stable: equal timestamps keep input order, so iterating backwards is most recent first.
+        events.sort_by_key(|&(at, _)| at);
+        kept.clear();
+        for &(_, item) in events.iter().rev() {
+            if kept.len() >= cfg.window {
+                break;
+            }
+            let v = vocab_of[item];
+            if v != usize::MAX && seen_by[v] != u {
+                seen_by[v] = u;
+                kept.push(v);
+            }
+        }
+        for &a in &kept {
+            for &b in &kept {
+                if a != b {
+                    counts[a * n + b] = counts[a * n + b].saturating_add(1);
+                }
+            }
+        }
+    }
+
+    let users: Vec<f64> = ranked.iter().map(|&item| popularity[item] as f64).collect();
+    let mut similarity = vec![0f32; n * n];
+    for i in 0..n {
+        for j in 0..n {
+            let c = counts[i * n + j];
+            if c > 0 {
+                similarity[i * n + j] = (f64::from(c) / (users[i] * users[j]).sqrt()) as f32;
+            }
+        }
+    }
+
+    let items: Vec<String> = ranked.into_iter().map(|item| std::mem::take(&mut item_names[item])).collect();
+    let index = build_index(&items);
+    CovisitModel { items, similarity, stats, index }
+}
+
+fn build_index(items: &[String]) -> HashMap<String, usize> {
+    items.iter().enumerate().map(|(i, item)| (item.clone(), i)).collect()
+}
+
+impl CovisitModel {
+    /// A model from its parts; `similarity` must be `items.len()^2` long and item ids distinct.
+    pub fn new(items: Vec<String>, similarity: Vec<f32>, stats: TrainingStats) -> crate::Result<Self> {
+        let n = items.len();
+        if similarity.len() != n * n {
+            return Err(crate::ModelError::InvalidModel(format!(
+                "similarity has {} values, expected {n} x {n}",
+                similarity.len()
+            )));
+        }
+        let index = build_index(&items);
+        if index.len() != n {
+            return Err(crate::ModelError::InvalidModel("item ids are not distinct".into()));
+        }
+        Ok(Self { items, similarity, stats, index })
+    }
+
+    /// Number of items.
+    pub fn len(&self) -> usize {
+        self.items.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.items.is_empty()
+    }
+
+    /// The index of `item`, if it is in the vocabulary; a hash lookup.
+    ///
+    /// The lookup table is built by [`train`] and [`CovisitModel::new`]. A hit is checked against
+    /// `items`, so editing `items` afterwards never yields a wrong index, but ids added by such an
+    /// edit are not found: rebuild the model with [`CovisitModel::new`] instead.
+    pub fn index_of(&self, item: &str) -> Option<usize> {
+        match self.index.get(item) {
+            Some(&i) if self.items.get(i).is_some_and(|s| s == item) => Some(i),
+            Some(_) => self.items.iter().position(|s| s == item),
+            None => None,
+        }
+    }
+
+    /// The similarity of `a` to `b` (`S[a][b]`), 0 for indices out of range.
+    pub fn similarity_of(&self, a: usize, b: usize) -> f32 {
+        let n = self.items.len();
+        if a < n && b < n { self.similarity.get(a * n + b).copied().unwrap_or(0.0) } else { 0.0 }
+    }
+
+    /// The reference scorer, in plain Rust: `scores[j] = sum_k w_k * S[idx_k][j]`. Entries whose
+    /// index is out of range are ignored. The exported ONNX graph computes the same thing.
+    pub fn score(&self, history: &[(usize, f32)]) -> Vec<f32> {
+        let n = self.items.len();
+        let mut scores = vec![0f32; n];
+        for &(idx, w) in history {
+            if idx >= n {
+                continue;
+            }
+            let Some(row) = self.similarity.get(idx * n..(idx + 1) * n) else { continue };
+            for (s, &v) in scores.iter_mut().zip(row) {
+                *s += w * v;
+            }
+        }
+        scores
+    }
+
+    /// The manifest [`CovisitModel::to_onnx`] embeds, given the caller's identity fields.
+    pub fn manifest(&self, name: &str, version: &str, tenant: &str, created_at_ms: i64) -> Manifest {
+        Manifest {
+            name: name.to_owned(),
+            kind: KIND.to_owned(),
+            version: version.to_owned(),
+            tenant: tenant.to_owned(),
+            created_at_ms,
+            items: self.items.clone(),
+            stats: self.stats,
+            inputs: vec![
+                TensorSpec {
+                    name: INPUT_ITEMS.into(),
+                    dtype: "int64".into(),
+                    shape: vec![HISTORY_DIM.into()],
+                },
+                TensorSpec {
+                    name: INPUT_WEIGHTS.into(),
+                    dtype: "float32".into(),
+                    shape: vec![HISTORY_DIM.into()],
+                },
+            ],
+            outputs: vec![TensorSpec {
+                name: OUTPUT_SCORES.into(),
+                dtype: "float32".into(),
+                shape: vec![self.items.len().to_string()],
+            }],
+        }
+    }
+
+    /// Exports the model as ONNX (IR 8, opset 17). The graph:
+    ///
+    /// ```text
+    /// history_items   int64 [H] ─┐
+    /// similarity      float [n,n] ─ Gather(axis=0) ──────────────── [H,n] ─┐
+    /// history_weights float [H] ─── Unsqueeze(axes=[1]) ─────────── [H,1] ─ Mul ─ [H,n]
+    ///                                    ─ ReduceSum(axes=[0], keepdims=0) ─ scores float [n]
+    /// ```
+    ///
+    /// The embedded manifest takes `name`, `version`, `tenant` and `created_at_ms` from `manifest`;
+    /// `kind`, `items`, `stats`, `inputs` and `outputs` always describe this model, as
+    /// [`CovisitModel::manifest`] builds them.
+    pub fn to_onnx(&self, manifest: &Manifest) -> Vec<u8> {
+        let n = self.items.len() as i64;
+        let manifest =
+            self.manifest(&manifest.name, &manifest.version, &manifest.tenant, manifest.created_at_ms);
+        // Serialising a struct of strings, numbers and vectors cannot fail.
+        let manifest_json = serde_json::to_string(&manifest).unwrap_or_default();
+
+        let graph = onnx::GraphProto {
+            name: "covisit".into(),
+            node: vec![
+                onnx::node(
+                    "Gather",
+                    &["similarity", INPUT_ITEMS],
+                    &["rows"],
+                    vec![onnx::attr_int("axis", 0)],
+                ),
+                onnx::node("Unsqueeze", &[INPUT_WEIGHTS, "unsqueeze_axes"], &["weights_column"], vec![]),
+                onnx::node("Mul", &["rows", "weights_column"], &["weighted_rows"], vec![]),
+                onnx::node(
+                    "ReduceSum",
+                    &["weighted_rows", "reduce_axes"],
+                    &[OUTPUT_SCORES],
+                    vec![onnx::attr_int("keepdims", 0)],
+                ),
+            ],
+            initializer: vec![
+                onnx::float_tensor("similarity", &[n, n], &self.similarity),
+                onnx::int64_tensor("unsqueeze_axes", &[1], &[1]),
+                onnx::int64_tensor("reduce_axes", &[1], &[0]),
+            ],
+            input: vec![
+                onnx::tensor_value_info(INPUT_ITEMS, DataType::Int64, &[Dim::Symbolic(HISTORY_DIM.into())]),
+                onnx::tensor_value_info(INPUT_WEIGHTS, DataType::Float, &[Dim::Symbolic(HISTORY_DIM.into())]),
+            ],
+            output: vec![onnx::tensor_value_info(OUTPUT_SCORES, DataType::Float, &[Dim::Fixed(n)])],
+            ..Default::default()
+        };
+        let model = onnx::ModelProto {
+            ir_version: Some(onnx::IR_VERSION),
+            producer_name: "shopmind".into(),
+            producer_version: env!("CARGO_PKG_VERSION").into(),
+            graph: Some(graph),
+            opset_import: vec![onnx::opset("", onnx::OPSET_VERSION)],
+            metadata_props: vec![onnx::StringStringEntryProto {
+                key: MANIFEST_KEY.into(),
+                value: manifest_json,
+            }],
+            ..Default::default()
+        };
+        model.encode_to_vec()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used)]
+
+    use super::*;
+
+    fn ev(user: &str, item: &str, at_ms: i64) -> TrainingInteraction {
+        TrainingInteraction { user: user.into(), item: item.into(), kind: InteractionKind::View, at_ms }
+    }
+
+    fn toy() -> Vec<TrainingInteraction> {
+        vec![
+            ev("u1", "a", 1),
+            ev("u1", "b", 2),
+            ev("u2", "a", 3),
+            ev("u2", "b", 4),
+            ev("u2", "c", 5),
+            ev("u3", "a", 6),
+            ev("u3", "c", 7),
+            ev("u3", "a", 8),
+        ]
+    }
+
+    fn sim(m: &CovisitModel, a: &str, b: &str) -> f32 {
+        m.similarity_of(m.index_of(a).unwrap(), m.index_of(b).unwrap())
+    }
+
+    #[test]
+    fn toy_similarities_match_hand_computation() {
+        let m = train(toy(), &CovisitConfig::default());
+        // users: a = {u1,u2,u3} (3), b = {u1,u2} (2), c = {u2,u3} (2) -> order a, b, c.
+        assert_eq!(m.items, vec!["a", "b", "c"]);
+        assert_eq!(m.stats, TrainingStats { users: 3, interactions: 8, first_at_ms: 1, last_at_ms: 8 });
+        // C(a,b) = 2 (u1,u2), C(a,c) = 2 (u2,u3), C(b,c) = 1 (u2).
+        let close = |x: f32, y: f64| (f64::from(x) - y).abs() < 1e-6;
+        assert!(close(sim(&m, "a", "b"), 2.0 / 6f64.sqrt()));
+        assert!(close(sim(&m, "b", "a"), 2.0 / 6f64.sqrt()));
+        assert!(close(sim(&m, "a", "c"), 2.0 / 6f64.sqrt()));
+        assert!(close(sim(&m, "b", "c"), 1.0 / 4f64.sqrt()));
+        for item in ["a", "b", "c"] {
+            assert_eq!(sim(&m, item, item), 0.0);
+        }
+        // A customer who looked at b: a is the best next item (0.816 > 0.5).
+        let scores = m.score(&[(m.index_of("b").unwrap(), 1.0)]);
+        let best = (0..scores.len()).max_by(|&x, &y| scores[x].total_cmp(&scores[y])).unwrap();
+        assert_eq!(m.items[best], "a");
+    }
+
+    #[test]
+    fn window_keeps_only_recent_distinct_items() {
+        // u1's most recent two distinct items are c and b (a is older), even though b repeats.
+        let data = vec![ev("u1", "a", 1), ev("u1", "b", 2), ev("u1", "c", 3), ev("u1", "b", 4)];
+        let m = train(data.clone(), &CovisitConfig { max_items: 10, window: 2 });
+        assert!(sim(&m, "b", "c") > 0.0);
+        assert_eq!(sim(&m, "a", "b"), 0.0);
+        assert_eq!(sim(&m, "a", "c"), 0.0);
+        let wide = train(data, &CovisitConfig { max_items: 10, window: 3 });
+        assert!(sim(&wide, "a", "b") > 0.0);
+    }
+
+    #[test]
+    fn equal_timestamps_use_input_order() {
+        let data = vec![ev("u1", "a", 5), ev("u1", "b", 5), ev("u1", "c", 5)];
+        let m = train(data, &CovisitConfig { max_items: 10, window: 2 });
+        assert!(sim(&m, "b", "c") > 0.0);
+        assert_eq!(sim(&m, "a", "b"), 0.0);
+    }
+
+    #[test]
+    fn max_items_keeps_the_most_popular() {
+        let m = train(toy(), &CovisitConfig { max_items: 2, window: 50 });
+        // a (3 users) then b and c tie at 2 users: b wins by id.
+        assert_eq!(m.items, vec!["a", "b"]);
+        assert_eq!(m.similarity.len(), 4);
+        assert_eq!(m.index_of("c"), None);
+        // Normalisation still uses the items' own popularity.
+        assert!((f64::from(sim(&m, "a", "b")) - 2.0 / 6f64.sqrt()).abs() < 1e-6);
+    }
+
+    #[test]
+    fn empty_input_gives_an_empty_model() {
+        let m = train(Vec::new(), &CovisitConfig::default());
+        assert!(m.is_empty());
+        assert_eq!(m.stats, TrainingStats::default());
+        assert!(m.score(&[(0, 1.0)]).is_empty());
+    }
+
+    #[test]
+    fn score_ignores_out_of_range_and_sums_repeats() {
+        let m = train(toy(), &CovisitConfig::default());
+        let b = m.index_of("b").unwrap();
+        let once = m.score(&[(b, 1.0)]);
+        let twice = m.score(&[(b, 0.5), (99, 3.0), (b, 0.5)]);
+        assert_eq!(once, twice);
+    }
+
+    #[test]
+    fn index_of_never_returns_a_stale_index() {
+        let mut m = train(toy(), &CovisitConfig::default());
+        m.items.swap(0, 1);
+        assert_eq!(m.index_of("a"), Some(1));
+        assert_eq!(m.index_of("b"), Some(0));
+        m.items[2] = "z".into();
+        assert_eq!(m.index_of("c"), None);
+    }
+
+    #[test]
+    fn new_checks_shape_and_ids() {
+        assert!(CovisitModel::new(vec!["a".into()], vec![0.0; 2], TrainingStats::default()).is_err());
+        assert!(
+            CovisitModel::new(vec!["a".into(), "a".into()], vec![0.0; 4], TrainingStats::default()).is_err()
+        );
+        assert!(CovisitModel::new(vec!["a".into()], vec![0.0], TrainingStats::default()).is_ok());
+    }
+
+    #[test]
+    fn training_and_export_are_deterministic() {
+        let mut data = Vec::new();
+        for u in 0..40 {
+            for k in 0..12 {
+                let item = format!("i{}", (u * 7 + k * 3) % 25);
+                data.push(ev(&format!("u{u}"), &item, i64::from((u * 13 + k * 5) % 17)));
+            }
+        }
+        let cfg = CovisitConfig { max_items: 20, window: 6 };
+        let a = train(data.clone(), &cfg);
+        let b = train(data, &cfg);
+        assert_eq!(a, b);
+        let manifest = a.manifest("recommender", "v1", "acme", 1_700_000_000_000);
+        assert_eq!(a.to_onnx(&manifest), b.to_onnx(&manifest));
+    }
+
+    #[test]
+    fn manifest_round_trips_through_onnx() {
+        let m = train(toy(), &CovisitConfig::default());
+        let manifest = m.manifest("recommender", "v7", "acme", 42);
+        let bytes = m.to_onnx(&manifest);
+        assert_eq!(crate::read_manifest(&bytes).unwrap(), manifest);
+
+        // Fields describing the model come from the model, whatever the caller passed.
+        let mut stale = manifest.clone();
+        stale.items = vec!["nope".into()];
+        stale.kind = "other".into();
+        assert_eq!(crate::read_manifest(&m.to_onnx(&stale)).unwrap(), manifest);
+    }
+
+    #[test]
+    fn exported_graph_has_the_documented_shape() {
+        let m = train(toy(), &CovisitConfig::default());
+        let bytes = m.to_onnx(&m.manifest("recommender", "v1", "t", 0));
+        let model = onnx::ModelProto::decode(bytes.as_slice()).unwrap();
+        assert_eq!(model.ir_version, Some(8));
+        assert_eq!(model.opset_import, vec![onnx::opset("", 17)]);
+        let graph = model.graph.unwrap();
+        let ops: Vec<&str> = graph.node.iter().map(|n| n.op_type.as_str()).collect();
+        assert_eq!(ops, ["Gather", "Unsqueeze", "Mul", "ReduceSum"]);
+        let sim = graph.initializer.iter().find(|t| t.name == "similarity").unwrap();
+        assert_eq!(sim.dims, vec![3, 3]);
+        assert_eq!(sim.f32_values().unwrap(), m.similarity);
+    }
+
+    #[test]
+    fn garbage_is_an_invalid_model() {
+        for bytes in [&b"definitely not onnx"[..], &[0xff; 64][..], &[][..]] {
+            match crate::read_manifest(bytes) {
+                Err(crate::ModelError::InvalidModel(_)) => {}
+                other => panic!("expected InvalidModel, got {other:?}"),
+            }
+        }
+    }
+}

@@ -1,0 +1,348 @@
+//! ONNX Runtime: loading the library once per process, and running a model on a pool of sessions.
+//!
+//! ONNX Runtime is loaded dynamically from a path ([`init_runtime`]); `ort` allows one
+//! environment per process, so it lives in a process-wide `OnceLock`. A [`SessionPool`] holds N
+//! sessions of one model. `Session::run` needs `&mut Session`, so a run checks a session out of
+//! the pool (a semaphore counts the free ones; a mutex guards only the checkout and the return),
+//! runs it on tokio's blocking pool, and puts it back, also when the caller stops waiting.
+
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex, OnceLock, PoisonError};
+
+use ort::environment::Environment;
+use ort::session::Session;
+use ort::session::builder::{GraphOptimizationLevel, SessionBuilder};
+use ort::value::{DynValue, Tensor, TensorElementType, ValueType};
+use tokio::sync::{OwnedSemaphorePermit, Semaphore};
+
+use crate::error::{ModelError, Result};
+
+const FIX: &str = "run scripts/setup.sh or set inference.onnxruntime_library";
+
+struct Runtime {
+    env: Environment,
+    library: PathBuf,
+}
+
+static RUNTIME: OnceLock<Runtime> = OnceLock::new();
+static INIT: Mutex<()> = Mutex::new(());
+
+fn runtime_error(e: impl std::fmt::Display) -> ModelError {
+    ModelError::Runtime(e.to_string())
+}
+
+/// Checks that `library` names an existing file, without touching ONNX Runtime.
+pub fn check_library(library: &Path) -> Result<()> {
+    if library.is_file() {
+        Ok(())
+    } else {
+        Err(ModelError::Runtime(format!("ONNX Runtime library not found at {}; {FIX}", library.display())))
+    }
+}
+
+/// Loads ONNX Runtime from `library` and creates the process-wide environment.
+///
+/// Idempotent: once the runtime is up, later calls return `Ok` (a different path is logged and
+/// ignored, as a process can load only one). A path that does not name a file is always an error,
+/// checked before ONNX Runtime is touched; a file that is not a usable ONNX Runtime library is an
+/// error too, and leaves the process free to try another path.
+pub fn init_runtime(library: &Path) -> Result<()> {
+    check_library(library)?;
+    if let Some(rt) = RUNTIME.get() {
+        warn_if_other(rt, library);
+        return Ok(());
+    }
+    let _init = INIT.lock().unwrap_or_else(PoisonError::into_inner);
+    if let Some(rt) = RUNTIME.get() {
+        warn_if_other(rt, library);
+        return Ok(());
+    }
+    let builder = ort::init_from(library).map_err(|e| {
+        ModelError::Runtime(format!("cannot load ONNX Runtime from {}: {e}; {FIX}", library.display()))
+    })?;
+    let env = builder.with_name("shopmind").with_telemetry(false).build().map_err(|e| {
+        ModelError::Runtime(format!("cannot start ONNX Runtime loaded from {}: {e}", library.display()))
+    })?;
+    tracing::info!(library = %library.display(), "ONNX Runtime loaded");
+    // Only this thread (holding INIT) sets it, so it is empty here.
+    let _ = RUNTIME.set(Runtime { env, library: library.to_path_buf() });
+    Ok(())
+}
+
+fn warn_if_other(rt: &Runtime, library: &Path) {
+    if rt.library != library {
+        tracing::warn!(
+            loaded = %rt.library.display(),
+            requested = %library.display(),
+            "ONNX Runtime is already loaded from another path; keeping it"
+        );
+    }
+}
+
+/// Whether [`init_runtime`] has succeeded in this process.
+pub fn runtime_ready() -> bool {
+    RUNTIME.get().is_some()
+}
+
+fn environment() -> Result<&'static Environment> {
+    RUNTIME
+        .get()
+        .map(|rt| &rt.env)
+        .ok_or_else(|| ModelError::Runtime("ONNX Runtime is not initialised; call init_runtime first".into()))
+}
+
+/// The ONNX Runtime library to use when none is configured: `ORT_DYLIB_PATH` if set (even if it
+/// does not exist, so that [`init_runtime`] reports it); else the first existing
+/// `.cache/onnxruntime/libonnxruntime.so` under the current directory or under the directory of
+/// the running executable or any of its ancestors (so `target/debug/shopmind` finds
+/// `<repo>/.cache/...`).
+pub fn default_library_path() -> Option<PathBuf> {
+    if let Some(p) = std::env::var_os("ORT_DYLIB_PATH").filter(|p| !p.is_empty()) {
+        return Some(PathBuf::from(p));
+    }
+    let relative = Path::new(".cache").join("onnxruntime").join(format!(
+        "{}onnxruntime{}",
+        std::env::consts::DLL_PREFIX,
+        std::env::consts::DLL_SUFFIX
+    ));
+    let mut roots = Vec::new();
+    if let Ok(cwd) = std::env::current_dir() {
+        roots.push(cwd);
+    }
+    if let Some(exe_dir) = std::env::current_exe().ok().and_then(|exe| exe.parent().map(Path::to_path_buf)) {
+        roots.extend(exe_dir.ancestors().map(Path::to_path_buf));
+    }
+    roots.into_iter().map(|root| root.join(&relative)).find(|p| p.is_file())
+}
+
+/// Where a model runs.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub enum Device {
+    #[default]
+    Cpu,
+    /// An NVIDIA GPU through ONNX Runtime's CUDA execution provider. Needs the `cuda` feature and
+    /// a CUDA build of ONNX Runtime; if the provider cannot be registered or cannot take the
+    /// whole graph, loading fails: there is no silent fallback to the CPU.
+    Cuda { device_id: i32 },
+}
+
+/// How to build a [`SessionPool`].
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct PoolOptions {
+    /// Sessions in the pool: how many runs can proceed at once. At least 1.
+    pub sessions: usize,
+    /// Intra-op threads of each session. At least 1.
+    pub intra_threads: usize,
+    pub device: Device,
+}
+
+impl Default for PoolOptions {
+    fn default() -> Self {
+        Self { sessions: 2, intra_threads: 1, device: Device::Cpu }
+    }
+}
+
+/// A tensor passed to a model, row-major.
+#[derive(Clone, Debug, PartialEq)]
+pub enum InputTensor {
+    F32 { shape: Vec<usize>, data: Vec<f32> },
+    I64 { shape: Vec<usize>, data: Vec<i64> },
+}
+
+/// A tensor a model returned, row-major, copied out of ONNX Runtime.
+#[derive(Clone, Debug, PartialEq)]
+pub enum OutputTensor {
+    F32 { shape: Vec<usize>, data: Vec<f32> },
+    I64 { shape: Vec<usize>, data: Vec<i64> },
+}
+
+struct PoolInner {
+    idle: Mutex<Vec<Session>>,
+    permits: Arc<Semaphore>,
+}
+
+/// N sessions of one model; see the module docs.
+pub struct SessionPool {
+    inner: Arc<PoolInner>,
+    size: usize,
+    inputs: Vec<String>,
+    outputs: Vec<String>,
+}
+
+impl std::fmt::Debug for SessionPool {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("SessionPool")
+            .field("size", &self.size)
+            .field("inputs", &self.inputs)
+            .field("outputs", &self.outputs)
+            .finish()
+    }
+}
+
+/// A session on loan; returned to the pool when dropped, before its permit is released.
+struct Checkout {
+    session: Option<Session>,
+    pool: Arc<PoolInner>,
+    _permit: OwnedSemaphorePermit,
+}
+
+impl Drop for Checkout {
+    fn drop(&mut self) {
+        if let Some(session) = self.session.take() {
+            self.pool.idle.lock().unwrap_or_else(PoisonError::into_inner).push(session);
+        }
+    }
+}
+
+fn build_session(env: &Environment, bytes: &[u8], opts: &PoolOptions) -> Result<Session> {
+    let builder = Session::builder(env)
+        .map_err(runtime_error)?
+        .with_optimization_level(GraphOptimizationLevel::Level3)
+        .map_err(runtime_error)?
+        .with_intra_threads(opts.intra_threads.max(1))
+        .map_err(runtime_error)?;
+    let mut builder = with_device(builder, opts.device)?;
+    builder.commit_from_memory(bytes).map_err(|e| ModelError::Runtime(format!("cannot load the model: {e}")))
+}
+
+#[cfg(feature = "cuda")]
+fn with_device(builder: SessionBuilder, device: Device) -> Result<SessionBuilder> {
+    match device {
+        Device::Cpu => Ok(builder),
+        Device::Cuda { device_id } => builder
+            .with_execution_providers([ort::ep::CUDA::default()
+                .with_device_id(device_id)
+                .build()
+                .error_on_failure()])
+            .map_err(|e| ModelError::Runtime(format!("cannot use CUDA device {device_id}: {e}")))?
+            .with_disable_cpu_fallback()
+            .map_err(runtime_error),
+    }
+}
+
+#[cfg(not(feature = "cuda"))]
+fn with_device(builder: SessionBuilder, device: Device) -> Result<SessionBuilder> {
+    match device {
+        Device::Cpu => Ok(builder),
+        Device::Cuda { .. } => Err(cuda_unavailable()),
+    }
+}
+
+#[cfg(not(feature = "cuda"))]
+fn cuda_unavailable() -> ModelError {
+    ModelError::Runtime(
+        "Device::Cuda requested, but shopmind-models was built without the `cuda` feature".into(),
+    )
+}
+
+impl SessionPool {
+    /// Builds `opts.sessions` sessions of the ONNX model in `bytes`. Needs [`init_runtime`].
+    pub fn load(bytes: &[u8], opts: &PoolOptions) -> Result<Self> {
+        #[cfg(not(feature = "cuda"))]
+        if matches!(opts.device, Device::Cuda { .. }) {
+            return Err(cuda_unavailable());
+        }
+        let env = environment()?;
+        let size = opts.sessions.max(1);
+        let mut sessions = Vec::with_capacity(size);
+        for _ in 0..size {
+            sessions.push(build_session(env, bytes, opts)?);
+        }
+        let (inputs, outputs) = match sessions.first() {
+            Some(s) => (
+                s.inputs().iter().map(|o| o.name().to_owned()).collect(),
+                s.outputs().iter().map(|o| o.name().to_owned()).collect(),
+            ),
+            None => (Vec::new(), Vec::new()),
+        };
+        Ok(Self {
+            inner: Arc::new(PoolInner {
+                idle: Mutex::new(sessions),
+                permits: Arc::new(Semaphore::new(size)),
+            }),
+            size,
+            inputs,
+            outputs,
+        })
+    }
+
+    /// Number of sessions.
+    pub fn size(&self) -> usize {
+        self.size
+    }
+
+    /// The model's input names, in graph order.
+    pub fn input_names(&self) -> &[String] {
+        &self.inputs
+    }
+
+    /// The model's output names, in graph order.
+    pub fn output_names(&self) -> &[String] {
+        &self.outputs
+    }
+
+    /// Runs the model once on a free session (waiting for one if all are busy), on tokio's
+    /// blocking thread pool. Returns every output, in graph order.
+    pub async fn run(&self, inputs: Vec<(String, InputTensor)>) -> Result<Vec<(String, OutputTensor)>> {
+        let permit = self
+            .inner
+            .permits
+            .clone()
+            .acquire_owned()
+            .await
+            .map_err(|_| ModelError::Runtime("the session pool is closed".into()))?;
+        let session = self.inner.idle.lock().unwrap_or_else(PoisonError::into_inner).pop();
+        let Some(session) = session else {
+            // Cannot happen: a permit is held for every session on loan.
+            return Err(ModelError::Runtime("no idle session despite a free permit".into()));
+        };
+        let mut checkout = Checkout { session: Some(session), pool: self.inner.clone(), _permit: permit };
+        tokio::task::spawn_blocking(move || match checkout.session.as_mut() {
+            Some(session) => run_session(session, inputs),
+            None => Err(ModelError::Runtime("session missing from its checkout".into())),
+        })
+        .await
+        .map_err(|e| ModelError::Runtime(format!("inference task failed: {e}")))?
+    }
+}
+
+fn run_session(
+    session: &mut Session,
+    inputs: Vec<(String, InputTensor)>,
+) -> Result<Vec<(String, OutputTensor)>> {
+    let mut values: Vec<(String, DynValue)> = Vec::with_capacity(inputs.len());
+    for (name, tensor) in inputs {
+        let value = match tensor {
+            InputTensor::F32 { shape, data } => Tensor::from_array((shape, data)).map(|t| t.into_dyn()),
+            InputTensor::I64 { shape, data } => Tensor::from_array((shape, data)).map(|t| t.into_dyn()),
+        }
+        .map_err(|e| ModelError::InvalidInput(format!("input `{name}`: {e}")))?;
+        values.push((name, value));
+    }
+    let outputs = session.run(values).map_err(|e| ModelError::Runtime(format!("inference failed: {e}")))?;
+    let mut result = Vec::with_capacity(outputs.len());
+    for (name, value) in outputs.iter() {
+        let out = match value.dtype() {
+            ValueType::Tensor { ty: TensorElementType::Float32, .. } => {
+                let (shape, data) = value.try_extract_tensor::<f32>().map_err(runtime_error)?;
+                OutputTensor::F32 { shape: dims(shape)?, data: data.to_vec() }
+            }
+            ValueType::Tensor { ty: TensorElementType::Int64, .. } => {
+                let (shape, data) = value.try_extract_tensor::<i64>().map_err(runtime_error)?;
+                OutputTensor::I64 { shape: dims(shape)?, data: data.to_vec() }
+            }
+            other => {
+                return Err(ModelError::Runtime(format!("output `{name}` has unsupported type {other:?}")));
+            }
+        };
+        result.push((name.to_owned(), out));
+    }
+    Ok(result)
+}
+
+fn dims(shape: &[i64]) -> Result<Vec<usize>> {
+    shape
+        .iter()
+        .map(|&d| usize::try_from(d).map_err(|_| ModelError::Runtime(format!("output has dimension {d}"))))
+        .collect()
+}

@@ -1,0 +1,149 @@
+//! Streams and subjects. The tenant is a token of every subject.
+//!
+//! | stream             | subjects                              | carries |
+//! |--------------------|---------------------------------------|---------|
+//! | `SM_EVENTS`        | `sm.events.<tenant>.<kind>`           | validated events (protobuf `shopmind.v1.Event`) |
+//! | `SM_DLQ`           | `sm.dlq.<tenant>.<stage>`             | messages that could not be processed, with the reason in headers |
+//! | `SM_NOTIFICATIONS` | `sm.notify.<tenant>.<audience>`       | notifications (protobuf `shopmind.v1.Notification`) |
+//!
+//! Request-reply subjects (core NATS, queue groups): `sm.rpc.<tenant>.<service>.<method>`.
+
+use std::time::Duration;
+
+use shopmind_bus::{ConsumerSpec, StreamSpec};
+use shopmind_config::StreamsConfig;
+use shopmind_domain::{EventKind, TenantId};
+
+pub const EVENTS_STREAM: &str = "SM_EVENTS";
+pub const DLQ_STREAM: &str = "SM_DLQ";
+pub const NOTIFICATIONS_STREAM: &str = "SM_NOTIFICATIONS";
+
+/// Header with the reason a message was dead-lettered.
+pub const DLQ_REASON_HEADER: &str = "Shopmind-Dlq-Reason";
+/// Header with the stable code of the reason (see docs/EVENTS.md).
+pub const DLQ_CODE_HEADER: &str = "Shopmind-Dlq-Code";
+/// Header with the subject the message was first published to.
+pub const DLQ_SUBJECT_HEADER: &str = "Shopmind-Dlq-Subject";
+/// Header with the stream sequence of the original message.
+pub const DLQ_SEQUENCE_HEADER: &str = "Shopmind-Dlq-Sequence";
+/// The tenant token used when a dead letter's tenant cannot be told.
+pub const UNKNOWN_TENANT_TOKEN: &str = "_unknown";
+
+const DAY: Duration = Duration::from_secs(86_400);
+
+/// Every stream shopmind uses, as configured.
+pub fn streams(cfg: &StreamsConfig) -> Vec<StreamSpec> {
+    let dup = Duration::from_secs(u64::from(cfg.duplicate_window_s));
+    vec![
+        StreamSpec {
+            name: EVENTS_STREAM.into(),
+            subjects: vec!["sm.events.>".into()],
+            max_age: DAY * cfg.events_max_age_days,
+            duplicate_window: dup,
+            max_bytes: -1,
+        },
+        StreamSpec {
+            name: DLQ_STREAM.into(),
+            subjects: vec!["sm.dlq.>".into()],
+            max_age: DAY * cfg.dlq_max_age_days,
+            duplicate_window: dup,
+            max_bytes: -1,
+        },
+        StreamSpec {
+            name: NOTIFICATIONS_STREAM.into(),
+            subjects: vec!["sm.notify.>".into()],
+            max_age: DAY * cfg.notifications_max_age_days,
+            duplicate_window: dup,
+            max_bytes: -1,
+        },
+    ]
+}
+
+pub fn event_subject(tenant: &TenantId, kind: EventKind) -> String {
+    format!("sm.events.{tenant}.{}", kind.as_str())
+}
+
+/// Subject filter for events of one kind across tenants.
+pub fn events_of_kind(kind: EventKind) -> String {
+    format!("sm.events.*.{}", kind.as_str())
+}
+
+pub fn dlq_subject(tenant_token: &str, stage: &str) -> String {
+    format!("sm.dlq.{tenant_token}.{stage}")
+}
+
+pub fn notification_subject(tenant: &TenantId, audience: &str) -> String {
+    format!("sm.notify.{tenant}.{audience}")
+}
+
+pub fn notifications_of_tenant(tenant: &TenantId) -> String {
+    format!("sm.notify.{tenant}.>")
+}
+
+pub fn rpc_subject(tenant: &TenantId, service: &str, method: &str) -> String {
+    format!("sm.rpc.{tenant}.{service}.{method}")
+}
+
+/// What a service subscribes to, for all tenants.
+pub fn rpc_pattern(service: &str, method: &str) -> String {
+    format!("sm.rpc.*.{service}.{method}")
+}
+
+/// The tenant token of a subject `sm.<kind>.<tenant>...`, if it is a valid tenant.
+pub fn tenant_of_subject(subject: &str) -> Option<TenantId> {
+    subject.split('.').nth(2).and_then(|t| TenantId::parse(t).ok())
+}
+
+/// A durable consumer of the events stream.
+pub fn events_consumer(
+    durable: &str,
+    filter: Vec<String>,
+    ack_wait: Duration,
+    max_deliver: i64,
+) -> ConsumerSpec {
+    ConsumerSpec {
+        stream: EVENTS_STREAM.into(),
+        durable: durable.into(),
+        filter_subjects: filter,
+        ack_wait,
+        max_deliver,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn subjects_carry_the_tenant() {
+        let t = TenantId::parse("acme").expect("valid");
+        assert_eq!(event_subject(&t, EventKind::OrderPlaced), "sm.events.acme.order_placed");
+        assert_eq!(tenant_of_subject("sm.events.acme.order_placed"), Some(t.clone()));
+        assert_eq!(tenant_of_subject("sm.rpc.acme.inference.recommend"), Some(t.clone()));
+        assert_eq!(tenant_of_subject("sm.events"), None);
+        assert_eq!(tenant_of_subject("sm.events.Bad!.x"), None);
+        assert!(shopmind_bus::subject_matches(
+            &rpc_pattern("inference", "recommend"),
+            &rpc_subject(&t, "inference", "recommend")
+        ));
+        assert!(shopmind_bus::subject_matches(
+            &events_of_kind(EventKind::OrderPlaced),
+            &event_subject(&t, EventKind::OrderPlaced)
+        ));
+    }
+
+    #[test]
+    fn streams_do_not_overlap() {
+        let specs = streams(&StreamsConfig::default());
+        for a in &specs {
+            for b in &specs {
+                if a.name != b.name {
+                    for s in &a.subjects {
+                        let probe = s.replace('>', "x.y");
+                        assert!(!b.subjects.iter().any(|p| shopmind_bus::subject_matches(p, &probe)));
+                    }
+                }
+            }
+        }
+    }
+}

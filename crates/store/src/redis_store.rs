@@ -1,0 +1,492 @@
+//! The Redis [`FeatureStore`]: each call is one pipeline, sent in one round trip over a
+//! [`ConnectionManager`] (which reconnects by itself).
+
+use std::time::Duration;
+
+use bytes::Bytes;
+use redis::Value as Reply;
+use redis::aio::{ConnectionManager, ConnectionManagerConfig};
+
+use crate::{FeatureStore, Key, Read, Result, StoreError, Value, Write, WriteBatch, ttl_millis};
+
+const RESPONSE_TIMEOUT: Duration = Duration::from_secs(5);
+const CONNECTION_TIMEOUT: Duration = Duration::from_secs(5);
+/// Attempts after a failed connection (at start and on reconnects), with backoff up to
+/// [`MAX_RETRY_DELAY`]; a call fails rather than waiting long for Redis to come back.
+const CONNECTION_RETRIES: usize = 3;
+const MAX_RETRY_DELAY: Duration = Duration::from_secs(1);
+
+/// How much of an unexpected reply an error message quotes.
+const REPLY_QUOTE_CHARS: usize = 200;
+
+/// The feature store on Redis (standalone). Cheap to clone; clones share the connection.
+#[derive(Clone)]
+pub struct RedisStore {
+    conn: ConnectionManager,
+}
+
+impl std::fmt::Debug for RedisStore {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("RedisStore").finish_non_exhaustive()
+    }
+}
+
+impl RedisStore {
+    /// Connects to `url` (`redis://[user:password@]host:port[/db]`). Errors name the URL
+    /// without its credentials.
+    pub async fn connect(url: &str) -> Result<Self> {
+        let shown = redact_url(url);
+        let client = redis::Client::open(url)
+            .map_err(|e| StoreError::InvalidUrl { url: shown.clone(), reason: e.to_string() })?;
+        let config = ConnectionManagerConfig::new()
+            .set_response_timeout(Some(RESPONSE_TIMEOUT))
+            .set_connection_timeout(Some(CONNECTION_TIMEOUT))
+            .set_number_of_retries(CONNECTION_RETRIES)
+            .set_max_delay(MAX_RETRY_DELAY);
+        let conn = ConnectionManager::new_with_config(client, config).await.map_err(|e| {
+            StoreError::Redis(redis::RedisError::from((
+                e.kind(),
+                "cannot connect",
+                format!("to {shown}: {e}"),
+            )))
+        })?;
+        tracing::debug!(url = %shown, "connected to redis");
+        Ok(Self { conn })
+    }
+
+    /// PING.
+    pub async fn ping(&self) -> Result<()> {
+        let reply: Reply = redis::cmd("PING").query_async(&mut self.conn.clone()).await?;
+        match reply {
+            Reply::SimpleString(s) if s == "PONG" => Ok(()),
+            other => Err(unexpected("PING", &other)),
+        }
+    }
+
+    /// MEMORY USAGE key: the bytes Redis uses for the key and its value (None: absent).
+    pub async fn memory_usage(&self, key: &Key) -> Result<Option<u64>> {
+        let reply: Reply =
+            redis::cmd("MEMORY").arg("USAGE").arg(key.as_str()).query_async(&mut self.conn.clone()).await?;
+        match reply {
+            Reply::Nil => Ok(None),
+            Reply::Int(n) => u64::try_from(n).map(Some).map_err(|_| unexpected("MEMORY USAGE", &reply)),
+            other => Err(unexpected("MEMORY USAGE", &other)),
+        }
+    }
+
+    /// Sends a pipeline and returns one reply per command; a command's error stays a
+    /// `Reply::ServerError` in its place, so that the caller can tell which command failed.
+    async fn exec(&self, pipe: &mut redis::Pipeline, commands: usize) -> Result<Vec<Reply>> {
+        let reply: Reply = pipe.ignore_errors().query_async(&mut self.conn.clone()).await?;
+        match reply {
+            Reply::Array(replies) if replies.len() == commands => Ok(replies),
+            other => Err(unexpected("pipeline", &other)),
+        }
+    }
+}
+
+#[async_trait::async_trait]
+impl FeatureStore for RedisStore {
+    async fn write(&self, batch: WriteBatch) -> Result<()> {
+        let mut pipe = redis::pipe();
+        if batch.atomic {
+            pipe.atomic();
+        }
+        // For each command, the write it belongs to (ListPushCapped sends two).
+        let mut origin = Vec::with_capacity(batch.writes.len());
+        for (index, write) in batch.writes.iter().enumerate() {
+            let sent = add_write(&mut pipe, write);
+            origin.extend(std::iter::repeat_n(index, sent));
+        }
+        if origin.is_empty() {
+            return Ok(());
+        }
+        let replies = self.exec(&mut pipe, origin.len()).await?;
+        // Redis runs every command, in a transaction too; the first failure is the answer.
+        for (reply, &index) in replies.into_iter().zip(&origin) {
+            if let Reply::ServerError(err) = reply
+                && let Some(write) = batch.writes.get(index)
+            {
+                let (key, expected) = write_target(write);
+                return Err(server_error(err, key, expected));
+            }
+        }
+        Ok(())
+    }
+
+    async fn read(&self, reads: Vec<Read>) -> Result<Vec<Value>> {
+        let mut pipe = redis::pipe();
+        let mut sent = 0;
+        for read in &reads {
+            if add_read(&mut pipe, read) {
+                sent += 1;
+            }
+        }
+        let mut replies = if sent == 0 { Vec::new() } else { self.exec(&mut pipe, sent).await? }.into_iter();
+        reads
+            .iter()
+            .map(|read| {
+                if !sends_command(read) {
+                    return Ok(empty_value(read));
+                }
+                let reply = replies.next().ok_or_else(|| StoreError::UnexpectedReply {
+                    op: "pipeline",
+                    reply: "fewer replies than commands".to_owned(),
+                })?;
+                parse_read(read, reply)
+            })
+            .collect()
+    }
+
+    async fn put_if_absent(&self, key: &Key, value: Bytes, ttl: Duration) -> Result<bool> {
+        // Redis refuses PX 0, so the TTL is at least 1 ms.
+        let reply: Reply = redis::cmd("SET")
+            .arg(key.as_str())
+            .arg(value.as_ref())
+            .arg("NX")
+            .arg("PX")
+            .arg(ttl_millis(ttl).max(1))
+            .query_async(&mut self.conn.clone())
+            .await?;
+        match reply {
+            Reply::Okay => Ok(true),
+            Reply::SimpleString(s) if s == "OK" => Ok(true),
+            Reply::Nil => Ok(false),
+            other => Err(unexpected("SET NX", &other)),
+        }
+    }
+
+    async fn ttl(&self, key: &Key) -> Result<Option<Duration>> {
+        let reply: Reply = redis::cmd("PTTL").arg(key.as_str()).query_async(&mut self.conn.clone()).await?;
+        match reply {
+            // -2: no such key; -1: no TTL.
+            Reply::Int(ms) if ms < 0 => Ok(None),
+            Reply::Int(ms) => Ok(Some(Duration::from_millis(ms.unsigned_abs()))),
+            other => Err(unexpected("PTTL", &other)),
+        }
+    }
+
+    fn kind(&self) -> &'static str {
+        "redis"
+    }
+}
+
+/// `url` without user, password or query (which may carry `pass=`), for messages.
+fn redact_url(url: &str) -> String {
+    let Some((scheme, rest)) = url.split_once("://") else {
+        return "<unparsable url>".to_owned();
+    };
+    let rest = rest.split(['?', '#']).next().unwrap_or_default();
+    // Everything up to the last '@' is user info, even if a password holds a '/'.
+    let host_and_path = rest.rsplit_once('@').map_or(rest, |(_, after)| after);
+    format!("{scheme}://{host_and_path}")
+}
+
+/// A Redis rank or index from a count, saturating (no real collection comes near i64::MAX).
+fn rank(n: usize) -> i64 {
+    i64::try_from(n).unwrap_or(i64::MAX / 2)
+}
+
+/// Adds the commands of one write; returns how many.
+fn add_write(pipe: &mut redis::Pipeline, write: &Write) -> usize {
+    match write {
+        Write::ListPushCapped { key, value, cap } => {
+            pipe.cmd("LPUSH").arg(key.as_str()).arg(value.as_ref());
+            // LTRIM 0 -1 would keep everything; 1 0 (start past stop) empties the list.
+            let (start, stop) = if *cap == 0 { (1, 0) } else { (0, rank(*cap) - 1) };
+            pipe.cmd("LTRIM").arg(key.as_str()).arg(start).arg(stop);
+            2
+        }
+        Write::SortedIncr { key, member, by } => {
+            pipe.cmd("ZINCRBY").arg(key.as_str()).arg(*by).arg(member.as_str());
+            1
+        }
+        Write::SortedKeepTop { key, keep } => {
+            pipe.cmd("ZREMRANGEBYRANK").arg(key.as_str()).arg(0).arg(-rank(*keep) - 1);
+            1
+        }
+        Write::HashSet { key, field, value } => {
+            pipe.cmd("HSET").arg(key.as_str()).arg(field.as_str()).arg(value.as_ref());
+            1
+        }
+        Write::HashIncr { key, field, by } => {
+            pipe.cmd("HINCRBY").arg(key.as_str()).arg(field.as_str()).arg(*by);
+            1
+        }
+        Write::HashDel { key, field } => {
+            pipe.cmd("HDEL").arg(key.as_str()).arg(field.as_str());
+            1
+        }
+        Write::SetAdd { key, member } => {
+            pipe.cmd("SADD").arg(key.as_str()).arg(member.as_str());
+            1
+        }
+        Write::Put { key, value } => {
+            pipe.cmd("SET").arg(key.as_str()).arg(value.as_ref());
+            1
+        }
+        Write::Delete { key } => {
+            pipe.cmd("DEL").arg(key.as_str());
+            1
+        }
+        Write::Expire { key, ttl } => {
+            pipe.cmd("PEXPIRE").arg(key.as_str()).arg(ttl_millis(*ttl));
+            1
+        }
+    }
+}
+
+/// The key of a write and the type it needs there (for WRONGTYPE).
+fn write_target(write: &Write) -> (&Key, &'static str) {
+    match write {
+        Write::ListPushCapped { key, .. } => (key, "list"),
+        Write::SortedIncr { key, .. } | Write::SortedKeepTop { key, .. } => (key, "sorted set"),
+        Write::HashSet { key, .. } | Write::HashIncr { key, .. } | Write::HashDel { key, .. } => {
+            (key, "hash")
+        }
+        Write::SetAdd { key, .. } => (key, "set"),
+        Write::Put { key, .. } | Write::Delete { key } | Write::Expire { key, .. } => (key, "string"),
+    }
+}
+
+fn read_target(read: &Read) -> (&Key, &'static str) {
+    match read {
+        Read::List { key, .. } => (key, "list"),
+        Read::SortedTop { key, .. } | Read::SortedScores { key, .. } => (key, "sorted set"),
+        Read::Hash { key } => (key, "hash"),
+        Read::Set { key } => (key, "set"),
+        Read::Get { key } | Read::Exists { key } => (key, "string"),
+    }
+}
+
+fn server_error(err: redis::ServerError, key: &Key, expected: &'static str) -> StoreError {
+    if err.code() == "WRONGTYPE" {
+        StoreError::WrongType { key: key.clone(), expected }
+    } else {
+        StoreError::Redis(err.into())
+    }
+}
+
+/// Reads whose answer is empty by definition send nothing: LRANGE 0 -1 and ZREVRANGE 0 -1
+/// would return everything, and ZMSCORE needs a member.
+fn sends_command(read: &Read) -> bool {
+    match read {
+        Read::List { limit, .. } => *limit > 0,
+        Read::SortedTop { n, .. } => *n > 0,
+        Read::SortedScores { members, .. } => !members.is_empty(),
+        Read::Hash { .. } | Read::Set { .. } | Read::Get { .. } | Read::Exists { .. } => true,
+    }
+}
+
+fn empty_value(read: &Read) -> Value {
+    match read {
+        Read::List { .. } => Value::List(Vec::new()),
+        Read::SortedTop { .. } => Value::Sorted(Vec::new()),
+        Read::SortedScores { members, .. } => Value::Scores(vec![None; members.len()]),
+        Read::Hash { .. } => Value::Hash(Vec::new()),
+        Read::Set { .. } => Value::Set(Vec::new()),
+        Read::Get { .. } => Value::Get(None),
+        Read::Exists { .. } => Value::Exists(false),
+    }
+}
+
+/// Adds the command of one read, if it sends one.
+fn add_read(pipe: &mut redis::Pipeline, read: &Read) -> bool {
+    if !sends_command(read) {
+        return false;
+    }
+    match read {
+        Read::List { key, limit } => {
+            pipe.cmd("LRANGE").arg(key.as_str()).arg(0).arg(rank(*limit) - 1);
+        }
+        Read::SortedTop { key, n } => {
+            pipe.cmd("ZREVRANGE").arg(key.as_str()).arg(0).arg(rank(*n) - 1).arg("WITHSCORES");
+        }
+        Read::SortedScores { key, members } => {
+            pipe.cmd("ZMSCORE").arg(key.as_str()).arg(members);
+        }
+        Read::Hash { key } => {
+            pipe.cmd("HGETALL").arg(key.as_str());
+        }
+        Read::Set { key } => {
+            pipe.cmd("SMEMBERS").arg(key.as_str());
+        }
+        Read::Get { key } => {
+            pipe.cmd("GET").arg(key.as_str());
+        }
+        Read::Exists { key } => {
+            pipe.cmd("EXISTS").arg(key.as_str());
+        }
+    }
+    true
+}
+
+/// Parses the reply to one read. Accepts RESP2 and RESP3 shapes.
+fn parse_read(read: &Read, reply: Reply) -> Result<Value> {
+    let reply = strip_attributes(reply);
+    if let Reply::ServerError(err) = reply {
+        let (key, expected) = read_target(read);
+        return Err(server_error(err, key, expected));
+    }
+    Ok(match read {
+        Read::List { .. } => Value::List(
+            elements(reply, "LRANGE")?
+                .into_iter()
+                .map(|r| bytes(r, "LRANGE").map(Bytes::from))
+                .collect::<Result<_>>()?,
+        ),
+        Read::SortedTop { .. } => Value::Sorted(
+            pairs(reply, "ZREVRANGE")?
+                .into_iter()
+                .map(|(m, s)| Ok((string(m, "ZREVRANGE")?, score(s, "ZREVRANGE")?)))
+                .collect::<Result<_>>()?,
+        ),
+        Read::SortedScores { .. } => Value::Scores(
+            elements(reply, "ZMSCORE")?
+                .into_iter()
+                .map(|r| match strip_attributes(r) {
+                    Reply::Nil => Ok(None),
+                    other => score(other, "ZMSCORE").map(Some),
+                })
+                .collect::<Result<_>>()?,
+        ),
+        Read::Hash { .. } => {
+            let mut fields = pairs(reply, "HGETALL")?
+                .into_iter()
+                .map(|(f, v)| Ok((string(f, "HGETALL")?, Bytes::from(bytes(v, "HGETALL")?))))
+                .collect::<Result<Vec<_>>>()?;
+            fields.sort_by(|a, b| a.0.cmp(&b.0));
+            Value::Hash(fields)
+        }
+        Read::Set { .. } => {
+            let mut members = elements(reply, "SMEMBERS")?
+                .into_iter()
+                .map(|r| string(r, "SMEMBERS"))
+                .collect::<Result<Vec<_>>>()?;
+            members.sort();
+            Value::Set(members)
+        }
+        Read::Get { .. } => Value::Get(match reply {
+            Reply::Nil => None,
+            other => Some(Bytes::from(bytes(other, "GET")?)),
+        }),
+        Read::Exists { .. } => match reply {
+            Reply::Int(n) => Value::Exists(n > 0),
+            Reply::Boolean(b) => Value::Exists(b),
+            other => return Err(unexpected("EXISTS", &other)),
+        },
+    })
+}
+
+fn strip_attributes(reply: Reply) -> Reply {
+    match reply {
+        Reply::Attribute { data, .. } => strip_attributes(*data),
+        other => other,
+    }
+}
+
+fn unexpected(op: &'static str, reply: &Reply) -> StoreError {
+    let mut text = format!("{reply:?}");
+    if let Some((cut, _)) = text.char_indices().nth(REPLY_QUOTE_CHARS) {
+        text.truncate(cut);
+        text.push('…');
+    }
+    StoreError::UnexpectedReply { op, reply: text }
+}
+
+/// The elements of an array or set reply (Nil: none).
+fn elements(reply: Reply, op: &'static str) -> Result<Vec<Reply>> {
+    match reply {
+        Reply::Array(items) | Reply::Set(items) => Ok(items),
+        Reply::Nil => Ok(Vec::new()),
+        other => Err(unexpected(op, &other)),
+    }
+}
+
+/// Pairs from a map (RESP3), an array of 2-arrays (RESP3 WITHSCORES) or a flat array (RESP2).
+fn pairs(reply: Reply, op: &'static str) -> Result<Vec<(Reply, Reply)>> {
+    if let Reply::Map(pairs) = reply {
+        return Ok(pairs);
+    }
+    let items = elements(reply, op)?;
+    let nested = items.iter().all(|item| matches!(item, Reply::Array(pair) if pair.len() == 2));
+    if nested && !items.is_empty() {
+        return items
+            .into_iter()
+            .map(|item| match item {
+                Reply::Array(pair) => {
+                    let mut pair = pair.into_iter();
+                    match (pair.next(), pair.next()) {
+                        (Some(a), Some(b)) => Ok((a, b)),
+                        _ => Err(StoreError::UnexpectedReply { op, reply: "short pair".to_owned() }),
+                    }
+                }
+                other => Err(unexpected(op, &other)),
+            })
+            .collect();
+    }
+    if items.len() % 2 != 0 {
+        return Err(StoreError::UnexpectedReply {
+            op,
+            reply: format!("odd number of elements ({})", items.len()),
+        });
+    }
+    let mut out = Vec::with_capacity(items.len() / 2);
+    let mut items = items.into_iter();
+    while let (Some(a), Some(b)) = (items.next(), items.next()) {
+        out.push((a, b));
+    }
+    Ok(out)
+}
+
+fn bytes(reply: Reply, op: &'static str) -> Result<Vec<u8>> {
+    match strip_attributes(reply) {
+        Reply::BulkString(b) => Ok(b),
+        Reply::SimpleString(s) => Ok(s.into_bytes()),
+        Reply::VerbatimString { text, .. } => Ok(text.into_bytes()),
+        Reply::Okay => Ok(b"OK".to_vec()),
+        Reply::Int(n) => Ok(n.to_string().into_bytes()),
+        other => Err(unexpected(op, &other)),
+    }
+}
+
+fn string(reply: Reply, op: &'static str) -> Result<String> {
+    String::from_utf8(bytes(reply, op)?)
+        .map_err(|e| StoreError::UnexpectedReply { op, reply: format!("not UTF-8: {e}") })
+}
+
+fn score(reply: Reply, op: &'static str) -> Result<f64> {
+    match strip_attributes(reply) {
+        Reply::Double(d) => Ok(d),
+        Reply::Int(n) => Ok(n as f64),
+        other => {
+            let text = string(other, op)?;
+            text.parse().map_err(|_| StoreError::UnexpectedReply { op, reply: format!("score {text:?}") })
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn redacted_urls_keep_host_and_db_only() {
+        assert_eq!(redact_url("redis://127.0.0.1:6379/0"), "redis://127.0.0.1:6379/0");
+        assert_eq!(redact_url("redis://user:s3cret@host:6379/2"), "redis://host:6379/2");
+        assert_eq!(redact_url("redis://:s3cret@host"), "redis://host");
+        assert_eq!(redact_url("rediss://h:1/?pass=s3cret"), "rediss://h:1/");
+        assert_eq!(redact_url("redis+unix:///tmp/r.sock?pass=s3cret"), "redis+unix:///tmp/r.sock");
+        assert_eq!(redact_url("redis://:pa/ss@host:1"), "redis://host:1");
+        assert_eq!(redact_url("s3cret"), "<unparsable url>");
+    }
+
+    #[test]
+    fn ttl_rounds_up_to_whole_milliseconds() {
+        assert_eq!(ttl_millis(Duration::ZERO), 0);
+        assert_eq!(ttl_millis(Duration::from_micros(1)), 1);
+        assert_eq!(ttl_millis(Duration::from_millis(50)), 50);
+        assert_eq!(ttl_millis(Duration::from_micros(50_001)), 51);
+        assert_eq!(ttl_millis(Duration::MAX), crate::MAX_TTL_MILLIS);
+    }
+}
