@@ -1,1 +1,35 @@
-fn main() {}
+//! `shopmind`: every service, `all-in-one`, and the tools, in one binary.
+
+mod all_in_one;
+mod cli;
+mod demo;
+
+use std::process::ExitCode;
+
+use clap::Parser;
+
+#[tokio::main]
+async fn main() -> ExitCode {
+    let cli = cli::Cli::parse();
+    let config = match cli.config() {
+        Ok(c) => c,
+        Err(e) => {
+            eprintln!("error: {e}");
+            return ExitCode::from(2);
+        }
+    };
+    let mut log = config.log.clone();
+    if matches!(cli.command, cli::Command::Demo { .. } | cli::Command::Train) && log.level == "info" {
+        // The tools print their own results; service logs would drown them.
+        log.level = "warn".into();
+    }
+    shopmind_runtime::telemetry::init(&log);
+    match cli::run(cli.command, config).await {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            tracing::error!(error = format!("{e:#}"), "exiting");
+            eprintln!("error: {e:#}");
+            ExitCode::FAILURE
+        }
+    }
+}

@@ -142,6 +142,21 @@ pub struct StreamState {
     pub last_sequence: u64,
 }
 
+/// The backlog of a durable consumer.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct ConsumerLag {
+    /// Messages matching the consumer that it has not been given yet.
+    pub pending: u64,
+    /// Messages given to it and not acked yet.
+    pub ack_pending: u64,
+}
+
+impl ConsumerLag {
+    pub fn is_caught_up(&self) -> bool {
+        self.pending == 0 && self.ack_pending == 0
+    }
+}
+
 /// A message from a durable consumer; it must be acked, nacked or terminated.
 pub struct Delivery {
     pub message: Message,
@@ -226,6 +241,8 @@ pub type RequestStream = BoxStream<'static, IncomingRequest>;
 pub enum BusError {
     #[error("no stream captures subject {0:?}")]
     NoStream(String),
+    #[error("consumer {durable:?} of stream {stream:?} does not exist")]
+    UnknownConsumer { stream: String, durable: String },
     #[error("stream {0:?} does not exist")]
     UnknownStream(String),
     #[error("no service answers on {0:?}")]
@@ -261,12 +278,19 @@ pub trait Bus: Send + Sync + 'static {
 
     async fn stream_state(&self, stream: &str) -> Result<StreamState>;
 
+    /// How far a durable consumer is behind: messages not yet delivered, and delivered but not
+    /// yet acked. The signal for autoscaling and for waiting until a consumer caught up.
+    async fn consumer_lag(&self, stream: &str, durable: &str) -> Result<ConsumerLag>;
+
     /// Sends a request and waits for the first reply.
     async fn request(&self, message: Message, timeout: Duration) -> Result<Message>;
 
     /// Receives the requests sent to `subject` (wildcards allowed); each request goes to one
     /// member of `queue_group`.
     async fn serve(&self, subject: &str, queue_group: &str) -> Result<RequestStream>;
+
+    /// Sends everything buffered (e.g. replies) to the server; call before exiting.
+    async fn flush(&self) -> Result<()>;
 
     /// "nats" or "memory", for logs.
     fn kind(&self) -> &'static str;

@@ -13,9 +13,9 @@ use tokio::time::Instant;
 
 use crate::subject::{subject_matches, valid_publish_subject};
 use crate::{
-    AckHandle, Acker, Bus, BusError, ConsumerSpec, Delivery, DeliveryStream, Headers, IncomingRequest,
-    Message, Published, ReplayStream, RequestStream, RespondHandle, Result, Settle, StartAt, StoredMessage,
-    StreamSpec, StreamState,
+    AckHandle, Acker, Bus, BusError, ConsumerLag, ConsumerSpec, Delivery, DeliveryStream, Headers,
+    IncomingRequest, Message, Published, ReplayStream, RequestStream, RespondHandle, Result, Settle, StartAt,
+    StoredMessage, StreamSpec, StreamState,
 };
 
 /// Requests queued for one `serve` call before senders wait.
@@ -46,9 +46,13 @@ struct State {
 struct MemStream {
     spec: StreamSpec,
     messages: BTreeMap<u64, StoredEntry>,
+    /// Sum of the payload sizes of `messages`.
+    bytes: i64,
     last_sequence: u64,
     /// msg id -> (sequence, time of first publish)
     dedup: HashMap<String, (u64, Instant)>,
+    /// The same ids in publish order, so expired ones are dropped from the front.
+    dedup_order: VecDeque<(Instant, String)>,
     durables: HashMap<String, Durable>,
 }
 
@@ -106,18 +110,26 @@ impl MemStream {
                 if now.duration_since(e.stored_at) <= self.spec.max_age {
                     break;
                 }
-                self.messages.remove(&seq);
+                if let Some(e) = self.messages.remove(&seq) {
+                    self.bytes -= e.message.payload.len() as i64;
+                }
             }
         }
         if self.spec.max_bytes >= 0 {
-            let mut total: i64 = self.messages.values().map(|e| e.message.payload.len() as i64).sum();
-            while total > self.spec.max_bytes {
+            while self.bytes > self.spec.max_bytes {
                 let Some((_, e)) = self.messages.pop_first() else { break };
-                total -= e.message.payload.len() as i64;
+                self.bytes -= e.message.payload.len() as i64;
             }
         }
         let window = self.spec.duplicate_window;
-        self.dedup.retain(|_, (_, at)| now.duration_since(*at) <= window);
+        while let Some((at, _)) = self.dedup_order.front() {
+            if now.duration_since(*at) <= window {
+                break;
+            }
+            if let Some((_, id)) = self.dedup_order.pop_front() {
+                self.dedup.remove(&id);
+            }
+        }
     }
 
     fn matches(filters: &[String], subject: &str) -> bool {
@@ -264,8 +276,10 @@ impl Bus for MemoryBus {
                     MemStream {
                         spec: spec.clone(),
                         messages: BTreeMap::new(),
+                        bytes: 0,
                         last_sequence: 0,
                         dedup: HashMap::new(),
+                        dedup_order: VecDeque::new(),
                         durables: HashMap::new(),
                     },
                 );
@@ -296,7 +310,9 @@ impl Bus for MemoryBus {
             let sequence = stream.last_sequence;
             if let Some(id) = msg_id {
                 stream.dedup.insert(id.to_string(), (sequence, now));
+                stream.dedup_order.push_back((now, id.to_string()));
             }
+            stream.bytes += message.payload.len() as i64;
             stream.messages.insert(sequence, StoredEntry { message, stored_at: now });
             stream.prune(now);
             Published { stream: stream.spec.name.clone(), sequence, duplicate: false }
@@ -411,6 +427,23 @@ impl Bus for MemoryBus {
         })
     }
 
+    async fn consumer_lag(&self, stream: &str, durable: &str) -> Result<ConsumerLag> {
+        let mut state = self.state();
+        let s = state.streams.get_mut(stream).ok_or_else(|| BusError::UnknownStream(stream.to_string()))?;
+        s.prune(Instant::now());
+        let d = s.durables.get(durable).ok_or_else(|| BusError::UnknownConsumer {
+            stream: stream.to_string(),
+            durable: durable.to_string(),
+        })?;
+        let pending = s
+            .messages
+            .range(d.cursor + 1..)
+            .filter(|(_, e)| MemStream::matches(&d.spec.filter_subjects, &e.message.subject))
+            .count() as u64;
+        let ack_pending = d.pending.keys().filter(|seq| s.messages.contains_key(seq)).count() as u64;
+        Ok(ConsumerLag { pending, ack_pending })
+    }
+
     async fn request(&self, message: Message, timeout: Duration) -> Result<Message> {
         if !valid_publish_subject(&message.subject) {
             return Err(BusError::InvalidSubject(message.subject));
@@ -457,6 +490,10 @@ impl Bus for MemoryBus {
             tx,
         });
         Ok(futures::stream::unfold(rx, |mut rx| async move { rx.recv().await.map(|r| (r, rx)) }).boxed())
+    }
+
+    async fn flush(&self) -> Result<()> {
+        Ok(())
     }
 
     fn kind(&self) -> &'static str {

@@ -8,9 +8,9 @@ use futures::StreamExt;
 
 use crate::subject::valid_publish_subject;
 use crate::{
-    AckHandle, Acker, Bus, BusError, ConsumerSpec, Delivery, DeliveryStream, Headers, IncomingRequest,
-    Message, Published, ReplayStream, RequestStream, RespondHandle, Result, Settle, StartAt, StoredMessage,
-    StreamSpec, StreamState,
+    AckHandle, Acker, Bus, BusError, ConsumerLag, ConsumerSpec, Delivery, DeliveryStream, Headers,
+    IncomingRequest, Message, Published, ReplayStream, RequestStream, RespondHandle, Result, Settle, StartAt,
+    StoredMessage, StreamSpec, StreamState,
 };
 
 /// A [`Bus`] on a NATS server with JetStream. Cloning shares the connection.
@@ -234,6 +234,22 @@ impl Bus for NatsBus {
         })
     }
 
+    async fn consumer_lag(&self, stream: &str, durable: &str) -> Result<ConsumerLag> {
+        let s = self.js.get_stream(stream).await.map_err(|e| stream_err(stream, e))?;
+        let info = s.consumer_info(durable).await.map_err(|e| match e.kind() {
+            jetstream::context::ConsumerInfoErrorKind::NotFound => {
+                BusError::UnknownConsumer { stream: stream.to_string(), durable: durable.to_string() }
+            }
+            jetstream::context::ConsumerInfoErrorKind::JetStream(js)
+                if js.error_code() == jetstream::ErrorCode::CONSUMER_NOT_FOUND =>
+            {
+                BusError::UnknownConsumer { stream: stream.to_string(), durable: durable.to_string() }
+            }
+            _ => nats_err(e),
+        })?;
+        Ok(ConsumerLag { pending: info.num_pending, ack_pending: info.num_ack_pending as u64 })
+    }
+
     async fn request(&self, message: Message, timeout: Duration) -> Result<Message> {
         if !valid_publish_subject(&message.subject) {
             return Err(BusError::InvalidSubject(message.subject));
@@ -267,6 +283,10 @@ impl Bus for NatsBus {
                 IncomingRequest::new(message, NatsResponder { client: client.clone(), reply: m.reply })
             })
             .boxed())
+    }
+
+    async fn flush(&self) -> Result<()> {
+        self.client.flush().await.map_err(nats_err)
     }
 
     fn kind(&self) -> &'static str {

@@ -151,6 +151,31 @@ pub async fn readers_of_one_durable_share_the_work(bus: Arc<dyn Bus>) {
     assert_eq!(seen, (1..=20).collect());
 }
 
+pub async fn consumer_lag_counts_undelivered_and_unacked(bus: Arc<dyn Bus>) {
+    setup(&*bus).await;
+    let err = bus.consumer_lag("EV", "nobody").await.unwrap_err();
+    assert!(matches!(err, BusError::UnknownConsumer { .. }), "{err:?}");
+    let mut spec = consumer_spec("lag", Duration::from_secs(30));
+    spec.filter_subjects = vec!["ev.*.order".into()];
+    let mut deliveries = bus.consume(&spec).await.unwrap();
+    for i in 0..3 {
+        publish(&*bus, "ev.t1.order", &format!("o{i}")).await;
+        publish(&*bus, "ev.t1.view", &format!("v{i}")).await;
+    }
+    let first = next(&mut deliveries).await;
+    // NATS pulls ahead of the reader, so what is "pending" vs "ack pending" may differ by backend;
+    // their sum is the backlog, and it must shrink to zero as messages are acked.
+    let lag = bus.consumer_lag("EV", "lag").await.unwrap();
+    assert_eq!(lag.pending + lag.ack_pending, 3, "{lag:?}");
+    assert!(lag.ack_pending >= 1);
+    first.acker.ack().await.unwrap();
+    for _ in 0..2 {
+        next(&mut deliveries).await.acker.ack().await.unwrap();
+    }
+    let lag = bus.consumer_lag("EV", "lag").await.unwrap();
+    assert!(lag.is_caught_up(), "{lag:?}");
+}
+
 pub async fn durable_resumes_after_the_last_ack(bus: Arc<dyn Bus>) {
     setup(&*bus).await;
     for i in 0..3 {
@@ -311,6 +336,7 @@ conformance!(
     duplicate_message_ids_are_stored_once,
     readers_of_one_durable_share_the_work,
     durable_resumes_after_the_last_ack,
+    consumer_lag_counts_undelivered_and_unacked,
     filters_select_subjects,
     replay_reads_from_the_requested_position,
     publishing_outside_any_stream_or_to_a_bad_subject_fails,

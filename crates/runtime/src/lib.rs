@@ -1,8 +1,11 @@
 //! What every shopmind service shares: the stream topology and subject names
 //! ([`topology`]), connecting to the bus and the store from the configuration ([`connect`]),
-//! the shutdown signal ([`Shutdown`]), and logging ([`telemetry`]).
+//! the shutdown signal ([`Shutdown`]), logging ([`telemetry`]), the consumer loop with dead-lettering
+//! ([`consume`]) and the request-reply envelope conventions ([`rpc`]).
 
 pub mod connect;
+pub mod consume;
+pub mod rpc;
 pub mod telemetry;
 pub mod topology;
 

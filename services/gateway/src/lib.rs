@@ -1,1 +1,374 @@
+//! The gRPC gateway: serves `shopmind.v1.Gateway`, the gRPC health service and server
+//! reflection. It validates requests at the edge (`INVALID_ARGUMENT` with
+//! `google.rpc.BadRequest` field violations), then calls the services over NATS request-reply:
+//! `ingest` for events, `inference` for recommendations. Notifications are streamed from the
+//! `SM_NOTIFICATIONS` stream.
 
+mod error;
+
+use std::pin::Pin;
+use std::sync::Arc;
+use std::time::Duration;
+
+use bytes::Bytes;
+use futures::{Stream, StreamExt};
+use prost::Message as _;
+use shopmind_bus::{Bus, Headers, Message, StartAt, TraceContext};
+use shopmind_config::Config;
+use shopmind_domain::{Event, RejectCode, TenantId, UnixMillis, ValidationPolicy};
+use shopmind_proto::v1 as pb;
+use shopmind_proto::v1::gateway_server::{Gateway, GatewayServer};
+use shopmind_runtime::{Shutdown, rpc, topology};
+use tokio::net::TcpListener;
+use tonic::{Request, Response, Status, Streaming};
+use tracing::{Instrument, info, warn};
+
+pub use error::GatewayError;
+
+/// Events of a `StreamEvents` call are sent to ingest in batches of at most this many.
+const STREAM_BATCH: usize = 500;
+
+#[derive(Debug, thiserror::Error)]
+pub enum ServeError {
+    #[error("gRPC server: {0}")]
+    Transport(#[from] tonic::transport::Error),
+    #[error("reflection: {0}")]
+    Reflection(#[from] tonic_reflection::server::Error),
+}
+
+/// The `Gateway` service implementation.
+pub struct GatewayService {
+    bus: Arc<dyn Bus>,
+    request_timeout: Duration,
+    max_batch: usize,
+    max_future_skew: Duration,
+    shutdown: Shutdown,
+}
+
+impl GatewayService {
+    pub fn new(config: &Config, bus: Arc<dyn Bus>, shutdown: Shutdown) -> Self {
+        Self {
+            bus,
+            request_timeout: Duration::from_millis(config.gateway.request_timeout_ms),
+            max_batch: config.gateway.max_batch,
+            max_future_skew: Duration::from_secs(config.ingest.max_future_skew_s),
+            shutdown,
+        }
+    }
+
+    fn policy(&self) -> ValidationPolicy {
+        ValidationPolicy {
+            max_future_skew: Some(self.max_future_skew),
+            ..ValidationPolicy::ingest(UnixMillis::now())
+        }
+    }
+
+    /// Sends a request to a service and decodes its reply.
+    async fn call<R: prost::Message + Default>(
+        &self,
+        service: &'static str,
+        subject: String,
+        payload: Vec<u8>,
+        trace: &TraceContext,
+        timeout: Duration,
+    ) -> Result<R, GatewayError> {
+        let mut headers = Headers::new();
+        headers.set_trace(&trace.child());
+        rpc::set_deadline(&mut headers, timeout);
+        let message = Message { subject, headers, payload: Bytes::from(payload) };
+        let reply =
+            self.bus.request(message, timeout).await.map_err(|e| GatewayError::from_bus(service, e))?;
+        R::decode(reply.payload.as_ref())
+            .map_err(|e| GatewayError::Internal(format!("undecodable reply from {service}: {e}")))
+    }
+
+    async fn ingest(
+        &self,
+        tenant: &TenantId,
+        events: Vec<pb::Event>,
+        trace: &TraceContext,
+        timeout: Duration,
+    ) -> Result<Vec<pb::EventOutcome>, GatewayError> {
+        let batch = pb::IngestBatch { tenant: tenant.to_string(), events, source: "grpc".into() };
+        let reply: pb::IngestReply = self
+            .call(
+                "ingest",
+                topology::rpc_subject(tenant, "ingest", "publish"),
+                batch.encode_to_vec(),
+                trace,
+                timeout,
+            )
+            .await?;
+        match reply.result {
+            Some(pb::ingest_reply::Result::Ok(ok)) => Ok(ok.outcomes),
+            Some(pb::ingest_reply::Result::Error(e)) => Err(GatewayError::from_service("ingest", e)),
+            None => Err(GatewayError::Internal("empty reply from ingest".into())),
+        }
+    }
+
+    /// Validates one event of a stream, where each event names its own tenant.
+    fn validate_streamed(&self, ev: &pb::Event) -> Result<Event, (&'static str, String, String)> {
+        let tenant = TenantId::parse(ev.tenant.clone())
+            .map_err(|e| (RejectCode::InvalidTenant.as_str(), "tenant".to_string(), e.to_string()))?;
+        Event::from_proto(ev, Some(&tenant), &self.policy()).map_err(|vs| {
+            let first = vs.first();
+            (first.code.as_str(), first.field.clone(), vs.to_string())
+        })
+    }
+
+    fn timeout_of<T>(&self, req: &Request<T>) -> Duration {
+        grpc_timeout(req.metadata()).unwrap_or(self.request_timeout)
+    }
+}
+
+/// The client's deadline from the `grpc-timeout` header, if any.
+fn grpc_timeout(metadata: &tonic::metadata::MetadataMap) -> Option<Duration> {
+    let v = metadata.get("grpc-timeout")?.to_str().ok()?;
+    let (num, unit) = v.split_at(v.len().checked_sub(1)?);
+    let n: u64 = num.parse().ok()?;
+    Some(match unit {
+        "H" => Duration::from_secs(n * 3600),
+        "M" => Duration::from_secs(n * 60),
+        "S" => Duration::from_secs(n),
+        "m" => Duration::from_millis(n),
+        "u" => Duration::from_micros(n),
+        "n" => Duration::from_nanos(n),
+        _ => return None,
+    })
+}
+
+/// The trace this call belongs to: the client's `traceparent`, or a new one.
+fn trace_of<T>(req: &Request<T>) -> TraceContext {
+    req.metadata()
+        .get("traceparent")
+        .and_then(|v| v.to_str().ok())
+        .and_then(TraceContext::parse)
+        .map_or_else(TraceContext::new_root, |t| t.child())
+}
+
+fn parse_tenant(raw: &str) -> Result<TenantId, GatewayError> {
+    TenantId::parse(raw).map_err(|e| GatewayError::invalid("tenant", e.to_string()))
+}
+
+fn summarize(outcomes: &[pb::EventOutcome], offset: u32, into: &mut pb::PublishEventsResponse) {
+    for o in outcomes {
+        match pb::EventOutcomeKind::try_from(o.kind) {
+            Ok(pb::EventOutcomeKind::Accepted) => into.accepted += 1,
+            Ok(pb::EventOutcomeKind::Duplicate) => into.duplicates += 1,
+            _ => {
+                if let Some(mut r) = o.rejection.clone() {
+                    r.index += offset;
+                    into.rejected.push(r);
+                }
+            }
+        }
+    }
+}
+
+type NotificationStream = Pin<Box<dyn Stream<Item = Result<pb::Notification, Status>> + Send>>;
+
+#[tonic::async_trait]
+impl Gateway for GatewayService {
+    async fn publish_events(
+        &self,
+        request: Request<pb::PublishEventsRequest>,
+    ) -> Result<Response<pb::PublishEventsResponse>, Status> {
+        let trace = trace_of(&request);
+        let timeout = self.timeout_of(&request);
+        let req = request.into_inner();
+        let span = tracing::info_span!("PublishEvents", tenant = %req.tenant, events = req.events.len(), trace_id = %trace.trace_id_hex());
+        async move {
+            let tenant = parse_tenant(&req.tenant)?;
+            if req.events.is_empty() {
+                return Err(GatewayError::invalid("events", "must not be empty").into());
+            }
+            if req.events.len() > self.max_batch {
+                return Err(GatewayError::invalid(
+                    "events",
+                    format!("at most {} events per call, got {}", self.max_batch, req.events.len()),
+                )
+                .into());
+            }
+            let policy = self.policy();
+            let mut violations = Vec::new();
+            let mut canonical = Vec::with_capacity(req.events.len());
+            for (i, wire) in req.events.iter().enumerate() {
+                match Event::from_proto(wire, Some(&tenant), &policy) {
+                    Ok(e) => canonical.push(e.to_proto()),
+                    Err(vs) => violations.extend(vs.0.into_iter().map(|v| {
+                        (format!("events[{i}].{}", v.field), format!("{}: {}", v.code, v.description))
+                    })),
+                }
+            }
+            if !violations.is_empty() {
+                return Err(GatewayError::InvalidArgument(violations).into());
+            }
+            let outcomes = self.ingest(&tenant, canonical, &trace, timeout).await?;
+            let mut response = pb::PublishEventsResponse::default();
+            summarize(&outcomes, 0, &mut response);
+            Ok(Response::new(response))
+        }
+        .instrument(span)
+        .await
+    }
+
+    async fn stream_events(
+        &self,
+        request: Request<Streaming<pb::Event>>,
+    ) -> Result<Response<pb::PublishEventsResponse>, Status> {
+        let trace = trace_of(&request);
+        let timeout = self.timeout_of(&request);
+        let mut stream = request.into_inner();
+        let span = tracing::info_span!("StreamEvents", trace_id = %trace.trace_id_hex());
+        async move {
+            let mut response = pb::PublishEventsResponse::default();
+            let mut index: u32 = 0;
+            let mut batch: Vec<(u32, pb::Event)> = Vec::with_capacity(STREAM_BATCH);
+            let mut batch_tenant: Option<TenantId> = None;
+            loop {
+                let next = stream.message().await?;
+                let flush = match &next {
+                    None => true,
+                    Some(ev) => {
+                        batch.len() >= STREAM_BATCH
+                            || batch_tenant.as_ref().is_some_and(|t| t.as_str() != ev.tenant)
+                    }
+                };
+                if flush && let Some(tenant) = batch_tenant.take() {
+                    let offset = batch.first().map_or(0, |(i, _)| *i);
+                    let events = batch.drain(..).map(|(_, e)| e).collect();
+                    let outcomes = self.ingest(&tenant, events, &trace, timeout).await?;
+                    summarize(&outcomes, offset, &mut response);
+                }
+                let Some(ev) = next else { break };
+                match self.validate_streamed(&ev) {
+                    Ok(event) => {
+                        batch_tenant = Some(event.tenant.clone());
+                        batch.push((index, event.to_proto()));
+                    }
+                    Err((code, field, description)) => response.rejected.push(pb::EventRejection {
+                        index,
+                        event_id: ev.event_id.clone(),
+                        code: code.into(),
+                        field,
+                        description,
+                    }),
+                }
+                index = index.saturating_add(1);
+            }
+            Ok(Response::new(response))
+        }
+        .instrument(span)
+        .await
+    }
+
+    async fn recommend(
+        &self,
+        request: Request<pb::RecommendRequest>,
+    ) -> Result<Response<pb::RecommendResponse>, Status> {
+        let trace = trace_of(&request);
+        let timeout = self.timeout_of(&request);
+        let req = request.into_inner();
+        let span = tracing::info_span!("Recommend", tenant = %req.tenant, trace_id = %trace.trace_id_hex());
+        async move {
+            let tenant = parse_tenant(&req.tenant)?;
+            if req.user_id.is_empty() {
+                return Err(GatewayError::invalid("user_id", "required").into());
+            }
+            let reply: pb::RecommendReply = self
+                .call(
+                    "inference",
+                    topology::rpc_subject(&tenant, "inference", "recommend"),
+                    req.encode_to_vec(),
+                    &trace,
+                    timeout,
+                )
+                .await?;
+            match reply.result {
+                Some(pb::recommend_reply::Result::Ok(ok)) => Ok(Response::new(ok)),
+                Some(pb::recommend_reply::Result::Error(e)) => {
+                    Err(GatewayError::from_service("inference", e).into())
+                }
+                None => Err(GatewayError::Internal("empty reply from inference".into()).into()),
+            }
+        }
+        .instrument(span)
+        .await
+    }
+
+    type StreamNotificationsStream = NotificationStream;
+
+    async fn stream_notifications(
+        &self,
+        request: Request<pb::StreamNotificationsRequest>,
+    ) -> Result<Response<Self::StreamNotificationsStream>, Status> {
+        let req = request.into_inner();
+        let tenant = parse_tenant(&req.tenant)?;
+        if !req.user_id.is_empty() {
+            shopmind_domain::UserId::parse(req.user_id.clone())
+                .map_err(|e| GatewayError::invalid("user_id", e.to_string()))?;
+        }
+        let start = if req.from_sequence == 0 { StartAt::New } else { StartAt::Sequence(req.from_sequence) };
+        let replay = self
+            .bus
+            .replay(topology::NOTIFICATIONS_STREAM, Some(&topology::notifications_of_tenant(&tenant)), start)
+            .await
+            .map_err(|e| GatewayError::from_bus("notifications", e))?;
+        let user = req.user_id;
+        let shutdown = self.shutdown.clone();
+        let notifications =
+            replay.take_until(async move { shutdown.wait().await }).filter_map(move |stored| {
+                let user = user.clone();
+                async move {
+                    match stored {
+                        Err(e) => Some(Err(Status::unavailable(format!("notification stream: {e}")))),
+                        Ok(stored) => match pb::Notification::decode(stored.message.payload.as_ref()) {
+                            Ok(mut n) => {
+                                n.sequence = stored.sequence;
+                                (user.is_empty() || n.user_id == user).then_some(Ok(n))
+                            }
+                            Err(e) => {
+                                warn!(seq = stored.sequence, error = %e, "undecodable notification skipped");
+                                None
+                            }
+                        },
+                    }
+                }
+            });
+        Ok(Response::new(Box::pin(notifications)))
+    }
+}
+
+/// Serves the gateway on `listener` until `shutdown`, then stops accepting and finishes the
+/// calls in flight.
+pub async fn run(
+    config: Config,
+    bus: Arc<dyn Bus>,
+    listener: TcpListener,
+    shutdown: Shutdown,
+) -> Result<(), ServeError> {
+    let (health_reporter, health) = tonic_health::server::health_reporter();
+    health_reporter.set_serving::<GatewayServer<GatewayService>>().await;
+    let reflection = tonic_reflection::server::Builder::configure()
+        .register_encoded_file_descriptor_set(shopmind_proto::FILE_DESCRIPTOR_SET)
+        .register_encoded_file_descriptor_set(tonic_health::pb::FILE_DESCRIPTOR_SET)
+        .build_v1()?;
+    let service = GatewayService::new(&config, bus, shutdown.clone());
+    let addr = listener.local_addr().ok();
+    info!(addr = ?addr, "gateway serving");
+    let signal = {
+        let shutdown = shutdown.clone();
+        async move {
+            shutdown.wait().await;
+            health_reporter.set_not_serving::<GatewayServer<GatewayService>>().await;
+        }
+    };
+    tonic::transport::Server::builder()
+        .add_service(health)
+        .add_service(reflection)
+        .add_service(GatewayServer::new(service))
+        .serve_with_incoming_shutdown(tonic::transport::server::TcpIncoming::from(listener), signal)
+        .await?;
+    info!("gateway stopped");
+    Ok(())
+}

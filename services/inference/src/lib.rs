@@ -1,1 +1,273 @@
+//! The inference service: answers `sm.rpc.<tenant>.inference.recommend`.
+//!
+//! For a request it reads the user's context in one store round trip (recent interactions,
+//! purchases, cart, the tenant's popular items), weights the recent interactions (purchase > cart >
+//! view, newer > older), and lets the tenant's ONNX model score every item in ONNX Runtime. Items
+//! the user bought, and those the request excludes, are removed; if fewer than asked remain, popular
+//! items fill the page. Because the history is read at request time, an event changes the next
+//! answer as soon as the feature service has applied it — no retraining needed.
+//!
+//! Models are loaded from `<models.dir>/<tenant>/recommender.onnx` and swapped in atomically when
+//! the file changes; a model that fails to load leaves the previous one serving.
 
+mod registry;
+
+use std::collections::HashSet;
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::Duration;
+
+use bytes::Bytes;
+use futures::StreamExt;
+use prost::Message as _;
+use shopmind_bus::{Bus, BusError, Headers, IncomingRequest};
+use shopmind_config::Config;
+use shopmind_domain::{InteractionKind, ItemId, TenantId, UserId};
+use shopmind_features::{UserContext, read_user_context};
+use shopmind_models::ModelError;
+use shopmind_proto::v1 as pb;
+use shopmind_runtime::{Shutdown, rpc, topology};
+use shopmind_store::FeatureStore;
+use tokio::sync::Semaphore;
+use tracing::{Instrument, info, warn};
+
+pub use registry::ModelRegistry;
+
+/// Largest page of recommendations.
+pub const MAX_LIMIT: u32 = 100;
+/// Page size when the request says 0.
+pub const DEFAULT_LIMIT: u32 = 10;
+/// Requests one inference instance works on at the same time.
+const MAX_CONCURRENT_REQUESTS: usize = 256;
+
+#[derive(Debug, thiserror::Error)]
+pub enum InferenceError {
+    #[error("bus: {0}")]
+    Bus(#[from] BusError),
+    #[error("ONNX Runtime: {0}")]
+    Model(#[from] ModelError),
+}
+
+/// How much an interaction of this kind says about the user's taste.
+fn kind_weight(kind: InteractionKind) -> f32 {
+    match kind {
+        InteractionKind::View => 1.0,
+        InteractionKind::Cart => 2.0,
+        InteractionKind::Purchase => 3.0,
+    }
+}
+
+/// Each step back in the history counts this much less than the one after it.
+const RECENCY_DECAY: f32 = 0.85;
+
+/// Answers recommend requests from the store and the model registry.
+pub struct Recommender {
+    store: Arc<dyn FeatureStore>,
+    models: Arc<ModelRegistry>,
+    history_len: usize,
+}
+
+impl Recommender {
+    pub fn new(store: Arc<dyn FeatureStore>, models: Arc<ModelRegistry>, history_len: usize) -> Self {
+        Self { store, models, history_len }
+    }
+
+    pub async fn recommend(
+        &self,
+        req: &pb::RecommendRequest,
+    ) -> Result<pb::RecommendResponse, pb::ServiceError> {
+        let (tenant, user, limit) = validate(req)?;
+        let popular_n = limit + req.exclude_item_ids.len() + 50;
+        let ctx = read_user_context(&*self.store, &tenant, &user, self.history_len, popular_n)
+            .await
+            .map_err(|e| rpc::error(pb::ServiceErrorCode::Unavailable, format!("feature store: {e}")))?;
+
+        let mut excluded: HashSet<&str> = ctx.bought.iter().map(ItemId::as_str).collect();
+        excluded.extend(req.exclude_item_ids.iter().map(String::as_str));
+        if req.exclude_seen {
+            excluded.extend(ctx.recent.iter().map(|i| i.item.as_str()));
+            excluded.extend(ctx.cart.iter().map(ItemId::as_str));
+        }
+
+        let mut items = Vec::with_capacity(limit);
+        let mut model_version = String::new();
+        if let Some(model) = self.models.get(&tenant) {
+            model_version = model.manifest().version.clone();
+            let history = weighted_history(&ctx, |item| model.index_of(item));
+            if !history.is_empty() {
+                let scores = model
+                    .score(&history)
+                    .await
+                    .map_err(|e| rpc::error(pb::ServiceErrorCode::Internal, format!("model: {e}")))?;
+                let mut ranked: Vec<(usize, f32)> =
+                    scores.into_iter().enumerate().filter(|(_, s)| *s > 0.0 && s.is_finite()).collect();
+                ranked.sort_by(|a, b| b.1.total_cmp(&a.1).then(a.0.cmp(&b.0)));
+                for (idx, score) in ranked {
+                    if items.len() == limit {
+                        break;
+                    }
+                    let Some(item) = model.item(idx) else { continue };
+                    if excluded.contains(item) {
+                        continue;
+                    }
+                    items.push(pb::ScoredItem {
+                        item_id: item.to_string(),
+                        score,
+                        reason: "covisited".into(),
+                    });
+                }
+            }
+        }
+        fill_with_popular(&mut items, &ctx, &excluded, limit);
+        Ok(pb::RecommendResponse { items, model_version })
+    }
+}
+
+fn validate(req: &pb::RecommendRequest) -> Result<(TenantId, UserId, usize), pb::ServiceError> {
+    let mut violations = Vec::new();
+    let tenant = TenantId::parse(req.tenant.clone())
+        .map_err(|e| violations.push(("tenant".to_string(), e.to_string())));
+    let user = UserId::parse(req.user_id.clone())
+        .map_err(|e| violations.push(("user_id".to_string(), e.to_string())));
+    if req.limit > MAX_LIMIT {
+        violations.push(("limit".into(), format!("must be at most {MAX_LIMIT}, got {}", req.limit)));
+    }
+    for (i, id) in req.exclude_item_ids.iter().enumerate() {
+        if let Err(e) = ItemId::parse(id.clone()) {
+            violations.push((format!("exclude_item_ids[{i}]"), e.to_string()));
+        }
+    }
+    match (tenant, user) {
+        (Ok(t), Ok(u)) if violations.is_empty() => {
+            let limit = if req.limit == 0 { DEFAULT_LIMIT } else { req.limit };
+            Ok((t, u, limit as usize))
+        }
+        _ => Err(rpc::invalid(violations)),
+    }
+}
+
+/// The user's recent interactions as (model index, weight), newest weighing most.
+fn weighted_history(ctx: &UserContext, index_of: impl Fn(&str) -> Option<usize>) -> Vec<(usize, f32)> {
+    let mut weight = 1.0f32;
+    let mut history = Vec::with_capacity(ctx.recent.len());
+    for i in &ctx.recent {
+        if let Some(idx) = index_of(i.item.as_str()) {
+            history.push((idx, weight * kind_weight(i.kind)));
+        }
+        weight *= RECENCY_DECAY;
+    }
+    history
+}
+
+fn fill_with_popular(
+    items: &mut Vec<pb::ScoredItem>,
+    ctx: &UserContext,
+    excluded: &HashSet<&str>,
+    limit: usize,
+) {
+    for (item, _) in &ctx.popular {
+        if items.len() >= limit {
+            break;
+        }
+        if excluded.contains(item.as_str()) || items.iter().any(|i| i.item_id == item.as_str()) {
+            continue;
+        }
+        items.push(pb::ScoredItem { item_id: item.to_string(), score: 0.0, reason: "popular".into() });
+    }
+}
+
+/// Serves recommend requests until `shutdown`.
+pub async fn run(
+    config: Config,
+    bus: Arc<dyn Bus>,
+    store: Arc<dyn FeatureStore>,
+    shutdown: Shutdown,
+) -> Result<(), InferenceError> {
+    let library = if config.inference.onnxruntime_library.is_empty() {
+        shopmind_models::runtime::default_library_path().ok_or_else(|| {
+            ModelError::Runtime(
+                "libonnxruntime.so not found: run scripts/setup.sh, set ORT_DYLIB_PATH, \
+                 or set inference.onnxruntime_library"
+                    .into(),
+            )
+        })?
+    } else {
+        PathBuf::from(&config.inference.onnxruntime_library)
+    };
+    shopmind_models::runtime::init_runtime(&library)?;
+    let models = Arc::new(ModelRegistry::new(config.models.dir.clone(), registry::pool_options(&config)?));
+    models.reload().await;
+    let watcher = {
+        let models = models.clone();
+        let shutdown = shutdown.clone();
+        let every = Duration::from_millis(config.inference.reload_interval_ms);
+        tokio::spawn(async move {
+            loop {
+                tokio::select! {
+                    () = shutdown.wait() => break,
+                    () = tokio::time::sleep(every) => models.reload().await,
+                }
+            }
+        })
+    };
+
+    let recommender = Arc::new(Recommender::new(store, models, config.inference.history_len));
+    let mut requests = bus.serve(&topology::rpc_pattern("inference", "recommend"), "inference").await?;
+    let limit = Arc::new(Semaphore::new(MAX_CONCURRENT_REQUESTS));
+    let mut in_flight = tokio::task::JoinSet::new();
+    info!("inference serving");
+    loop {
+        let request = tokio::select! {
+            () = shutdown.wait() => break,
+            r = requests.next() => r,
+        };
+        let Some(request) = request else { break };
+        let Ok(permit) = limit.clone().acquire_owned().await else { break };
+        let recommender = recommender.clone();
+        in_flight.spawn(async move {
+            handle(&recommender, request).await;
+            drop(permit);
+        });
+        while in_flight.try_join_next().is_some() {}
+    }
+    drop(requests);
+    let _ =
+        tokio::time::timeout(Shutdown::GRACE, async { while in_flight.join_next().await.is_some() {} }).await;
+    watcher.abort();
+    info!("inference stopped");
+    Ok(())
+}
+
+async fn handle(recommender: &Recommender, request: IncomingRequest) {
+    let headers = &request.message.headers;
+    let trace = headers.trace().unwrap_or_else(shopmind_bus::TraceContext::new_root).child();
+    let span = tracing::info_span!("recommend", subject = %request.message.subject, trace_id = %trace.trace_id_hex());
+    let reply = async {
+        if rpc::deadline_passed(headers) {
+            return Err(rpc::error(
+                pb::ServiceErrorCode::DeadlineExceeded,
+                "deadline passed before work started",
+            ));
+        }
+        let req = pb::RecommendRequest::decode(request.message.payload.as_ref()).map_err(|e| {
+            rpc::invalid(vec![(String::new(), format!("not a shopmind.v1.RecommendRequest: {e}"))])
+        })?;
+        if topology::tenant_of_subject(&request.message.subject).is_none_or(|t| t.as_str() != req.tenant) {
+            return Err(rpc::invalid(vec![(
+                "tenant".into(),
+                "differs from the tenant of the subject".into(),
+            )]));
+        }
+        recommender.recommend(&req).await
+    }
+    .instrument(span.clone())
+    .await;
+    let reply = match reply {
+        Ok(ok) => pb::RecommendReply { result: Some(pb::recommend_reply::Result::Ok(ok)) },
+        Err(e) => pb::RecommendReply { result: Some(pb::recommend_reply::Result::Error(e)) },
+    };
+    if let Err(e) = request.respond(Headers::new(), Bytes::from(reply.encode_to_vec())).instrument(span).await
+    {
+        warn!(error = %e, "could not reply");
+    }
+}

@@ -1,0 +1,133 @@
+//! The consumer loop every stream-consuming service runs: at-least-once, ack only after the
+//! handler's effect is stored, retries with a delay, and a dead letter (with the reason) for what
+//! cannot be processed — nothing is dropped silently.
+
+use std::future::Future;
+use std::sync::Arc;
+use std::time::Duration;
+
+use futures::StreamExt;
+use shopmind_bus::{Bus, BusError, ConsumerSpec, Delivery, Message};
+use tracing::{Instrument, warn};
+
+use crate::Shutdown;
+use crate::topology::{
+    DLQ_CODE_HEADER, DLQ_REASON_HEADER, DLQ_SEQUENCE_HEADER, DLQ_SUBJECT_HEADER, UNKNOWN_TENANT_TOKEN,
+    dlq_subject, tenant_of_subject,
+};
+
+/// What the handler made of a message.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Outcome {
+    /// The effect is stored (or the message needed none): ack it.
+    Done,
+    /// A transient failure (e.g. the store is unreachable): deliver again after `delay`. After the
+    /// consumer's `max_deliver` attempts the message is dead-lettered with `reason`.
+    Retry { delay: Duration, reason: String },
+    /// The message can never be processed (e.g. it does not decode): dead-letter it now.
+    Reject { code: &'static str, reason: String },
+}
+
+/// Dead-letter code used when retries are exhausted.
+pub const RETRIES_EXHAUSTED: &str = "retries_exhausted";
+
+/// Publishes `original` unchanged to `sm.dlq.<tenant>.<stage>`, with the reason in headers.
+/// Idempotent per (stage, stream sequence).
+pub async fn dead_letter(
+    bus: &dyn Bus,
+    original: &Message,
+    sequence: u64,
+    stage: &str,
+    code: &str,
+    reason: &str,
+) -> Result<(), BusError> {
+    let tenant = tenant_of_subject(&original.subject)
+        .map_or_else(|| UNKNOWN_TENANT_TOKEN.to_string(), |t| t.to_string());
+    let mut headers = original.headers.clone();
+    headers
+        .insert(DLQ_REASON_HEADER, reason)
+        .insert(DLQ_CODE_HEADER, code)
+        .insert(DLQ_SUBJECT_HEADER, original.subject.clone())
+        .insert(DLQ_SEQUENCE_HEADER, sequence.to_string());
+    let message =
+        Message { subject: dlq_subject(&tenant, stage), headers, payload: original.payload.clone() };
+    bus.publish(message, Some(&format!("dlq:{stage}:{sequence}"))).await?;
+    Ok(())
+}
+
+/// Runs `handle` on every delivery of the durable consumer `spec` until `shutdown`. The message
+/// in flight when shutdown fires is finished and settled before this returns.
+pub async fn consume_loop<F, Fut>(
+    bus: Arc<dyn Bus>,
+    spec: ConsumerSpec,
+    stage: &'static str,
+    shutdown: Shutdown,
+    mut handle: F,
+) -> Result<(), BusError>
+where
+    F: FnMut(Message) -> Fut,
+    Fut: Future<Output = Outcome>,
+{
+    let mut deliveries = bus.consume(&spec).await?;
+    tracing::info!(durable = %spec.durable, stream = %spec.stream, "consuming");
+    loop {
+        let next = tokio::select! {
+            () = shutdown.wait() => break,
+            next = deliveries.next() => next,
+        };
+        let delivery = match next {
+            Some(Ok(d)) => d,
+            Some(Err(e)) => {
+                // Transient pull errors (missed heartbeats, reconnects): the bus resumes by itself.
+                warn!(error = %e, durable = %spec.durable, "consumer error");
+                tokio::time::sleep(Duration::from_millis(200)).await;
+                continue;
+            }
+            None => break,
+        };
+        let trace_id = delivery.message.headers.trace().map(|t| t.trace_id_hex()).unwrap_or_default();
+        let span = tracing::info_span!(
+            "consume",
+            stage,
+            subject = %delivery.message.subject,
+            seq = delivery.stream_sequence,
+            delivered = delivery.delivered,
+            trace_id = %trace_id,
+        );
+        let outcome = handle(delivery.message.clone()).instrument(span.clone()).await;
+        settle(&*bus, &spec, stage, delivery, outcome).instrument(span).await;
+    }
+    tracing::info!(durable = %spec.durable, "consumer stopped");
+    Ok(())
+}
+
+async fn settle(bus: &dyn Bus, spec: &ConsumerSpec, stage: &str, d: Delivery, outcome: Outcome) {
+    let Delivery { message, stream_sequence, delivered, acker } = d;
+    let exhausted = spec.max_deliver > 0 && delivered >= spec.max_deliver as u64;
+    let dead = match outcome {
+        Outcome::Done => None,
+        Outcome::Retry { delay, reason } if !exhausted => {
+            warn!(%reason, retry_in = ?delay, "processing failed; will retry");
+            if let Err(e) = acker.nak(Some(delay)).await {
+                warn!(error = %e, "nak failed; the message comes back after the ack wait");
+            }
+            return;
+        }
+        Outcome::Retry { reason, .. } => {
+            Some((RETRIES_EXHAUSTED, format!("after {delivered} attempts: {reason}")))
+        }
+        Outcome::Reject { code, reason } => Some((code, reason)),
+    };
+    if let Some((code, reason)) = dead {
+        warn!(code, %reason, "dead-lettering message");
+        if let Err(e) = dead_letter(bus, &message, stream_sequence, stage, code, &reason).await {
+            // Not stored anywhere yet: leave it to be delivered again rather than lose it.
+            warn!(error = %e, "dead-lettering failed; will retry");
+            let _ = acker.nak(Some(Duration::from_secs(1))).await;
+            return;
+        }
+    }
+    if let Err(e) = acker.ack().await {
+        warn!(error = %e, "ack failed; the message will be delivered again (its effect is idempotent)");
+    }
+}

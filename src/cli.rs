@@ -1,0 +1,175 @@
+//! Command-line interface.
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+
+use anyhow::Context as _;
+use clap::{Parser, Subcommand};
+use shopmind_config::Config;
+use shopmind_runtime::Shutdown;
+use shopmind_runtime::connect::{self, Embedded};
+
+#[derive(Parser)]
+#[command(name = "shopmind", version, about = "Event-driven AI for e-commerce customer experience")]
+pub struct Cli {
+    /// Configuration file (TOML); see config/shopmind.example.toml.
+    #[arg(long, global = true, env = "SHOPMIND_CONFIG")]
+    config: Option<PathBuf>,
+    /// NATS server (overrides nats.url), e.g. nats://127.0.0.1:4222.
+    #[arg(long, global = true)]
+    nats_url: Option<String>,
+    /// Redis server (overrides redis.url), e.g. redis://127.0.0.1:6379/.
+    #[arg(long, global = true)]
+    redis_url: Option<String>,
+    /// gRPC listen address of the gateway (overrides gateway.listen).
+    #[arg(long, global = true)]
+    listen: Option<SocketAddr>,
+    /// Directory of trained models (overrides models.dir).
+    #[arg(long, global = true)]
+    models_dir: Option<PathBuf>,
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+#[derive(Subcommand)]
+pub enum Command {
+    /// Every service in one process; on NATS and Redis when their URLs are set, else on the
+    /// in-process bus and in-memory store.
+    AllInOne,
+    /// The gRPC gateway.
+    Gateway,
+    /// The ingest service.
+    Ingest,
+    /// The feature service.
+    Feature,
+    /// The inference service.
+    Inference,
+    /// The notification service.
+    Notification,
+    /// The trainer service: trains every trainer.interval_s seconds.
+    Trainer,
+    /// One training round: read the events stream, write a model per tenant.
+    Train,
+    /// Runs all-in-one on a sample data set and prints recommendations for a few users.
+    Demo {
+        /// Directory with ml-100k.inter and ml-100k.item (default: .cache/data/ml-100k).
+        #[arg(long)]
+        data: Option<PathBuf>,
+        /// How many users to show.
+        #[arg(long, default_value_t = 3)]
+        users: usize,
+    },
+    /// Prints the effective configuration (defaults, file, environment, flags) and exits.
+    Config,
+}
+
+impl Cli {
+    /// Defaults, file, `SHOPMIND__*` environment, then flags; validated.
+    pub fn config(&self) -> Result<Config, shopmind_config::ConfigError> {
+        let mut config = Config::load(self.config.as_deref(), std::env::vars())?;
+        if let Some(url) = &self.nats_url {
+            config.nats.url.clone_from(url);
+        }
+        if let Some(url) = &self.redis_url {
+            config.redis.url.clone_from(url);
+        }
+        if let Some(listen) = self.listen {
+            config.gateway.listen = listen;
+        }
+        if let Some(dir) = &self.models_dir {
+            config.models.dir.clone_from(dir);
+        }
+        config.validate()?;
+        Ok(config)
+    }
+}
+
+pub async fn run(command: Command, config: Config) -> anyhow::Result<()> {
+    match command {
+        Command::Config => {
+            print!("{}", config.to_toml());
+            Ok(())
+        }
+        Command::AllInOne => {
+            let shutdown = Shutdown::new();
+            shutdown.trigger_on_signals();
+            let listener = tokio::net::TcpListener::bind(config.gateway.listen)
+                .await
+                .with_context(|| format!("binding gateway.listen {}", config.gateway.listen))?;
+            let app = crate::all_in_one::AllInOne::start(config, listener, shutdown, true).await?;
+            app.wait().await
+        }
+        Command::Demo { data, users } => crate::demo::run(config, data, users).await,
+        Command::Train => train(config).await,
+        service => run_service(service, config).await,
+    }
+}
+
+async fn run_service(command: Command, config: Config) -> anyhow::Result<()> {
+    let name = match command {
+        Command::Gateway => "gateway",
+        Command::Ingest => "ingest",
+        Command::Feature => "feature",
+        Command::Inference => "inference",
+        Command::Notification => "notification",
+        Command::Trainer => "trainer",
+        _ => anyhow::bail!("not a service"),
+    };
+    let shutdown = Shutdown::new();
+    shutdown.trigger_on_signals();
+    let bus = connect::bus(&config, name, Embedded::Forbidden).await?;
+    connect::ensure_streams(&*bus, &config).await?;
+    tracing::info!(service = name, bus = bus.kind(), "starting");
+    match command {
+        Command::Gateway => {
+            let listener = tokio::net::TcpListener::bind(config.gateway.listen)
+                .await
+                .with_context(|| format!("binding gateway.listen {}", config.gateway.listen))?;
+            shopmind_gateway::run(config, bus.clone(), listener, shutdown).await?;
+        }
+        Command::Ingest => shopmind_ingest::run(config, bus.clone(), shutdown).await?,
+        Command::Feature => {
+            let store = connect::store(&config, name, Embedded::Forbidden).await?;
+            shopmind_feature::run(config, bus.clone(), store, shutdown).await?;
+        }
+        Command::Inference => {
+            let store = connect::store(&config, name, Embedded::Forbidden).await?;
+            shopmind_inference::run(config, bus.clone(), store, shutdown).await?;
+        }
+        Command::Notification => shopmind_notification::run(config, bus.clone(), shutdown).await?,
+        Command::Trainer => shopmind_trainer::run(config, bus.clone(), shutdown).await?,
+        _ => {}
+    }
+    bus.flush().await?;
+    Ok(())
+}
+
+async fn train(config: Config) -> anyhow::Result<()> {
+    let bus = connect::bus(&config, "train", Embedded::Forbidden).await?;
+    connect::ensure_streams(&*bus, &config).await?;
+    let bar = indicatif::ProgressBar::new(0).with_style(
+        indicatif::ProgressStyle::with_template("reading events {bar:40} {pos}/{len} ({per_sec})")
+            .unwrap_or_else(|_| indicatif::ProgressStyle::default_bar()),
+    );
+    let progress = |read: u64, total: u64| {
+        bar.set_length(total);
+        bar.set_position(read);
+    };
+    let models = shopmind_trainer::Trainer::new().round(&config, &*bus, &progress).await?;
+    bar.finish_and_clear();
+    if models.is_empty() {
+        println!("no interactions in the events stream: nothing to train");
+    }
+    for m in models {
+        println!(
+            "{}: {} items from {} users, {} interactions -> {} ({})",
+            m.tenant,
+            m.items,
+            m.users,
+            m.interactions,
+            m.path.display(),
+            m.version
+        );
+    }
+    Ok(())
+}
