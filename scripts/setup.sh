@@ -23,9 +23,12 @@ install_debs() {
   fi
 }
 
+# SHOPMIND_SETUP_SERVERS=0 skips the servers (e.g. when building the container image).
 missing=()
+if [ "${SHOPMIND_SETUP_SERVERS:-1}" = 1 ]; then
 need_cmd nats-server || [ -x /usr/sbin/nats-server ] || missing+=(nats-server)
 need_cmd redis-server || missing+=(redis-server)
+fi
 need_cmd unzip || missing+=(unzip)
 if [ ${#missing[@]} -gt 0 ]; then install_debs "${missing[@]}"; fi
 
