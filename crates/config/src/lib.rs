@@ -220,11 +220,13 @@ pub struct TrainerConfig {
     pub max_items: usize,
     /// Per user, the most recent items that count as co-visited.
     pub window: usize,
+    /// Discount of item pairs seen together by few users: similarity x count / (count + shrinkage).
+    pub shrinkage: u32,
 }
 
 impl Default for TrainerConfig {
     fn default() -> Self {
-        Self { interval_s: 300, max_items: 2000, window: 50 }
+        Self { interval_s: 300, max_items: 2000, window: 50, shrinkage: 10 }
     }
 }
 

@@ -33,11 +33,14 @@ pub struct CovisitConfig {
     pub max_items: usize,
     /// Per user, only the `window` most recent distinct (in-vocabulary) items co-occur.
     pub window: usize,
+    /// Shrinks similarities resting on few co-occurrences: each is multiplied by
+    /// `c / (c + shrinkage)`, where `c` is the pair's count. 0 disables it.
+    pub shrinkage: u32,
 }
 
 impl Default for CovisitConfig {
     fn default() -> Self {
-        Self { max_items: 5000, window: 50 }
+        Self { max_items: 5000, window: 50, shrinkage: 0 }
     }
 }
 
@@ -87,8 +90,9 @@ impl PartialEq for CovisitModel {
 /// - Per user, interactions are ordered by `at_ms` (ties: later in the input is more recent) and
 ///   the `window` most recent distinct in-vocabulary items are kept.
 /// - `C[i][j]` counts the users whose kept items contain both `i` and `j` (`i != j`).
-/// - `S[i][j] = C[i][j] / sqrt(users_i * users_j)`, where `users_i` is the number of distinct users
-///   who touched `i` at all (the popularity used for the vocabulary), so `0 <= S <= 1`.
+/// - `S[i][j] = C[i][j] / sqrt(users_i * users_j) * C[i][j] / (C[i][j] + shrinkage)`, where
+///   `users_i` is the number of distinct users who touched `i` at all (the popularity used for the
+///   vocabulary), so `0 <= S <= 1`; the shrinkage factor discounts pairs seen together rarely.
 pub fn train(
     interactions: impl IntoIterator<Item = TrainingInteraction>,
     cfg: &CovisitConfig,
@@ -188,7 +192,9 @@ pub fn train(
         for j in 0..n {
             let c = counts[i * n + j];
             if c > 0 {
-                similarity[i * n + j] = (f64::from(c) / (users[i] * users[j]).sqrt()) as f32;
+                let c = f64::from(c);
+                let shrink = c / (c + f64::from(cfg.shrinkage));
+                similarity[i * n + j] = (c / (users[i] * users[j]).sqrt() * shrink) as f32;
             }
         }
     }
@@ -387,6 +393,24 @@ mod tests {
     }
 
     #[test]
+    fn shrinkage_discounts_rare_pairs_more_than_frequent_ones() {
+        // "a"-"b" co-occur for 3 users, "c"-"d" for 1: equal cosine, different support.
+        let mut data = Vec::new();
+        for u in 0..3 {
+            data.push(ev(&format!("u{u}"), "a", 1));
+            data.push(ev(&format!("u{u}"), "b", 2));
+        }
+        data.push(ev("v", "c", 1));
+        data.push(ev("v", "d", 2));
+        let plain = train(data.clone(), &CovisitConfig { max_items: 10, window: 10, shrinkage: 0 });
+        let shrunk = train(data, &CovisitConfig { max_items: 10, window: 10, shrinkage: 3 });
+        assert!((sim(&plain, "a", "b") - 1.0).abs() < 1e-6);
+        assert!((sim(&plain, "c", "d") - 1.0).abs() < 1e-6);
+        assert!((sim(&shrunk, "a", "b") - 0.5).abs() < 1e-6, "3 / (3 + 3)");
+        assert!((sim(&shrunk, "c", "d") - 0.25).abs() < 1e-6, "1 / (1 + 3)");
+    }
+
+    #[test]
     fn toy_similarities_match_hand_computation() {
         let m = train(toy(), &CovisitConfig::default());
         // users: a = {u1,u2,u3} (3), b = {u1,u2} (2), c = {u2,u3} (2) -> order a, b, c.
@@ -411,25 +435,25 @@ mod tests {
     fn window_keeps_only_recent_distinct_items() {
         // u1's most recent two distinct items are c and b (a is older), even though b repeats.
         let data = vec![ev("u1", "a", 1), ev("u1", "b", 2), ev("u1", "c", 3), ev("u1", "b", 4)];
-        let m = train(data.clone(), &CovisitConfig { max_items: 10, window: 2 });
+        let m = train(data.clone(), &CovisitConfig { max_items: 10, window: 2, shrinkage: 0 });
         assert!(sim(&m, "b", "c") > 0.0);
         assert_eq!(sim(&m, "a", "b"), 0.0);
         assert_eq!(sim(&m, "a", "c"), 0.0);
-        let wide = train(data, &CovisitConfig { max_items: 10, window: 3 });
+        let wide = train(data, &CovisitConfig { max_items: 10, window: 3, shrinkage: 0 });
         assert!(sim(&wide, "a", "b") > 0.0);
     }
 
     #[test]
     fn equal_timestamps_use_input_order() {
         let data = vec![ev("u1", "a", 5), ev("u1", "b", 5), ev("u1", "c", 5)];
-        let m = train(data, &CovisitConfig { max_items: 10, window: 2 });
+        let m = train(data, &CovisitConfig { max_items: 10, window: 2, shrinkage: 0 });
         assert!(sim(&m, "b", "c") > 0.0);
         assert_eq!(sim(&m, "a", "b"), 0.0);
     }
 
     #[test]
     fn max_items_keeps_the_most_popular() {
-        let m = train(toy(), &CovisitConfig { max_items: 2, window: 50 });
+        let m = train(toy(), &CovisitConfig { max_items: 2, window: 50, shrinkage: 0 });
         // a (3 users) then b and c tie at 2 users: b wins by id.
         assert_eq!(m.items, vec!["a", "b"]);
         assert_eq!(m.similarity.len(), 4);
@@ -483,7 +507,7 @@ mod tests {
                 data.push(ev(&format!("u{u}"), &item, i64::from((u * 13 + k * 5) % 17)));
             }
         }
-        let cfg = CovisitConfig { max_items: 20, window: 6 };
+        let cfg = CovisitConfig { max_items: 20, window: 6, shrinkage: 0 };
         let a = train(data.clone(), &cfg);
         let b = train(data, &cfg);
         assert_eq!(a, b);

@@ -111,7 +111,11 @@ impl Trainer {
             warn!(skipped, "events that do not decode were skipped (they are in the dead-letter stream)");
         }
 
-        let covisit = CovisitConfig { max_items: config.trainer.max_items, window: config.trainer.window };
+        let covisit = CovisitConfig {
+            max_items: config.trainer.max_items,
+            window: config.trainer.window,
+            shrinkage: config.trainer.shrinkage,
+        };
         let mut trained = Vec::new();
         for (tenant, (interactions, last_seq)) in per_tenant {
             if interactions.is_empty() || self.trained_through.get(&tenant).is_some_and(|&s| s >= last_seq) {
