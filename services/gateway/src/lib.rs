@@ -125,6 +125,10 @@ impl GatewayService {
 fn grpc_timeout(metadata: &tonic::metadata::MetadataMap) -> Option<Duration> {
     let v = metadata.get("grpc-timeout")?.to_str().ok()?;
     let (num, unit) = v.split_at(v.len().checked_sub(1)?);
+    // At most 8 digits (gRPC over HTTP/2), which also keeps `n * 3600` from overflowing.
+    if num.is_empty() || num.len() > 8 || !num.bytes().all(|b| b.is_ascii_digit()) {
+        return None;
+    }
     let n: u64 = num.parse().ok()?;
     Some(match unit {
         "H" => Duration::from_secs(n * 3600),
@@ -371,4 +375,46 @@ pub async fn run(
         .await?;
     info!("gateway stopped");
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used)]
+
+    use tonic::metadata::MetadataMap;
+
+    use super::*;
+
+    fn timeout_of(value: &str) -> Option<Duration> {
+        let mut metadata = MetadataMap::new();
+        metadata.insert("grpc-timeout", value.parse().unwrap());
+        grpc_timeout(&metadata)
+    }
+
+    #[test]
+    fn grpc_timeout_reads_every_unit() {
+        assert_eq!(timeout_of("2H"), Some(Duration::from_secs(7200)));
+        assert_eq!(timeout_of("3M"), Some(Duration::from_secs(180)));
+        assert_eq!(timeout_of("5S"), Some(Duration::from_secs(5)));
+        assert_eq!(timeout_of("250m"), Some(Duration::from_millis(250)));
+        assert_eq!(timeout_of("1500u"), Some(Duration::from_micros(1500)));
+        assert_eq!(timeout_of("99999999n"), Some(Duration::from_nanos(99_999_999)));
+        assert_eq!(timeout_of("0m"), Some(Duration::ZERO));
+    }
+
+    #[test]
+    fn grpc_timeout_ignores_absent_or_malformed_values() {
+        assert_eq!(grpc_timeout(&MetadataMap::new()), None);
+        for bad in ["", "S", "5", "5s", "5x", "abcS", "1.5S", "-1S", "+5S", "5 S", "123456789m"] {
+            assert_eq!(timeout_of(bad), None, "{bad:?}");
+        }
+    }
+
+    #[test]
+    fn grpc_timeout_does_not_overflow_on_huge_values() {
+        // Longer than the 8 digits gRPC allows: not a valid timeout, and no panic either.
+        assert_eq!(timeout_of("9999999999999999H"), None);
+        assert_eq!(timeout_of("999999999999999999M"), None);
+        assert_eq!(timeout_of("99999999H"), Some(Duration::from_secs(99_999_999 * 3600)));
+    }
 }

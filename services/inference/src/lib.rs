@@ -271,3 +271,172 @@ async fn handle(recommender: &Recommender, request: IncomingRequest) {
         warn!(error = %e, "could not reply");
     }
 }
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used)]
+
+    use shopmind_domain::{Interaction, UnixMillis};
+
+    use super::*;
+
+    fn request(tenant: &str, user: &str, limit: u32, exclude: &[&str]) -> pb::RecommendRequest {
+        pb::RecommendRequest {
+            tenant: tenant.into(),
+            user_id: user.into(),
+            limit,
+            exclude_seen: false,
+            exclude_item_ids: exclude.iter().map(|s| s.to_string()).collect(),
+        }
+    }
+
+    /// The fields of the violations of an INVALID_ARGUMENT error.
+    fn violated_fields(result: Result<(TenantId, UserId, usize), pb::ServiceError>) -> Vec<String> {
+        let e = result.unwrap_err();
+        assert_eq!(e.code, pb::ServiceErrorCode::InvalidArgument as i32, "{e:?}");
+        e.violations.into_iter().map(|v| v.field).collect()
+    }
+
+    #[test]
+    fn validate_accepts_a_request_and_defaults_the_limit() {
+        let (tenant, user, limit) = validate(&request("acme", "u1", 0, &[])).unwrap();
+        assert_eq!((tenant.as_str(), user.as_str(), limit), ("acme", "u1", DEFAULT_LIMIT as usize));
+        assert_eq!(validate(&request("acme", "u1", 7, &["i1"])).unwrap().2, 7);
+        assert_eq!(validate(&request("acme", "u1", MAX_LIMIT, &[])).unwrap().2, MAX_LIMIT as usize);
+    }
+
+    #[test]
+    fn validate_rejects_a_limit_above_the_maximum() {
+        let e = validate(&request("acme", "u1", MAX_LIMIT + 1, &[])).unwrap_err();
+        assert_eq!(e.code, pb::ServiceErrorCode::InvalidArgument as i32);
+        assert_eq!(e.violations.len(), 1, "{e:?}");
+        assert_eq!(e.violations[0].field, "limit");
+        assert!(e.violations[0].description.contains("101"), "{e:?}");
+    }
+
+    #[test]
+    fn validate_names_bad_tenant_and_user_fields() {
+        assert_eq!(violated_fields(validate(&request("", "u1", 0, &[]))), ["tenant"]);
+        assert_eq!(violated_fields(validate(&request("Acme!", "u1", 0, &[]))), ["tenant"]);
+        assert_eq!(violated_fields(validate(&request("acme", "", 0, &[]))), ["user_id"]);
+        assert_eq!(violated_fields(validate(&request("acme", "u 1", 0, &[]))), ["user_id"]);
+        // Every problem is reported at once.
+        assert_eq!(violated_fields(validate(&request("", "", 500, &[]))), ["tenant", "user_id", "limit"]);
+    }
+
+    #[test]
+    fn validate_names_bad_exclude_ids_by_index() {
+        let fields = violated_fields(validate(&request("acme", "u1", 0, &["ok", "", "also-ok", "bad id"])));
+        assert_eq!(fields, ["exclude_item_ids[1]", "exclude_item_ids[3]"]);
+    }
+
+    fn interaction(item: &str, kind: InteractionKind) -> Interaction {
+        Interaction { item: ItemId::parse(item).unwrap(), kind, at: UnixMillis(1_700_000_000_000) }
+    }
+
+    fn context(recent: Vec<Interaction>, popular: &[&str]) -> UserContext {
+        UserContext {
+            recent,
+            popular: popular.iter().map(|p| (ItemId::parse(*p).unwrap(), 1.0)).collect(),
+            ..UserContext::default()
+        }
+    }
+
+    /// Model indexes: "a" -> 0, "b" -> 1, ...; "unknown" has none.
+    fn index_of(item: &str) -> Option<usize> {
+        match item {
+            "unknown" => None,
+            _ => Some(usize::from(item.as_bytes()[0] - b'a')),
+        }
+    }
+
+    fn assert_weights(actual: &[(usize, f32)], expected: &[(usize, f32)]) {
+        assert_eq!(actual.len(), expected.len(), "{actual:?} vs {expected:?}");
+        for (a, e) in actual.iter().zip(expected) {
+            assert_eq!(a.0, e.0, "{actual:?} vs {expected:?}");
+            assert!((a.1 - e.1).abs() < 1e-6, "{actual:?} vs {expected:?}");
+        }
+    }
+
+    #[test]
+    fn weighted_history_weighs_newest_most() {
+        let ctx = context(
+            vec![
+                interaction("a", InteractionKind::View),
+                interaction("b", InteractionKind::View),
+                interaction("c", InteractionKind::View),
+            ],
+            &[],
+        );
+        let history = weighted_history(&ctx, index_of);
+        assert_weights(&history, &[(0, 1.0), (1, RECENCY_DECAY), (2, RECENCY_DECAY * RECENCY_DECAY)]);
+        assert!(history[0].1 > history[1].1 && history[1].1 > history[2].1);
+    }
+
+    #[test]
+    fn weighted_history_weighs_purchase_over_cart_over_view() {
+        let weight_of = |kind| weighted_history(&context(vec![interaction("a", kind)], &[]), index_of)[0].1;
+        let (view, cart, purchase) = (
+            weight_of(InteractionKind::View),
+            weight_of(InteractionKind::Cart),
+            weight_of(InteractionKind::Purchase),
+        );
+        assert!(purchase > cart && cart > view, "{purchase} {cart} {view}");
+        // A purchase one step back still outweighs a newer view.
+        let ctx = context(
+            vec![interaction("a", InteractionKind::View), interaction("b", InteractionKind::Purchase)],
+            &[],
+        );
+        let history = weighted_history(&ctx, index_of);
+        assert!(history[1].1 > history[0].1, "{history:?}");
+    }
+
+    #[test]
+    fn weighted_history_skips_unknown_items_but_they_still_age_the_rest() {
+        let ctx = context(
+            vec![
+                interaction("unknown", InteractionKind::Purchase),
+                interaction("a", InteractionKind::View),
+                interaction("unknown", InteractionKind::View),
+                interaction("b", InteractionKind::Cart),
+            ],
+            &[],
+        );
+        let history = weighted_history(&ctx, index_of);
+        let d = RECENCY_DECAY;
+        assert_weights(&history, &[(0, d), (1, d * d * d * 2.0)]);
+        assert!(weighted_history(&UserContext::default(), index_of).is_empty());
+    }
+
+    fn scored(item: &str, reason: &str) -> pb::ScoredItem {
+        pb::ScoredItem { item_id: item.into(), score: 0.5, reason: reason.into() }
+    }
+
+    fn ids(items: &[pb::ScoredItem]) -> Vec<&str> {
+        items.iter().map(|i| i.item_id.as_str()).collect()
+    }
+
+    #[test]
+    fn fill_with_popular_adds_no_duplicates_and_skips_excluded() {
+        let ctx = context(Vec::new(), &["a", "b", "c", "d", "e"]);
+        let mut items = vec![scored("a", "covisited")];
+        let excluded: HashSet<&str> = ["b"].into();
+        fill_with_popular(&mut items, &ctx, &excluded, 10);
+        assert_eq!(ids(&items), ["a", "c", "d", "e"]);
+        assert_eq!(items[0].reason, "covisited", "model items keep their score and reason");
+        assert_eq!(items[0].score, 0.5);
+        assert!(items[1..].iter().all(|i| i.reason == "popular" && i.score == 0.0));
+    }
+
+    #[test]
+    fn fill_with_popular_stops_at_the_limit() {
+        let ctx = context(Vec::new(), &["a", "b", "c", "d", "e"]);
+        let mut items = Vec::new();
+        fill_with_popular(&mut items, &ctx, &HashSet::new(), 3);
+        assert_eq!(ids(&items), ["a", "b", "c"]);
+
+        let mut full = vec![scored("x", "covisited"), scored("y", "covisited")];
+        fill_with_popular(&mut full, &ctx, &HashSet::new(), 2);
+        assert_eq!(ids(&full), ["x", "y"], "a full page stays as it is");
+    }
+}
