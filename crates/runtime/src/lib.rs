@@ -6,6 +6,7 @@
 pub mod connect;
 pub mod consume;
 pub mod rpc;
+pub mod serve;
 pub mod telemetry;
 pub mod topology;
 

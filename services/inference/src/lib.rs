@@ -18,7 +18,6 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use bytes::Bytes;
-use futures::StreamExt;
 use prost::Message as _;
 use shopmind_bus::{Bus, BusError, Headers, IncomingRequest};
 use shopmind_config::Config;
@@ -26,9 +25,9 @@ use shopmind_domain::{InteractionKind, ItemId, TenantId, UserId};
 use shopmind_features::{UserContext, read_user_context};
 use shopmind_models::ModelError;
 use shopmind_proto::v1 as pb;
+use shopmind_runtime::serve::serve_requests;
 use shopmind_runtime::{Shutdown, rpc, topology};
 use shopmind_store::FeatureStore;
-use tokio::sync::Semaphore;
 use tracing::{Instrument, info, warn};
 
 pub use registry::ModelRegistry;
@@ -212,27 +211,18 @@ pub async fn run(
     };
 
     let recommender = Arc::new(Recommender::new(store, models, config.inference.history_len));
-    let mut requests = bus.serve(&topology::rpc_pattern("inference", "recommend"), "inference").await?;
-    let limit = Arc::new(Semaphore::new(MAX_CONCURRENT_REQUESTS));
-    let mut in_flight = tokio::task::JoinSet::new();
-    info!("inference serving");
-    loop {
-        let request = tokio::select! {
-            () = shutdown.wait() => break,
-            r = requests.next() => r,
-        };
-        let Some(request) = request else { break };
-        let Ok(permit) = limit.clone().acquire_owned().await else { break };
-        let recommender = recommender.clone();
-        in_flight.spawn(async move {
-            handle(&recommender, request).await;
-            drop(permit);
-        });
-        while in_flight.try_join_next().is_some() {}
-    }
-    drop(requests);
-    let _ =
-        tokio::time::timeout(Shutdown::GRACE, async { while in_flight.join_next().await.is_some() {} }).await;
+    serve_requests(
+        &*bus,
+        &topology::rpc_pattern("inference", "recommend"),
+        "inference",
+        MAX_CONCURRENT_REQUESTS,
+        &shutdown,
+        move |request| {
+            let recommender = recommender.clone();
+            async move { handle(&recommender, request).await }
+        },
+    )
+    .await?;
     watcher.abort();
     info!("inference stopped");
     Ok(())

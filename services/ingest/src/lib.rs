@@ -9,14 +9,13 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use bytes::Bytes;
-use futures::StreamExt;
 use prost::Message as _;
 use shopmind_bus::{Bus, BusError, Headers, IncomingRequest, Message};
 use shopmind_config::Config;
 use shopmind_domain::{Event, TenantId, UnixMillis, ValidationPolicy};
 use shopmind_proto::v1 as pb;
+use shopmind_runtime::serve::serve_requests;
 use shopmind_runtime::{Shutdown, rpc, topology};
-use tokio::sync::Semaphore;
 use tracing::{Instrument, info, warn};
 
 #[derive(Debug, thiserror::Error)]
@@ -91,31 +90,18 @@ impl Ingestor {
 /// Serves ingest requests until `shutdown`; in-flight batches finish before it returns.
 pub async fn run(config: Config, bus: Arc<dyn Bus>, shutdown: Shutdown) -> Result<(), IngestError> {
     let ingestor = Arc::new(Ingestor::new(bus.clone(), &config));
-    let mut requests = bus.serve(&topology::rpc_pattern("ingest", "publish"), "ingest").await?;
-    let limit = Arc::new(Semaphore::new(config.ingest.concurrency));
-    let mut in_flight = tokio::task::JoinSet::new();
-    info!("ingest serving");
-    loop {
-        let request = tokio::select! {
-            () = shutdown.wait() => break,
-            r = requests.next() => r,
-        };
-        let Some(request) = request else { break };
-        let Ok(permit) = limit.clone().acquire_owned().await else { break };
-        let ingestor = ingestor.clone();
-        in_flight.spawn(async move {
-            handle(&ingestor, request).await;
-            drop(permit);
-        });
-        while in_flight.try_join_next().is_some() {}
-    }
-    drop(requests);
-    if tokio::time::timeout(Shutdown::GRACE, async { while in_flight.join_next().await.is_some() {} })
-        .await
-        .is_err()
-    {
-        warn!("ingest: in-flight batches did not finish within the grace period");
-    }
+    serve_requests(
+        &*bus,
+        &topology::rpc_pattern("ingest", "publish"),
+        "ingest",
+        config.ingest.concurrency,
+        &shutdown,
+        move |request| {
+            let ingestor = ingestor.clone();
+            async move { handle(&ingestor, request).await }
+        },
+    )
+    .await?;
     info!("ingest stopped");
     Ok(())
 }
