@@ -61,6 +61,11 @@ pub enum Command {
     },
     /// Prints the effective configuration (defaults, file, environment, flags) and exits.
     Config,
+    /// Lists or replays the dead-letter stream (needs nats.url).
+    Dlq {
+        #[command(subcommand)]
+        action: crate::dlq::DlqAction,
+    },
 }
 
 impl Cli {
@@ -100,6 +105,7 @@ pub async fn run(command: Command, config: Config) -> anyhow::Result<()> {
             app.wait().await
         }
         Command::Demo { data, users } => crate::demo::run(config, data, users).await,
+        Command::Dlq { action } => crate::dlq::run(action, config).await,
         Command::Train => train(config).await,
         service => run_service(service, config).await,
     }

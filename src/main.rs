@@ -3,6 +3,7 @@
 mod all_in_one;
 mod cli;
 mod demo;
+mod dlq;
 
 use std::process::ExitCode;
 

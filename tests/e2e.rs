@@ -393,6 +393,28 @@ async fn distributed_services_over_nats_and_redis() {
         }
     })
     .await;
+
+    // The operator's view: `shopmind dlq list` shows it; `dlq replay` sends it back to the feature
+    // stage, which rejects it again (it is still malformed) -- nothing is lost either way.
+    let cli = |args: &[&str]| {
+        let out = Command::new(env!("CARGO_BIN_EXE_shopmind"))
+            .args(args)
+            .env("SHOPMIND__NATS__URL", nats.url())
+            .output()
+            .unwrap();
+        assert!(out.status.success(), "shopmind {args:?}: {}", String::from_utf8_lossy(&out.stderr));
+        String::from_utf8(out.stdout).unwrap()
+    };
+    let listed = cli(&["dlq", "list", "--tenant", TENANT]);
+    assert!(listed.contains("malformed") && listed.contains("1 dead letter(s)"), "{listed}");
+    let dlq_seq = dead.sequence.to_string();
+    let replayed = cli(&["dlq", "replay", "--seq", &dlq_seq]);
+    assert!(replayed.contains("replayed: 1"), "{replayed}");
+    eventually(WAIT, "the replayed message is dead-lettered again by the feature stage", || async {
+        let listed = cli(&["dlq", "list", "--tenant", TENANT, "--code", "malformed"]);
+        (listed.contains("1 dead letter(s)") && !listed.contains(&format!(" {dlq_seq}  "))).then_some(())
+    })
+    .await;
     for p in &mut procs {
         p.assert_running();
     }

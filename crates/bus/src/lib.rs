@@ -278,6 +278,9 @@ pub trait Bus: Send + Sync + 'static {
 
     async fn stream_state(&self, stream: &str) -> Result<StreamState>;
 
+    /// Removes one message from a stream; false if it was not there.
+    async fn delete_message(&self, stream: &str, sequence: u64) -> Result<bool>;
+
     /// How far a durable consumer is behind: messages not yet delivered, and delivered but not
     /// yet acked. The signal for autoscaling and for waiting until a consumer caught up.
     async fn consumer_lag(&self, stream: &str, durable: &str) -> Result<ConsumerLag>;

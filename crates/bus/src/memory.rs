@@ -427,6 +427,18 @@ impl Bus for MemoryBus {
         })
     }
 
+    async fn delete_message(&self, stream: &str, sequence: u64) -> Result<bool> {
+        let mut state = self.state();
+        let s = state.streams.get_mut(stream).ok_or_else(|| BusError::UnknownStream(stream.to_string()))?;
+        match s.messages.remove(&sequence) {
+            Some(e) => {
+                s.bytes -= e.message.payload.len() as i64;
+                Ok(true)
+            }
+            None => Ok(false),
+        }
+    }
+
     async fn consumer_lag(&self, stream: &str, durable: &str) -> Result<ConsumerLag> {
         let mut state = self.state();
         let s = state.streams.get_mut(stream).ok_or_else(|| BusError::UnknownStream(stream.to_string()))?;

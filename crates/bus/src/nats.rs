@@ -234,6 +234,21 @@ impl Bus for NatsBus {
         })
     }
 
+    async fn delete_message(&self, stream: &str, sequence: u64) -> Result<bool> {
+        let s = self.js.get_stream(stream).await.map_err(|e| stream_err(stream, e))?;
+        match s.delete_message(sequence).await {
+            Ok(deleted) => Ok(deleted),
+            Err(e) => match e.kind() {
+                jetstream::stream::DeleteMessageErrorKind::JetStream(js)
+                    if js.error_code() == jetstream::ErrorCode::SEQUENCE_NOT_FOUND =>
+                {
+                    Ok(false)
+                }
+                _ => Err(nats_err(e)),
+            },
+        }
+    }
+
     async fn consumer_lag(&self, stream: &str, durable: &str) -> Result<ConsumerLag> {
         let s = self.js.get_stream(stream).await.map_err(|e| stream_err(stream, e))?;
         let info = s.consumer_info(durable).await.map_err(|e| match e.kind() {

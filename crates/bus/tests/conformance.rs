@@ -176,6 +176,22 @@ pub async fn consumer_lag_counts_undelivered_and_unacked(bus: Arc<dyn Bus>) {
     assert!(lag.is_caught_up(), "{lag:?}");
 }
 
+pub async fn deleted_messages_are_gone_for_readers(bus: Arc<dyn Bus>) {
+    setup(&*bus).await;
+    for i in 1..=3 {
+        publish(&*bus, "ev.t1.a", &format!("m{i}")).await;
+    }
+    assert!(bus.delete_message("EV", 2).await.unwrap());
+    assert!(!bus.delete_message("EV", 2).await.unwrap(), "already deleted");
+    assert_eq!(bus.stream_state("EV").await.unwrap().messages, 2);
+    let mut all = bus.replay("EV", None, StartAt::First).await.unwrap();
+    let mut seqs = Vec::new();
+    for _ in 0..2 {
+        seqs.push(tokio::time::timeout(WAIT, all.next()).await.unwrap().unwrap().unwrap().sequence);
+    }
+    assert_eq!(seqs, vec![1, 3]);
+}
+
 pub async fn durable_resumes_after_the_last_ack(bus: Arc<dyn Bus>) {
     setup(&*bus).await;
     for i in 0..3 {
@@ -337,6 +353,7 @@ conformance!(
     readers_of_one_durable_share_the_work,
     durable_resumes_after_the_last_ack,
     consumer_lag_counts_undelivered_and_unacked,
+    deleted_messages_are_gone_for_readers,
     filters_select_subjects,
     replay_reads_from_the_requested_position,
     publishing_outside_any_stream_or_to_a_bad_subject_fails,

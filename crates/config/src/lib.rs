@@ -10,6 +10,7 @@ use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 
 use serde::{Deserialize, Serialize};
+use shopmind_domain::TenantId;
 
 /// The prefix of environment variables that set configuration keys.
 pub const ENV_PREFIX: &str = "SHOPMIND__";
@@ -86,6 +87,8 @@ pub struct StreamsConfig {
     pub dlq_max_age_days: u32,
     /// How long notifications stay resumable.
     pub notifications_max_age_days: u32,
+    /// How long raw events published to `sm.in.<tenant>` wait for ingest.
+    pub intake_max_age_days: u32,
 }
 
 impl Default for StreamsConfig {
@@ -95,6 +98,7 @@ impl Default for StreamsConfig {
             duplicate_window_s: 120,
             dlq_max_age_days: 14,
             notifications_max_age_days: 7,
+            intake_max_age_days: 7,
         }
     }
 }
@@ -120,13 +124,35 @@ impl Default for GatewayConfig {
 pub struct IngestConfig {
     /// How far in the future an event's `occurred_at` may be.
     pub max_future_skew_s: u64,
-    /// Instances in the ingest queue group share the requests.
+    /// Batches one ingest instance works on at the same time.
     pub concurrency: usize,
+    /// The largest accepted event, encoded, in bytes.
+    pub max_event_bytes: usize,
+    /// The tenants whose events are accepted; empty: any valid tenant.
+    pub tenants: Vec<TenantId>,
+    /// Redelivery delay of an intake message that could not be published.
+    pub ack_wait_s: u64,
+    /// Deliveries of one intake message before it is dead-lettered.
+    pub max_deliver: i64,
 }
 
 impl Default for IngestConfig {
     fn default() -> Self {
-        Self { max_future_skew_s: 300, concurrency: 8 }
+        Self {
+            max_future_skew_s: 300,
+            concurrency: 8,
+            max_event_bytes: 64 * 1024,
+            tenants: Vec::new(),
+            ack_wait_s: 30,
+            max_deliver: 10,
+        }
+    }
+}
+
+impl IngestConfig {
+    /// Whether events of `tenant` are accepted (`ingest.tenants` empty, or listing it).
+    pub fn accepts_tenant(&self, tenant: &TenantId) -> bool {
+        self.tenants.is_empty() || self.tenants.contains(tenant)
     }
 }
 
@@ -311,6 +337,18 @@ impl Config {
         }
         if !(1..=1024).contains(&self.ingest.concurrency) {
             return bad("ingest.concurrency", "must be 1..=1024");
+        }
+        if !(1024..=1_000_000).contains(&self.ingest.max_event_bytes) {
+            return bad(
+                "ingest.max_event_bytes",
+                "must be 1024..=1000000 (NATS' default message limit is 1 MiB)",
+            );
+        }
+        if self.ingest.ack_wait_s == 0 {
+            return bad("ingest.ack_wait_s", "must be at least 1");
+        }
+        if self.ingest.max_deliver == 0 || self.ingest.max_deliver < -1 {
+            return bad("ingest.max_deliver", "must be positive, or -1 for unlimited");
         }
         if self.feature.ack_wait_s == 0 {
             return bad("feature.ack_wait_s", "must be at least 1");

@@ -61,6 +61,21 @@ fn errors_name_the_key_and_the_problem() {
 }
 
 #[test]
+fn tenants_are_validated_as_tenant_ids() {
+    let c = Config::load(None, env(&[])).unwrap();
+    assert!(c.ingest.accepts_tenant(&shopmind_domain::TenantId::parse("anyone").unwrap()));
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("t.toml");
+    std::fs::write(&path, "[ingest]\ntenants = [\"acme\"]\n").unwrap();
+    let c = Config::load(Some(&path), env(&[])).unwrap();
+    assert!(c.ingest.accepts_tenant(&shopmind_domain::TenantId::parse("acme").unwrap()));
+    assert!(!c.ingest.accepts_tenant(&shopmind_domain::TenantId::parse("globex").unwrap()));
+    std::fs::write(&path, "[ingest]\ntenants = [\"Bad Tenant\"]\n").unwrap();
+    let err = Config::load(Some(&path), env(&[])).unwrap_err();
+    assert!(matches!(&err, ConfigError::Invalid { key, .. } if key.starts_with("ingest.tenants")), "{err}");
+}
+
+#[test]
 fn unknown_keys_are_rejected_with_their_path() {
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("c.toml");

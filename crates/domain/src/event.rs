@@ -224,6 +224,16 @@ impl Event {
         expected_tenant: Option<&TenantId>,
         policy: &ValidationPolicy,
     ) -> Result<Event, Violations> {
+        if let Some(max) = policy.max_event_bytes {
+            let size = prost::Message::encoded_len(ev);
+            if size > max {
+                return Err(Violations(vec![Violation {
+                    code: RejectCode::PayloadTooLarge,
+                    field: String::new(),
+                    description: format!("the event is {size} bytes encoded; at most {max} are accepted"),
+                }]));
+            }
+        }
         let mut c = Checker::default();
 
         let id = c.id("event_id", &ev.event_id, EventId::parse);
@@ -730,6 +740,22 @@ mod tests {
             vec![(RejectCode::TimestampOutOfRange, "occurred_at".to_string())]
         );
         assert!(Event::from_proto(&wire, None, &ValidationPolicy::stored()).is_ok());
+    }
+
+    #[test]
+    fn oversized_events_are_rejected_before_anything_else() {
+        let wire = base(P::SupportMessage(pb::SupportMessage {
+            conversation_id: "c".into(),
+            author_role: pb::AuthorRole::Customer as i32,
+            author_id: String::new(),
+            text: "x".repeat(2000),
+        }));
+        let small = ValidationPolicy { max_event_bytes: Some(1000), ..policy() };
+        assert_eq!(
+            fields(Event::from_proto(&wire, None, &small)),
+            vec![(RejectCode::PayloadTooLarge, String::new())]
+        );
+        assert!(Event::from_proto(&wire, None, &policy()).is_ok());
     }
 
     #[test]

@@ -31,10 +31,14 @@ pub enum RejectCode {
     TooLong,
     /// A list has more entries than allowed.
     TooMany,
+    /// The encoded event is larger than the configured limit.
+    PayloadTooLarge,
+    /// The tenant is not one of the configured tenants.
+    UnknownTenant,
 }
 
 impl RejectCode {
-    pub const ALL: [RejectCode; 11] = [
+    pub const ALL: [RejectCode; 13] = [
         Self::Malformed,
         Self::MissingField,
         Self::InvalidId,
@@ -46,6 +50,8 @@ impl RejectCode {
         Self::InvalidEnum,
         Self::TooLong,
         Self::TooMany,
+        Self::PayloadTooLarge,
+        Self::UnknownTenant,
     ];
 
     pub fn as_str(self) -> &'static str {
@@ -61,6 +67,8 @@ impl RejectCode {
             Self::InvalidEnum => "invalid_enum",
             Self::TooLong => "too_long",
             Self::TooMany => "too_many",
+            Self::PayloadTooLarge => "payload_too_large",
+            Self::UnknownTenant => "unknown_tenant",
         }
     }
 }
@@ -120,20 +128,35 @@ pub struct ValidationPolicy {
     pub max_future_skew: Option<Duration>,
     /// The earliest accepted `occurred_at`.
     pub earliest: UnixMillis,
+    /// The largest accepted encoded event, in bytes.
+    pub max_event_bytes: Option<usize>,
 }
 
 impl ValidationPolicy {
     /// 1990-01-01T00:00:00Z: older data is almost certainly a unit error (seconds vs milliseconds).
     pub const EARLIEST: UnixMillis = UnixMillis(631_152_000_000);
 
-    /// The policy applied at ingest: five minutes of future skew.
+    /// The default size limit of one encoded event (64 KiB).
+    pub const MAX_EVENT_BYTES: usize = 64 * 1024;
+
+    /// The policy applied at ingest: five minutes of future skew, 64 KiB per event.
     pub fn ingest(now: UnixMillis) -> Self {
-        Self { now, max_future_skew: Some(Duration::from_secs(300)), earliest: Self::EARLIEST }
+        Self {
+            now,
+            max_future_skew: Some(Duration::from_secs(300)),
+            earliest: Self::EARLIEST,
+            max_event_bytes: Some(Self::MAX_EVENT_BYTES),
+        }
     }
 
     /// The policy for events read back from the stream: they passed ingest already, so only the
     /// structure is checked again, not the clock.
     pub fn stored() -> Self {
-        Self { now: UnixMillis(i64::MAX), max_future_skew: None, earliest: Self::EARLIEST }
+        Self {
+            now: UnixMillis(i64::MAX),
+            max_future_skew: None,
+            earliest: Self::EARLIEST,
+            max_event_bytes: None,
+        }
     }
 }

@@ -85,6 +85,13 @@ where
             }
             None => break,
         };
+        if delivery.message.headers.get(crate::dlq::REPLAY_STAGE_HEADER).is_some_and(|s| s != stage) {
+            // A dead letter replayed for another stage: this one has processed it before.
+            if let Err(e) = delivery.acker.ack().await {
+                warn!(error = %e, "ack failed");
+            }
+            continue;
+        }
         let trace_id = delivery.message.headers.trace().map(|t| t.trace_id_hex()).unwrap_or_default();
         let span = tracing::info_span!(
             "consume",

@@ -3,8 +3,10 @@
 //! the shutdown signal ([`Shutdown`]), logging ([`telemetry`]), the consumer loop with dead-lettering
 //! ([`consume`]) and the request-reply envelope conventions ([`rpc`]).
 
+pub mod admission;
 pub mod connect;
 pub mod consume;
+pub mod dlq;
 pub mod rpc;
 pub mod serve;
 pub mod telemetry;

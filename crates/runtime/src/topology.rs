@@ -2,6 +2,7 @@
 //!
 //! | stream             | subjects                              | carries |
 //! |--------------------|---------------------------------------|---------|
+//! | `SM_INTAKE`        | `sm.in.<tenant>[.<anything>]`         | raw events that backends publish directly (protobuf `shopmind.v1.Event`) |
 //! | `SM_EVENTS`        | `sm.events.<tenant>.<kind>`           | validated events (protobuf `shopmind.v1.Event`) |
 //! | `SM_DLQ`           | `sm.dlq.<tenant>.<stage>`             | messages that could not be processed, with the reason in headers |
 //! | `SM_NOTIFICATIONS` | `sm.notify.<tenant>.<audience>`       | notifications (protobuf `shopmind.v1.Notification`) |
@@ -14,6 +15,7 @@ use shopmind_bus::{ConsumerSpec, StreamSpec};
 use shopmind_config::StreamsConfig;
 use shopmind_domain::{EventKind, TenantId};
 
+pub const INTAKE_STREAM: &str = "SM_INTAKE";
 pub const EVENTS_STREAM: &str = "SM_EVENTS";
 pub const DLQ_STREAM: &str = "SM_DLQ";
 pub const NOTIFICATIONS_STREAM: &str = "SM_NOTIFICATIONS";
@@ -36,6 +38,13 @@ pub fn streams(cfg: &StreamsConfig) -> Vec<StreamSpec> {
     let dup = Duration::from_secs(u64::from(cfg.duplicate_window_s));
     vec![
         StreamSpec {
+            name: INTAKE_STREAM.into(),
+            subjects: vec!["sm.in.>".into()],
+            max_age: DAY * cfg.intake_max_age_days,
+            duplicate_window: dup,
+            max_bytes: -1,
+        },
+        StreamSpec {
             name: EVENTS_STREAM.into(),
             subjects: vec!["sm.events.>".into()],
             max_age: DAY * cfg.events_max_age_days,
@@ -57,6 +66,11 @@ pub fn streams(cfg: &StreamsConfig) -> Vec<StreamSpec> {
             max_bytes: -1,
         },
     ]
+}
+
+/// Where backends publish raw events of a tenant (to be validated by ingest).
+pub fn intake_subject(tenant: &TenantId) -> String {
+    format!("sm.in.{tenant}")
 }
 
 pub fn event_subject(tenant: &TenantId, kind: EventKind) -> String {
@@ -94,6 +108,23 @@ pub fn tenant_of_subject(subject: &str) -> Option<TenantId> {
     subject.split('.').nth(2).and_then(|t| TenantId::parse(t).ok())
 }
 
+/// A durable consumer of a stream.
+pub fn consumer(
+    stream: &str,
+    durable: &str,
+    filter: Vec<String>,
+    ack_wait: Duration,
+    max_deliver: i64,
+) -> ConsumerSpec {
+    ConsumerSpec {
+        stream: stream.into(),
+        durable: durable.into(),
+        filter_subjects: filter,
+        ack_wait,
+        max_deliver,
+    }
+}
+
 /// A durable consumer of the events stream.
 pub fn events_consumer(
     durable: &str,
@@ -101,13 +132,7 @@ pub fn events_consumer(
     ack_wait: Duration,
     max_deliver: i64,
 ) -> ConsumerSpec {
-    ConsumerSpec {
-        stream: EVENTS_STREAM.into(),
-        durable: durable.into(),
-        filter_subjects: filter,
-        ack_wait,
-        max_deliver,
-    }
+    consumer(EVENTS_STREAM, durable, filter, ack_wait, max_deliver)
 }
 
 #[cfg(test)]
@@ -120,6 +145,8 @@ mod tests {
         assert_eq!(event_subject(&t, EventKind::OrderPlaced), "sm.events.acme.order_placed");
         assert_eq!(tenant_of_subject("sm.events.acme.order_placed"), Some(t.clone()));
         assert_eq!(tenant_of_subject("sm.rpc.acme.inference.recommend"), Some(t.clone()));
+        assert_eq!(tenant_of_subject(&intake_subject(&t)), Some(t.clone()));
+        assert_eq!(tenant_of_subject("sm.in.acme.orders"), Some(t.clone()));
         assert_eq!(tenant_of_subject("sm.events"), None);
         assert_eq!(tenant_of_subject("sm.events.Bad!.x"), None);
         assert!(shopmind_bus::subject_matches(

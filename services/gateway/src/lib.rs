@@ -15,9 +15,10 @@ use futures::{Stream, StreamExt};
 use prost::Message as _;
 use shopmind_bus::{Bus, Headers, Message, StartAt, TraceContext};
 use shopmind_config::Config;
-use shopmind_domain::{Event, RejectCode, TenantId, UnixMillis, ValidationPolicy};
+use shopmind_domain::{Event, RejectCode, TenantId};
 use shopmind_proto::v1 as pb;
 use shopmind_proto::v1::gateway_server::{Gateway, GatewayServer};
+use shopmind_runtime::admission::Admission;
 use shopmind_runtime::{Shutdown, rpc, topology};
 use tokio::net::TcpListener;
 use tonic::{Request, Response, Status, Streaming};
@@ -41,7 +42,7 @@ pub struct GatewayService {
     bus: Arc<dyn Bus>,
     request_timeout: Duration,
     max_batch: usize,
-    max_future_skew: Duration,
+    admission: Admission,
     shutdown: Shutdown,
 }
 
@@ -51,15 +52,8 @@ impl GatewayService {
             bus,
             request_timeout: Duration::from_millis(config.gateway.request_timeout_ms),
             max_batch: config.gateway.max_batch,
-            max_future_skew: Duration::from_secs(config.ingest.max_future_skew_s),
+            admission: Admission::new(&config.ingest),
             shutdown,
-        }
-    }
-
-    fn policy(&self) -> ValidationPolicy {
-        ValidationPolicy {
-            max_future_skew: Some(self.max_future_skew),
-            ..ValidationPolicy::ingest(UnixMillis::now())
         }
     }
 
@@ -110,7 +104,7 @@ impl GatewayService {
     fn validate_streamed(&self, ev: &pb::Event) -> Result<Event, (&'static str, String, String)> {
         let tenant = TenantId::parse(ev.tenant.clone())
             .map_err(|e| (RejectCode::InvalidTenant.as_str(), "tenant".to_string(), e.to_string()))?;
-        Event::from_proto(ev, Some(&tenant), &self.policy()).map_err(|vs| {
+        self.admission.check(ev, &tenant).map_err(|vs| {
             let first = vs.first();
             (first.code.as_str(), first.field.clone(), vs.to_string())
         })
@@ -119,6 +113,11 @@ impl GatewayService {
     fn timeout_of<T>(&self, req: &Request<T>) -> Duration {
         grpc_timeout(req.metadata()).unwrap_or(self.request_timeout)
     }
+}
+
+/// The path of a field of the i-th event of a request (the event itself for whole-event problems).
+fn event_field(i: usize, field: &str) -> String {
+    if field.is_empty() { format!("events[{i}]") } else { format!("events[{i}].{field}") }
 }
 
 /// The client's deadline from the `grpc-timeout` header, if any.
@@ -193,15 +192,18 @@ impl Gateway for GatewayService {
                 )
                 .into());
             }
-            let policy = self.policy();
+            self.admission
+                .check_tenant(&tenant)
+                .map_err(|v| GatewayError::invalid("tenant", format!("{}: {}", v.code, v.description)))?;
             let mut violations = Vec::new();
             let mut canonical = Vec::with_capacity(req.events.len());
             for (i, wire) in req.events.iter().enumerate() {
-                match Event::from_proto(wire, Some(&tenant), &policy) {
+                match self.admission.check(wire, &tenant) {
                     Ok(e) => canonical.push(e.to_proto()),
-                    Err(vs) => violations.extend(vs.0.into_iter().map(|v| {
-                        (format!("events[{i}].{}", v.field), format!("{}: {}", v.code, v.description))
-                    })),
+                    Err(vs) => violations.extend(
+                        vs.0.into_iter()
+                            .map(|v| (event_field(i, &v.field), format!("{}: {}", v.code, v.description))),
+                    ),
                 }
             }
             if !violations.is_empty() {

@@ -4,16 +4,22 @@
 //! `EventOutcome` per event: each event is validated ([`shopmind_domain::Event::from_proto`]) and,
 //! if valid, published in canonical form to `sm.events.<tenant>.<kind>` with the JetStream
 //! message id `<tenant>:<event_id>`, so a re-published event is stored once.
+//!
+//! It also consumes the intake stream `SM_INTAKE` (durable consumer `ingest`), where backends
+//! publish protobuf events directly to `sm.in.<tenant>`: valid events are published the same way,
+//! the others go to the dead-letter stream (`sm.dlq.<tenant>.ingest`) with their reason.
 
 use std::sync::Arc;
 use std::time::Duration;
 
 use bytes::Bytes;
 use prost::Message as _;
-use shopmind_bus::{Bus, BusError, Headers, IncomingRequest, Message};
+use shopmind_bus::{Bus, BusError, Headers, IncomingRequest, Message, Published};
 use shopmind_config::Config;
-use shopmind_domain::{Event, TenantId, UnixMillis, ValidationPolicy};
+use shopmind_domain::{RejectCode, TenantId, Violations};
 use shopmind_proto::v1 as pb;
+use shopmind_runtime::admission::Admission;
+use shopmind_runtime::consume::{Outcome, consume_loop};
 use shopmind_runtime::serve::serve_requests;
 use shopmind_runtime::{Shutdown, rpc, topology};
 use tracing::{Instrument, info, warn};
@@ -24,15 +30,40 @@ pub enum IngestError {
     Bus(#[from] BusError),
 }
 
-/// Publishes validated events. Shared by the request-reply handler and other intakes.
+/// Validates events and publishes them. Shared by the request-reply handler and the intake
+/// consumer.
 pub struct Ingestor {
     bus: Arc<dyn Bus>,
-    max_future_skew: Duration,
+    admission: Admission,
+}
+
+/// What became of one event.
+pub enum Admitted {
+    Published(Published),
+    Rejected(Violations),
 }
 
 impl Ingestor {
     pub fn new(bus: Arc<dyn Bus>, config: &Config) -> Self {
-        Self { bus, max_future_skew: Duration::from_secs(config.ingest.max_future_skew_s) }
+        Self { bus, admission: Admission::new(&config.ingest) }
+    }
+
+    /// Validates one event of `tenant` and, if valid, publishes it in canonical form.
+    pub async fn admit(
+        &self,
+        tenant: &TenantId,
+        wire: &pb::Event,
+        headers: &Headers,
+    ) -> Result<Admitted, BusError> {
+        let event = match self.admission.check(wire, tenant) {
+            Ok(e) => e,
+            Err(violations) => return Ok(Admitted::Rejected(violations)),
+        };
+        let subject = topology::event_subject(&event.tenant, event.kind());
+        let payload = Bytes::from(event.to_proto().encode_to_vec());
+        let msg_id = format!("{}:{}", event.tenant, event.id);
+        let message = Message { subject, headers: headers.clone(), payload };
+        Ok(Admitted::Published(self.bus.publish(message, Some(&msg_id)).await?))
     }
 
     /// Validates and publishes each event; the outcomes are in the events' order. A bus failure
@@ -43,17 +74,21 @@ impl Ingestor {
         events: &[pb::Event],
         headers: &Headers,
     ) -> Result<Vec<pb::EventOutcome>, BusError> {
-        let policy = ValidationPolicy {
-            max_future_skew: Some(self.max_future_skew),
-            ..ValidationPolicy::ingest(UnixMillis::now())
-        };
         let mut outcomes = Vec::with_capacity(events.len());
         for (index, wire) in events.iter().enumerate() {
-            let event = match Event::from_proto(wire, Some(tenant), &policy) {
-                Ok(e) => e,
-                Err(violations) => {
+            let outcome = match self.admit(tenant, wire, headers).await? {
+                Admitted::Published(p) => pb::EventOutcome {
+                    kind: if p.duplicate {
+                        pb::EventOutcomeKind::Duplicate
+                    } else {
+                        pb::EventOutcomeKind::Accepted
+                    } as i32,
+                    stream_sequence: p.sequence,
+                    rejection: None,
+                },
+                Admitted::Rejected(violations) => {
                     let first = violations.first();
-                    outcomes.push(pb::EventOutcome {
+                    pb::EventOutcome {
                         kind: pb::EventOutcomeKind::Rejected as i32,
                         stream_sequence: 0,
                         rejection: Some(pb::EventRejection {
@@ -63,45 +98,74 @@ impl Ingestor {
                             field: first.field.clone(),
                             description: violations.to_string(),
                         }),
-                    });
-                    continue;
+                    }
                 }
             };
-            let subject = topology::event_subject(&event.tenant, event.kind());
-            let payload = Bytes::from(event.to_proto().encode_to_vec());
-            let msg_id = format!("{}:{}", event.tenant, event.id);
-            let message = Message { subject, headers: headers.clone(), payload };
-            let published = self.bus.publish(message, Some(&msg_id)).await?;
-            let kind = if published.duplicate {
-                pb::EventOutcomeKind::Duplicate
-            } else {
-                pb::EventOutcomeKind::Accepted
-            };
-            outcomes.push(pb::EventOutcome {
-                kind: kind as i32,
-                stream_sequence: published.sequence,
-                rejection: None,
-            });
+            outcomes.push(outcome);
         }
         Ok(outcomes)
     }
+
+    /// One raw message of the intake stream (`sm.in.<tenant>`): what the consumer loop should do
+    /// with it.
+    pub async fn process_intake(&self, message: &Message) -> Outcome {
+        let Some(tenant) = topology::tenant_of_subject(&message.subject) else {
+            return Outcome::Reject {
+                code: RejectCode::InvalidTenant.as_str(),
+                reason: format!("subject {:?} carries no valid tenant", message.subject),
+            };
+        };
+        let wire = match pb::Event::decode(message.payload.as_ref()) {
+            Ok(w) => w,
+            Err(e) => {
+                return Outcome::Reject {
+                    code: RejectCode::Malformed.as_str(),
+                    reason: format!("not a shopmind.v1.Event: {e}"),
+                };
+            }
+        };
+        let mut headers = Headers::new();
+        if let Some(trace) = message.headers.trace() {
+            headers.set_trace(&trace.child());
+        }
+        match self.admit(&tenant, &wire, &headers).await {
+            Ok(Admitted::Published(_)) => Outcome::Done,
+            Ok(Admitted::Rejected(v)) => {
+                Outcome::Reject { code: v.first().code.as_str(), reason: v.to_string() }
+            }
+            Err(e) => Outcome::Retry { delay: Duration::from_secs(1), reason: format!("publishing: {e}") },
+        }
+    }
 }
+
+/// The durable consumer of the intake stream shared by all ingest replicas.
+pub const INTAKE_DURABLE: &str = "ingest";
 
 /// Serves ingest requests until `shutdown`; in-flight batches finish before it returns.
 pub async fn run(config: Config, bus: Arc<dyn Bus>, shutdown: Shutdown) -> Result<(), IngestError> {
     let ingestor = Arc::new(Ingestor::new(bus.clone(), &config));
-    serve_requests(
-        &*bus,
-        &topology::rpc_pattern("ingest", "publish"),
-        "ingest",
-        config.ingest.concurrency,
-        &shutdown,
+    let subject = topology::rpc_pattern("ingest", "publish");
+    let requests = serve_requests(&*bus, &subject, "ingest", config.ingest.concurrency, &shutdown, {
+        let ingestor = ingestor.clone();
         move |request| {
             let ingestor = ingestor.clone();
             async move { handle(&ingestor, request).await }
-        },
-    )
-    .await?;
+        }
+    });
+    let intake_spec = topology::consumer(
+        topology::INTAKE_STREAM,
+        INTAKE_DURABLE,
+        Vec::new(),
+        Duration::from_secs(config.ingest.ack_wait_s),
+        config.ingest.max_deliver,
+    );
+    let intake = consume_loop(bus.clone(), intake_spec, "ingest", shutdown.clone(), move |message| {
+        let ingestor = ingestor.clone();
+        async move { ingestor.process_intake(&message).await }
+    });
+    let (served, consumed) = tokio::join!(requests, intake);
+    served?;
+    consumed?;
     info!("ingest stopped");
     Ok(())
 }

@@ -339,3 +339,57 @@ async fn shutdown_returns_ok_and_stops_answering() {
         "a stopped ingest must not answer: {answer:?}"
     );
 }
+
+/// Backends may publish protobuf events straight to `sm.in.<tenant>`: valid ones are published
+/// to the events stream, the others are dead-lettered with their reason and the original bytes.
+#[tokio::test]
+async fn raw_events_on_the_intake_subject_are_validated_published_or_dead_lettered() {
+    let ingest = Ingest::start().await;
+    let acme = tenant("acme");
+    let intake = topology::intake_subject(&acme);
+    let trace = TraceContext::new_root();
+    let mut headers = Headers::new();
+    headers.set_trace(&trace);
+
+    let good = viewed("raw-1", "", "alice", "sku-1");
+    let mut no_user = viewed("raw-2", "", "", "sku-1");
+    no_user.user_id.clear();
+    let mut huge = viewed("raw-3", "", "alice", "sku-1");
+    huge.payload = Some(pb::event::Payload::ProductViewed(pb::ProductViewed {
+        item_id: "sku-1".into(),
+        source: "x".repeat(70 * 1024),
+    }));
+    let sends = [
+        Bytes::from("\u{2}definitely not protobuf"),
+        Bytes::from(no_user.encode_to_vec()),
+        Bytes::from(huge.encode_to_vec()),
+        Bytes::from(good.encode_to_vec()),
+    ];
+    for payload in sends {
+        let message = Message { subject: intake.clone(), headers: headers.clone(), payload };
+        ingest.bus.publish(message, None).await.unwrap();
+    }
+
+    let stored = ingest.stored_events(1).await;
+    assert_eq!(stored[0].message.subject, "sm.events.acme.product_viewed");
+    let event = pb::Event::decode(stored[0].message.payload.as_ref()).unwrap();
+    assert_eq!((event.event_id.as_str(), event.tenant.as_str()), ("raw-1", "acme"));
+    assert_eq!(stored[0].message.headers.trace().map(|t| t.trace_id), Some(trace.trace_id));
+
+    let mut dlq = ingest.bus.replay(topology::DLQ_STREAM, None, StartAt::First).await.unwrap();
+    let mut codes = Vec::new();
+    while codes.len() < 3 {
+        let m = tokio::time::timeout(WAIT, dlq.next()).await.expect("a dead letter").unwrap().unwrap();
+        assert_eq!(m.message.subject, "sm.dlq.acme.ingest");
+        assert_eq!(m.message.headers.get(topology::DLQ_SUBJECT_HEADER), Some(intake.as_str()));
+        codes.push(m.message.headers.get(topology::DLQ_CODE_HEADER).unwrap_or_default().to_string());
+    }
+    assert_eq!(codes, vec!["malformed", "missing_field", "payload_too_large"]);
+    eventually(WAIT, "every intake message is acked", || async {
+        let lag =
+            ingest.bus.consumer_lag(topology::INTAKE_STREAM, shopmind_ingest::INTAKE_DURABLE).await.ok()?;
+        lag.is_caught_up().then_some(())
+    })
+    .await;
+    ingest.stop().await;
+}
