@@ -61,6 +61,24 @@ pub enum Command {
     },
     /// Prints the effective configuration (defaults, file, environment, flags) and exits.
     Config,
+    /// Replays events from a file (.jsonl, .ndjson, .csv; see docs/FILES.md) or the data set
+    /// `ml-100k` through the gateway, and prints a summary.
+    Replay {
+        /// A file, or `ml-100k` (MovieLens-100k, see scripts/setup.sh).
+        source: String,
+        /// Events per second (default: as fast as possible).
+        #[arg(long)]
+        rate: Option<f64>,
+        /// Events per PublishEvents call.
+        #[arg(long, default_value_t = 500)]
+        batch: usize,
+        /// The gateway, e.g. http://127.0.0.1:50051 (default: from gateway.listen).
+        #[arg(long)]
+        gateway: Option<String>,
+        /// Sets the tenant of every event.
+        #[arg(long)]
+        tenant: Option<String>,
+    },
     /// Lists or replays the dead-letter stream (needs nats.url).
     Dlq {
         #[command(subcommand)]
@@ -105,6 +123,9 @@ pub async fn run(command: Command, config: Config) -> anyhow::Result<()> {
             app.wait().await
         }
         Command::Demo { data, users } => crate::demo::run(config, data, users).await,
+        Command::Replay { source, rate, batch, gateway, tenant } => {
+            crate::replay::run(config, source, rate, batch, gateway, tenant).await
+        }
         Command::Dlq { action } => crate::dlq::run(action, config).await,
         Command::Train => train(config).await,
         service => run_service(service, config).await,

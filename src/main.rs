@@ -4,6 +4,7 @@ mod all_in_one;
 mod cli;
 mod demo;
 mod dlq;
+mod replay;
 
 use std::process::ExitCode;
 
