@@ -79,6 +79,8 @@ pub enum Command {
         #[arg(long)]
         tenant: Option<String>,
     },
+    /// Writes a synthetic shop's events (seedable) to a JSON Lines file, for `shopmind replay`.
+    Simulate(crate::simulate::SimulateArgs),
     /// Lists or replays the dead-letter stream (needs nats.url).
     Dlq {
         #[command(subcommand)]
@@ -127,6 +129,7 @@ pub async fn run(command: Command, config: Config) -> anyhow::Result<()> {
             crate::replay::run(config, source, rate, batch, gateway, tenant).await
         }
         Command::Dlq { action } => crate::dlq::run(action, config).await,
+        Command::Simulate(args) => crate::simulate::run(args),
         Command::Train => train(config).await,
         service => run_service(service, config).await,
     }

@@ -5,6 +5,7 @@ mod cli;
 mod demo;
 mod dlq;
 mod replay;
+mod simulate;
 
 use std::process::ExitCode;
 
