@@ -86,6 +86,11 @@ pub enum Command {
         #[command(subcommand)]
         action: crate::dlq::DlqAction,
     },
+    /// Measures the system; each figure next to a raw baseline from the same run.
+    Bench {
+        #[command(subcommand)]
+        what: crate::bench::BenchTarget,
+    },
 }
 
 impl Cli {
@@ -129,6 +134,7 @@ pub async fn run(command: Command, config: Config) -> anyhow::Result<()> {
             crate::replay::run(config, source, rate, batch, gateway, tenant).await
         }
         Command::Dlq { action } => crate::dlq::run(action, config).await,
+        Command::Bench { what } => crate::bench::run(what, config).await,
         Command::Simulate(args) => crate::simulate::run(args),
         Command::Train => train(config).await,
         service => run_service(service, config).await,

@@ -1,6 +1,7 @@
 //! `shopmind`: every service, `all-in-one`, and the tools, in one binary.
 
 mod all_in_one;
+mod bench;
 mod cli;
 mod demo;
 mod dlq;
@@ -22,7 +23,9 @@ async fn main() -> ExitCode {
         }
     };
     let mut log = config.log.clone();
-    if matches!(cli.command, cli::Command::Demo { .. } | cli::Command::Train) && log.level == "info" {
+    if matches!(cli.command, cli::Command::Demo { .. } | cli::Command::Train | cli::Command::Bench { .. })
+        && log.level == "info"
+    {
         // The tools print their own results; service logs would drown them.
         log.level = "warn".into();
     }

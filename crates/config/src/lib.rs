@@ -163,6 +163,9 @@ pub struct FeatureConfig {
     pub ack_wait_s: u64,
     /// Deliveries of one event before it is dead-lettered.
     pub max_deliver: i64,
+    /// Events one feature instance applies at the same time (updates commute, so order does not
+    /// matter).
+    pub concurrency: usize,
     /// Recent interactions kept per user.
     pub recent_items_cap: usize,
     /// Items kept in a tenant's popularity ranking.
@@ -171,6 +174,26 @@ pub struct FeatureConfig {
     pub user_ttl_days: u32,
     /// How long an applied event_id is remembered, so a redelivery is not counted twice.
     pub dedup_ttl_hours: u32,
+    /// Time to live of a session's features since its last event.
+    pub session_ttl_hours: u32,
+    /// Purchased items remembered per user.
+    pub bought_cap: usize,
+    /// Cart changes remembered per user.
+    pub cart_log_cap: usize,
+    /// Items one user visits within this many seconds of each other are co-visited.
+    pub covisit_window_s: u64,
+    /// Items one user buys within this many days of each other are co-purchased.
+    pub copurchase_window_days: u32,
+    /// Co-visited and co-purchased neighbours kept per item.
+    pub neighbours_keep: usize,
+    /// Item occurrences kept in a user's co-visitation and co-purchase windows.
+    pub window_cap: usize,
+    /// Item pairs remembered per user as already counted (each pair counts once per user).
+    pub pairs_cap: usize,
+    /// Days of daily demand kept per item.
+    pub demand_days: u32,
+    /// Half-life of a user's category affinity, in days.
+    pub affinity_half_life_days: u32,
 }
 
 impl Default for FeatureConfig {
@@ -178,10 +201,21 @@ impl Default for FeatureConfig {
         Self {
             ack_wait_s: 30,
             max_deliver: 10,
+            concurrency: 32,
             recent_items_cap: 100,
             popular_items_cap: 10_000,
             user_ttl_days: 90,
             dedup_ttl_hours: 48,
+            session_ttl_hours: 24,
+            bought_cap: 500,
+            cart_log_cap: 200,
+            covisit_window_s: 1800,
+            copurchase_window_days: 30,
+            neighbours_keep: 50,
+            window_cap: 100,
+            pairs_cap: 2000,
+            demand_days: 400,
+            affinity_half_life_days: 14,
         }
     }
 }
@@ -355,6 +389,25 @@ impl Config {
         }
         if self.feature.max_deliver == 0 || self.feature.max_deliver < -1 {
             return bad("feature.max_deliver", "must be positive, or -1 for unlimited");
+        }
+        if !(1..=1024).contains(&self.feature.concurrency) {
+            return bad("feature.concurrency", "must be 1..=1024");
+        }
+        for (key, value) in [
+            ("feature.session_ttl_hours", u64::from(self.feature.session_ttl_hours)),
+            ("feature.bought_cap", self.feature.bought_cap as u64),
+            ("feature.cart_log_cap", self.feature.cart_log_cap as u64),
+            ("feature.covisit_window_s", self.feature.covisit_window_s),
+            ("feature.copurchase_window_days", u64::from(self.feature.copurchase_window_days)),
+            ("feature.neighbours_keep", self.feature.neighbours_keep as u64),
+            ("feature.window_cap", self.feature.window_cap as u64),
+            ("feature.pairs_cap", self.feature.pairs_cap as u64),
+            ("feature.demand_days", u64::from(self.feature.demand_days)),
+            ("feature.affinity_half_life_days", u64::from(self.feature.affinity_half_life_days)),
+        ] {
+            if value == 0 {
+                return bad(key, "must be at least 1");
+            }
         }
         if !(1..=10_000).contains(&self.feature.recent_items_cap) {
             return bad("feature.recent_items_cap", "must be 1..=10000");

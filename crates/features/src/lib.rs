@@ -1,30 +1,30 @@
 //! The feature schema over a [`FeatureStore`]: which keys hold what ([`keys`]), how an event
-//! changes them ([`apply_event`]), and how services read them in one round trip
-//! ([`read_user_context`]).
+//! changes them ([`apply_event`]), and how services read them, each in one round trip
+//! ([`read_user_context`], [`read_user_features`], [`read_item_features`],
+//! [`read_session_features`]). The schema is documented in `docs/FEATURES.md`.
 //!
-//! Key schema (every key carries the tenant; `{...}` is the Redis Cluster hash tag, so all keys of
-//! one user, or of one item, live in one slot):
-//!
-//! | key                              | type       | content |
-//! |----------------------------------|------------|---------|
-//! | `sm:{<t>:u:<user>}:recent`       | list       | newest first, `kind|unix_ms|item`, capped |
-//! | `sm:{<t>:u:<user>}:bought`       | set        | items the user ordered |
-//! | `sm:{<t>:u:<user>}:cart`         | hash       | item -> quantity |
-//! | `sm:{<t>:u:<user>}:orders`       | hash       | order id -> latest status |
-//! | `sm:{<t>:u:<user>}:counts`       | hash       | event kind -> count |
-//! | `sm:{<t>:i:<item>}:attrs`        | hash       | title, category, price, currency, stock |
-//! | `sm:{<t>}:popular`               | sorted set | item -> weighted interaction count, top N kept |
-//! | `sm:{<t>:e:<event_id>}:applied`  | string     | marker of an applied event, with a TTL |
-//!
-//! User keys expire `user_ttl` after the user's last event; markers after `dedup_ttl`.
+//! Every update commutes: lists are sorted sets ordered by event time, registers are
+//! last-writer-wins by event time, counters add, decaying scores are order-free, co-visitation
+//! counts pairs within a time window. So the feature service can run as several replicas sharing
+//! one consumer, applying a user's events in any order, and reach the same state; and an event's
+//! effect is written together with a guard named after the event, so it is applied exactly once.
 
-use std::collections::BTreeSet;
+mod read;
+mod write;
+
 use std::time::Duration;
 
-use bytes::Bytes;
-use shopmind_domain::{Event, Interaction, InteractionKind, ItemId, Payload, TenantId, UnixMillis, UserId};
-use shopmind_store::{FeatureStore, Key, Read, StoreError, Value, Write, WriteBatch};
+use shopmind_domain::{InteractionKind, ItemId, SessionId, TenantId, UserId};
+use shopmind_store::{Key, KeyPattern};
 
+pub use read::{
+    ItemFeatures, SessionFeatures, UserContext, UserFeatures, read_item_features, read_session_features,
+    read_user_context, read_user_features,
+};
+pub use write::{Applied, apply_event, writes_for};
+
+/// Store keys. Every key carries the tenant; `{...}` is the Redis Cluster hash tag, so the keys
+/// of one user, one session or one item share a slot.
 pub mod keys {
     use super::*;
 
@@ -32,46 +32,140 @@ pub mod keys {
         Key(format!("sm:{{{t}:u:{u}}}:{what}"))
     }
 
+    fn item(t: &TenantId, i: &str, what: &str) -> Key {
+        Key(format!("sm:{{{t}:i:{i}}}:{what}"))
+    }
+
+    /// Recent interactions: sorted set of `kind|unix_ms|item`, scored by time.
     pub fn user_recent(t: &TenantId, u: &UserId) -> Key {
         user(t, u, "recent")
     }
-
+    /// Items bought: sorted set scored by the time of the latest purchase.
     pub fn user_bought(t: &TenantId, u: &UserId) -> Key {
         user(t, u, "bought")
     }
-
-    pub fn user_cart(t: &TenantId, u: &UserId) -> Key {
+    /// Cart changes: sorted set of `add|…`, `remove|…`, `order|…` entries scored by time;
+    /// the cart is what folding them in time order leaves.
+    pub fn user_cart_log(t: &TenantId, u: &UserId) -> Key {
         user(t, u, "cart")
     }
-
+    /// Orders: hash order id -> `unix_ms|status` (latest by event time).
     pub fn user_orders(t: &TenantId, u: &UserId) -> Key {
         user(t, u, "orders")
     }
-
+    /// Event counts per kind.
     pub fn user_counts(t: &TenantId, u: &UserId) -> Key {
         user(t, u, "counts")
     }
-
-    pub fn item_attrs(t: &TenantId, i: &ItemId) -> Key {
-        Key(format!("sm:{{{t}:i:{i}}}:attrs"))
+    /// Category affinity: hash category -> decaying score.
+    pub fn user_affinity(t: &TenantId, u: &UserId) -> Key {
+        user(t, u, "affinity")
+    }
+    /// RFM: `first_order_ms`, `last_order_ms`, `orders`, `spend:<currency>` (minor units).
+    pub fn user_rfm(t: &TenantId, u: &UserId) -> Key {
+        user(t, u, "rfm")
+    }
+    /// The user's items of the co-visitation window.
+    pub fn user_visit_window(t: &TenantId, u: &UserId) -> Key {
+        user(t, u, "visitwin")
+    }
+    /// The user's items of the co-purchase window.
+    pub fn user_purchase_window(t: &TenantId, u: &UserId) -> Key {
+        user(t, u, "buywin")
+    }
+    /// Item pairs already counted as co-visited by the user (each pair counts once per user).
+    pub fn user_visit_pairs(t: &TenantId, u: &UserId) -> Key {
+        user(t, u, "visitpairs")
+    }
+    /// Item pairs already counted as co-purchased by the user.
+    pub fn user_purchase_pairs(t: &TenantId, u: &UserId) -> Key {
+        user(t, u, "buypairs")
+    }
+    /// Every per-user key (for TTLs and erasure).
+    pub fn user_all(t: &TenantId, u: &UserId) -> Vec<Key> {
+        vec![
+            user_recent(t, u),
+            user_bought(t, u),
+            user_cart_log(t, u),
+            user_orders(t, u),
+            user_counts(t, u),
+            user_affinity(t, u),
+            user_rfm(t, u),
+            user_visit_window(t, u),
+            user_purchase_window(t, u),
+            user_visit_pairs(t, u),
+            user_purchase_pairs(t, u),
+        ]
     }
 
+    /// Session counters: views, carts, searches, orders, `first_ms`, `last_ms`, `user`.
+    pub fn session(t: &TenantId, s: &SessionId) -> Key {
+        Key(format!("sm:{{{t}:s:{s}}}:stats"))
+    }
+
+    /// Catalog attributes: title, category, price, currency, stock (each `unix_ms|value`).
+    pub fn item_attrs(t: &TenantId, i: &ItemId) -> Key {
+        item(t, i.as_str(), "attrs")
+    }
+    /// Item counters (views, carts, orders, units) and decaying popularity (pop_1h, pop_24h,
+    /// pop_7d).
+    pub fn item_stats(t: &TenantId, i: &ItemId) -> Key {
+        item(t, i.as_str(), "stats")
+    }
+    /// Daily demand: hash day (days since 1970-01-01) -> units ordered.
+    pub fn item_demand(t: &TenantId, i: &ItemId) -> Key {
+        item(t, i.as_str(), "demand")
+    }
+    /// Items viewed by the same users close in time: sorted set item -> count, top N kept.
+    pub fn item_covisit(t: &TenantId, i: &ItemId) -> Key {
+        item(t, i.as_str(), "covisit")
+    }
+    /// Items bought by the same users: sorted set item -> count, top N kept.
+    pub fn item_copurchase(t: &TenantId, i: &ItemId) -> Key {
+        item(t, i.as_str(), "copurchase")
+    }
+    pub fn covisit_pattern(t: &TenantId) -> KeyPattern {
+        KeyPattern { prefix: format!("sm:{{{t}:i:"), suffix: "}:covisit".into() }
+    }
+    pub fn copurchase_pattern(t: &TenantId) -> KeyPattern {
+        KeyPattern { prefix: format!("sm:{{{t}:i:"), suffix: "}:copurchase".into() }
+    }
+
+    /// The tenant's all-time popularity: sorted set item -> weighted interactions, top N kept.
     pub fn popular(t: &TenantId) -> Key {
         Key(format!("sm:{{{t}}}:popular"))
     }
 
+    /// The guard of an applied event.
     pub fn applied(t: &TenantId, event_id: &str) -> Key {
         Key(format!("sm:{{{t}:e:{event_id}}}:applied"))
     }
 }
 
-/// Bounds of the feature state.
+/// Bounds and time constants of the feature state.
 #[derive(Debug, Clone, Copy)]
 pub struct FeatureSettings {
     pub recent_cap: usize,
     pub popular_cap: usize,
     pub user_ttl: Duration,
     pub dedup_ttl: Duration,
+    pub session_ttl: Duration,
+    pub bought_cap: usize,
+    pub cart_log_cap: usize,
+    /// Items visited within this time of each other by one user are co-visited.
+    pub covisit_window: Duration,
+    /// Items bought within this time of each other by one user are co-purchased.
+    pub copurchase_window: Duration,
+    /// Neighbours kept per item.
+    pub neighbours_keep: usize,
+    /// Item occurrences kept in a user's co-visitation and co-purchase windows.
+    pub window_cap: usize,
+    /// Item pairs remembered per user as counted.
+    pub pairs_cap: usize,
+    /// Days of demand history kept per item.
+    pub demand_days: u32,
+    /// Half-life of category affinity.
+    pub affinity_half_life: Duration,
 }
 
 impl Default for FeatureSettings {
@@ -81,11 +175,28 @@ impl Default for FeatureSettings {
             popular_cap: 10_000,
             user_ttl: Duration::from_secs(90 * 86_400),
             dedup_ttl: Duration::from_secs(48 * 3600),
+            session_ttl: Duration::from_secs(86_400),
+            bought_cap: 500,
+            cart_log_cap: 200,
+            covisit_window: Duration::from_secs(30 * 60),
+            copurchase_window: Duration::from_secs(30 * 86_400),
+            neighbours_keep: 50,
+            window_cap: 100,
+            pairs_cap: 2000,
+            demand_days: 400,
+            affinity_half_life: Duration::from_secs(14 * 86_400),
         }
     }
 }
 
-/// Popularity weight of an interaction kind.
+/// Half-lives of the item popularity windows: (field, half-life).
+pub const POPULARITY_WINDOWS: [(&str, Duration); 3] = [
+    ("pop_1h", Duration::from_secs(3600)),
+    ("pop_24h", Duration::from_secs(86_400)),
+    ("pop_7d", Duration::from_secs(7 * 86_400)),
+];
+
+/// Popularity and affinity weight of an interaction kind.
 pub fn popularity_weight(kind: InteractionKind) -> f64 {
     match kind {
         InteractionKind::View => 1.0,
@@ -94,244 +205,4 @@ pub fn popularity_weight(kind: InteractionKind) -> f64 {
     }
 }
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Applied {
-    /// The event's effect is now stored.
-    Applied,
-    /// The event was applied before (a redelivery or a re-publish); nothing changed.
-    Duplicate,
-}
-
-fn encode_interaction(i: &Interaction) -> Bytes {
-    Bytes::from(format!("{}|{}|{}", i.kind.as_str(), i.at.0, i.item))
-}
-
-fn decode_interaction(b: &[u8]) -> Option<Interaction> {
-    let s = std::str::from_utf8(b).ok()?;
-    let mut parts = s.splitn(3, '|');
-    let kind = InteractionKind::parse(parts.next()?)?;
-    let at = UnixMillis(parts.next()?.parse().ok()?);
-    let item = ItemId::parse(parts.next()?).ok()?;
-    Some(Interaction { item, kind, at })
-}
-
-/// The writes that apply `event` (without the idempotency marker).
-pub fn writes_for(event: &Event, s: &FeatureSettings) -> Vec<Write> {
-    let t = &event.tenant;
-    let mut w = Vec::new();
-    let mut touched_users = false;
-    if let Some(u) = &event.user {
-        for i in event.interactions() {
-            w.push(Write::ListPushCapped {
-                key: keys::user_recent(t, u),
-                value: encode_interaction(&i),
-                cap: s.recent_cap,
-            });
-            w.push(Write::SortedIncr {
-                key: keys::popular(t),
-                member: i.item.to_string(),
-                by: popularity_weight(i.kind),
-            });
-        }
-        w.push(Write::HashIncr { key: keys::user_counts(t, u), field: event.kind().as_str().into(), by: 1 });
-        match &event.payload {
-            Payload::AddedToCart { item, quantity, .. } => {
-                w.push(Write::HashIncr {
-                    key: keys::user_cart(t, u),
-                    field: item.to_string(),
-                    by: i64::from(*quantity),
-                });
-            }
-            Payload::RemovedFromCart { item, quantity } => {
-                w.push(Write::HashIncr {
-                    key: keys::user_cart(t, u),
-                    field: item.to_string(),
-                    by: -i64::from(*quantity),
-                });
-            }
-            Payload::OrderPlaced { order, lines } => {
-                for l in lines {
-                    w.push(Write::SetAdd { key: keys::user_bought(t, u), member: l.item.to_string() });
-                    w.push(Write::HashDel { key: keys::user_cart(t, u), field: l.item.to_string() });
-                }
-                w.push(Write::HashSet {
-                    key: keys::user_orders(t, u),
-                    field: order.to_string(),
-                    value: Bytes::from_static(b"placed"),
-                });
-            }
-            Payload::OrderStatusChanged { order, status } => {
-                w.push(Write::HashSet {
-                    key: keys::user_orders(t, u),
-                    field: order.to_string(),
-                    value: Bytes::from(status.as_str()),
-                });
-            }
-            _ => {}
-        }
-        touched_users = true;
-    }
-    match &event.payload {
-        Payload::ItemUpserted(item) => {
-            let key = keys::item_attrs(t, &item.item);
-            w.push(Write::HashSet {
-                key: key.clone(),
-                field: "title".into(),
-                value: Bytes::from(item.title.clone()),
-            });
-            w.push(Write::HashSet {
-                key: key.clone(),
-                field: "category".into(),
-                value: Bytes::from(item.category_path.join(" > ")),
-            });
-            if let Some(p) = &item.price {
-                w.push(Write::HashSet {
-                    key: key.clone(),
-                    field: "price".into(),
-                    value: Bytes::from(p.amount_minor.to_string()),
-                });
-                w.push(Write::HashSet {
-                    key,
-                    field: "currency".into(),
-                    value: Bytes::from(p.currency.clone()),
-                });
-            }
-        }
-        Payload::InventoryChanged { item, available } => {
-            w.push(Write::HashSet {
-                key: keys::item_attrs(t, item),
-                field: "stock".into(),
-                value: Bytes::from(available.to_string()),
-            });
-        }
-        _ => {}
-    }
-    if !event.interactions().is_empty() {
-        w.push(Write::SortedKeepTop { key: keys::popular(t), keep: s.popular_cap });
-    }
-    if touched_users && let Some(u) = &event.user {
-        for key in [
-            keys::user_recent(t, u),
-            keys::user_bought(t, u),
-            keys::user_cart(t, u),
-            keys::user_orders(t, u),
-            keys::user_counts(t, u),
-        ] {
-            w.push(Write::Expire { key, ttl: s.user_ttl });
-        }
-    }
-    w
-}
-
-/// Applies an event's effect once: a second call with the same event id (a redelivery) changes
-/// nothing and returns [`Applied::Duplicate`]. The effect and the marker are written in one
-/// atomic batch, so a crash leaves either both or neither.
-pub async fn apply_event(
-    store: &dyn FeatureStore,
-    event: &Event,
-    s: &FeatureSettings,
-) -> Result<Applied, StoreError> {
-    let marker = keys::applied(&event.tenant, event.id.as_str());
-    if let [Value::Exists(true)] = store.read(vec![Read::Exists { key: marker.clone() }]).await?.as_slice() {
-        return Ok(Applied::Duplicate);
-    }
-    let mut writes = writes_for(event, s);
-    writes.push(Write::Put { key: marker.clone(), value: Bytes::from_static(b"1") });
-    writes.push(Write::Expire { key: marker, ttl: s.dedup_ttl });
-    store.write(WriteBatch { writes, atomic: true }).await?;
-    Ok(Applied::Applied)
-}
-
-/// What inference needs about a user, read in one round trip.
-#[derive(Debug, Clone, Default, PartialEq)]
-pub struct UserContext {
-    /// Newest first.
-    pub recent: Vec<Interaction>,
-    pub bought: BTreeSet<ItemId>,
-    /// Items with a positive quantity in the cart.
-    pub cart: BTreeSet<ItemId>,
-    /// The tenant's most popular items, most popular first.
-    pub popular: Vec<(ItemId, f64)>,
-}
-
-pub async fn read_user_context(
-    store: &dyn FeatureStore,
-    tenant: &TenantId,
-    user: &UserId,
-    history_len: usize,
-    popular_n: usize,
-) -> Result<UserContext, StoreError> {
-    let values = store
-        .read(vec![
-            Read::List { key: keys::user_recent(tenant, user), limit: history_len },
-            Read::Set { key: keys::user_bought(tenant, user) },
-            Read::Hash { key: keys::user_cart(tenant, user) },
-            Read::SortedTop { key: keys::popular(tenant), n: popular_n },
-        ])
-        .await?;
-    let mut ctx = UserContext::default();
-    for v in values {
-        match v {
-            Value::List(entries) => {
-                ctx.recent = entries.iter().filter_map(|b| decode_interaction(b)).collect()
-            }
-            Value::Set(members) => {
-                ctx.bought = members.into_iter().filter_map(|m| ItemId::parse(m).ok()).collect()
-            }
-            Value::Hash(fields) => {
-                ctx.cart = fields
-                    .into_iter()
-                    .filter(|(_, q)| {
-                        std::str::from_utf8(q).ok().and_then(|q| q.parse::<i64>().ok()).is_some_and(|q| q > 0)
-                    })
-                    .filter_map(|(item, _)| ItemId::parse(item).ok())
-                    .collect();
-            }
-            Value::Sorted(top) => {
-                ctx.popular =
-                    top.into_iter().filter_map(|(m, s)| ItemId::parse(m).ok().map(|i| (i, s))).collect();
-            }
-            _ => {}
-        }
-    }
-    Ok(ctx)
-}
-
-/// The latest status of each of a user's orders.
-pub async fn read_orders(
-    store: &dyn FeatureStore,
-    tenant: &TenantId,
-    user: &UserId,
-) -> Result<Vec<(String, String)>, StoreError> {
-    let values = store.read(vec![Read::Hash { key: keys::user_orders(tenant, user) }]).await?;
-    Ok(match values.into_iter().next() {
-        Some(Value::Hash(fields)) => {
-            fields.into_iter().map(|(k, v)| (k, String::from_utf8_lossy(&v).into_owned())).collect()
-        }
-        _ => Vec::new(),
-    })
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn interactions_round_trip_through_their_encoding() {
-        let i = Interaction {
-            item: ItemId::parse("sku|with|bars").expect("valid"),
-            kind: InteractionKind::Cart,
-            at: UnixMillis(1_700_000_000_123),
-        };
-        assert_eq!(decode_interaction(&encode_interaction(&i)), Some(i));
-        assert_eq!(decode_interaction(b"bogus"), None);
-    }
-
-    #[test]
-    fn keys_carry_tenant_and_hash_tag() {
-        let t = TenantId::parse("acme").expect("valid");
-        let u = UserId::parse("alice").expect("valid");
-        assert_eq!(keys::user_recent(&t, &u).as_str(), "sm:{acme:u:alice}:recent");
-        assert_eq!(keys::popular(&t).as_str(), "sm:{acme}:popular");
-    }
-}
+const DAY_MS: i64 = 86_400_000;

@@ -8,6 +8,8 @@ use std::time::Duration;
 
 use futures::StreamExt;
 use shopmind_bus::{Bus, BusError, ConsumerSpec, Delivery, Message};
+use tokio::sync::Semaphore;
+use tokio::task::JoinSet;
 use tracing::{Instrument, warn};
 
 use crate::Shutdown;
@@ -55,22 +57,49 @@ pub async fn dead_letter(
     Ok(())
 }
 
-/// Runs `handle` on every delivery of the durable consumer `spec` until `shutdown`. The message
-/// in flight when shutdown fires is finished and settled before this returns.
+/// Runs `handle` on every delivery of the durable consumer `spec`, one at a time, until
+/// `shutdown`. The message in flight when shutdown fires is finished and settled first.
 pub async fn consume_loop<F, Fut>(
     bus: Arc<dyn Bus>,
     spec: ConsumerSpec,
     stage: &'static str,
     shutdown: Shutdown,
+    handle: F,
+) -> Result<(), BusError>
+where
+    F: FnMut(Message) -> Fut,
+    Fut: Future<Output = Outcome> + Send + 'static,
+{
+    consume_concurrently(bus, spec, stage, 1, shutdown, handle).await
+}
+
+/// Like [`consume_loop`], with up to `concurrency` messages processed at the same time (for
+/// handlers whose effects commute). Each message is settled as soon as its own handler is done;
+/// on shutdown, no new message is taken and those in flight are finished within
+/// [`Shutdown::GRACE`].
+pub async fn consume_concurrently<F, Fut>(
+    bus: Arc<dyn Bus>,
+    spec: ConsumerSpec,
+    stage: &'static str,
+    concurrency: usize,
+    shutdown: Shutdown,
     mut handle: F,
 ) -> Result<(), BusError>
 where
     F: FnMut(Message) -> Fut,
-    Fut: Future<Output = Outcome>,
+    Fut: Future<Output = Outcome> + Send + 'static,
 {
     let mut deliveries = bus.consume(&spec).await?;
-    tracing::info!(durable = %spec.durable, stream = %spec.stream, "consuming");
+    let limit = Arc::new(Semaphore::new(concurrency.max(1)));
+    let mut in_flight = JoinSet::new();
+    tracing::info!(durable = %spec.durable, stream = %spec.stream, concurrency, "consuming");
     loop {
+        // A permit first: at most `concurrency` messages are taken and not yet settled.
+        let permit = tokio::select! {
+            () = shutdown.wait() => break,
+            p = limit.clone().acquire_owned() => p,
+        };
+        let Ok(permit) = permit else { break };
         let next = tokio::select! {
             () = shutdown.wait() => break,
             next = deliveries.next() => next,
@@ -101,8 +130,19 @@ where
             delivered = delivery.delivered,
             trace_id = %trace_id,
         );
-        let outcome = handle(delivery.message.clone()).instrument(span.clone()).await;
-        settle(&*bus, &spec, stage, delivery, outcome).instrument(span).await;
+        let work = handle(delivery.message.clone());
+        let (bus, spec) = (bus.clone(), spec.clone());
+        in_flight.spawn(async move {
+            let outcome = work.instrument(span.clone()).await;
+            settle(&*bus, &spec, stage, delivery, outcome).instrument(span).await;
+            drop(permit);
+        });
+        while in_flight.try_join_next().is_some() {}
+    }
+    let drained =
+        tokio::time::timeout(Shutdown::GRACE, async { while in_flight.join_next().await.is_some() {} });
+    if drained.await.is_err() {
+        warn!(durable = %spec.durable, "messages in flight did not finish within the grace period");
     }
     tracing::info!(durable = %spec.durable, "consumer stopped");
     Ok(())

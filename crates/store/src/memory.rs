@@ -1,6 +1,9 @@
 //! The in-memory [`FeatureStore`]: one map behind a mutex, with the semantics Redis has for
 //! each command the Redis store sends (see the comments on [`Inner::apply`] and
-//! [`Inner::read`]).
+//! [`Inner::read`]), and for the read-modify-writes (`HashSetLatest`, `HashMax`, `HashMin`,
+//! `HashDecayAdd`, `CoOccur`) the semantics of the Redis store's script, `write.lua`, step by
+//! step: the same checks in the same order, the same f64 arithmetic, the same text written.
+//! A batch, its guard included, is applied under one lock.
 //!
 //! Expired keys behave as absent: they are removed when touched, and a sweep at most once per
 //! [`SWEEP_EVERY`] removes the ones nobody touches, so memory stays bounded.
@@ -12,7 +15,9 @@ use std::time::{Duration, Instant};
 
 use bytes::Bytes;
 
-use crate::{FeatureStore, Key, Read, Result, StoreError, Value, Write, WriteBatch, ttl_millis};
+use crate::{
+    FeatureStore, Key, KeyPattern, Read, Result, StoreError, Value, Write, WriteBatch, Written, ttl_millis,
+};
 
 /// How often, at most, all keys are scanned for expired ones.
 const SWEEP_EVERY: Duration = Duration::from_secs(1);
@@ -55,18 +60,30 @@ impl MemoryStore {
 
 #[async_trait::async_trait]
 impl FeatureStore for MemoryStore {
-    async fn write(&self, batch: WriteBatch) -> Result<()> {
-        // The whole batch runs under one lock, so it is isolated whether atomic or not. As in
-        // Redis (MULTI/EXEC and plain pipelines alike) a failing write is skipped and the rest
-        // of the batch still applies; the first error is returned.
+    async fn write(&self, batch: WriteBatch) -> Result<Written> {
+        // The whole batch runs under one lock, so it is isolated whether atomic or not, and the
+        // guard is checked and set in the same step. As in the Redis store's script, a failing
+        // write is skipped, the rest of the batch (and the guard) still applies, and the first
+        // error is returned.
         let (mut inner, now) = self.lock();
+        if let Some(guard) = &batch.guard
+            && inner.live(&guard.key, now).is_some()
+        {
+            return Ok(Written::Skipped);
+        }
         let mut first_error = None;
         for write in &batch.writes {
             if let Err(e) = inner.apply(write, now) {
                 first_error.get_or_insert(e);
             }
         }
-        first_error.map_or(Ok(()), Err)
+        if let Some(guard) = &batch.guard {
+            // SET key 1 PX ttl: at least 1 ms, as Redis refuses PX 0.
+            let expires_at = deadline(now, ttl_millis(guard.ttl).max(1));
+            let marker = Entry { data: Data::Str(Bytes::from_static(b"1")), expires_at };
+            inner.entries.insert(guard.key.clone(), marker);
+        }
+        first_error.map_or(Ok(Written::Applied), Err)
     }
 
     async fn read(&self, reads: Vec<Read>) -> Result<Vec<Value>> {
@@ -276,9 +293,147 @@ impl Inner {
                 }
                 (key, Ok(()))
             }
+            // ZADD key score member (a NaN score is refused before the key is looked at).
+            Write::SortedAdd { key, member, score } => {
+                if score.is_nan() {
+                    return Err(refused("value is not a valid float"));
+                }
+                let entry = self.live_or_insert(key, now, || Data::Sorted(SortedSet::default()));
+                let result = typed!(entry, Sorted, key, SORTED).map(|z| z.set(member, *score));
+                (key, result)
+            }
+            // The script's read-modify-writes on one hash field (`hlatest`, `hmax`, `hmin`,
+            // `hdecay` in write.lua).
+            Write::HashSetLatest { key, field, value, at_ms } => {
+                let entry = self.live_or_insert(key, now, || Data::Hash(BTreeMap::new()));
+                let result = typed!(entry, Hash, key, HASH)
+                    .and_then(|hash| hash_set_latest(hash, field, value, *at_ms));
+                (key, result)
+            }
+            Write::HashMax { key, field, value } => {
+                let entry = self.live_or_insert(key, now, || Data::Hash(BTreeMap::new()));
+                let result = typed!(entry, Hash, key, HASH)
+                    .and_then(|hash| hash_bound(hash, field, *value, Ordering::Greater));
+                (key, result)
+            }
+            Write::HashMin { key, field, value } => {
+                let entry = self.live_or_insert(key, now, || Data::Hash(BTreeMap::new()));
+                let result = typed!(entry, Hash, key, HASH)
+                    .and_then(|hash| hash_bound(hash, field, *value, Ordering::Less));
+                (key, result)
+            }
+            Write::HashDecayAdd { key, field, weight, at_ms, half_life } => {
+                let entry = self.live_or_insert(key, now, || Data::Hash(BTreeMap::new()));
+                let result = typed!(entry, Hash, key, HASH)
+                    .and_then(|hash| hash_decay_add(hash, field, *weight, *at_ms, *half_life));
+                (key, result)
+            }
+            Write::CoOccur {
+                window_set,
+                member,
+                at_ms,
+                window,
+                cap,
+                counted,
+                counted_cap,
+                neighbours,
+                keep,
+            } => {
+                let args = CoOccur {
+                    window_set,
+                    member,
+                    at_ms: *at_ms,
+                    window: ttl_millis(*window) as f64,
+                    cap: *cap,
+                    counted,
+                    counted_cap: *counted_cap,
+                    neighbours,
+                    keep: *keep,
+                };
+                (window_set, self.co_occur(&args, now))
+            }
         };
         self.drop_if_empty(key);
         result
+    }
+
+    /// Fails with WRONGTYPE if `key` exists and is not a sorted set.
+    fn check_sorted(&mut self, key: &Key, now: Instant) -> Result<()> {
+        match self.live(key, now) {
+            Some(entry) if !matches!(entry.data, Data::Sorted(_)) => Err(wrong_type(key, SORTED)),
+            _ => Ok(()),
+        }
+    }
+
+    /// The sorted set at `key`, created if absent (follow with [`Inner::drop_if_empty`]).
+    fn sorted_mut(&mut self, key: &Key, now: Instant) -> Result<&mut SortedSet> {
+        let entry = self.live_or_insert(key, now, || Data::Sorted(SortedSet::default()));
+        typed!(entry, Sorted, key, SORTED)
+    }
+
+    /// `ops.cooccur` of write.lua, step by step: every key is checked before anything changes.
+    fn co_occur(&mut self, args: &CoOccur<'_>, now: Instant) -> Result<()> {
+        let CoOccur { window_set, member, at_ms, window, cap, counted, counted_cap, neighbours, keep } =
+            *args;
+        let at = at_ms as f64;
+        let occurrence = format!("{member}|{at_ms}");
+        self.check_sorted(window_set, now)?;
+        self.check_sorted(counted, now)?;
+        let others = match self.live(window_set, now) {
+            None => Vec::new(),
+            Some(entry) => {
+                let z = typed!(entry, Sorted, window_set, SORTED)?;
+                if z.scores.contains_key(&occurrence) {
+                    return Ok(());
+                }
+                z.range_by_score(at - window, at + window)
+            }
+        };
+        // The distinct members of the occurrences within the window, but this one, ascending.
+        let partners: BTreeSet<&str> = others
+            .iter()
+            .filter_map(|other| other.rsplit_once('|').map(|(partner, _)| partner))
+            .filter(|partner| *partner != member)
+            .collect();
+        // Those paired with `member` for the first time, with their pair.
+        let new: Vec<(&str, String)> = {
+            let done = match self.live(counted, now) {
+                Some(entry) => Some(&*typed!(entry, Sorted, counted, SORTED)?),
+                None => None,
+            };
+            partners
+                .into_iter()
+                .map(|partner| (partner, pair(member, partner)))
+                .filter(|(_, pair)| done.is_none_or(|z| !z.scores.contains_key(pair)))
+                .collect()
+        };
+        if !new.is_empty() {
+            let own = neighbours.key(member);
+            self.check_sorted(&own, now)?;
+            for (partner, _) in &new {
+                self.check_sorted(&neighbours.key(partner), now)?;
+            }
+            for (partner, pair) in &new {
+                let theirs = neighbours.key(partner);
+                self.sorted_mut(counted, now)?.set(pair, at);
+                self.sorted_mut(&own, now)?.incr(partner, 1.0)?;
+                let z = self.sorted_mut(&theirs, now)?;
+                z.incr(member, 1.0)?;
+                z.keep_top(keep);
+                self.drop_if_empty(&theirs);
+            }
+            self.sorted_mut(&own, now)?.keep_top(keep);
+            self.drop_if_empty(&own);
+        }
+        let z = self.sorted_mut(window_set, now)?;
+        z.set(&occurrence, at);
+        z.keep_top(cap);
+        self.drop_if_empty(window_set);
+        if let Some(entry) = self.live(counted, now) {
+            typed!(entry, Sorted, counted, SORTED)?.keep_top(counted_cap);
+        }
+        self.drop_if_empty(counted);
+        Ok(())
     }
 
     fn read(&mut self, read: &Read, now: Instant) -> Result<Value> {
@@ -323,6 +478,139 @@ impl Inner {
             // EXISTS key
             Read::Exists { key } => Value::Exists(self.live(key, now).is_some()),
         })
+    }
+}
+
+/// The arguments of a [`Write::CoOccur`], the window in milliseconds as scores take it.
+#[derive(Clone, Copy)]
+struct CoOccur<'a> {
+    window_set: &'a Key,
+    member: &'a str,
+    at_ms: i64,
+    window: f64,
+    cap: usize,
+    counted: &'a Key,
+    counted_cap: usize,
+    neighbours: &'a KeyPattern,
+    keep: usize,
+}
+
+/// The member of a counted set for the pair of `a` and `b`: the smaller first (byte-wise).
+fn pair(a: &str, b: &str) -> String {
+    if a < b { format!("{a} {b}") } else { format!("{b} {a}") }
+}
+
+/// A field holding `<head>|<tail>`, split at the first `|`.
+fn split_bar(raw: &[u8]) -> Option<(&[u8], &[u8])> {
+    let bar = raw.iter().position(|&b| b == b'|')?;
+    Some((&raw[..bar], &raw[bar + 1..]))
+}
+
+/// [`Write::HashSetLatest`] on one field: the later stamp wins, then the larger value (bytes).
+fn hash_set_latest(hash: &mut BTreeMap<String, Bytes>, field: &str, value: &str, at_ms: i64) -> Result<()> {
+    if let Some(current) = hash.get(field) {
+        let (at, old) = split_bar(current)
+            .and_then(|(at, old)| Some((parse_redis_int(at)?, old)))
+            .ok_or_else(|| refused("hash value is not a stamped value"))?;
+        if at_ms.cmp(&at).then_with(|| value.as_bytes().cmp(old)) != Ordering::Greater {
+            return Ok(());
+        }
+    }
+    hash.insert(field.to_owned(), Bytes::from(format!("{at_ms}|{value}")));
+    Ok(())
+}
+
+/// [`Write::HashMax`] (`wins` Greater) or [`Write::HashMin`] (`wins` Less) on one field.
+fn hash_bound(hash: &mut BTreeMap<String, Bytes>, field: &str, value: i64, wins: Ordering) -> Result<()> {
+    if let Some(current) = hash.get(field) {
+        let current = parse_redis_int(current).ok_or_else(|| refused("hash value is not an integer"))?;
+        if value.cmp(&current) != wins {
+            return Ok(());
+        }
+    }
+    hash.insert(field.to_owned(), Bytes::from(value.to_string()));
+    Ok(())
+}
+
+/// [`Write::HashDecayAdd`] on one field, computed exactly as write.lua computes it.
+fn hash_decay_add(
+    hash: &mut BTreeMap<String, Bytes>,
+    field: &str,
+    weight: f64,
+    at_ms: i64,
+    half_life: Duration,
+) -> Result<()> {
+    if !weight.is_finite() {
+        return Err(refused("weight is not a finite number"));
+    }
+    let h = half_life.as_millis() as f64;
+    let (score, reference) = match hash.get(field) {
+        None => (weight, at_ms),
+        Some(current) => {
+            let (old, reference) = split_bar(current)
+                .and_then(|(score, reference)| Some((parse_score(score)?, parse_redis_int(reference)?)))
+                .ok_or_else(|| refused("hash value is not a decaying score"))?;
+            if at_ms >= reference {
+                (old * decay(at_ms as f64 - reference as f64, h) + weight, at_ms)
+            } else {
+                (old + weight * decay(reference as f64 - at_ms as f64, h), reference)
+            }
+        }
+    };
+    if !score.is_finite() {
+        return Err(refused("resulting score is not a finite number"));
+    }
+    hash.insert(field.to_owned(), Bytes::from(format!("{}|{reference}", format_g17(score))));
+    Ok(())
+}
+
+/// `2^-(dt/h)`, or 1 for `h` 0 (no decay). `pow(2, x)` as Lua's `2 ^ x` calls it: the base is
+/// hidden from the optimiser, which would otherwise call `exp2` (which may round differently).
+fn decay(dt: f64, h: f64) -> f64 {
+    if h > 0.0 { std::hint::black_box(2f64).powf(-(dt / h)) } else { 1.0 }
+}
+
+/// A decaying score as write.lua accepts one: `-` or a digit first, then only digits, `.`,
+/// `e`, `E`, `+` and `-`; finite.
+fn parse_score(raw: &[u8]) -> Option<f64> {
+    let text = std::str::from_utf8(raw).ok()?;
+    let digits = text.strip_prefix('-').unwrap_or(text);
+    let shaped = digits.starts_with(|c: char| c.is_ascii_digit())
+        && digits.bytes().all(|b| b.is_ascii_digit() || b".eE+-".contains(&b));
+    let score: f64 = if shaped { text.parse().ok()? } else { return None };
+    score.is_finite().then_some(score)
+}
+
+/// `x` as C's `printf("%.17g", x)` writes it (which is what write.lua stores), so that both
+/// stores hold the same text: 17 significant digits without trailing zeros, in exponent form
+/// (at least two exponent digits) when the exponent is below -4 or above 16.
+fn format_g17(x: f64) -> String {
+    if !x.is_finite() {
+        return if x.is_nan() {
+            "nan"
+        } else if x > 0.0 {
+            "inf"
+        } else {
+            "-inf"
+        }
+        .to_owned();
+    }
+    if x == 0.0 {
+        return if x.is_sign_negative() { "-0" } else { "0" }.to_owned();
+    }
+    // Exactly rounded to 17 significant digits, as printf rounds.
+    let scientific = format!("{x:.16e}");
+    let Some((mantissa, exponent)) = scientific.split_once('e') else { return scientific };
+    let Ok(exponent) = exponent.parse::<i32>() else { return scientific };
+    fn trim(digits: &str) -> &str {
+        if digits.contains('.') { digits.trim_end_matches('0').trim_end_matches('.') } else { digits }
+    }
+    if !(-4..17).contains(&exponent) {
+        let sign = if exponent < 0 { '-' } else { '+' };
+        format!("{}e{sign}{:02}", trim(mantissa), exponent.unsigned_abs())
+    } else {
+        let decimals = usize::try_from(16 - exponent).unwrap_or(0);
+        trim(&format!("{x:.decimals$}")).to_owned()
     }
 }
 
@@ -399,6 +687,23 @@ impl SortedSet {
         Ok(())
     }
 
+    /// ZADD: sets the score of a member, adding it if absent.
+    fn set(&mut self, member: &str, score: f64) {
+        if let Some(old) = self.scores.insert(member.to_owned(), score) {
+            self.ranked.remove(&(Score(old), member.to_owned()));
+        }
+        self.ranked.insert((Score(score), member.to_owned()));
+    }
+
+    /// ZRANGEBYSCORE min max: the members scored within `[min, max]`, in rank order.
+    fn range_by_score(&self, min: f64, max: f64) -> Vec<String> {
+        self.ranked
+            .range((Score(min), String::new())..)
+            .take_while(|(score, _)| score.0 <= max)
+            .map(|(_, member)| member.clone())
+            .collect()
+    }
+
     fn keep_top(&mut self, keep: usize) {
         while self.ranked.len() > keep {
             if let Some((_, member)) = self.ranked.pop_first() {
@@ -435,11 +740,12 @@ mod tests {
                 ]
             })
             .collect();
-        store.write(WriteBatch { writes, atomic: false }).await.unwrap();
+        store.write(WriteBatch { writes, atomic: false, guard: None }).await.unwrap();
         store
             .write(WriteBatch {
                 writes: vec![Write::Put { key: key("keep"), value: Bytes::new() }],
                 atomic: false,
+                guard: None,
             })
             .await
             .unwrap();
@@ -459,6 +765,43 @@ mod tests {
         }
         for bad in ["", "-", "+1", " 1", "1 ", "01", "-0", "1.0", "9223372036854775808", "x"] {
             assert!(parse_redis_int(bad.as_bytes()).is_none(), "{bad}");
+        }
+    }
+
+    #[test]
+    fn scores_are_written_as_printf_g17_writes_them() {
+        // Expected texts from C's printf("%.17g") (as Python's "%.17g" % x).
+        let cases = [
+            (0.1, "0.10000000000000001"),
+            (1.0, "1"),
+            (-2.5, "-2.5"),
+            (1.0 / 3.0, "0.33333333333333331"),
+            (0.0001, "0.0001"),
+            (0.00001, "1.0000000000000001e-05"),
+            (-1e-7, "-9.9999999999999995e-08"),
+            (1e16, "10000000000000000"),
+            (1e17, "1e+17"),
+            (123_456_789_012_345_680.0, "1.2345678901234568e+17"),
+            (1e21, "1e+21"),
+            (1e308, "1e+308"),
+            (f64::MAX, "1.7976931348623157e+308"),
+            (5e-324, "4.9406564584124654e-324"),
+            (0.0, "0"),
+            (-0.0, "-0"),
+        ];
+        for (x, want) in cases {
+            assert_eq!(format_g17(x), want, "{x:?}");
+            assert_eq!(want.parse::<f64>().unwrap().to_bits(), x.to_bits(), "{want} round-trips");
+        }
+    }
+
+    #[test]
+    fn decaying_scores_parse_as_written() {
+        for (text, want) in [("1", 1.0), ("-2.5", -2.5), ("1e+21", 1e21), ("1.0000000000000001e-05", 1e-5)] {
+            assert_eq!(parse_score(text.as_bytes()), Some(want), "{text}");
+        }
+        for bad in ["", "-", "x", "+1", ".5", " 1", "1 ", "inf", "nan", "1e999", "0x10", "1,5"] {
+            assert_eq!(parse_score(bad.as_bytes()), None, "{bad}");
         }
     }
 }

@@ -1,13 +1,24 @@
-//! The Redis [`FeatureStore`]: each call is one pipeline, sent in one round trip over a
-//! [`ConnectionManager`] (which reconnects by itself).
+//! The Redis [`FeatureStore`]: each call is one round trip over a [`ConnectionManager`] (which
+//! reconnects by itself). Reads are one pipeline; a write batch is one call of the Lua script
+//! `write.lua` (EVALSHA, loaded on first use), which applies the batch atomically, guard
+//! included. The script gets the keys each write names (one per write, two for `CoOccur`: its
+//! window set and its counted pairs; the guard key first), so a batch's declared keys are
+//! exactly the keys it names; the neighbour keys of `CoOccur` are computed inside the script,
+//! which standalone Redis allows and Redis Cluster would not. Needs Redis 6.2 or later
+//! (`ZMSCORE`).
 
+use std::sync::LazyLock;
 use std::time::Duration;
 
 use bytes::Bytes;
 use redis::Value as Reply;
 use redis::aio::{ConnectionManager, ConnectionManagerConfig};
 
-use crate::{FeatureStore, Key, Read, Result, StoreError, Value, Write, WriteBatch, ttl_millis};
+use crate::{FeatureStore, Key, Read, Result, StoreError, Value, Write, WriteBatch, Written, ttl_millis};
+
+/// The script that applies a write batch; see the comment at its top for its interface.
+static WRITE_SCRIPT: LazyLock<redis::Script> =
+    LazyLock::new(|| redis::Script::new(include_str!("write.lua")));
 
 const RESPONSE_TIMEOUT: Duration = Duration::from_secs(5);
 const CONNECTION_TIMEOUT: Duration = Duration::from_secs(5);
@@ -87,31 +98,25 @@ impl RedisStore {
 
 #[async_trait::async_trait]
 impl FeatureStore for RedisStore {
-    async fn write(&self, batch: WriteBatch) -> Result<()> {
-        let mut pipe = redis::pipe();
-        if batch.atomic {
-            pipe.atomic();
+    async fn write(&self, batch: WriteBatch) -> Result<Written> {
+        if batch.writes.is_empty() && batch.guard.is_none() {
+            return Ok(Written::Applied);
         }
-        // For each command, the write it belongs to (ListPushCapped sends two).
-        let mut origin = Vec::with_capacity(batch.writes.len());
-        for (index, write) in batch.writes.iter().enumerate() {
-            let sent = add_write(&mut pipe, write);
-            origin.extend(std::iter::repeat_n(index, sent));
-        }
-        if origin.is_empty() {
-            return Ok(());
-        }
-        let replies = self.exec(&mut pipe, origin.len()).await?;
-        // Redis runs every command, in a transaction too; the first failure is the answer.
-        for (reply, &index) in replies.into_iter().zip(&origin) {
-            if let Reply::ServerError(err) = reply
-                && let Some(write) = batch.writes.get(index)
-            {
-                let (key, expected) = write_target(write);
-                return Err(server_error(err, key, expected));
+        let mut invocation = WRITE_SCRIPT.prepare_invoke();
+        match &batch.guard {
+            Some(guard) => {
+                // SET PX refuses 0, so the TTL is at least 1 ms.
+                invocation.key(guard.key.as_str()).arg("1").arg(ttl_millis(guard.ttl).max(1));
+            }
+            None => {
+                invocation.arg("0").arg("0");
             }
         }
-        Ok(())
+        for write in &batch.writes {
+            encode(&mut invocation, write);
+        }
+        let reply: Reply = invocation.invoke_async(&mut self.conn.clone()).await?;
+        parse_written(&batch.writes, reply)
     }
 
     async fn read(&self, reads: Vec<Read>) -> Result<Vec<Value>> {
@@ -187,65 +192,140 @@ fn rank(n: usize) -> i64 {
     i64::try_from(n).unwrap_or(i64::MAX / 2)
 }
 
-/// Adds the commands of one write; returns how many.
-fn add_write(pipe: &mut redis::Pipeline, write: &Write) -> usize {
+/// A float as the script passes it on to Redis or `tonumber`: Rust's shortest text that
+/// round-trips (`inf`, `-inf` and `NaN` included, which Redis parses and refuses as it should).
+fn float_arg(x: f64) -> String {
+    format!("{x:?}")
+}
+
+/// The ZREMRANGEBYRANK / LTRIM stop index that keeps the `keep` highest ranks.
+fn keep_stop(keep: usize) -> i64 {
+    -rank(keep) - 1
+}
+
+/// Adds one write to the script's input: its keys (one; two for `CoOccur`, as the script's
+/// `KEY_COUNT` says), its op code and its arguments (as many as the script's `ARITY` says).
+fn encode(inv: &mut redis::ScriptInvocation<'_>, write: &Write) {
     match write {
         Write::ListPushCapped { key, value, cap } => {
-            pipe.cmd("LPUSH").arg(key.as_str()).arg(value.as_ref());
             // LTRIM 0 -1 would keep everything; 1 0 (start past stop) empties the list.
             let (start, stop) = if *cap == 0 { (1, 0) } else { (0, rank(*cap) - 1) };
-            pipe.cmd("LTRIM").arg(key.as_str()).arg(start).arg(stop);
-            2
+            inv.key(key.as_str()).arg("lpush").arg(value.as_ref()).arg(start).arg(stop);
         }
         Write::SortedIncr { key, member, by } => {
-            pipe.cmd("ZINCRBY").arg(key.as_str()).arg(*by).arg(member.as_str());
-            1
+            inv.key(key.as_str()).arg("zincr").arg(float_arg(*by)).arg(member.as_str());
         }
         Write::SortedKeepTop { key, keep } => {
-            pipe.cmd("ZREMRANGEBYRANK").arg(key.as_str()).arg(0).arg(-rank(*keep) - 1);
-            1
+            inv.key(key.as_str()).arg("zkeep").arg(keep_stop(*keep));
         }
         Write::HashSet { key, field, value } => {
-            pipe.cmd("HSET").arg(key.as_str()).arg(field.as_str()).arg(value.as_ref());
-            1
+            inv.key(key.as_str()).arg("hset").arg(field.as_str()).arg(value.as_ref());
         }
         Write::HashIncr { key, field, by } => {
-            pipe.cmd("HINCRBY").arg(key.as_str()).arg(field.as_str()).arg(*by);
-            1
+            inv.key(key.as_str()).arg("hincr").arg(field.as_str()).arg(*by);
         }
         Write::HashDel { key, field } => {
-            pipe.cmd("HDEL").arg(key.as_str()).arg(field.as_str());
-            1
+            inv.key(key.as_str()).arg("hdel").arg(field.as_str());
         }
         Write::SetAdd { key, member } => {
-            pipe.cmd("SADD").arg(key.as_str()).arg(member.as_str());
-            1
+            inv.key(key.as_str()).arg("sadd").arg(member.as_str());
         }
         Write::Put { key, value } => {
-            pipe.cmd("SET").arg(key.as_str()).arg(value.as_ref());
-            1
+            inv.key(key.as_str()).arg("set").arg(value.as_ref());
         }
         Write::Delete { key } => {
-            pipe.cmd("DEL").arg(key.as_str());
-            1
+            inv.key(key.as_str()).arg("del");
         }
         Write::Expire { key, ttl } => {
-            pipe.cmd("PEXPIRE").arg(key.as_str()).arg(ttl_millis(*ttl));
-            1
+            inv.key(key.as_str()).arg("pexpire").arg(ttl_millis(*ttl));
+        }
+        Write::SortedAdd { key, member, score } => {
+            inv.key(key.as_str()).arg("zadd").arg(float_arg(*score)).arg(member.as_str());
+        }
+        Write::HashSetLatest { key, field, value, at_ms } => {
+            inv.key(key.as_str()).arg("hlatest").arg(field.as_str()).arg(value.as_str()).arg(*at_ms);
+        }
+        Write::HashMax { key, field, value } => {
+            inv.key(key.as_str()).arg("hmax").arg(field.as_str()).arg(*value);
+        }
+        Write::HashMin { key, field, value } => {
+            inv.key(key.as_str()).arg("hmin").arg(field.as_str()).arg(*value);
+        }
+        Write::HashDecayAdd { key, field, weight, at_ms, half_life } => {
+            inv.key(key.as_str())
+                .arg("hdecay")
+                .arg(field.as_str())
+                .arg(float_arg(*weight))
+                .arg(*at_ms)
+                .arg(half_life.as_millis().to_string());
+        }
+        Write::CoOccur { window_set, member, at_ms, window, cap, counted, counted_cap, neighbours, keep } => {
+            inv.key(window_set.as_str())
+                .key(counted.as_str())
+                .arg("cooccur")
+                .arg(member.as_str())
+                .arg(*at_ms)
+                .arg(ttl_millis(*window))
+                .arg(keep_stop(*cap))
+                .arg(neighbours.prefix.as_str())
+                .arg(neighbours.suffix.as_str())
+                .arg(keep_stop(*keep))
+                .arg(keep_stop(*counted_cap));
         }
     }
 }
 
-/// The key of a write and the type it needs there (for WRONGTYPE).
-fn write_target(write: &Write) -> (&Key, &'static str) {
-    match write {
-        Write::ListPushCapped { key, .. } => (key, "list"),
-        Write::SortedIncr { key, .. } | Write::SortedKeepTop { key, .. } => (key, "sorted set"),
-        Write::HashSet { key, .. } | Write::HashIncr { key, .. } | Write::HashDel { key, .. } => {
-            (key, "hash")
+/// The answer of the write script: `[status]` or `[status, index, key, error]`.
+fn parse_written(writes: &[Write], reply: Reply) -> Result<Written> {
+    let mut items = elements(strip_attributes(reply), "write script")?.into_iter();
+    let status = match items.next() {
+        Some(status) => string(status, "write script")?,
+        None => return Err(StoreError::UnexpectedReply { op: "write script", reply: "[]".to_owned() }),
+    };
+    match (status.as_str(), items.next(), items.next(), items.next()) {
+        ("skipped", None, None, None) => Ok(Written::Skipped),
+        ("applied", None, None, None) => Ok(Written::Applied),
+        ("applied", Some(index), Some(key), Some(error)) => {
+            let index = string(index, "write script")?;
+            let write = index.parse::<usize>().ok().and_then(|i| writes.get(i)).ok_or_else(|| {
+                StoreError::UnexpectedReply { op: "write script", reply: format!("write index {index}") }
+            })?;
+            Err(write_error(write, Key(string(key, "write script")?), string(error, "write script")?))
         }
-        Write::SetAdd { key, .. } => (key, "set"),
-        Write::Put { key, .. } | Write::Delete { key } | Write::Expire { key, .. } => (key, "string"),
+        _ => Err(StoreError::UnexpectedReply { op: "write script", reply: format!("status {status:?}") }),
+    }
+}
+
+/// The error of a write that failed inside the script, from Redis's error text.
+fn write_error(write: &Write, key: Key, message: String) -> StoreError {
+    if message.starts_with("WRONGTYPE") {
+        StoreError::WrongType { key, expected: write_type(write) }
+    } else {
+        StoreError::Redis(redis::RedisError::from((
+            redis::ErrorKind::Server(redis::ServerErrorKind::ResponseError),
+            "write refused",
+            format!("{message} (key {key})"),
+        )))
+    }
+}
+
+/// The type a write needs at its keys (for WRONGTYPE).
+fn write_type(write: &Write) -> &'static str {
+    match write {
+        Write::ListPushCapped { .. } => "list",
+        Write::SortedIncr { .. }
+        | Write::SortedKeepTop { .. }
+        | Write::SortedAdd { .. }
+        | Write::CoOccur { .. } => "sorted set",
+        Write::HashSet { .. }
+        | Write::HashIncr { .. }
+        | Write::HashDel { .. }
+        | Write::HashSetLatest { .. }
+        | Write::HashMax { .. }
+        | Write::HashMin { .. }
+        | Write::HashDecayAdd { .. } => "hash",
+        Write::SetAdd { .. } => "set",
+        Write::Put { .. } | Write::Delete { .. } | Write::Expire { .. } => "string",
     }
 }
 

@@ -9,7 +9,9 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use bytes::Bytes;
-use shopmind_store::{FeatureStore, Key, Read, StoreError, Value, Write, WriteBatch};
+use shopmind_store::{
+    FeatureStore, Guard, Key, KeyPattern, Read, StoreError, Value, Write, WriteBatch, Written,
+};
 
 fn k(name: &str) -> Key {
     Key(name.to_owned())
@@ -20,7 +22,103 @@ fn b(text: &str) -> Bytes {
 }
 
 async fn write(store: &dyn FeatureStore, writes: Vec<Write>) {
-    store.write(WriteBatch { writes, atomic: false }).await.unwrap();
+    let written = store.write(WriteBatch { writes, atomic: false, guard: None }).await.unwrap();
+    assert_eq!(written, Written::Applied, "a batch without a guard is always applied");
+}
+
+/// Writes a batch expected to fail, and returns its error.
+async fn write_err(store: &dyn FeatureStore, writes: Vec<Write>) -> StoreError {
+    store.write(WriteBatch { writes, atomic: false, guard: None }).await.unwrap_err()
+}
+
+fn guarded(writes: Vec<Write>, guard: &str, ttl: Duration) -> WriteBatch {
+    WriteBatch { writes, atomic: true, guard: Some(Guard { key: k(guard), ttl }) }
+}
+
+/// The hash at `key`, as (field, text) pairs.
+async fn hash(store: &dyn FeatureStore, key: &str) -> Vec<(String, String)> {
+    match read1(store, Read::Hash { key: k(key) }).await {
+        Value::Hash(fields) => {
+            fields.into_iter().map(|(f, v)| (f, String::from_utf8(v.to_vec()).unwrap())).collect()
+        }
+        other => panic!("HGETALL answered {other:?}"),
+    }
+}
+
+/// One field of the hash at `key`.
+async fn field(store: &dyn FeatureStore, key: &str, name: &str) -> Option<String> {
+    hash(store, key).await.into_iter().find(|(f, _)| f == name).map(|(_, v)| v)
+}
+
+async fn top(store: &dyn FeatureStore, key: &str) -> Value {
+    read1(store, Read::SortedTop { key: k(key), n: 1000 }).await
+}
+
+fn strings(pairs: &[(&str, &str)]) -> Vec<(String, String)> {
+    pairs.iter().map(|(a, b)| ((*a).to_owned(), (*b).to_owned())).collect()
+}
+
+fn assert_close(actual: f64, expected: f64, what: &str) {
+    let scale = actual.abs().max(expected.abs()).max(f64::MIN_POSITIVE);
+    assert!((actual - expected).abs() / scale <= 1e-9, "{what}: {actual} != {expected}");
+}
+
+fn assert_wrong_type(err: StoreError, want_key: &str, want: &'static str) {
+    match err {
+        StoreError::WrongType { key, expected } => assert_eq!((key.as_str(), expected), (want_key, want)),
+        other => panic!("expected WRONGTYPE on {want_key}, got {other:?}"),
+    }
+}
+
+fn assert_refused(err: StoreError) {
+    assert!(matches!(err, StoreError::Redis(_)), "expected a refusal, got {err:?}");
+}
+
+fn add(key: &str, member: &str, score: f64) -> Write {
+    Write::SortedAdd { key: k(key), member: member.to_owned(), score }
+}
+
+fn latest(key: &str, name: &str, value: &str, at_ms: i64) -> Write {
+    Write::HashSetLatest { key: k(key), field: name.to_owned(), value: value.to_owned(), at_ms }
+}
+
+fn max(key: &str, name: &str, value: i64) -> Write {
+    Write::HashMax { key: k(key), field: name.to_owned(), value }
+}
+
+fn min(key: &str, name: &str, value: i64) -> Write {
+    Write::HashMin { key: k(key), field: name.to_owned(), value }
+}
+
+fn decay(key: &str, name: &str, weight: f64, at_ms: i64, half_life: Duration) -> Write {
+    Write::HashDecayAdd { key: k(key), field: name.to_owned(), weight, at_ms, half_life }
+}
+
+/// A co-occurrence for the owner whose window set is `set`: pairs counted in `<set>:c`,
+/// neighbours at `<set>:n:<member>`; cap, counted_cap and keep 100.
+fn co(set: &str, member: &str, at_ms: i64, window_ms: u64) -> Write {
+    co_capped(set, member, at_ms, window_ms, [100, 100, 100])
+}
+
+/// [`co`] with `[cap, counted_cap, keep]`.
+fn co_capped(set: &str, member: &str, at_ms: i64, window_ms: u64, caps: [usize; 3]) -> Write {
+    co_with(set, member, at_ms, window_ms, &format!("{set}:n:"), caps)
+}
+
+/// [`co`] with neighbours at `<neighbours><member>` and `[cap, counted_cap, keep]`.
+fn co_with(set: &str, member: &str, at_ms: i64, window_ms: u64, neighbours: &str, caps: [usize; 3]) -> Write {
+    let [cap, counted_cap, keep] = caps;
+    Write::CoOccur {
+        window_set: k(set),
+        member: member.to_owned(),
+        at_ms,
+        window: Duration::from_millis(window_ms),
+        cap,
+        counted: k(&format!("{set}:c")),
+        counted_cap,
+        neighbours: KeyPattern { prefix: neighbours.to_owned(), suffix: String::new() },
+        keep,
+    }
 }
 
 async fn read1(store: &dyn FeatureStore, read: Read) -> Value {
@@ -223,6 +321,7 @@ mod cases {
             .write(WriteBatch {
                 writes: vec![Write::HashIncr { key: k("h"), field: "text".into(), by: 1 }],
                 atomic: false,
+                guard: None,
             })
             .await
             .unwrap_err();
@@ -231,6 +330,7 @@ mod cases {
             .write(WriteBatch {
                 writes: vec![Write::HashIncr { key: k("h"), field: "big".into(), by: 1 }],
                 atomic: true,
+                guard: None,
             })
             .await
             .unwrap_err();
@@ -243,14 +343,16 @@ mod cases {
 
     pub async fn sorted_incr_refuses_nan(store: Arc<dyn FeatureStore>) {
         let s = &*store;
-        let err =
-            s.write(WriteBatch { writes: vec![incr("z", "a", f64::NAN)], atomic: false }).await.unwrap_err();
+        let err = s
+            .write(WriteBatch { writes: vec![incr("z", "a", f64::NAN)], atomic: false, guard: None })
+            .await
+            .unwrap_err();
         assert!(matches!(err, StoreError::Redis(_)), "{err:?}");
         assert!(!exists(s, "z").await, "a refused first increment must not create the set");
 
         write(s, vec![incr("z", "a", f64::INFINITY)]).await;
         let err = s
-            .write(WriteBatch { writes: vec![incr("z", "a", f64::NEG_INFINITY)], atomic: false })
+            .write(WriteBatch { writes: vec![incr("z", "a", f64::NEG_INFINITY)], atomic: false, guard: None })
             .await
             .unwrap_err();
         assert!(matches!(err, StoreError::Redis(_)), "{err:?}");
@@ -426,6 +528,7 @@ mod cases {
                 incr("z", "m", 1.0),
             ],
             atomic: true,
+            guard: None,
         };
         match s.write(batch).await {
             Err(StoreError::WrongType { key, expected }) => assert_eq!((key, expected), (k("str"), "list")),
@@ -465,6 +568,7 @@ mod cases {
                 put("after", "2"),
             ],
             atomic: false,
+            guard: None,
         };
         match s.write(batch).await {
             Err(StoreError::WrongType { key, expected }) => assert_eq!((key, expected), (k("list"), "hash")),
@@ -554,7 +658,7 @@ mod cases {
                             Write::HashIncr { key: k("h"), field: "n".into(), by: 1 },
                             incr("z", "m", 1.0),
                         ];
-                        store.write(WriteBatch { writes, atomic: true }).await.unwrap();
+                        store.write(WriteBatch { writes, atomic: true, guard: None }).await.unwrap();
                     }
                 })
             })
@@ -567,6 +671,867 @@ mod cases {
             .await
             .unwrap();
         assert_eq!(values, vec![Value::Hash(vec![("n".into(), b("200"))]), sorted(&[("m", 200.0)])]);
+    }
+
+    pub async fn sorted_add_sets_or_replaces_scores(store: Arc<dyn FeatureStore>) {
+        let s = &*store;
+        write(s, vec![add("z", "a", 1.0), add("z", "b", 2.0), add("z", "a", 3.0), add("z", "c", -0.25)])
+            .await;
+        assert_eq!(top(s, "z").await, sorted(&[("a", 3.0), ("b", 2.0), ("c", -0.25)]));
+        // Lower as well as higher; infinities are scores like others.
+        write(
+            s,
+            vec![add("z", "a", 0.5), add("z", "inf", f64::INFINITY), add("z", "-inf", f64::NEG_INFINITY)],
+        )
+        .await;
+        assert_eq!(
+            top(s, "z").await,
+            sorted(&[
+                ("inf", f64::INFINITY),
+                ("b", 2.0),
+                ("a", 0.5),
+                ("c", -0.25),
+                ("-inf", f64::NEG_INFINITY)
+            ])
+        );
+        // Combined with a keep-top, the set holds the highest scores added.
+        write(s, vec![add("z", "d", 1.0), Write::SortedKeepTop { key: k("z"), keep: 2 }]).await;
+        assert_eq!(top(s, "z").await, sorted(&[("inf", f64::INFINITY), ("b", 2.0)]));
+
+        // NaN is refused and changes nothing, without stopping the batch.
+        assert_refused(write_err(s, vec![add("z", "b", f64::NAN), add("z", "e", 7.0)]).await);
+        assert_eq!(top(s, "z").await, sorted(&[("inf", f64::INFINITY), ("e", 7.0), ("b", 2.0)]));
+        assert_refused(write_err(s, vec![add("new", "m", f64::NAN)]).await);
+        assert!(!exists(s, "new").await);
+
+        write(s, vec![put("p", "v")]).await;
+        assert_wrong_type(write_err(s, vec![add("p", "m", 1.0)]).await, "p", "sorted set");
+        assert_eq!(read1(s, Read::Get { key: k("p") }).await, Value::Get(Some(b("v"))));
+    }
+
+    pub async fn hash_set_latest_keeps_the_value_with_the_latest_stamp(store: Arc<dyn FeatureStore>) {
+        let s = &*store;
+        write(s, vec![latest("h", "f", "b", 5), latest("h", "f", "a", 3)]).await;
+        assert_eq!(field(s, "h", "f").await.as_deref(), Some("5|b"));
+        // Equal stamps: the larger value wins, compared byte by byte ('B' < 'a'); equal
+        // stamp and value change nothing.
+        write(s, vec![latest("h", "f", "a", 5), latest("h", "f", "B", 5)]).await;
+        assert_eq!(field(s, "h", "f").await.as_deref(), Some("5|b"));
+        write(s, vec![latest("h", "f", "c", 5), latest("h", "f", "c", 5)]).await;
+        assert_eq!(field(s, "h", "f").await.as_deref(), Some("5|c"));
+        // A later stamp wins whatever its value; values may hold '|' and be empty.
+        write(s, vec![latest("h", "f", "x|y", 7), latest("h", "g", "", -10), latest("h", "g", "zz", -20)])
+            .await;
+        let fields = hash(s, "h").await;
+        assert_eq!(fields, strings(&[("f", "7|x|y"), ("g", "-10|")]));
+        assert_eq!(shopmind_store::stamped(fields[0].1.as_bytes()), Some((7, "x|y")));
+        assert_eq!(shopmind_store::stamped(fields[1].1.as_bytes()), Some((-10, "")));
+
+        // Stamps compare exactly, beyond the 2^53 a double holds.
+        let big = 1_i64 << 53;
+        write(s, vec![latest("h", "e", "a", big + 1), latest("h", "e", "z", big)]).await;
+        assert_eq!(field(s, "h", "e").await, Some(format!("{}|a", big + 1)));
+        write(
+            s,
+            vec![
+                latest("h", "m", "a", i64::MAX - 1),
+                latest("h", "m", "b", i64::MAX),
+                latest("h", "m", "c", i64::MIN),
+            ],
+        )
+        .await;
+        assert_eq!(field(s, "h", "m").await, Some(format!("{}|b", i64::MAX)));
+
+        // A field that does not hold a stamped value is refused and left as is.
+        write(
+            s,
+            vec![
+                Write::HashSet { key: k("h"), field: "plain".into(), value: b("no stamp") },
+                Write::HashSet { key: k("h"), field: "bad".into(), value: b("1.5|v") },
+            ],
+        )
+        .await;
+        assert_refused(write_err(s, vec![latest("h", "plain", "v", 1), latest("h", "ok", "v", 1)]).await);
+        assert_refused(write_err(s, vec![latest("h", "bad", "v", 1)]).await);
+        assert_eq!(field(s, "h", "plain").await.as_deref(), Some("no stamp"));
+        assert_eq!(field(s, "h", "bad").await.as_deref(), Some("1.5|v"));
+        assert_eq!(field(s, "h", "ok").await.as_deref(), Some("1|v"), "the rest of the batch applies");
+
+        write(s, vec![push("l", "x", 3)]).await;
+        assert_wrong_type(write_err(s, vec![latest("l", "f", "v", 1)]).await, "l", "hash");
+    }
+
+    pub async fn hash_max_and_min_keep_the_extremes(store: Arc<dyn FeatureStore>) {
+        let s = &*store;
+        let values = [5, 3, 9, -2, 9, 0];
+        let mut writes: Vec<Write> = values.iter().map(|v| max("h", "hi", *v)).collect();
+        writes.extend(values.iter().map(|v| min("h", "lo", *v)));
+        write(s, writes).await;
+        assert_eq!(hash(s, "h").await, strings(&[("hi", "9"), ("lo", "-2")]));
+
+        // Exact beyond 2^53, and at the ends of i64.
+        let big = 1_i64 << 53;
+        write(
+            s,
+            vec![
+                max("h", "big", big),
+                max("h", "big", big + 1),
+                max("h", "big", big),
+                min("h", "small", -big),
+                min("h", "small", -big - 1),
+                min("h", "small", -big),
+                max("h", "ends", i64::MIN),
+                max("h", "ends", i64::MAX),
+                min("h", "ends2", i64::MAX),
+                min("h", "ends2", i64::MIN),
+            ],
+        )
+        .await;
+        assert_eq!(field(s, "h", "big").await, Some((big + 1).to_string()));
+        assert_eq!(field(s, "h", "small").await, Some((-big - 1).to_string()));
+        assert_eq!(field(s, "h", "ends").await, Some(i64::MAX.to_string()));
+        assert_eq!(field(s, "h", "ends2").await, Some(i64::MIN.to_string()));
+
+        // They work on a counter, and a counter can be incremented after them.
+        write(
+            s,
+            vec![
+                Write::HashIncr { key: k("h"), field: "n".into(), by: 4 },
+                max("h", "n", 10),
+                Write::HashIncr { key: k("h"), field: "n".into(), by: 1 },
+                min("h", "n", 7),
+            ],
+        )
+        .await;
+        assert_eq!(field(s, "h", "n").await.as_deref(), Some("7"));
+
+        // A field that does not hold an integer is refused and left as is.
+        write(s, vec![Write::HashSet { key: k("h"), field: "text".into(), value: b("07") }]).await;
+        assert_refused(write_err(s, vec![max("h", "text", 100)]).await);
+        assert_refused(write_err(s, vec![min("h", "text", -100)]).await);
+        assert_eq!(field(s, "h", "text").await.as_deref(), Some("07"));
+
+        write(s, vec![put("p", "v")]).await;
+        assert_wrong_type(write_err(s, vec![max("p", "f", 1)]).await, "p", "hash");
+        assert_wrong_type(write_err(s, vec![min("p", "f", 1)]).await, "p", "hash");
+    }
+
+    pub async fn hash_decay_add_sums_decayed_weights(store: Arc<dyn FeatureStore>) {
+        let s = &*store;
+        let h = Duration::from_secs(1);
+        // Exact steps: each is one half-life apart. The text is C's %.17g on both backends.
+        write(s, vec![decay("d", "f", 1.0, 1000, h)]).await;
+        assert_eq!(field(s, "d", "f").await.as_deref(), Some("1|1000"));
+        write(s, vec![decay("d", "f", 1.0, 2000, h)]).await;
+        assert_eq!(field(s, "d", "f").await.as_deref(), Some("1.5|2000"));
+        // An older weight decays to the reference time, which stays.
+        write(s, vec![decay("d", "f", 2.0, 1000, h)]).await;
+        assert_eq!(field(s, "d", "f").await.as_deref(), Some("2.5|2000"));
+        write(s, vec![decay("d", "f", 0.1, 2000, h)]).await;
+        assert_eq!(field(s, "d", "f").await.as_deref(), Some("2.6000000000000001|2000"));
+        write(s, vec![decay("d", "g", -1e-7, 5, h), decay("d", "e", 1e21, 5, h)]).await;
+        assert_eq!(field(s, "d", "g").await.as_deref(), Some("-9.9999999999999995e-08|5"));
+        assert_eq!(field(s, "d", "e").await.as_deref(), Some("1e+21|5"));
+        let raw = field(s, "d", "f").await.unwrap();
+        assert_close(shopmind_store::decayed(raw.as_bytes(), 4000, h).unwrap(), 2.6 / 4.0, "decayed");
+
+        // The closed form: sum of w * 2^-((now - t) / h), whatever the order.
+        let h = Duration::from_secs(90);
+        let events: Vec<(i64, f64)> = (0..25)
+            .map(|i| (1_700_000_000_000 + (i * 7_919 % 25) * 13_000, 0.5 + f64::from(i as i32 % 4)))
+            .collect();
+        write(s, events.iter().map(|(t, w)| decay("c", "f", *w, *t, h)).collect()).await;
+        let now = 1_700_000_000_000 + 400_000;
+        let expected: f64 =
+            events.iter().map(|(t, w)| w * 2f64.powf(-((now - t) as f64) / h.as_millis() as f64)).sum();
+        let raw = field(s, "c", "f").await.unwrap();
+        assert!(raw.ends_with(&format!("|{}", events.iter().map(|e| e.0).max().unwrap())), "{raw}");
+        assert_close(shopmind_store::decayed(raw.as_bytes(), now, h).unwrap(), expected, "closed form");
+
+        // Half-life 0: no decay, a plain sum.
+        write(
+            s,
+            vec![decay("z", "f", 1.5, 10, Duration::ZERO), decay("z", "f", 2.0, 99_999, Duration::ZERO)],
+        )
+        .await;
+        assert_eq!(field(s, "z", "f").await.as_deref(), Some("3.5|99999"));
+
+        // Non-finite weights and results are refused; so is a field of another shape.
+        write(
+            s,
+            vec![
+                decay("x", "f", 1e308, 0, h),
+                Write::HashSet { key: k("x"), field: "bad".into(), value: b("1|x") },
+            ],
+        )
+        .await;
+        assert_refused(write_err(s, vec![decay("x", "f", f64::NAN, 0, h)]).await);
+        assert_refused(write_err(s, vec![decay("x", "f", f64::INFINITY, 0, h)]).await);
+        assert_refused(write_err(s, vec![decay("x", "f", 1e308, 0, h)]).await);
+        assert_refused(write_err(s, vec![decay("x", "bad", 1.0, 0, h)]).await);
+        assert_refused(write_err(s, vec![decay("x", "new", f64::NAN, 0, h)]).await);
+        assert_eq!(hash(s, "x").await, strings(&[("bad", "1|x"), ("f", "1e+308|0")]));
+
+        write(s, vec![put("p", "v")]).await;
+        assert_wrong_type(write_err(s, vec![decay("p", "f", 1.0, 0, h)]).await, "p", "hash");
+    }
+
+    pub async fn co_occur_counts_each_pair_once_within_the_window(store: Arc<dyn FeatureStore>) {
+        let s = &*store;
+        let w = 10_000;
+        // a, b, c, d arrive in time order; e arrives late, between c and d; then a and b are
+        // seen again, and d and b are delivered twice.
+        let views = [
+            ("a", 0),
+            ("b", 5_000),
+            ("c", 12_000),
+            ("d", 20_000),
+            ("e", 11_000),
+            ("a", 6_000),
+            ("b", 14_000),
+            ("d", 20_000),
+            ("b", 5_000),
+        ];
+        for (m, t) in views {
+            write(s, vec![co("w", m, t, w)]).await;
+        }
+        // Each pair once, however often its items were seen together. e pairs with b, c and d
+        // although it came last; a@6000 pairs a with c and e (a@0 was too early for them),
+        // b@14000 pairs b with d; a and d were never within the window.
+        assert_eq!(top(s, "w:n:a").await, sorted(&[("e", 1.0), ("c", 1.0), ("b", 1.0)]));
+        assert_eq!(top(s, "w:n:b").await, sorted(&[("e", 1.0), ("d", 1.0), ("c", 1.0), ("a", 1.0)]));
+        assert_eq!(top(s, "w:n:c").await, sorted(&[("e", 1.0), ("d", 1.0), ("b", 1.0), ("a", 1.0)]));
+        assert_eq!(top(s, "w:n:d").await, sorted(&[("e", 1.0), ("c", 1.0), ("b", 1.0)]));
+        assert_eq!(top(s, "w:n:e").await, sorted(&[("d", 1.0), ("c", 1.0), ("b", 1.0), ("a", 1.0)]));
+        // Every occurrence once; nothing is removed by time.
+        let occurrences = sorted(&[
+            ("d|20000", 20_000.0),
+            ("b|14000", 14_000.0),
+            ("c|12000", 12_000.0),
+            ("e|11000", 11_000.0),
+            ("a|6000", 6_000.0),
+            ("b|5000", 5_000.0),
+            ("a|0", 0.0),
+        ]);
+        assert_eq!(top(s, "w").await, occurrences);
+        // The pairs counted, scored by the time of the write that counted them.
+        let pairs = sorted(&[
+            ("c d", 20_000.0),
+            ("b d", 14_000.0),
+            ("b c", 12_000.0),
+            ("d e", 11_000.0),
+            ("c e", 11_000.0),
+            ("b e", 11_000.0),
+            ("a e", 6_000.0),
+            ("a c", 6_000.0),
+            ("a b", 5_000.0),
+        ]);
+        assert_eq!(top(s, "w:c").await, pairs);
+        // Sent again, in another order: nothing changes.
+        for (m, t) in views.iter().rev() {
+            write(s, vec![co("w", m, *t, w)]).await;
+        }
+        assert_eq!(top(s, "w").await, occurrences);
+        assert_eq!(top(s, "w:c").await, pairs);
+        assert_eq!(top(s, "w:n:b").await, sorted(&[("e", 1.0), ("d", 1.0), ("c", 1.0), ("a", 1.0)]));
+
+        // Exactly `window` apart counts, before as well as after; one millisecond more does not.
+        for (m, t) in [("x", 0), ("y", 10_000), ("z", 20_001), ("u", -10_000)] {
+            write(s, vec![co("edge", m, t, w)]).await;
+        }
+        write(s, vec![co("edge2", "x", 0, w), co("edge2", "v", -10_001, w)]).await;
+        assert_eq!(top(s, "edge:n:x").await, sorted(&[("y", 1.0), ("u", 1.0)]));
+        assert_eq!(top(s, "edge:n:y").await, sorted(&[("x", 1.0)]));
+        assert_eq!(top(s, "edge:n:u").await, sorted(&[("x", 1.0)]));
+        assert!(!exists(s, "edge:n:z").await);
+        assert!(!exists(s, "edge2:n:v").await);
+        assert!(!exists(s, "edge2:c").await);
+        assert_eq!(top(s, "edge:c").await, sorted(&[("x y", 10_000.0), ("u x", -10_000.0)]));
+
+        // Pairs are counted once per owner: two owners sharing the neighbour keys count 2.
+        let shared = |set: &str, m: &str, t: i64| co_with(set, m, t, w, "shared:n:", [100, 100, 100]);
+        write(
+            s,
+            vec![
+                shared("o1", "p", 0),
+                shared("o1", "q", 1_000),
+                shared("o1", "q", 2_000),
+                shared("o1", "p", 3_000),
+                shared("o2", "q", 50_000),
+                shared("o2", "p", 45_000),
+            ],
+        )
+        .await;
+        assert_eq!(top(s, "shared:n:p").await, sorted(&[("q", 2.0)]));
+        assert_eq!(top(s, "shared:n:q").await, sorted(&[("p", 2.0)]));
+        assert_eq!(top(s, "o1:c").await, sorted(&[("p q", 1_000.0)]));
+        assert_eq!(top(s, "o2:c").await, sorted(&[("p q", 45_000.0)]));
+    }
+
+    pub async fn co_occur_honours_cap_counted_cap_and_keep(store: Arc<dyn FeatureStore>) {
+        let s = &*store;
+        let w = 60_000;
+        // cap 2: the newest two occurrences stay; a newcomer pairs with what is still there.
+        let cap2 = |m: &str, t: i64| co_capped("c", m, t, w, [2, 100, 100]);
+        write(s, vec![cap2("m1", 0), cap2("m2", 1), cap2("m3", 2)]).await;
+        assert_eq!(top(s, "c").await, sorted(&[("m3|2", 2.0), ("m2|1", 1.0)]));
+        assert_eq!(top(s, "c:n:m3").await, sorted(&[("m2", 1.0), ("m1", 1.0)]));
+        write(s, vec![cap2("m4", 3)]).await;
+        assert_eq!(top(s, "c:n:m4").await, sorted(&[("m3", 1.0), ("m2", 1.0)]), "m1 was evicted");
+        assert_eq!(top(s, "c").await, sorted(&[("m4|3", 3.0), ("m3|2", 2.0)]));
+        // The oldest goes first; equal times: the smaller occurrence.
+        write(s, vec![cap2("a", 3)]).await;
+        assert_eq!(top(s, "c").await, sorted(&[("m4|3", 3.0), ("a|3", 3.0)]));
+        write(s, vec![cap2("z", 3)]).await;
+        assert_eq!(top(s, "c").await, sorted(&[("z|3", 3.0), ("m4|3", 3.0)]));
+        // cap 0 keeps nothing, so nothing pairs.
+        write(s, vec![co_capped("c0", "p", 0, w, [0, 100, 100]), co_capped("c0", "q", 1, w, [0, 100, 100])])
+            .await;
+        assert!(!exists(s, "c0").await);
+        assert!(!exists(s, "c0:c").await);
+        assert!(!exists(s, "c0:n:q").await);
+
+        // counted_cap 1: the newest counted pair stays (equal times: the greater pair); a pair
+        // trimmed away is counted again when its items meet again.
+        let counted1 = |m: &str, t: i64| co_capped("cc", m, t, w, [100, 1, 100]);
+        write(s, vec![counted1("a", 0), counted1("b", 1), counted1("c", 2)]).await;
+        assert_eq!(top(s, "cc:c").await, sorted(&[("b c", 2.0)]));
+        assert_eq!(top(s, "cc:n:a").await, sorted(&[("c", 1.0), ("b", 1.0)]));
+        write(s, vec![counted1("a", 3)]).await;
+        assert_eq!(top(s, "cc:c").await, sorted(&[("a c", 3.0)]));
+        assert_eq!(top(s, "cc:n:a").await, sorted(&[("c", 2.0), ("b", 2.0)]));
+        assert_eq!(top(s, "cc:n:b").await, sorted(&[("a", 2.0), ("c", 1.0)]));
+        // counted_cap 0 remembers no pair: every new occurrence counts its pairs again.
+        let counted0 = |m: &str, t: i64| co_capped("c0c", m, t, w, [100, 0, 100]);
+        write(s, vec![counted0("f", 0), counted0("g", 1), counted0("g", 2), counted0("g", 2)]).await;
+        assert_eq!(top(s, "c0c:n:f").await, sorted(&[("g", 2.0)]));
+        assert!(!exists(s, "c0c:c").await);
+
+        // keep 1: each neighbour set keeps its highest count (ties: the greater name).
+        let keep1 = |set: &str, m: &str, t: i64| co_with(set, m, t, w, "k:n:", [100, 100, 1]);
+        write(s, vec![keep1("k", "a", 0), keep1("k", "b", 1), keep1("k", "hub", 2)]).await;
+        assert_eq!(top(s, "k:n:hub").await, sorted(&[("b", 1.0)]));
+        assert_eq!(top(s, "k:n:a").await, sorted(&[("hub", 1.0)]));
+        assert_eq!(top(s, "k:n:b").await, sorted(&[("hub", 1.0)]));
+        // A higher count is kept over a newcomer: another owner pairs hub with a (2), then zz.
+        write(s, vec![keep1("k2", "a", 100), keep1("k2", "hub", 101), keep1("k2", "zz", 102)]).await;
+        assert_eq!(top(s, "k:n:a").await, sorted(&[("hub", 2.0)]));
+        assert_eq!(top(s, "k:n:hub").await, sorted(&[("zz", 1.0)]));
+        assert_eq!(top(s, "k:n:zz").await, sorted(&[("hub", 1.0)]));
+        // keep 0 keeps no neighbours at all (the pair is counted all the same).
+        write(s, vec![co_capped("k0", "a", 0, w, [100, 100, 0]), co_capped("k0", "b", 1, w, [100, 100, 0])])
+            .await;
+        assert!(!exists(s, "k0:n:a").await);
+        assert!(!exists(s, "k0:n:b").await);
+        assert_eq!(top(s, "k0").await, sorted(&[("b|1", 1.0), ("a|0", 0.0)]));
+        assert_eq!(top(s, "k0:c").await, sorted(&[("a b", 1.0)]));
+    }
+
+    pub async fn co_occur_checks_every_key_before_writing(store: Arc<dyn FeatureStore>) {
+        let s = &*store;
+        let w = 10_000;
+        write(s, vec![co("w", "a", 0, w), co("w", "b", 1, w), put("w:n:b", "not a zset")]).await;
+        // c would pair with a and b; b's neighbour key holds a string: nothing changes.
+        let err = write_err(s, vec![co("w", "c", 2, w), put("after", "1")]).await;
+        assert_wrong_type(err, "w:n:b", "sorted set");
+        assert_eq!(top(s, "w").await, sorted(&[("b|1", 1.0), ("a|0", 0.0)]));
+        assert_eq!(top(s, "w:c").await, sorted(&[("a b", 1.0)]));
+        assert_eq!(top(s, "w:n:a").await, sorted(&[("b", 1.0)]));
+        assert!(!exists(s, "w:n:c").await);
+        assert_eq!(read1(s, Read::Get { key: k("after") }).await, Value::Get(Some(b("1"))));
+        // Its own neighbour key is checked too.
+        write(s, vec![put("w:n:d", "x")]).await;
+        assert_wrong_type(write_err(s, vec![co("w", "d", 3, w)]).await, "w:n:d", "sorted set");
+        assert_eq!(top(s, "w:n:a").await, sorted(&[("b", 1.0)]));
+        assert_eq!(top(s, "w:c").await, sorted(&[("a b", 1.0)]));
+        // Neighbour keys are not touched by an occurrence whose pairs are all counted already,
+        // nor by one with no partners.
+        write(s, vec![co("w", "a", 2, w), co("w", "d", 1_000_000, w), co("w", "d", 1_000_000, w)]).await;
+        let occurrences = sorted(&[("d|1000000", 1_000_000.0), ("a|2", 2.0), ("b|1", 1.0), ("a|0", 0.0)]);
+        assert_eq!(top(s, "w").await, occurrences);
+        // The counted set, even for an occurrence already there.
+        write(s, vec![put("w:c", "x")]).await;
+        assert_wrong_type(write_err(s, vec![co("w", "a", 0, w)]).await, "w:c", "sorted set");
+        write(s, vec![put("cnt:c", "x")]).await;
+        assert_wrong_type(write_err(s, vec![co("cnt", "m", 0, w)]).await, "cnt:c", "sorted set");
+        assert!(!exists(s, "cnt").await);
+        // The window set itself, first.
+        write(s, vec![put("str", "x"), put("str:c", "x")]).await;
+        assert_wrong_type(write_err(s, vec![co("str", "m", 0, w)]).await, "str", "sorted set");
+    }
+
+    /// The pair counts do not depend on the order the occurrences arrive in, nor on repeats.
+    pub async fn co_occur_converges_in_any_order(store: Arc<dyn FeatureStore>) {
+        use rand::SeedableRng;
+        use rand::rngs::StdRng;
+        use rand::seq::SliceRandom;
+
+        const WINDOW: i64 = 10_000;
+        const ITEMS: [&str; 6] = ["bag", "belt", "cap", "hat", "shoe", "sock"];
+        // (owner, item, time); two are repeats.
+        const VIEWS: [(usize, &str, i64); 30] = [
+            (0, "bag", 0),
+            (0, "belt", 4_000),
+            (0, "bag", 9_000),
+            (0, "cap", 15_000),
+            (0, "hat", 26_000),
+            (0, "shoe", 26_000),
+            (0, "bag", 35_000),
+            (0, "hat", 36_000),
+            (0, "sock", 47_000),
+            (0, "belt", 47_000),
+            (0, "cap", 58_000),
+            (0, "shoe", 12_000),
+            (0, "sock", 70_000),
+            (0, "bag", 9_000),
+            (0, "hat", 80_001),
+            (1, "sock", 0),
+            (1, "shoe", 10_000),
+            (1, "sock", 21_000),
+            (1, "bag", 30_000),
+            (1, "belt", 30_000),
+            (1, "cap", 41_000),
+            (1, "hat", 52_000),
+            (1, "bag", 51_000),
+            (1, "shoe", 62_000),
+            (1, "belt", 72_500),
+            (1, "cap", 62_500),
+            (1, "shoe", 10_000),
+            (1, "hat", 95_000),
+            (1, "sock", 88_000),
+            (1, "belt", 84_000),
+        ];
+        let view = |p: &str, (owner, item, at_ms): (usize, &str, i64)| Write::CoOccur {
+            window_set: k(&format!("{p}u{owner}:recent")),
+            member: item.to_owned(),
+            at_ms,
+            window: Duration::from_millis(WINDOW as u64),
+            cap: 1_000,
+            counted: k(&format!("{p}u{owner}:pairs")),
+            counted_cap: 1_000,
+            neighbours: KeyPattern { prefix: format!("{p}i:"), suffix: ":covisit".to_owned() },
+            keep: 1_000,
+        };
+        let snapshot = |p: String| {
+            let store = Arc::clone(&store);
+            async move {
+                let mut reads: Vec<Read> = ITEMS
+                    .iter()
+                    .map(|item| Read::SortedTop { key: k(&format!("{p}i:{item}:covisit")), n: 100 })
+                    .collect();
+                reads.extend((0..2).map(|o| Read::SortedTop { key: k(&format!("{p}u{o}:recent")), n: 100 }));
+                store.read(reads).await.unwrap()
+            }
+        };
+
+        // By hand: a pair counts once for each owner who saw its items within the window.
+        let ranked = |mut pairs: Vec<(String, f64)>| {
+            pairs.sort_by(|a, b| b.1.total_cmp(&a.1).then_with(|| b.0.cmp(&a.0)));
+            Value::Sorted(pairs)
+        };
+        let met = |o: usize, x: &str, y: &str| {
+            VIEWS.iter().any(|&(ox, ix, tx)| {
+                ox == o
+                    && ix == x
+                    && VIEWS.iter().any(|&(oy, iy, ty)| oy == o && iy == y && (tx - ty).abs() <= WINDOW)
+            })
+        };
+        let mut expected: Vec<Value> = ITEMS
+            .iter()
+            .map(|x| {
+                ranked(
+                    ITEMS
+                        .iter()
+                        .filter(|y| *y != x)
+                        .map(|y| (y.to_string(), (0..2).filter(|&o| met(o, x, y)).count() as f64))
+                        .filter(|(_, n)| *n > 0.0)
+                        .collect(),
+                )
+            })
+            .collect();
+        expected.extend((0..2).map(|o| {
+            let occurrences: std::collections::BTreeSet<(String, i64)> =
+                VIEWS.iter().filter(|v| v.0 == o).map(|&(_, item, t)| (format!("{item}|{t}"), t)).collect();
+            ranked(occurrences.into_iter().map(|(m, t)| (m, t as f64)).collect())
+        }));
+        // The views make for pairs counted twice, once and never.
+        let counts: Vec<f64> = expected[..ITEMS.len()]
+            .iter()
+            .flat_map(|v| match v {
+                Value::Sorted(pairs) => pairs.iter().map(|p| p.1).collect::<Vec<_>>(),
+                _ => unreachable!(),
+            })
+            .collect();
+        assert!(counts.contains(&2.0) && counts.contains(&1.0), "{counts:?}");
+        assert!(counts.len() < ITEMS.len() * (ITEMS.len() - 1), "some pairs never met");
+
+        for seed in 0..6u64 {
+            let p = format!("run{seed}:");
+            let mut views = VIEWS.to_vec();
+            views.shuffle(&mut StdRng::seed_from_u64(seed));
+            for v in views {
+                write(&*store, vec![view(&p, v)]).await;
+            }
+            assert_eq!(snapshot(p).await, expected, "seed {seed}");
+        }
+    }
+
+    pub async fn guarded_batch_is_applied_once(store: Arc<dyn FeatureStore>) {
+        let s = &*store;
+        let ttl = Duration::from_secs(30);
+        let effect = |n: i64| {
+            vec![
+                Write::HashIncr { key: k("h"), field: "n".into(), by: n },
+                incr("z", "m", 1.0),
+                co_capped("w", &format!("m{n}"), n, 1_000, [10, 10, 10]),
+            ]
+        };
+        assert_eq!(s.write(guarded(effect(1), "g", ttl)).await.unwrap(), Written::Applied);
+        let before = s
+            .read(vec![
+                Read::Hash { key: k("h") },
+                Read::SortedTop { key: k("z"), n: 5 },
+                Read::SortedTop { key: k("w"), n: 5 },
+            ])
+            .await
+            .unwrap();
+        assert_eq!(before[0], Value::Hash(vec![("n".into(), b("1"))]));
+        // Sent again, even with other writes: skipped, nothing changed.
+        assert_eq!(s.write(guarded(effect(2), "g", ttl)).await.unwrap(), Written::Skipped);
+        assert_eq!(s.write(guarded(effect(1), "g", ttl)).await.unwrap(), Written::Skipped);
+        let after = s
+            .read(vec![
+                Read::Hash { key: k("h") },
+                Read::SortedTop { key: k("z"), n: 5 },
+                Read::SortedTop { key: k("w"), n: 5 },
+            ])
+            .await
+            .unwrap();
+        assert_eq!(after, before);
+        // The guard is a string with the TTL.
+        assert_eq!(read1(s, Read::Get { key: k("g") }).await, Value::Get(Some(b("1"))));
+        let left = s.ttl(&k("g")).await.unwrap().unwrap();
+        assert!(left > Duration::from_secs(29) && left <= ttl, "{left:?}");
+
+        // Another guard applies; an empty guarded batch still sets its guard.
+        assert_eq!(s.write(guarded(effect(5), "g2", ttl)).await.unwrap(), Written::Applied);
+        assert_eq!(field(s, "h", "n").await.as_deref(), Some("6"));
+        assert_eq!(s.write(guarded(vec![], "empty", ttl)).await.unwrap(), Written::Applied);
+        assert_eq!(s.write(guarded(vec![], "empty", ttl)).await.unwrap(), Written::Skipped);
+        // A guard key of any type counts as present.
+        write(s, vec![push("l", "x", 3)]).await;
+        assert_eq!(s.write(guarded(effect(100), "l", ttl)).await.unwrap(), Written::Skipped);
+        assert_eq!(field(s, "h", "n").await.as_deref(), Some("6"));
+
+        // Once the guard expires the batch applies again; a zero TTL is rounded up to 1 ms.
+        assert_eq!(
+            s.write(guarded(effect(10), "short", Duration::from_millis(60))).await.unwrap(),
+            Written::Applied
+        );
+        assert_eq!(s.write(guarded(vec![], "zero", Duration::ZERO)).await.unwrap(), Written::Applied);
+        tokio::time::sleep(Duration::from_millis(300)).await;
+        assert_eq!(
+            s.write(guarded(effect(10), "short", Duration::from_millis(60))).await.unwrap(),
+            Written::Applied
+        );
+        assert_eq!(field(s, "h", "n").await.as_deref(), Some("26"));
+        assert!(!exists(s, "zero").await);
+    }
+
+    /// A failed write does not stop the batch, and the guard is set all the same: the rest of
+    /// the event's effect must not be applied twice when it is redelivered.
+    pub async fn guarded_batch_with_a_failed_write_still_sets_the_guard(store: Arc<dyn FeatureStore>) {
+        let s = &*store;
+        write(s, vec![put("str", "v")]).await;
+        let writes = vec![
+            Write::HashIncr { key: k("h"), field: "n".into(), by: 1 },
+            push("str", "x", 3),
+            max("h", "m", 4),
+        ];
+        let err = s.write(guarded(writes.clone(), "g", Duration::from_secs(30))).await.unwrap_err();
+        assert_wrong_type(err, "str", "list");
+        assert_eq!(hash(s, "h").await, strings(&[("m", "4"), ("n", "1")]));
+        assert!(exists(s, "g").await);
+        assert_eq!(s.write(guarded(writes, "g", Duration::from_secs(30))).await.unwrap(), Written::Skipped);
+        assert_eq!(hash(s, "h").await, strings(&[("m", "4"), ("n", "1")]));
+    }
+
+    pub async fn concurrent_guarded_writes_apply_exactly_once(store: Arc<dyn FeatureStore>) {
+        let tasks: Vec<_> = (0..20)
+            .map(|i| {
+                let store = Arc::clone(&store);
+                tokio::spawn(async move {
+                    let writes = vec![
+                        Write::HashIncr { key: k("h"), field: "n".into(), by: 1 },
+                        max("h", "winner", i),
+                        incr("z", "m", 1.0),
+                    ];
+                    store.write(guarded(writes, "event-1", Duration::from_secs(30))).await.unwrap()
+                })
+            })
+            .collect();
+        let mut applied = 0;
+        for task in tasks {
+            if task.await.unwrap() == Written::Applied {
+                applied += 1;
+            }
+        }
+        assert_eq!(applied, 1);
+        let fields = hash(&*store, "h").await;
+        assert_eq!(fields.len(), 2);
+        assert_eq!(fields[0].0, "n");
+        assert_eq!(fields[0].1, "1");
+        assert_eq!(top(&*store, "z").await, sorted(&[("m", 1.0)]));
+    }
+
+    /// THE property: the events of a user, each one guarded batch of commutative writes,
+    /// delivered in any order (sequentially or concurrently), some of them twice, leave the
+    /// same state.
+    pub async fn mixed_commutative_events_converge_in_any_order(store: Arc<dyn FeatureStore>) {
+        let mut snapshots = Vec::new();
+        for run in 0..5u64 {
+            let prefix = format!("run{run}:");
+            let events = order::events(&prefix);
+            let outcome = order::deliver(&store, events, run).await;
+            assert_eq!(outcome, (order::EVENTS, order::REDELIVERED.len()), "run {run}: (applied, skipped)");
+            let snapshot = order::snapshot(&*store, &prefix).await;
+            order::check_expected(&snapshot);
+            snapshots.push(snapshot);
+        }
+        for (run, snapshot) in snapshots.iter().enumerate().skip(1) {
+            order::assert_same(&snapshots[0], snapshot, &format!("run 0 vs run {run}"));
+        }
+    }
+}
+
+/// The events of the order-independence property: one user, 42 events (views and purchases of
+/// 7 items within 20 minutes), each one guarded batch of commutative writes.
+mod order {
+    use rand::SeedableRng;
+    use rand::rngs::StdRng;
+    use rand::seq::SliceRandom;
+    use shopmind_store::decayed;
+
+    use super::*;
+
+    pub const EVENTS: usize = 42;
+    /// Events delivered a second time.
+    pub const REDELIVERED: [usize; 6] = [0, 7, 13, 21, 33, 41];
+    const HALF_LIFE: Duration = Duration::from_secs(600);
+    const WINDOW: Duration = Duration::from_secs(3_600);
+    const T0: i64 = 1_700_000_000_000;
+    /// When the decaying scores are compared.
+    const NOW: i64 = T0 + 3_600_000;
+    const ITEMS: [&str; 7] = ["bag", "belt", "glove", "hat", "scarf", "shoe", "sock"];
+    const TOP_PURCHASES: usize = 5;
+
+    /// Event `i`: its time, its item, and its price in cents if it is a purchase.
+    fn event(i: usize) -> (i64, &'static str, Option<i64>) {
+        // Events 40 and 41 are views at the latest time of the others: `last_item` is then
+        // decided by value.
+        let slot = if i >= 40 { 39 } else { (i * 7_919) % 40 };
+        let t = T0 + slot as i64 * 30_000;
+        let item = if i >= 40 { ITEMS[i - 39] } else { ITEMS[(i * 5 + i / 3) % ITEMS.len()] };
+        let price = (i < 40 && i % 4 == 3).then(|| 1_000 + ((i * 37) % 50) as i64 * 100);
+        (t, item, price)
+    }
+
+    fn writes(p: &str, i: usize) -> Vec<Write> {
+        let (t, item, price) = event(i);
+        let user = |name: &str| k(&format!("{p}u:{name}"));
+        let mut writes = vec![
+            Write::HashSetLatest {
+                key: user("profile"),
+                field: "last_item".into(),
+                value: item.into(),
+                at_ms: t,
+            },
+            Write::HashMax { key: user("profile"), field: "last_seen".into(), value: t },
+            Write::HashMin { key: user("profile"), field: "first_seen".into(), value: t },
+            Write::HashDecayAdd {
+                key: user("affinity"),
+                field: item.into(),
+                weight: if price.is_some() { 3.0 } else { 1.0 },
+                at_ms: t,
+                half_life: HALF_LIFE,
+            },
+        ];
+        match price {
+            None => writes.extend([
+                Write::HashIncr { key: user("counts"), field: "views".into(), by: 1 },
+                Write::CoOccur {
+                    window_set: user("recent"),
+                    member: item.into(),
+                    at_ms: t,
+                    window: WINDOW,
+                    cap: 100,
+                    counted: user("pairs"),
+                    counted_cap: 100,
+                    neighbours: KeyPattern { prefix: format!("{p}i:"), suffix: ":covisit".into() },
+                    keep: 100,
+                },
+            ]),
+            Some(cents) => writes.extend([
+                Write::HashIncr { key: user("counts"), field: "purchases".into(), by: 1 },
+                Write::HashIncr { key: user("counts"), field: "spent".into(), by: cents },
+                Write::SortedAdd {
+                    key: user("top"),
+                    member: format!("{item}#{i}"),
+                    score: cents as f64 / 100.0,
+                },
+                Write::SortedKeepTop { key: user("top"), keep: TOP_PURCHASES },
+                Write::SortedIncr { key: user("bought"), member: item.into(), by: 1.0 },
+            ]),
+        }
+        writes
+    }
+
+    pub fn events(p: &str) -> Vec<WriteBatch> {
+        (0..EVENTS)
+            .map(|i| guarded(writes(p, i), &format!("{p}seen:{i}"), Duration::from_secs(3_600)))
+            .collect()
+    }
+
+    /// Delivers the events and the redeliveries: in order for `run` 0, shuffled with seed `run`
+    /// otherwise, all at once (concurrently) for run 4. Returns (applied, skipped).
+    pub async fn deliver(store: &Arc<dyn FeatureStore>, events: Vec<WriteBatch>, run: u64) -> (usize, usize) {
+        let mut deliveries = events.clone();
+        deliveries.extend(REDELIVERED.iter().map(|&i| events[i].clone()));
+        if run > 0 {
+            deliveries.shuffle(&mut StdRng::seed_from_u64(run));
+        }
+        let mut outcomes = Vec::new();
+        if run == 4 {
+            let tasks: Vec<_> = deliveries
+                .into_iter()
+                .map(|batch| {
+                    let store = Arc::clone(store);
+                    tokio::spawn(async move { store.write(batch).await.unwrap() })
+                })
+                .collect();
+            for task in tasks {
+                outcomes.push(task.await.unwrap());
+            }
+        } else {
+            for batch in deliveries {
+                outcomes.push(store.write(batch).await.unwrap());
+            }
+        }
+        let applied = outcomes.iter().filter(|w| **w == Written::Applied).count();
+        (applied, outcomes.len() - applied)
+    }
+
+    #[derive(Debug)]
+    pub struct Snapshot {
+        /// Everything but the decaying scores, compared exactly.
+        pub exact: Vec<Value>,
+        /// The decaying scores by item, decayed to [`NOW`] (equal up to rounding).
+        pub affinity: Vec<(String, f64)>,
+        /// Their stored text.
+        pub raw_affinity: Value,
+    }
+
+    pub async fn snapshot(store: &dyn FeatureStore, p: &str) -> Snapshot {
+        let user = |name: &str| k(&format!("{p}u:{name}"));
+        let mut reads = vec![
+            Read::Hash { key: user("counts") },
+            Read::Hash { key: user("profile") },
+            Read::SortedTop { key: user("top"), n: 100 },
+            Read::SortedTop { key: user("bought"), n: 100 },
+            Read::SortedTop { key: user("recent"), n: 100 },
+        ];
+        reads.extend(
+            ITEMS.iter().map(|item| Read::SortedTop { key: k(&format!("{p}i:{item}:covisit")), n: 100 }),
+        );
+        reads.push(Read::Hash { key: user("affinity") });
+        let mut exact = store.read(reads).await.unwrap();
+        let raw_affinity = exact.pop().unwrap();
+        let Value::Hash(fields) = &raw_affinity else { panic!("{raw_affinity:?}") };
+        let affinity =
+            fields.iter().map(|(f, raw)| (f.clone(), decayed(raw, NOW, HALF_LIFE).unwrap())).collect();
+        Snapshot { exact, affinity, raw_affinity }
+    }
+
+    pub fn assert_same(a: &Snapshot, b: &Snapshot, what: &str) {
+        assert_eq!(a.exact, b.exact, "{what}");
+        let names = |s: &Snapshot| s.affinity.iter().map(|(f, _)| f.clone()).collect::<Vec<_>>();
+        assert_eq!(names(a), names(b), "{what}");
+        for ((item, x), (_, y)) in a.affinity.iter().zip(&b.affinity) {
+            assert_close(*x, *y, &format!("{what}: affinity of {item}"));
+        }
+    }
+
+    /// Ranked as `SortedTop` ranks: score descending, then member descending.
+    fn ranked(mut pairs: Vec<(String, f64)>) -> Value {
+        pairs.sort_by(|a, b| b.1.total_cmp(&a.1).then_with(|| b.0.cmp(&a.0)));
+        Value::Sorted(pairs)
+    }
+
+    /// The state computed from the event list by hand.
+    pub fn check_expected(s: &Snapshot) {
+        let events: Vec<_> = (0..EVENTS).map(event).collect();
+        let purchases: Vec<_> =
+            (0..EVENTS).filter_map(|i| events[i].2.map(|c| (i, events[i].1, c))).collect();
+        let views: Vec<_> = events.iter().filter(|e| e.2.is_none()).collect();
+        let spent: i64 = purchases.iter().map(|p| p.2).sum();
+        let counts = Value::Hash(vec![
+            ("purchases".into(), b(&purchases.len().to_string())),
+            ("spent".into(), b(&spent.to_string())),
+            ("views".into(), b(&views.len().to_string())),
+        ]);
+        let first = events.iter().map(|e| e.0).min().unwrap();
+        let last = events.iter().map(|e| e.0).max().unwrap();
+        let last_item = events.iter().map(|e| (e.0, e.1)).max().unwrap().1;
+        let profile = Value::Hash(vec![
+            ("first_seen".into(), b(&first.to_string())),
+            ("last_item".into(), b(&format!("{last}|{last_item}"))),
+            ("last_seen".into(), b(&last.to_string())),
+        ]);
+        let Value::Sorted(mut top) =
+            ranked(purchases.iter().map(|(i, item, c)| (format!("{item}#{i}"), *c as f64 / 100.0)).collect())
+        else {
+            unreachable!()
+        };
+        top.truncate(TOP_PURCHASES);
+        let bought = ranked(
+            ITEMS
+                .iter()
+                .map(|item| (item.to_string(), purchases.iter().filter(|p| p.1 == *item).count() as f64))
+                .filter(|(_, n)| *n > 0.0)
+                .collect(),
+        );
+        let viewed: Vec<&str> =
+            ITEMS.iter().copied().filter(|item| views.iter().any(|v| v.1 == *item)).collect();
+        assert!(viewed.len() >= 5, "the events must view most items: {viewed:?}");
+        // Every view, once: `<item>|<time>` scored by its time.
+        let occurrences: std::collections::BTreeSet<(String, i64)> =
+            views.iter().map(|v| (format!("{}|{}", v.1, v.0), v.0)).collect();
+        let recent = ranked(occurrences.into_iter().map(|(m, t)| (m, t as f64)).collect());
+        let mut expected = vec![counts, profile, Value::Sorted(top), bought, recent];
+        // All views are within the window of each other: every pair of viewed items once.
+        expected.extend(ITEMS.iter().map(|item| {
+            let partners = viewed.iter().filter(|v| viewed.contains(item) && *v != item);
+            ranked(partners.map(|v| (v.to_string(), 1.0)).collect())
+        }));
+        assert_eq!(s.exact, expected);
+
+        let h = HALF_LIFE.as_millis() as f64;
+        let affinity: Vec<(String, f64)> = ITEMS
+            .iter()
+            .filter(|item| events.iter().any(|e| e.1 == **item))
+            .map(|item| {
+                let sum = events
+                    .iter()
+                    .filter(|e| e.1 == *item)
+                    .map(|e| if e.2.is_some() { 3.0 } else { 1.0 } * 2f64.powf(-((NOW - e.0) as f64) / h))
+                    .sum();
+                (item.to_string(), sum)
+            })
+            .collect();
+        assert_eq!(s.affinity.len(), affinity.len());
+        for ((item, actual), (_, want)) in s.affinity.iter().zip(&affinity) {
+            assert_close(*actual, *want, &format!("closed form of {item}"));
+        }
     }
 }
 
@@ -611,6 +1576,18 @@ macro_rules! all_cases {
                 expire_sets_a_ttl_and_expired_keys_are_absent,
                 put_if_absent_sets_once_with_a_ttl,
                 concurrent_writers_lose_no_update,
+                sorted_add_sets_or_replaces_scores,
+                hash_set_latest_keeps_the_value_with_the_latest_stamp,
+                hash_max_and_min_keep_the_extremes,
+                hash_decay_add_sums_decayed_weights,
+                co_occur_counts_each_pair_once_within_the_window,
+                co_occur_honours_cap_counted_cap_and_keep,
+                co_occur_checks_every_key_before_writing,
+                co_occur_converges_in_any_order,
+                guarded_batch_is_applied_once,
+                guarded_batch_with_a_failed_write_still_sets_the_guard,
+                concurrent_guarded_writes_apply_exactly_once,
+                mixed_commutative_events_converge_in_any_order,
             ]
         );
     };
@@ -642,6 +1619,22 @@ mod backend_specific {
         let server = RedisServer::start();
         let store = RedisStore::connect(&server.url()).await.unwrap();
         assert_eq!(store.kind(), "redis");
+    }
+
+    /// Both backends, fed the same events in the same (shuffled) order, hold the same state,
+    /// down to the text of the decaying scores.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn backends_agree_on_the_same_events() {
+        let server = RedisServer::start();
+        let redis: Arc<dyn FeatureStore> = Arc::new(RedisStore::connect(&server.url()).await.unwrap());
+        let memory: Arc<dyn FeatureStore> = Arc::new(MemoryStore::new());
+        let mut snapshots = Vec::new();
+        for store in [&memory, &redis] {
+            assert_eq!(order::deliver(store, order::events("p:"), 7).await, (order::EVENTS, 6));
+            snapshots.push(order::snapshot(&**store, "p:").await);
+        }
+        order::assert_same(&snapshots[0], &snapshots[1], "memory vs redis");
+        assert_eq!(snapshots[0].raw_affinity, snapshots[1].raw_affinity);
     }
 
     #[tokio::test]

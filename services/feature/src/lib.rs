@@ -12,7 +12,7 @@ use shopmind_config::Config;
 use shopmind_domain::{Event, RejectCode, ValidationPolicy};
 use shopmind_features::{Applied, FeatureSettings, apply_event};
 use shopmind_proto::v1 as pb;
-use shopmind_runtime::consume::{Outcome, consume_loop};
+use shopmind_runtime::consume::{Outcome, consume_concurrently};
 use shopmind_runtime::{Shutdown, topology};
 use shopmind_store::FeatureStore;
 use tracing::debug;
@@ -28,11 +28,23 @@ pub enum FeatureError {
 
 pub fn settings(config: &Config) -> FeatureSettings {
     let f = &config.feature;
+    let days = |d: u32| Duration::from_secs(u64::from(d) * 86_400);
+    let hours = |h: u32| Duration::from_secs(u64::from(h) * 3600);
     FeatureSettings {
         recent_cap: f.recent_items_cap,
         popular_cap: f.popular_items_cap,
-        user_ttl: Duration::from_secs(u64::from(f.user_ttl_days) * 86_400),
-        dedup_ttl: Duration::from_secs(u64::from(f.dedup_ttl_hours) * 3600),
+        user_ttl: days(f.user_ttl_days),
+        dedup_ttl: hours(f.dedup_ttl_hours),
+        session_ttl: hours(f.session_ttl_hours),
+        bought_cap: f.bought_cap,
+        cart_log_cap: f.cart_log_cap,
+        covisit_window: Duration::from_secs(f.covisit_window_s),
+        copurchase_window: days(f.copurchase_window_days),
+        neighbours_keep: f.neighbours_keep,
+        window_cap: f.window_cap,
+        pairs_cap: f.pairs_cap,
+        demand_days: f.demand_days,
+        affinity_half_life: days(f.affinity_half_life_days),
     }
 }
 
@@ -78,7 +90,7 @@ pub async fn run(
         Duration::from_secs(config.feature.ack_wait_s),
         config.feature.max_deliver,
     );
-    consume_loop(bus, spec, "feature", shutdown, |message| {
+    consume_concurrently(bus, spec, "feature", config.feature.concurrency, shutdown, move |message| {
         let store = store.clone();
         async move { process(&*store, &settings, message).await }
     })

@@ -13,6 +13,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use bytes::Bytes;
+use futures::StreamExt;
 use prost::Message as _;
 use shopmind_bus::{Bus, BusError, Headers, IncomingRequest, Message, Published};
 use shopmind_config::Config;
@@ -66,17 +67,21 @@ impl Ingestor {
         Ok(Admitted::Published(self.bus.publish(message, Some(&msg_id)).await?))
     }
 
-    /// Validates and publishes each event; the outcomes are in the events' order. A bus failure
-    /// stops the batch: events published before it are safe to publish again (same message id).
+    /// Validates and publishes each event; the outcomes are in the events' order. Publishes are
+    /// pipelined (up to [`PUBLISH_WINDOW`] awaiting their acks). A bus failure fails the batch:
+    /// events published before it are safe to publish again (same message id).
     pub async fn ingest(
         &self,
         tenant: &TenantId,
         events: &[pb::Event],
         headers: &Headers,
     ) -> Result<Vec<pb::EventOutcome>, BusError> {
+        let pending: Vec<_> = events.iter().map(|wire| self.admit(tenant, wire, headers)).collect();
+        let admitted: Vec<Result<Admitted, BusError>> =
+            futures::stream::iter(pending).buffered(PUBLISH_WINDOW).collect().await;
         let mut outcomes = Vec::with_capacity(events.len());
-        for (index, wire) in events.iter().enumerate() {
-            let outcome = match self.admit(tenant, wire, headers).await? {
+        for (index, (wire, admitted)) in events.iter().zip(admitted).enumerate() {
+            let outcome = match admitted? {
                 Admitted::Published(p) => pb::EventOutcome {
                     kind: if p.duplicate {
                         pb::EventOutcomeKind::Duplicate
@@ -137,6 +142,9 @@ impl Ingestor {
         }
     }
 }
+
+/// Publishes of one batch awaiting their acks at the same time.
+pub const PUBLISH_WINDOW: usize = 256;
 
 /// The durable consumer of the intake stream shared by all ingest replicas.
 pub const INTAKE_DURABLE: &str = "ingest";
