@@ -83,6 +83,24 @@ pub enum BenchTarget {
         #[arg(long)]
         json: bool,
     },
+    /// Redis bytes per user, session, item and applied-event guard after a simulated shop's
+    /// events are applied, next to the protobuf bytes of those events.
+    Memory {
+        /// Simulated users.
+        #[arg(long, default_value_t = 100_000)]
+        users: usize,
+        /// Simulated days.
+        #[arg(long, default_value_t = 7)]
+        days: u32,
+        #[arg(long, default_value_t = 1)]
+        seed: u64,
+        /// Use a private redis-server on a free port (the default without redis.url).
+        #[arg(long)]
+        spawn_servers: bool,
+        /// Print one JSON object.
+        #[arg(long)]
+        json: bool,
+    },
 }
 
 pub async fn run(what: BenchTarget, config: Config) -> anyhow::Result<()> {
@@ -90,6 +108,25 @@ pub async fn run(what: BenchTarget, config: Config) -> anyhow::Result<()> {
         BenchTarget::Ingest { events, concurrency, batch, seed, spawn_servers, json } => {
             let opts = IngestOptions { events, concurrency, batch, seed, spawn_servers, json };
             ingest(opts, config).await
+        }
+        BenchTarget::Memory { users, days, seed, spawn_servers, json } => {
+            let servers = if spawn_servers || config.redis.url.is_empty() {
+                Some(Servers::spawn().await?)
+            } else {
+                None
+            };
+            let url = servers.as_ref().map_or_else(|| config.redis.url.clone(), |s| s.redis.url());
+            let report = crate::bench_memory::run(&url, users, days, seed).await;
+            if let Some(s) = servers {
+                s.stop().await;
+            }
+            let report = report?;
+            if json {
+                println!("{}", serde_json::to_string(&report)?);
+            } else {
+                crate::bench_memory::print(&report);
+            }
+            Ok(())
         }
     }
 }
@@ -507,16 +544,16 @@ async fn load_probes(
             let reads = outstanding
                 .iter()
                 .take(watched)
-                .map(|(user, _)| Read::List {
+                .map(|(user, _)| Read::SortedTop {
                     key: shopmind_features::keys::user_recent(&tenant, user),
-                    limit: 1,
+                    n: 1,
                 })
                 .collect();
             let values = store.read(reads).await?;
             let now = Instant::now();
             let mut kept = VecDeque::with_capacity(outstanding.len());
             for (i, (user, sent)) in outstanding.drain(..).enumerate() {
-                let visible = matches!(values.get(i), Some(Value::List(entries)) if !entries.is_empty());
+                let visible = matches!(values.get(i), Some(Value::Sorted(entries)) if !entries.is_empty());
                 if visible {
                     latencies.push(Some(now - sent));
                 } else if now - sent > PROBE_TIMEOUT {

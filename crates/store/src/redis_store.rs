@@ -85,6 +85,12 @@ impl RedisStore {
         }
     }
 
+    /// The server's `used_memory` (INFO memory), in bytes.
+    pub async fn used_memory(&self) -> Result<Option<u64>> {
+        let info: String = redis::cmd("INFO").arg("memory").query_async(&mut self.conn.clone()).await?;
+        Ok(info.lines().find_map(|l| l.strip_prefix("used_memory:")).and_then(|v| v.trim().parse().ok()))
+    }
+
     /// Sends a pipeline and returns one reply per command; a command's error stays a
     /// `Reply::ServerError` in its place, so that the caller can tell which command failed.
     async fn exec(&self, pipe: &mut redis::Pipeline, commands: usize) -> Result<Vec<Reply>> {
