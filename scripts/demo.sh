@@ -10,4 +10,4 @@ if ! command -v cargo >/dev/null 2>&1; then
   exit 1
 fi
 scripts/setup.sh >/dev/null
-cargo run --locked --quiet -- demo "$@"
+cargo run --release --locked --quiet -- demo "$@"
