@@ -19,8 +19,9 @@ COPY --from=build /out/lib/libonnxruntime.so /usr/local/lib/shopmind/libonnxrunt
 ENV ORT_DYLIB_PATH=/usr/local/lib/shopmind/libonnxruntime.so \
     SHOPMIND__MODELS__DIR=/var/lib/shopmind/models \
     SHOPMIND__GATEWAY__LISTEN=0.0.0.0:50051 \
+    SHOPMIND__METRICS__LISTEN=0.0.0.0:9090 \
     SHOPMIND__LOG__FORMAT=json
 USER 10001
-EXPOSE 50051
+EXPOSE 50051 9090
 ENTRYPOINT ["/usr/local/bin/shopmind"]
 CMD ["all-in-one"]

@@ -24,6 +24,10 @@ pub struct Cli {
     /// gRPC listen address of the gateway (overrides gateway.listen).
     #[arg(long, global = true)]
     listen: Option<SocketAddr>,
+    /// Address of this process's Prometheus endpoint, GET /metrics and GET /healthz (overrides
+    /// metrics.listen); "" for none.
+    #[arg(long, global = true)]
+    metrics_listen: Option<String>,
     /// Directory of trained models (overrides models.dir).
     #[arg(long, global = true)]
     models_dir: Option<PathBuf>,
@@ -106,6 +110,9 @@ impl Cli {
         if let Some(listen) = self.listen {
             config.gateway.listen = listen;
         }
+        if let Some(listen) = &self.metrics_listen {
+            config.metrics.listen.clone_from(listen);
+        }
         if let Some(dir) = &self.models_dir {
             config.models.dir.clone_from(dir);
         }
@@ -123,6 +130,7 @@ pub async fn run(command: Command, config: Config) -> anyhow::Result<()> {
         Command::AllInOne => {
             let shutdown = Shutdown::new();
             shutdown.trigger_on_signals();
+            shopmind_runtime::telemetry::serve_metrics(&config.metrics, &shutdown).await?;
             let listener = tokio::net::TcpListener::bind(config.gateway.listen)
                 .await
                 .with_context(|| format!("binding gateway.listen {}", config.gateway.listen))?;
@@ -153,6 +161,7 @@ async fn run_service(command: Command, config: Config) -> anyhow::Result<()> {
     };
     let shutdown = Shutdown::new();
     shutdown.trigger_on_signals();
+    shopmind_runtime::telemetry::serve_metrics(&config.metrics, &shutdown).await?;
     let bus = connect::bus(&config, name, Embedded::Forbidden).await?;
     connect::ensure_streams(&*bus, &config).await?;
     tracing::info!(service = name, bus = bus.kind(), "starting");

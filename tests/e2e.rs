@@ -36,6 +36,8 @@ impl Proc {
         let file = std::fs::File::create(&log).unwrap();
         let child = Command::new(env!("CARGO_BIN_EXE_shopmind"))
             .args(args)
+            // Every process serves metrics; each on a port of its own, which the OS picks.
+            .env("SHOPMIND__METRICS__LISTEN", "127.0.0.1:0")
             .envs(env.iter().map(|(k, v)| (*k, v.as_str())))
             .env("RUST_LOG", "info")
             .current_dir(dir)

@@ -25,6 +25,8 @@ fn feature(nats: &NatsServer, redis: &RedisServer, log: &std::path::Path) -> Chi
         .arg("feature")
         .env("SHOPMIND__NATS__URL", nats.url())
         .env("SHOPMIND__REDIS__URL", redis.url())
+        // Old and new instances overlap: no metrics endpoint, whose address they would share.
+        .env("SHOPMIND__METRICS__LISTEN", "")
         // Messages a stopped instance had pulled but not taken come back after this.
         .env("SHOPMIND__FEATURE__ACK_WAIT_S", "2")
         .env("RUST_LOG", "info")
@@ -43,7 +45,10 @@ fn terminate(mut child: Child) -> std::process::ExitStatus {
         if let Some(status) = child.try_wait().unwrap() {
             return status;
         }
-        assert!(std::time::Instant::now() < deadline, "the feature service did not stop within 30 s of SIGTERM");
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the feature service did not stop within 30 s of SIGTERM"
+        );
         std::thread::sleep(Duration::from_millis(20));
     }
 }
@@ -78,7 +83,9 @@ async fn a_rolling_restart_under_load_loses_and_doubles_nothing() {
                 let e = view(n);
                 let subject = "sm.events.acme.product_viewed".to_string();
                 let msg_id = format!("acme:{}", e.event_id);
-                bus.publish(Message::new(subject, Bytes::from(e.encode_to_vec())), Some(&msg_id)).await.unwrap();
+                bus.publish(Message::new(subject, Bytes::from(e.encode_to_vec())), Some(&msg_id))
+                    .await
+                    .unwrap();
                 if n % 50 == 0 {
                     tokio::time::sleep(Duration::from_millis(15)).await;
                 }
@@ -106,7 +113,9 @@ async fn a_rolling_restart_under_load_loses_and_doubles_nothing() {
     let mut views = BTreeMap::new();
     for i in 0..ITEMS {
         let item = ItemId::parse(format!("item-{i}")).unwrap();
-        let f = read_item_features(&store as &dyn FeatureStore, &tenant, &item, 0, UnixMillis::now()).await.unwrap();
+        let f = read_item_features(&store as &dyn FeatureStore, &tenant, &item, 0, UnixMillis::now())
+            .await
+            .unwrap();
         views.insert(i, f.views);
     }
     let total: i64 = views.values().sum();

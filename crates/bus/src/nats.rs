@@ -13,6 +13,9 @@ use crate::{
     StoredMessage, StreamSpec, StreamState,
 };
 
+/// How long [`NatsBus::connect`] keeps trying to reach the server.
+const CONNECT_PATIENCE: Duration = Duration::from_secs(15);
+
 /// A [`Bus`] on a NATS server with JetStream. Cloning shares the connection.
 #[derive(Clone)]
 pub struct NatsBus {
@@ -24,13 +27,26 @@ impl NatsBus {
     /// Connects to `url` (e.g. `nats://127.0.0.1:4222`); `name` shows in the server's
     /// connection list.
     pub async fn connect(url: &str, name: &str) -> Result<Self> {
-        let client = async_nats::ConnectOptions::new()
-            .name(name)
-            .connection_timeout(Duration::from_secs(5))
-            .connect(url)
-            .await
-            .map_err(|e| BusError::Connect { url: redact(url), reason: e.to_string() })?;
-        Ok(Self::from_client(client))
+        // A service often starts together with (or before) its NATS server: retry for a while
+        // with backoff before giving up.
+        let deadline = std::time::Instant::now() + CONNECT_PATIENCE;
+        let mut delay = Duration::from_millis(100);
+        loop {
+            let attempt = async_nats::ConnectOptions::new()
+                .name(name)
+                .connection_timeout(Duration::from_secs(5))
+                .connect(url)
+                .await;
+            match attempt {
+                Ok(client) => return Ok(Self::from_client(client)),
+                Err(e) if std::time::Instant::now() + delay < deadline => {
+                    tracing::warn!(url = %redact(url), error = %e, retry_in = ?delay, "NATS not reachable yet");
+                    tokio::time::sleep(delay).await;
+                    delay = (delay * 2).min(Duration::from_secs(2));
+                }
+                Err(e) => return Err(BusError::Connect { url: redact(url), reason: e.to_string() }),
+            }
+        }
     }
 
     pub fn from_client(client: async_nats::Client) -> Self {

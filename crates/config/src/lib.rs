@@ -31,6 +31,7 @@ pub struct Config {
     pub nats: NatsConfig,
     pub redis: RedisConfig,
     pub log: LogConfig,
+    pub metrics: MetricsConfig,
     pub streams: StreamsConfig,
     pub gateway: GatewayConfig,
     pub ingest: IngestConfig,
@@ -73,6 +74,28 @@ pub struct LogConfig {
 impl Default for LogConfig {
     fn default() -> Self {
         Self { format: LogFormat::Pretty, level: "info".into() }
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct MetricsConfig {
+    /// Address of the process's Prometheus endpoint (`GET /metrics`, `GET /healthz`), e.g.
+    /// `127.0.0.1:9090`; empty: none.
+    pub listen: String,
+}
+
+impl Default for MetricsConfig {
+    fn default() -> Self {
+        Self { listen: "127.0.0.1:9090".into() }
+    }
+}
+
+impl MetricsConfig {
+    /// The address to serve metrics on; `None` when disabled (or invalid, which
+    /// [`Config::validate`] reports).
+    pub fn listen_addr(&self) -> Option<SocketAddr> {
+        self.listen.parse().ok()
     }
 }
 
@@ -361,6 +384,12 @@ impl Config {
             return bad(
                 "redis.url",
                 "must start with redis:// or rediss://, or be empty for the in-memory store",
+            );
+        }
+        if !self.metrics.listen.is_empty() && self.metrics.listen_addr().is_none() {
+            return bad(
+                "metrics.listen",
+                "must be an IP address and port such as 127.0.0.1:9090, or empty for no endpoint",
             );
         }
         if self.gateway.request_timeout_ms == 0 || self.gateway.request_timeout_ms > 60_000 {

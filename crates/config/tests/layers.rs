@@ -108,3 +108,15 @@ fn the_example_file_is_complete_and_valid() {
     assert_eq!(example, defaults, "config/shopmind.example.toml must list every key with its default");
     assert_eq!(c, Config::default());
 }
+
+#[test]
+fn metrics_listen_is_an_address_or_empty() {
+    let c = Config::load(None, env(&[])).unwrap();
+    assert_eq!(c.metrics.listen_addr(), Some("127.0.0.1:9090".parse().unwrap()));
+    let c = Config::load(None, env(&[("SHOPMIND__METRICS__LISTEN", "0.0.0.0:9464")])).unwrap();
+    assert_eq!(c.metrics.listen_addr(), Some("0.0.0.0:9464".parse().unwrap()));
+    let c = Config::load(None, env(&[("SHOPMIND__METRICS__LISTEN", "")])).unwrap();
+    assert_eq!(c.metrics.listen_addr(), None, "empty disables the endpoint");
+    let err = Config::load(None, env(&[("SHOPMIND__METRICS__LISTEN", "localhost")])).unwrap_err();
+    assert!(matches!(&err, ConfigError::Invalid { key, .. } if key == "metrics.listen"), "{err}");
+}

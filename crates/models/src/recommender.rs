@@ -103,6 +103,7 @@ impl CovisitRecommender {
             weights.push(w);
         }
         let h = history.len();
+        shopmind_metrics::global().history_length(h);
         let outputs = self
             .pool
             .run(vec![

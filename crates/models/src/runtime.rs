@@ -8,11 +8,13 @@
 
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex, OnceLock, PoisonError};
+use std::time::Instant;
 
 use ort::environment::Environment;
 use ort::session::Session;
 use ort::session::builder::{GraphOptimizationLevel, SessionBuilder};
 use ort::value::{DynValue, Tensor, TensorElementType, ValueType};
+use shopmind_metrics::global as metrics;
 use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 
 use crate::error::{ModelError, Result};
@@ -282,8 +284,10 @@ impl SessionPool {
     }
 
     /// Runs the model once on a free session (waiting for one if all are busy), on tokio's
-    /// blocking thread pool. Returns every output, in graph order.
+    /// blocking thread pool. Returns every output, in graph order. The wait and the run are
+    /// measured (`shopmind_model_session_wait_seconds`, `shopmind_model_compute_seconds`).
     pub async fn run(&self, inputs: Vec<(String, InputTensor)>) -> Result<Vec<(String, OutputTensor)>> {
+        let waiting = Instant::now();
         let permit = self
             .inner
             .permits
@@ -296,9 +300,15 @@ impl SessionPool {
             // Cannot happen: a permit is held for every session on loan.
             return Err(ModelError::Runtime("no idle session despite a free permit".into()));
         };
+        metrics().session_wait(waiting.elapsed());
         let mut checkout = Checkout { session: Some(session), pool: self.inner.clone(), _permit: permit };
         tokio::task::spawn_blocking(move || match checkout.session.as_mut() {
-            Some(session) => run_session(session, inputs),
+            Some(session) => {
+                let computing = Instant::now();
+                let outputs = run_session(session, inputs);
+                metrics().compute(computing.elapsed());
+                outputs
+            }
             None => Err(ModelError::Runtime("session missing from its checkout".into())),
         })
         .await

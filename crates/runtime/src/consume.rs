@@ -8,6 +8,7 @@ use std::time::Duration;
 
 use futures::StreamExt;
 use shopmind_bus::{Bus, BusError, ConsumerSpec, Delivery, Message};
+use shopmind_metrics::{Settlement, global as metrics};
 use tokio::sync::Semaphore;
 use tokio::task::JoinSet;
 use tracing::{Instrument, warn};
@@ -32,6 +33,9 @@ pub enum Outcome {
 
 /// Dead-letter code used when retries are exhausted.
 pub const RETRIES_EXHAUSTED: &str = "retries_exhausted";
+
+/// How often a consumer loop refreshes its consumer's lag (`shopmind_consumer_lag_messages`).
+pub const LAG_REFRESH: Duration = Duration::from_secs(5);
 
 /// Publishes `original` unchanged to `sm.dlq.<tenant>.<stage>`, with the reason in headers.
 /// Idempotent per (stage, stream sequence).
@@ -90,6 +94,7 @@ where
     Fut: Future<Output = Outcome> + Send + 'static,
 {
     let mut deliveries = bus.consume(&spec).await?;
+    let lag = tokio::spawn(refresh_lag(bus.clone(), spec.clone(), stage, shutdown.clone()));
     let limit = Arc::new(Semaphore::new(concurrency.max(1)));
     let mut in_flight = JoinSet::new();
     tracing::info!(durable = %spec.durable, stream = %spec.stream, concurrency, "consuming");
@@ -114,8 +119,10 @@ where
             }
             None => break,
         };
+        metrics().delivery(stage);
         if delivery.message.headers.get(crate::dlq::REPLAY_STAGE_HEADER).is_some_and(|s| s != stage) {
             // A dead letter replayed for another stage: this one has processed it before.
+            metrics().settled(stage, Settlement::Ack);
             if let Err(e) = delivery.acker.ack().await {
                 warn!(error = %e, "ack failed");
             }
@@ -144,17 +151,33 @@ where
     if drained.await.is_err() {
         warn!(durable = %spec.durable, "messages in flight did not finish within the grace period");
     }
+    lag.abort();
     tracing::info!(durable = %spec.durable, "consumer stopped");
     Ok(())
 }
 
-async fn settle(bus: &dyn Bus, spec: &ConsumerSpec, stage: &str, d: Delivery, outcome: Outcome) {
+/// Every [`LAG_REFRESH`], sets `stage`'s consumer lag gauge from the bus, until `shutdown`.
+async fn refresh_lag(bus: Arc<dyn Bus>, spec: ConsumerSpec, stage: &'static str, shutdown: Shutdown) {
+    loop {
+        match bus.consumer_lag(&spec.stream, &spec.durable).await {
+            Ok(lag) => metrics().consumer_lag(stage, lag.pending.saturating_add(lag.ack_pending)),
+            Err(e) => tracing::debug!(error = %e, durable = %spec.durable, "consumer lag unavailable"),
+        }
+        tokio::select! {
+            () = shutdown.wait() => break,
+            () = tokio::time::sleep(LAG_REFRESH) => {}
+        }
+    }
+}
+
+async fn settle(bus: &dyn Bus, spec: &ConsumerSpec, stage: &'static str, d: Delivery, outcome: Outcome) {
     let Delivery { message, stream_sequence, delivered, acker } = d;
     let exhausted = spec.max_deliver > 0 && delivered >= spec.max_deliver as u64;
     let dead = match outcome {
         Outcome::Done => None,
         Outcome::Retry { delay, reason } if !exhausted => {
             warn!(%reason, retry_in = ?delay, "processing failed; will retry");
+            metrics().settled(stage, Settlement::Retry);
             if let Err(e) = acker.nak(Some(delay)).await {
                 warn!(error = %e, "nak failed; the message comes back after the ack wait");
             }
@@ -170,9 +193,14 @@ async fn settle(bus: &dyn Bus, spec: &ConsumerSpec, stage: &str, d: Delivery, ou
         if let Err(e) = dead_letter(bus, &message, stream_sequence, stage, code, &reason).await {
             // Not stored anywhere yet: leave it to be delivered again rather than lose it.
             warn!(error = %e, "dead-lettering failed; will retry");
+            metrics().settled(stage, Settlement::Retry);
             let _ = acker.nak(Some(Duration::from_secs(1))).await;
             return;
         }
+        metrics().dead_lettered(stage, code);
+        metrics().settled(stage, Settlement::DeadLetter);
+    } else {
+        metrics().settled(stage, Settlement::Ack);
     }
     if let Err(e) = acker.ack().await {
         warn!(error = %e, "ack failed; the message will be delivered again (its effect is idempotent)");

@@ -11,6 +11,7 @@ use shopmind_bus::{Bus, BusError, Message};
 use shopmind_config::Config;
 use shopmind_domain::{Event, RejectCode, ValidationPolicy};
 use shopmind_features::{Applied, FeatureSettings, apply_event};
+use shopmind_metrics::global as metrics;
 use shopmind_proto::v1 as pb;
 use shopmind_runtime::consume::{Outcome, consume_concurrently};
 use shopmind_runtime::{Shutdown, topology};
@@ -65,10 +66,12 @@ pub async fn process(store: &dyn FeatureStore, settings: &FeatureSettings, messa
     };
     match apply_event(store, &event, settings).await {
         Ok(Applied::Applied) => {
+            metrics().feature_event(shopmind_metrics::Applied::Applied);
             debug!(tenant = %event.tenant, event_id = %event.id, kind = event.kind().as_str(), "applied");
             Outcome::Done
         }
         Ok(Applied::Duplicate) => {
+            metrics().feature_event(shopmind_metrics::Applied::Duplicate);
             debug!(tenant = %event.tenant, event_id = %event.id, "already applied");
             Outcome::Done
         }

@@ -8,14 +8,15 @@ mod error;
 
 use std::pin::Pin;
 use std::sync::Arc;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use bytes::Bytes;
 use futures::{Stream, StreamExt};
 use prost::Message as _;
 use shopmind_bus::{Bus, Headers, Message, StartAt, TraceContext};
 use shopmind_config::Config;
-use shopmind_domain::{Event, RejectCode, TenantId};
+use shopmind_domain::{Event, RejectCode, TenantId, Violation, Violations};
+use shopmind_metrics::{GatewayMethod, Source, global as metrics};
 use shopmind_proto::v1 as pb;
 use shopmind_proto::v1::gateway_server::{Gateway, GatewayServer};
 use shopmind_runtime::admission::Admission;
@@ -149,6 +150,18 @@ fn trace_of<T>(req: &Request<T>) -> TraceContext {
         .map_or_else(TraceContext::new_root, |t| t.child())
 }
 
+/// Records how long a call of `method` took and how it ended.
+fn observe<T>(method: GatewayMethod, started: Instant, result: &Result<T, Status>) {
+    let code = result.as_ref().map_or_else(Status::code, |_| tonic::Code::Ok);
+    metrics().gateway_request(method, i32::from(code), started.elapsed());
+}
+
+/// Counts an event rejected at the edge (by its first violation's code); its violations.
+fn rejected(violations: Violations) -> Vec<Violation> {
+    metrics().event_rejected(Source::Grpc, violations.first().code.as_str());
+    violations.0
+}
+
 fn parse_tenant(raw: &str) -> Result<TenantId, GatewayError> {
     TenantId::parse(raw).map_err(|e| GatewayError::invalid("tenant", e.to_string()))
 }
@@ -176,11 +189,12 @@ impl Gateway for GatewayService {
         &self,
         request: Request<pb::PublishEventsRequest>,
     ) -> Result<Response<pb::PublishEventsResponse>, Status> {
+        let started = Instant::now();
         let trace = trace_of(&request);
         let timeout = self.timeout_of(&request);
         let req = request.into_inner();
         let span = tracing::info_span!("PublishEvents", tenant = %req.tenant, events = req.events.len(), trace_id = %trace.trace_id_hex());
-        async move {
+        let result = async move {
             let tenant = parse_tenant(&req.tenant)?;
             if req.events.is_empty() {
                 return Err(GatewayError::invalid("events", "must not be empty").into());
@@ -201,7 +215,8 @@ impl Gateway for GatewayService {
                 match self.admission.check(wire, &tenant) {
                     Ok(e) => canonical.push(e.to_proto()),
                     Err(vs) => violations.extend(
-                        vs.0.into_iter()
+                        rejected(vs)
+                            .into_iter()
                             .map(|v| (event_field(i, &v.field), format!("{}: {}", v.code, v.description))),
                     ),
                 }
@@ -215,18 +230,21 @@ impl Gateway for GatewayService {
             Ok(Response::new(response))
         }
         .instrument(span)
-        .await
+        .await;
+        observe(GatewayMethod::PublishEvents, started, &result);
+        result
     }
 
     async fn stream_events(
         &self,
         request: Request<Streaming<pb::Event>>,
     ) -> Result<Response<pb::PublishEventsResponse>, Status> {
+        let started = Instant::now();
         let trace = trace_of(&request);
         let timeout = self.timeout_of(&request);
         let mut stream = request.into_inner();
         let span = tracing::info_span!("StreamEvents", trace_id = %trace.trace_id_hex());
-        async move {
+        let result = async move {
             let mut response = pb::PublishEventsResponse::default();
             let mut index: u32 = 0;
             let mut batch: Vec<(u32, pb::Event)> = Vec::with_capacity(STREAM_BATCH);
@@ -252,31 +270,37 @@ impl Gateway for GatewayService {
                         batch_tenant = Some(event.tenant.clone());
                         batch.push((index, event.to_proto()));
                     }
-                    Err((code, field, description)) => response.rejected.push(pb::EventRejection {
-                        index,
-                        event_id: ev.event_id.clone(),
-                        code: code.into(),
-                        field,
-                        description,
-                    }),
+                    Err((code, field, description)) => {
+                        metrics().event_rejected(Source::Grpc, code);
+                        response.rejected.push(pb::EventRejection {
+                            index,
+                            event_id: ev.event_id.clone(),
+                            code: code.into(),
+                            field,
+                            description,
+                        })
+                    }
                 }
                 index = index.saturating_add(1);
             }
             Ok(Response::new(response))
         }
         .instrument(span)
-        .await
+        .await;
+        observe(GatewayMethod::StreamEvents, started, &result);
+        result
     }
 
     async fn recommend(
         &self,
         request: Request<pb::RecommendRequest>,
     ) -> Result<Response<pb::RecommendResponse>, Status> {
+        let started = Instant::now();
         let trace = trace_of(&request);
         let timeout = self.timeout_of(&request);
         let req = request.into_inner();
         let span = tracing::info_span!("Recommend", tenant = %req.tenant, trace_id = %trace.trace_id_hex());
-        async move {
+        let result = async move {
             let tenant = parse_tenant(&req.tenant)?;
             if req.user_id.is_empty() {
                 return Err(GatewayError::invalid("user_id", "required").into());
@@ -299,7 +323,9 @@ impl Gateway for GatewayService {
             }
         }
         .instrument(span)
-        .await
+        .await;
+        observe(GatewayMethod::Recommend, started, &result);
+        result
     }
 
     type StreamNotificationsStream = NotificationStream;
@@ -308,7 +334,19 @@ impl Gateway for GatewayService {
         &self,
         request: Request<pb::StreamNotificationsRequest>,
     ) -> Result<Response<Self::StreamNotificationsStream>, Status> {
-        let req = request.into_inner();
+        let started = Instant::now();
+        let result = self.open_notifications(request.into_inner()).await;
+        observe(GatewayMethod::StreamNotifications, started, &result);
+        result
+    }
+}
+
+impl GatewayService {
+    /// `StreamNotifications`: the tenant's notification stream from the requested point on.
+    async fn open_notifications(
+        &self,
+        req: pb::StreamNotificationsRequest,
+    ) -> Result<Response<NotificationStream>, Status> {
         let tenant = parse_tenant(&req.tenant)?;
         if !req.user_id.is_empty() {
             shopmind_domain::UserId::parse(req.user_id.clone())

@@ -15,7 +15,7 @@ mod registry;
 use std::collections::HashSet;
 use std::path::PathBuf;
 use std::sync::Arc;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use bytes::Bytes;
 use prost::Message as _;
@@ -23,6 +23,7 @@ use shopmind_bus::{Bus, BusError, Headers, IncomingRequest};
 use shopmind_config::Config;
 use shopmind_domain::{InteractionKind, ItemId, TenantId, UserId};
 use shopmind_features::{UserContext, read_user_context};
+use shopmind_metrics::{Success, global as metrics};
 use shopmind_models::ModelError;
 use shopmind_proto::v1 as pb;
 use shopmind_runtime::serve::serve_requests;
@@ -229,6 +230,7 @@ pub async fn run(
 }
 
 async fn handle(recommender: &Recommender, request: IncomingRequest) {
+    let started = Instant::now();
     let headers = &request.message.headers;
     let trace = headers.trace().unwrap_or_else(shopmind_bus::TraceContext::new_root).child();
     let span = tracing::info_span!("recommend", subject = %request.message.subject, trace_id = %trace.trace_id_hex());
@@ -252,6 +254,7 @@ async fn handle(recommender: &Recommender, request: IncomingRequest) {
     }
     .instrument(span.clone())
     .await;
+    metrics().inference_request(if reply.is_ok() { Success::Ok } else { Success::Error }, started.elapsed());
     let reply = match reply {
         Ok(ok) => pb::RecommendReply { result: Some(pb::recommend_reply::Result::Ok(ok)) },
         Err(e) => pb::RecommendReply { result: Some(pb::recommend_reply::Result::Error(e)) },

@@ -18,6 +18,7 @@ use prost::Message as _;
 use shopmind_bus::{Bus, BusError, Headers, IncomingRequest, Message, Published};
 use shopmind_config::Config;
 use shopmind_domain::{RejectCode, TenantId, Violations};
+use shopmind_metrics::{Source, global as metrics};
 use shopmind_proto::v1 as pb;
 use shopmind_runtime::admission::Admission;
 use shopmind_runtime::consume::{Outcome, consume_loop};
@@ -69,7 +70,8 @@ impl Ingestor {
 
     /// Validates and publishes each event; the outcomes are in the events' order. Publishes are
     /// pipelined (up to [`PUBLISH_WINDOW`] awaiting their acks). A bus failure fails the batch:
-    /// events published before it are safe to publish again (same message id).
+    /// events published before it are safe to publish again (same message id). Outcomes are
+    /// counted as events from the gateway (`source="grpc"`).
     pub async fn ingest(
         &self,
         tenant: &TenantId,
@@ -82,17 +84,21 @@ impl Ingestor {
         let mut outcomes = Vec::with_capacity(events.len());
         for (index, (wire, admitted)) in events.iter().zip(admitted).enumerate() {
             let outcome = match admitted? {
-                Admitted::Published(p) => pb::EventOutcome {
-                    kind: if p.duplicate {
-                        pb::EventOutcomeKind::Duplicate
-                    } else {
-                        pb::EventOutcomeKind::Accepted
-                    } as i32,
-                    stream_sequence: p.sequence,
-                    rejection: None,
-                },
+                Admitted::Published(p) => {
+                    metrics().event_stored(Source::Grpc, p.duplicate);
+                    pb::EventOutcome {
+                        kind: if p.duplicate {
+                            pb::EventOutcomeKind::Duplicate
+                        } else {
+                            pb::EventOutcomeKind::Accepted
+                        } as i32,
+                        stream_sequence: p.sequence,
+                        rejection: None,
+                    }
+                }
                 Admitted::Rejected(violations) => {
                     let first = violations.first();
+                    metrics().event_rejected(Source::Grpc, first.code.as_str());
                     pb::EventOutcome {
                         kind: pb::EventOutcomeKind::Rejected as i32,
                         stream_sequence: 0,
@@ -112,8 +118,16 @@ impl Ingestor {
     }
 
     /// One raw message of the intake stream (`sm.in.<tenant>`): what the consumer loop should do
-    /// with it.
+    /// with it. Counted as an event from NATS (`source="nats"`) once its fate is known.
     pub async fn process_intake(&self, message: &Message) -> Outcome {
+        let outcome = self.admit_intake(message).await;
+        if let Outcome::Reject { code, .. } = &outcome {
+            metrics().event_rejected(Source::Nats, code);
+        }
+        outcome
+    }
+
+    async fn admit_intake(&self, message: &Message) -> Outcome {
         let Some(tenant) = topology::tenant_of_subject(&message.subject) else {
             return Outcome::Reject {
                 code: RejectCode::InvalidTenant.as_str(),
@@ -134,7 +148,10 @@ impl Ingestor {
             headers.set_trace(&trace.child());
         }
         match self.admit(&tenant, &wire, &headers).await {
-            Ok(Admitted::Published(_)) => Outcome::Done,
+            Ok(Admitted::Published(p)) => {
+                metrics().event_stored(Source::Nats, p.duplicate);
+                Outcome::Done
+            }
             Ok(Admitted::Rejected(v)) => {
                 Outcome::Reject { code: v.first().code.as_str(), reason: v.to_string() }
             }

@@ -13,6 +13,7 @@ use prost::Message as _;
 use shopmind_bus::{Bus, BusError, Headers, Message};
 use shopmind_config::Config;
 use shopmind_domain::{Event, EventKind, Payload, UnixMillis};
+use shopmind_metrics::{Notified, global as metrics};
 use shopmind_proto::v1 as pb;
 use shopmind_runtime::consume::{Outcome, consume_loop};
 use shopmind_runtime::{Shutdown, topology};
@@ -64,6 +65,7 @@ async fn process(bus: &dyn Bus, message: Message) -> Outcome {
     };
     match bus.publish(out, Some(&notification.notification_id)).await {
         Ok(p) => {
+            metrics().notification(if p.duplicate { Notified::Duplicate } else { Notified::Published });
             info!(tenant = %event.tenant, id = %notification.notification_id, duplicate = p.duplicate, "notification published");
             Outcome::Done
         }

@@ -9,12 +9,13 @@
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use futures::StreamExt;
 use shopmind_bus::{Bus, BusError, StartAt};
 use shopmind_config::Config;
 use shopmind_domain::{TenantId, UnixMillis};
+use shopmind_metrics::{Success, global as metrics};
 use shopmind_models::covisit::{CovisitConfig, TrainingInteraction, train};
 use shopmind_runtime::{Shutdown, topology};
 use tracing::{info, warn};
@@ -176,11 +177,16 @@ pub async fn run(config: Config, bus: Arc<dyn Bus>, shutdown: Shutdown) -> Resul
     let mut trainer = Trainer::new();
     let interval = Duration::from_secs(config.trainer.interval_s);
     loop {
+        let started = Instant::now();
         let round = trainer.round(&config, &*bus, &|_, _| {});
         let result = tokio::select! {
             () = shutdown.wait() => break,
             r = round => r,
         };
+        match &result {
+            Ok(models) => metrics().trainer_round(Success::Ok, started.elapsed(), models.len()),
+            Err(_) => metrics().trainer_round(Success::Error, started.elapsed(), 0),
+        }
         if let Err(e) = result {
             warn!(error = %e, "training round failed; will try again next round");
         }
