@@ -3,7 +3,9 @@
 # renders deploy/k8s/overlays/{dev,prod} with kustomize, validates every object against the
 # Kubernetes 1.30 schema (kubernetes-validate, strict) and shopmind's own rules, checks KEDA
 # ScaledObjects, the ConfigMap's shopmind.toml (with target/debug/shopmind when built),
-# docker-compose.yml (Compose Specification JSON schema) and deploy/helm values.
+# docker-compose.yml (Compose Specification JSON schema, pinned images, bind-mounted files), its
+# observability stack in deploy/compose/ (collector, Prometheus, Grafana datasource and dashboards,
+# whose metric names must be in docs/METRICS.md) and deploy/helm values.
 #
 #   scripts/validate-deploy.sh              validate; exit 1 on any invalid file
 #   scripts/validate-deploy.sh --self-test  feed deploy/tests/self-test/ (broken on purpose) and

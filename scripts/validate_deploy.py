@@ -14,8 +14,15 @@ What it checks:
   5. the ConfigMap's shopmind.toml, and with it each container's flags, load with the real binary
      (`shopmind --config FILE FLAGS config`), when target/debug/shopmind is built (CI builds it in
      the test step);
-  6. docker-compose.yml against the Compose Specification JSON schema (vendored, see SCHEMA_SOURCE);
-  7. deploy/helm/*-values.yaml parse, and agree with the manifests (monitor port, secret names).
+  6. docker-compose.yml against the Compose Specification JSON schema (vendored, see SCHEMA_SOURCE),
+     pinned image tags, and every bind-mounted file existing (named volumes declared);
+  7. the compose observability stack (deploy/compose/): the OpenTelemetry collector config parses
+     and takes OTLP gRPC on 0.0.0.0:4317, batches and exports OTLP to the Jaeger service; every
+     shopmind service's SHOPMIND__* environment loads as a valid configuration; prometheus.yml parses and
+     scrapes every shopmind service on its metrics port; Grafana's provisioned datasource points at
+     the Prometheus service; every dashboard JSON parses, queries provisioned datasources, and
+     names only metrics (and labels) of the catalogue in docs/METRICS.md;
+  8. deploy/helm/*-values.yaml parse, and agree with the manifests (monitor port, secret names).
 
 `--self-test` feeds deliberately broken inputs (deploy/tests/self-test/) through the same checks
 and fails unless each one is rejected with the expected message, and a good one is accepted;
@@ -446,7 +453,618 @@ def compose_errors(path: Path) -> list[str]:
             cmd = svc.get("command")
             if svc.get("image", "").startswith("shopmind") and (not cmd or cmd[0] not in SUBCOMMANDS):
                 errs.append(f"services.{name}.command: must start with a shopmind subcommand, got {cmd}")
+        errs += compose_image_errors(data) + compose_mount_errors(data, path.parent)
     return errs
+
+
+def compose_image_errors(data: dict) -> list[str]:
+    """Every image has a pinned tag (or digest); `latest` and no tag are refused. A service that is
+    built here (`build:`) names its local tag."""
+    errs = []
+    for name, svc in (data.get("services") or {}).items():
+        image = str(svc.get("image") or "")
+        if not image:
+            if "build" not in svc:
+                errs.append(f"services.{name}: neither image nor build")
+            continue
+        _, tag = image_repo_tag(image)
+        if not tag or tag == "latest":
+            errs.append(f"services.{name}.image {image!r}: must pin a tag (not latest, not none)")
+    return errs
+
+
+def compose_mount_errors(data: dict, base: Path) -> list[str]:
+    """Bind mounts (and file-based configs and secrets) name files that exist, relative to the
+    compose file; named volumes are declared under the top-level `volumes:`."""
+    errs = []
+    declared = set((data.get("volumes") or {}).keys())
+    for name, svc in (data.get("services") or {}).items():
+        for i, v in enumerate(svc.get("volumes") or []):
+            kind, source, _target = parse_volume(v)
+            where = f"services.{name}.volumes[{i}]"
+            if kind == "bind":
+                if not resolve_host(source, base).exists():
+                    errs.append(f"{where}: bind mount source {source} does not exist "
+                                f"(looked for {rel(resolve_host(source, base))})")
+            elif kind == "volume" and source and source not in declared:
+                errs.append(f"{where}: named volume {source!r} is not declared under top-level volumes")
+    for section in ("configs", "secrets"):
+        for key, spec in (data.get(section) or {}).items():
+            if isinstance(spec, dict) and spec.get("file") and not resolve_host(spec["file"], base).exists():
+                errs.append(f"{section}.{key}.file {spec['file']}: does not exist")
+    return errs
+
+
+def parse_volume(v) -> tuple[str, str, str]:
+    """(kind, source, target) of a compose volume entry: kind is bind, volume or tmpfs/anonymous."""
+    if isinstance(v, dict):
+        kind, source, target = str(v.get("type", "volume")), str(v.get("source") or ""), str(v.get("target") or "")
+        return kind, source, target
+    parts = str(v).split(":")
+    if len(parts) == 1:
+        return "anonymous", "", parts[0]
+    source, target = parts[0], parts[1]
+    kind = "bind" if source.startswith((".", "/", "~")) else "volume"
+    return kind, source, target
+
+
+def resolve_host(source: str, base: Path) -> Path:
+    return Path(os.path.expanduser(source)) if source.startswith(("/", "~")) else (base / source).resolve()
+
+
+def rel(p: Path) -> str:
+    try:
+        return str(p.resolve().relative_to(ROOT))
+    except ValueError:
+        return str(p)
+
+
+def image_repo_tag(image: str) -> tuple[str, str]:
+    if "@sha256:" in image:
+        repo, _, digest = image.partition("@")
+        return repo, digest
+    last = image.rsplit("/", 1)[-1]
+    if ":" in last:
+        repo, _, tag = image.rpartition(":")
+        return repo, tag
+    return image, ""
+
+
+# ---------------------------------------------------------------------------------------------
+# The observability stack of docker-compose.yml: OpenTelemetry collector, Jaeger, Prometheus and
+# Grafana, their configuration files (deploy/compose/) and the dashboard's metric names.
+
+METRICS_DOC = ROOT / "docs/METRICS.md"
+# Where an image reads its configuration file: the flag, and the path without it.
+CONFIG_FLAGS = {
+    "otel/opentelemetry-collector-contrib": ("--config", "/etc/otelcol-contrib/config.yaml"),
+    "otel/opentelemetry-collector": ("--config", "/etc/otelcol/config.yaml"),
+    "prom/prometheus": ("--config.file", "/etc/prometheus/prometheus.yml"),
+}
+JAEGER_IMAGES = {"jaegertracing/all-in-one"}
+GRAFANA_IMAGES = {"grafana/grafana", "grafana/grafana-oss"}
+GRAFANA_PROVISIONING = "/etc/grafana/provisioning"
+OTLP_GRPC_PORT = 4317
+PROMETHEUS_PORT = 9090
+# What the dashboards must show between them (issue "Deploy and observe"): ingest rate, consumer
+# lag, dead letters, inference queue and compute time, batch size, gateway latency.
+DASHBOARD_MUST_USE = {
+    "shopmind_events_received_total", "shopmind_consumer_lag_messages", "shopmind_dead_letters_total",
+    "shopmind_model_session_wait_seconds", "shopmind_model_compute_seconds",
+    "shopmind_model_history_length", "shopmind_gateway_request_duration_seconds",
+}
+PROMQL_KEYWORDS = {"by", "without", "on", "ignoring", "group_left", "group_right", "and", "or",
+                   "unless", "bool", "offset", "inf", "nan"}
+TARGET_LABELS = {"job", "instance"}
+
+
+def service_env(svc: dict) -> dict[str, str]:
+    env = svc.get("environment") or {}
+    if isinstance(env, list):
+        env = dict(str(e).partition("=")[::2] for e in env)
+    return {str(k): "" if v is None else str(v) for k, v in env.items()}
+
+
+def services_by_image(compose: dict, repos: set[str]) -> dict[str, dict]:
+    return {n: s for n, s in (compose.get("services") or {}).items()
+            if image_repo_tag(str(s.get("image") or ""))[0] in repos}
+
+
+def shopmind_services(compose: dict) -> dict[str, dict]:
+    return {n: s for n, s in (compose.get("services") or {}).items()
+            if str(s.get("image") or "").startswith("shopmind")}
+
+
+def container_to_host(svc: dict, container_path: str, base: Path) -> Path | None:
+    """The host path a container path comes from, through the service's bind mounts."""
+    best = None
+    for v in svc.get("volumes") or []:
+        kind, source, target = parse_volume(v)
+        target = target.rstrip("/")
+        if kind != "bind" or not target:
+            continue
+        if container_path == target or container_path.startswith(target + "/"):
+            if best is None or len(target) > len(best[0]):
+                best = (target, source)
+    if best is None:
+        return None
+    target, source = best
+    return resolve_host(source, base) / container_path[len(target):].lstrip("/")
+
+
+def config_path(svc: dict) -> str | None:
+    """The configuration file the service's command names, or the image's default."""
+    repo, _ = image_repo_tag(str(svc.get("image") or ""))
+    if repo not in CONFIG_FLAGS:
+        return None
+    flag, default = CONFIG_FLAGS[repo]
+    cmd = svc.get("command") or []
+    if isinstance(cmd, str):
+        cmd = cmd.split()
+    for i, a in enumerate(cmd):
+        if a.startswith(flag + "="):
+            return a.split("=", 1)[1]
+        if a == flag and i + 1 < len(cmd):
+            return cmd[i + 1]
+    return default
+
+
+def host_port(s: str) -> tuple[str, int | None]:
+    s = re.sub(r"^[a-z]+://", "", str(s)).split("/", 1)[0]
+    host, _, port = s.rpartition(":")
+    return (host, int(port)) if port.isdigit() else (s, None)
+
+
+def load_yaml_mapping(path: Path) -> tuple[dict | None, list[str]]:
+    try:
+        data = yaml.safe_load(path.read_text())
+    except yaml.YAMLError as e:
+        return None, [f"not YAML: {e}"]
+    except OSError as e:
+        return None, [f"cannot read: {e}"]
+    if not isinstance(data, dict):
+        return None, ["not a YAML mapping"]
+    return data, []
+
+
+# --- docs/METRICS.md and PromQL
+
+
+def metric_catalogue(doc: Path = METRICS_DOC) -> dict[str, dict]:
+    """{name: {"type": ..., "labels": {...}}} from the catalogue table of docs/METRICS.md."""
+    text = doc.read_text()
+    m = re.search(r"<!-- catalogue:start.*?-->(.*?)<!-- catalogue:end -->", text, re.S)
+    out = {}
+    for line in (m.group(1) if m else "").splitlines():
+        cells = [c.strip() for c in line.strip().strip("|").split("|")]
+        if len(cells) < 3 or not re.fullmatch(r"`[a-zA-Z_:][\w:]*`", cells[0]):
+            continue
+        out[cells[0].strip("`")] = {"type": cells[1], "labels": set(re.findall(r"`(\w+)`:", cells[2]))}
+    return out
+
+
+def series_names(catalogue: dict[str, dict]) -> dict[str, set[str]]:
+    """Every series name a query can select, with its labels (histograms: _bucket with le, _sum, _count)."""
+    out = {}
+    for name, m in catalogue.items():
+        if m["type"] == "histogram":
+            out[name + "_bucket"] = m["labels"] | {"le"}
+            out[name + "_sum"] = set(m["labels"])
+            out[name + "_count"] = set(m["labels"])
+        else:
+            out[name] = set(m["labels"])
+    return out
+
+
+_STR = r'"(?:[^"\\]|\\.)*"|\'(?:[^\'\\]|\\.)*\''
+
+
+def promql_refs(expr: str) -> tuple[set[str], set[str]]:
+    """(metric names, label names) a PromQL expression uses. Grafana variables count as numbers."""
+    metrics: set[str] = set()
+    labels: set[str] = set()
+    e = re.sub(r"\$\{[^}]*\}|\$\w+|\[\[\w+\]\]", "0", expr)
+    e = re.sub(r"#[^\n]*", "", e)
+
+    def selector(m: re.Match) -> str:
+        for lab, op, val in re.findall(r"(\w+)\s*(=~|!~|!=|=)\s*(" + _STR + ")", m.group(1)):
+            if lab == "__name__" and op == "=":
+                metrics.add(val[1:-1])
+            elif lab != "__name__":
+                labels.add(lab)
+        return " "
+
+    e = re.sub(r"\{((?:[^{}\"']|" + _STR + r")*)\}", selector, e)
+    e = re.sub(_STR, " 0 ", e)
+    e = re.sub(r"\[[^\]]*\]", " ", e)  # ranges and subqueries
+    e = re.sub(r"\boffset\s+-?[\w.]+|@\s*(?:start\(\)|end\(\)|[\d.]+)", " ", e)
+
+    def grouping(m: re.Match) -> str:
+        labels.update(x.strip() for x in m.group(2).split(",") if x.strip())
+        return " "
+
+    e = re.sub(r"\b(by|without|on|ignoring|group_left|group_right)\s*\(([^)]*)\)", grouping, e)
+    for m in re.finditer(r"[a-zA-Z_:][\w:]*|\d[\w.]*|\S", e):
+        tok = m.group(0)
+        if not re.match(r"[a-zA-Z_:]", tok) or tok.lower() in PROMQL_KEYWORDS:
+            continue
+        if e[m.end():].lstrip().startswith("("):
+            continue  # a function or an aggregation
+        metrics.add(tok)
+    return metrics, labels
+
+
+# --- Grafana
+
+
+def dashboard_errors(path: Path, datasource_uids: set[str], catalogue: dict[str, dict],
+                     target_labels: set[str] = TARGET_LABELS, used: set[str] | None = None) -> list[str]:
+    """The dashboard JSON parses; panels query provisioned datasources; every metric its PromQL
+    names is in docs/METRICS.md (histograms through _bucket, _sum or _count) and every label it
+    names belongs to one of those metrics (or is a target label). `used` collects the metrics."""
+    try:
+        dash = json.loads(path.read_text())
+    except (json.JSONDecodeError, OSError) as e:
+        return [f"not JSON: {e}"]
+    if not isinstance(dash, dict):
+        return ["not a JSON object (a Grafana dashboard)"]
+    errs = []
+    for key in ("uid", "title"):
+        if not isinstance(dash.get(key), str) or not dash[key]:
+            errs.append(f"{key}: required (a non-empty string)")
+    series = series_names(catalogue)
+
+    def panels(ps):
+        for p in ps or []:
+            if isinstance(p, dict):
+                yield p
+                yield from panels(p.get("panels"))
+
+    ids, exprs = [], []
+    for p in panels(dash.get("panels")):
+        title = p.get("title", "?")
+        ids.append(p.get("id"))
+        for ds in [p.get("datasource")] + [t.get("datasource") for t in p.get("targets") or [] if isinstance(t, dict)]:
+            uid = ds.get("uid") if isinstance(ds, dict) else ds
+            if isinstance(uid, str) and not uid.startswith("$") and uid not in datasource_uids:
+                errs.append(f"panel {title!r}: datasource uid {uid!r} is not provisioned ({sorted(datasource_uids)})")
+        for t in p.get("targets") or []:
+            if not isinstance(t, dict):
+                continue
+            if not isinstance(t.get("expr"), str) or not t["expr"].strip():
+                errs.append(f"panel {title!r} target {t.get('refId')}: no PromQL expr")
+                continue
+            exprs.append((f"panel {title!r} target {t.get('refId')}", t["expr"]))
+    for v in (dash.get("templating") or {}).get("list") or []:
+        q = v.get("query") if isinstance(v, dict) else None
+        q = q.get("query") if isinstance(q, dict) else q
+        if isinstance(v, dict) and v.get("type") == "query" and isinstance(q, str):
+            m = re.fullmatch(r"\s*(?:label_values|query_result)\((.*?)(?:,\s*\w+)?\)\s*", q, re.S)
+            if not (m and re.fullmatch(r"\s*\w+\s*", m.group(1) or "")):
+                exprs.append((f"variable {v.get('name')!r}", m.group(1) if m else q))
+    dup = sorted({i for i in ids if ids.count(i) > 1 and i is not None})
+    if dup:
+        errs.append(f"panel ids {dup}: not unique")
+    if not exprs:
+        errs.append("no PromQL query in any panel")
+    for where, expr in exprs:
+        metrics, labels = promql_refs(expr)
+        if not metrics:
+            errs.append(f"{where}: no metric name found in {expr!r}")
+        known_labels = set(target_labels)
+        for name in sorted(metrics):
+            if name in series:
+                known_labels |= series[name]
+                if used is not None:
+                    used.add(re.sub(r"_(bucket|sum|count)$", "", name) if name not in catalogue else name)
+            elif catalogue.get(name, {}).get("type") == "histogram":
+                errs.append(f"{where}: {name} is a histogram: query {name}_bucket, {name}_sum or {name}_count")
+            else:
+                errs.append(f"{where}: metric {name} is not in docs/METRICS.md")
+        for lab in sorted(labels - known_labels):
+            if all(n in series for n in metrics):
+                errs.append(f"{where}: label {lab!r} is not a label of {sorted(metrics)} (docs/METRICS.md) "
+                            f"nor a target label {sorted(target_labels)}")
+    return errs
+
+
+def grafana_datasource_errors(files: list[Path], compose: dict) -> tuple[list[str], set[str]]:
+    errs, uids = [], set()
+    prometheus = services_by_image(compose, {"prom/prometheus"})
+    if not files:
+        return ["no datasource file (*.yaml, *.yml) mounted"], uids
+    for f in files:
+        data, e = load_yaml_mapping(f)
+        if e:
+            errs += [f"{rel(f)}: {x}" for x in e]
+            continue
+        if data.get("apiVersion") != 1:
+            errs.append(f"{rel(f)}: apiVersion must be 1")
+        for i, ds in enumerate(data.get("datasources") or []):
+            where = f"{rel(f)}: datasources[{i}]"
+            if not isinstance(ds, dict) or not ds.get("name") or not ds.get("type"):
+                errs.append(f"{where}: name and type required")
+                continue
+            if ds.get("uid"):
+                if ds["uid"] in uids:
+                    errs.append(f"{where}: uid {ds['uid']!r} twice")
+                uids.add(str(ds["uid"]))
+            if ds["type"] == "prometheus":
+                host, port = host_port(str(ds.get("url") or ""))
+                if host not in prometheus:
+                    errs.append(f"{where}: url {ds.get('url')!r}: {host!r} is not a Prometheus service of "
+                                f"docker-compose.yml ({sorted(prometheus)})")
+                elif port != PROMETHEUS_PORT:
+                    errs.append(f"{where}: url {ds.get('url')!r}: Prometheus listens on {PROMETHEUS_PORT} in its container")
+    if not any(isinstance(ds, dict) and ds.get("type") == "prometheus"
+               for f in files for ds in ((load_yaml_mapping(f)[0] or {}).get("datasources") or [])):
+        errs.append("no Prometheus datasource provisioned")
+    return errs, uids
+
+
+def grafana_errors(name: str, svc: dict, compose: dict, base: Path,
+                   catalogue: dict[str, dict], target_labels: set[str]) -> list[tuple[str, list[str]]]:
+    out = []
+    ds_dir = container_to_host(svc, GRAFANA_PROVISIONING + "/datasources", base)
+    db_dir = container_to_host(svc, GRAFANA_PROVISIONING + "/dashboards", base)
+    ds_files = sorted(p for p in ds_dir.glob("*.y*ml")) if ds_dir and ds_dir.is_dir() else []
+    errs, uids = grafana_datasource_errors(ds_files, compose)
+    if ds_dir is None:
+        errs.insert(0, f"nothing mounted at {GRAFANA_PROVISIONING}/datasources")
+    out.append((f"grafana datasources ({rel(ds_dir) if ds_dir else 'not mounted'})", errs))
+
+    errs, dashboards = [], []
+    if db_dir is None or not db_dir.is_dir():
+        errs.append(f"nothing mounted at {GRAFANA_PROVISIONING}/dashboards")
+    else:
+        files = sorted(db_dir.glob("*.y*ml"))
+        if not files:
+            errs.append(f"{rel(db_dir)}: no dashboard provider file")
+        for f in files:
+            data, e = load_yaml_mapping(f)
+            if e:
+                errs += [f"{rel(f)}: {x}" for x in e]
+                continue
+            for i, prov in enumerate(data.get("providers") or []):
+                path = dig(prov, "options", "path")
+                where = f"{rel(f)}: providers[{i}]"
+                if prov.get("type", "file") != "file" or not path:
+                    errs.append(f"{where}: type file with options.path required")
+                    continue
+                host = container_to_host(svc, str(path).rstrip("/"), base)
+                if host is None or not host.is_dir():
+                    errs.append(f"{where}: options.path {path} is not a directory mounted into {name}")
+                    continue
+                found = sorted(host.rglob("*.json"))
+                if not found:
+                    errs.append(f"{where}: no dashboard JSON in {rel(host)}")
+                dashboards += found
+    home = service_env(svc).get("GF_DASHBOARDS_DEFAULT_HOME_DASHBOARD_PATH")
+    if home:
+        h = container_to_host(svc, home, base)
+        if h is None or not h.is_file():
+            errs.append(f"GF_DASHBOARDS_DEFAULT_HOME_DASHBOARD_PATH {home}: not a mounted file")
+    out.append((f"grafana dashboard providers ({rel(db_dir) if db_dir else 'not mounted'})", errs))
+
+    used: set[str] = set()
+    for d in dashboards:
+        out.append((f"{rel(d)}: parses, datasources provisioned, metrics and labels in docs/METRICS.md",
+                    dashboard_errors(d, uids, catalogue, target_labels, used)))
+    missing = sorted(DASHBOARD_MUST_USE - used)
+    out.append(("grafana dashboards show ingest, lag, dead letters, inference queue and compute, batch size, "
+                "gateway latency", [f"no panel queries {m}" for m in missing]))
+    return out
+
+
+# --- Prometheus
+
+
+def metrics_port(svc: dict) -> int | None:
+    listen = service_env(svc).get("SHOPMIND__METRICS__LISTEN", "0.0.0.0:9090")  # the Dockerfile's ENV
+    return host_port(listen)[1] if listen else None
+
+
+def prometheus_errors(path: Path, compose: dict) -> list[str]:
+    """prometheus.yml parses, scrapes every shopmind service of the compose file on its metrics
+    port, and every target is a compose service."""
+    data, errs = load_yaml_mapping(path)
+    if data is None:
+        return errs
+    services = compose.get("services") or {}
+    shopmind = {n: metrics_port(s) for n, s in shopmind_services(compose).items()}
+    jobs = data.get("scrape_configs")
+    if not isinstance(jobs, list) or not jobs:
+        return ["scrape_configs: required, a non-empty list"]
+    for key in ("scrape_interval", "scrape_timeout", "evaluation_interval"):
+        v = dig(data, "global", key)
+        if v is not None and not re.fullmatch(r"(\d+(ms|s|m|h|d|w|y))+", str(v)):
+            errs.append(f"global.{key} {v!r}: not a Prometheus duration")
+    names, scraped = [], set()
+    for i, job in enumerate(jobs):
+        if not isinstance(job, dict) or not job.get("job_name"):
+            errs.append(f"scrape_configs[{i}]: job_name required")
+            continue
+        jn = job["job_name"]
+        if jn in names:
+            errs.append(f"job {jn!r}: job_name twice")
+        names.append(jn)
+        path_ = job.get("metrics_path", "/metrics")
+        for sc in job.get("static_configs") or []:
+            for t in (sc or {}).get("targets") or []:
+                host, port = host_port(str(t))
+                if port is None:
+                    errs.append(f"job {jn!r}: target {t!r} is not host:port")
+                elif host in ("localhost", "127.0.0.1"):
+                    continue
+                elif host not in services:
+                    errs.append(f"job {jn!r}: target {t}: {host!r} is not a service of docker-compose.yml")
+                elif host in shopmind:
+                    if port != shopmind[host]:
+                        errs.append(f"job {jn!r}: target {t}: {host} serves metrics on port {shopmind[host]}")
+                    elif path_ != "/metrics":
+                        errs.append(f"job {jn!r}: metrics_path {path_!r}: shopmind serves GET /metrics")
+                    elif job.get("scheme", "http") != "http":
+                        errs.append(f"job {jn!r}: scheme {job.get('scheme')!r}: shopmind serves plain http")
+                    else:
+                        scraped.add(host)
+                elif port == 8222:
+                    errs.append(f"job {jn!r}: target {t}: NATS' monitoring port serves JSON, not the "
+                                "Prometheus format (scrape a prometheus-nats-exporter instead)")
+    for s in sorted(set(shopmind) - scraped):
+        errs.append(f"{s}:{shopmind[s]} is not scraped (every shopmind service serves /metrics)")
+    return errs
+
+
+def prometheus_target_labels(path: Path) -> set[str]:
+    data, _ = load_yaml_mapping(path)
+    labels = set(TARGET_LABELS)
+    for job in (data or {}).get("scrape_configs") or []:
+        for sc in (job or {}).get("static_configs") or []:
+            labels |= set(((sc or {}).get("labels") or {}).keys())
+    return labels
+
+
+# --- OpenTelemetry collector
+
+
+def otel_grpc_port(data: dict) -> int | None:
+    for name, r in (data.get("receivers") or {}).items():
+        if name == "otlp" or str(name).startswith("otlp/"):
+            ep = dig(r, "protocols", "grpc", "endpoint")
+            if ep:
+                return host_port(str(ep))[1]
+    return None
+
+
+def otel_errors(path: Path, compose: dict) -> list[str]:
+    """The collector configuration parses; its traces pipeline takes OTLP gRPC on 0.0.0.0:4317,
+    batches, and exports over OTLP to the compose Jaeger (all-in-one with COLLECTOR_OTLP_ENABLED);
+    every component a pipeline names is defined."""
+    data, errs = load_yaml_mapping(path)
+    if data is None:
+        return errs
+    pipelines = dig(data, "service", "pipelines")
+    if not isinstance(pipelines, dict) or not pipelines:
+        return errs + ["service.pipelines: required"]
+    for ext in dig(data, "service", "extensions") or []:
+        if ext not in (data.get("extensions") or {}):
+            errs.append(f"service.extensions: {ext!r} is not defined under extensions")
+    for pname, p in pipelines.items():
+        for section in ("receivers", "processors", "exporters"):
+            for comp in (p or {}).get(section) or []:
+                if comp not in (data.get(section) or {}) and not (section == "receivers" and comp in (data.get("connectors") or {})):
+                    errs.append(f"service.pipelines.{pname}.{section}: {comp!r} is not defined under {section}")
+        for section in ("receivers", "exporters"):
+            if not (p or {}).get(section):
+                errs.append(f"service.pipelines.{pname}.{section}: at least one required")
+    traces = {n: p or {} for n, p in pipelines.items() if n == "traces" or str(n).startswith("traces/")}
+    if not traces:
+        return errs + ["service.pipelines: no traces pipeline"]
+    jaegers = services_by_image(compose, JAEGER_IMAGES)
+    for pname, p in traces.items():
+        where = f"service.pipelines.{pname}"
+        otlp_in = [r for r in p.get("receivers") or [] if r == "otlp" or str(r).startswith("otlp/")]
+        if not otlp_in:
+            errs.append(f"{where}.receivers: an otlp receiver required (shopmind exports OTLP)")
+        for r in otlp_in:
+            ep = dig(data, "receivers", r, "protocols", "grpc", "endpoint")
+            if dig(data, "receivers", r, "protocols") is None or "grpc" not in (dig(data, "receivers", r, "protocols") or {}):
+                errs.append(f"receivers.{r}.protocols.grpc: required (shopmind exports OTLP over gRPC)")
+            elif not ep:
+                errs.append(f"receivers.{r}.protocols.grpc.endpoint: set it to 0.0.0.0:{OTLP_GRPC_PORT} "
+                            "(the default binds localhost, unreachable from other containers)")
+            else:
+                host, port = host_port(str(ep))
+                if host not in ("0.0.0.0", "", "[::]", "::"):
+                    errs.append(f"receivers.{r}.protocols.grpc.endpoint {ep}: binds {host}, unreachable from "
+                                f"other containers; use 0.0.0.0:{OTLP_GRPC_PORT}")
+                if port != OTLP_GRPC_PORT:
+                    errs.append(f"receivers.{r}.protocols.grpc.endpoint {ep}: OTLP gRPC is port {OTLP_GRPC_PORT}")
+        if not any(x == "batch" or str(x).startswith("batch/") for x in p.get("processors") or []):
+            errs.append(f"{where}.processors: a batch processor required")
+        otlp_out = [x for x in p.get("exporters") or [] if x == "otlp" or str(x).startswith("otlp/")]
+        to_jaeger = False
+        for x in otlp_out:
+            cfg = dig(data, "exporters", x) or {}
+            ep = str(cfg.get("endpoint") or "")
+            host, port = host_port(ep)
+            if host not in jaegers:
+                continue
+            to_jaeger = True
+            if port != OTLP_GRPC_PORT:
+                errs.append(f"exporters.{x}.endpoint {ep}: Jaeger takes OTLP gRPC on {OTLP_GRPC_PORT}")
+            if dig(cfg, "tls", "insecure") is not True and not ep.startswith("http://"):
+                errs.append(f"exporters.{x}: tls.insecure: true required (Jaeger's OTLP receiver is plaintext)")
+            if service_env(jaegers[host]).get("COLLECTOR_OTLP_ENABLED", "").lower() != "true":
+                errs.append(f"exporters.{x}: services.{host} needs COLLECTOR_OTLP_ENABLED: \"true\"")
+        if not to_jaeger:
+            errs.append(f"{where}.exporters: an otlp exporter to Jaeger ({sorted(jaegers) or 'no jaegertracing/all-in-one service'}"
+                        f":{OTLP_GRPC_PORT}) required, got {p.get('exporters')}")
+    return errs
+
+
+def observability_checks(compose_path: Path) -> list[tuple[str, list[str]]]:
+    """The compose file's observability services, their mounted configuration, and that every
+    shopmind service exports traces to the collector and serves metrics to Prometheus."""
+    try:
+        compose = yaml.safe_load(compose_path.read_text()) or {}
+    except yaml.YAMLError as e:
+        return [("docker-compose.yml observability", [f"not YAML: {e}"])]
+    base = compose_path.parent
+    catalogue = metric_catalogue()
+    out = []
+    collectors = services_by_image(compose, {"otel/opentelemetry-collector-contrib", "otel/opentelemetry-collector"})
+    roles = {
+        "OpenTelemetry collector (otel/opentelemetry-collector-contrib)": collectors,
+        "Jaeger (jaegertracing/all-in-one)": services_by_image(compose, JAEGER_IMAGES),
+        "Prometheus (prom/prometheus)": services_by_image(compose, {"prom/prometheus"}),
+        "Grafana (grafana/grafana)": services_by_image(compose, GRAFANA_IMAGES),
+    }
+    out.append(("docker-compose.yml: collector, Jaeger, Prometheus and Grafana services",
+                [f"no {role} service" for role, found in roles.items() if not found]))
+
+    grpc_ports: dict[str, int | None] = {}
+    for name, svc in collectors.items():
+        cpath = config_path(svc)
+        host = container_to_host(svc, cpath, base) if cpath else None
+        if host is None or not host.is_file():
+            out.append((f"{name}: configuration", [f"{cpath} is not a file mounted into {name}"]))
+            continue
+        out.append((f"{rel(host)} ({name}): OTLP in, batch, OTLP to Jaeger", otel_errors(host, compose)))
+        grpc_ports[name] = otel_grpc_port(load_yaml_mapping(host)[0] or {})
+
+    errs = []
+    binary = find_binary()
+    for name, svc in shopmind_services(compose).items():
+        env = service_env(svc)
+        # Every SHOPMIND__* variable must be a real configuration key with a valid value: the
+        # binary loads them exactly as the container would (skipped when it is not built).
+        settings = {k: str(v) for k, v in env.items() if k.startswith("SHOPMIND__")}
+        if binary is not None and settings:
+            proc = subprocess.run([str(binary), "config"], capture_output=True, text=True,
+                                  env={"PATH": os.environ.get("PATH", ""), **settings})
+            if proc.returncode != 0:
+                errs.append(f"services.{name}: the environment is not a valid shopmind configuration: "
+                            f"{(proc.stderr or proc.stdout).strip()}")
+        listen = env.get("SHOPMIND__METRICS__LISTEN", "0.0.0.0:9090")
+        if not listen or host_port(listen)[0] in ("127.0.0.1", "localhost", "::1", "[::1]"):
+            errs.append(f"services.{name}: SHOPMIND__METRICS__LISTEN {listen!r}: Prometheus cannot reach it "
+                        "(listen on 0.0.0.0:9090)")
+    out.append(("docker-compose.yml: shopmind services' configuration is valid and their metrics reachable", errs))
+
+    target_labels = set(TARGET_LABELS)
+    for name, svc in roles["Prometheus (prom/prometheus)"].items():
+        cpath = config_path(svc)
+        host = container_to_host(svc, cpath, base) if cpath else None
+        if host is None or not host.is_file():
+            out.append((f"{name}: configuration", [f"{cpath} is not a file mounted into {name}"]))
+            continue
+        out.append((f"{rel(host)} ({name}): scrapes every shopmind service", prometheus_errors(host, compose)))
+        target_labels |= prometheus_target_labels(host)
+
+    for name, svc in roles["Grafana (grafana/grafana)"].items():
+        out += grafana_errors(name, svc, compose, base, catalogue, target_labels)
+    return out
 
 
 def dig(d, *keys):
@@ -530,6 +1148,9 @@ def validate_all(kubectl: str) -> int:
     print("docker-compose.yml:")
     report.check(f"docker-compose.yml against the Compose Specification ({SCHEMA_SOURCE})",
                  compose_errors(ROOT / "docker-compose.yml"))
+    print("docker-compose.yml observability (deploy/compose/):")
+    for what, errs in observability_checks(ROOT / "docker-compose.yml"):
+        report.check(what, errs)
     print("deploy/helm:")
     for what, errs in helm_errors(rendered_prod):
         report.check(what, errs)
@@ -553,16 +1174,20 @@ def self_test(kubectl: str) -> int:
     check_documents(good, "prod", quiet)
     results.check("the good input (overlays/prod) is accepted", [] if quiet.failed == 0 else [f"{quiet.failed} documents rejected"])
 
-    for case in sorted(cases_dir.glob("*.yaml")):
+    for case in sorted([*cases_dir.glob("*.yaml"), *cases_dir.glob("*.json")]):
         if case.name.startswith("config-") and find_binary() is None:
             print(f"  skip  {case.name}: target/debug/shopmind is not built (cargo build)")
             continue
         text = case.read_text()
-        m = re.search(r"^# expect: (.+)$", text, re.M)
-        if not m:
-            results.fail(case.name, ["no '# expect: <message>' line"])
+        if case.suffix == ".json":  # JSON has no comments: the expectation is a top-level key
+            m = re.search(r'^\s*"x-self-test-expect":\s*"((?:[^"\\]|\\.)+)"', text, re.M)
+            expected = json.loads(f'"{m.group(1)}"') if m else None
+        else:
+            m = re.search(r"^# expect: (.+)$", text, re.M)
+            expected = m.group(1).strip() if m else None
+        if not expected:
+            results.fail(case.name, ["no '# expect: <message>' line (JSON: an \"x-self-test-expect\" key)"])
             continue
-        expected = m.group(1).strip()
         got = errors_for_case(case, text, good, kubectl)
         hit = [e for e in got if expected in e]
         if hit:
@@ -585,6 +1210,16 @@ def self_test(kubectl: str) -> int:
 def errors_for_case(case: Path, text: str, good: list[dict], kubectl: str) -> list[str]:
     if case.name.startswith("compose-"):
         return compose_errors(case)
+    # The observability configuration is judged against the real docker-compose.yml.
+    if case.name.startswith(("dashboard-", "prometheus-", "otelcol-")):
+        compose = yaml.safe_load((ROOT / "docker-compose.yml").read_text()) or {}
+        if case.name.startswith("prometheus-"):
+            return prometheus_errors(case, compose)
+        if case.name.startswith("otelcol-"):
+            return otel_errors(case, compose)
+        ds_dir = ROOT / "deploy/compose/grafana/provisioning/datasources"
+        _, uids = grafana_datasource_errors(sorted(ds_dir.glob("*.y*ml")), compose)
+        return dashboard_errors(case, uids, metric_catalogue(), TARGET_LABELS | {"service"})
     broken = [d for d in yaml.safe_load_all(text) if d]
     # Replace the good object of the same kind and name (or add the broken one).
     keys = {(d.get("kind"), (d.get("metadata") or {}).get("name")) for d in broken}
