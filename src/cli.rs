@@ -97,6 +97,28 @@ pub enum Command {
     },
 }
 
+impl Command {
+    /// The process's name in traces and logs.
+    pub fn name(&self) -> &'static str {
+        match self {
+            Command::AllInOne => "all-in-one",
+            Command::Gateway => "gateway",
+            Command::Ingest => "ingest",
+            Command::Feature => "feature",
+            Command::Inference => "inference",
+            Command::Notification => "notification",
+            Command::Trainer => "trainer",
+            Command::Train => "train",
+            Command::Demo { .. } => "demo",
+            Command::Config => "config",
+            Command::Dlq { .. } => "dlq",
+            Command::Replay { .. } => "replay",
+            Command::Simulate(_) => "simulate",
+            Command::Bench { .. } => "bench",
+        }
+    }
+}
+
 impl Cli {
     /// Defaults, file, `SHOPMIND__*` environment, then flags; validated.
     pub fn config(&self) -> Result<Config, shopmind_config::ConfigError> {

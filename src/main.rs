@@ -30,13 +30,21 @@ async fn main() -> ExitCode {
         // The tools print their own results; service logs would drown them.
         log.level = "warn".into();
     }
-    shopmind_runtime::telemetry::init(&log);
-    match cli::run(cli.command, config).await {
+    let telemetry = match shopmind_runtime::telemetry::init(&log, &config.telemetry, cli.command.name()) {
+        Ok(t) => t,
+        Err(e) => {
+            eprintln!("error: {e}");
+            return ExitCode::from(2);
+        }
+    };
+    let code = match cli::run(cli.command, config).await {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
             tracing::error!(error = format!("{e:#}"), "exiting");
             eprintln!("error: {e:#}");
             ExitCode::FAILURE
         }
-    }
+    };
+    telemetry.shutdown();
+    code
 }

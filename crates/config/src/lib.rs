@@ -31,6 +31,7 @@ pub struct Config {
     pub nats: NatsConfig,
     pub redis: RedisConfig,
     pub log: LogConfig,
+    pub telemetry: TelemetryConfig,
     pub metrics: MetricsConfig,
     pub streams: StreamsConfig,
     pub gateway: GatewayConfig,
@@ -97,6 +98,14 @@ impl MetricsConfig {
     pub fn listen_addr(&self) -> Option<SocketAddr> {
         self.listen.parse().ok()
     }
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, Default)]
+#[serde(deny_unknown_fields, default)]
+pub struct TelemetryConfig {
+    /// OTLP/gRPC endpoint that traces are exported to, e.g. `http://otel-collector:4317`.
+    /// Empty: no export (trace context still travels between services and into logs).
+    pub otlp_endpoint: String,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -390,6 +399,14 @@ impl Config {
             return bad(
                 "metrics.listen",
                 "must be an IP address and port such as 127.0.0.1:9090, or empty for no endpoint",
+            );
+        }
+        if !self.telemetry.otlp_endpoint.is_empty()
+            && !["http://", "https://"].iter().any(|p| self.telemetry.otlp_endpoint.starts_with(p))
+        {
+            return bad(
+                "telemetry.otlp_endpoint",
+                "must be an http:// or https:// URL, or empty for no export",
             );
         }
         if self.gateway.request_timeout_ms == 0 || self.gateway.request_timeout_ms > 60_000 {

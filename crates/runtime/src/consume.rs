@@ -128,15 +128,17 @@ where
             }
             continue;
         }
-        let trace_id = delivery.message.headers.trace().map(|t| t.trace_id_hex()).unwrap_or_default();
+        let incoming = delivery.message.headers.trace();
         let span = tracing::info_span!(
             "consume",
             stage,
             subject = %delivery.message.subject,
             seq = delivery.stream_sequence,
             delivered = delivery.delivered,
-            trace_id = %trace_id,
+            trace_id = tracing::field::Empty,
         );
+        crate::telemetry::set_remote_parent(&span, incoming);
+        span.record("trace_id", crate::telemetry::outgoing(&span, incoming).trace_id_hex());
         let work = handle(delivery.message.clone());
         let (bus, spec) = (bus.clone(), spec.clone());
         in_flight.spawn(async move {

@@ -20,7 +20,7 @@ use shopmind_metrics::{GatewayMethod, Source, global as metrics};
 use shopmind_proto::v1 as pb;
 use shopmind_proto::v1::gateway_server::{Gateway, GatewayServer};
 use shopmind_runtime::admission::Admission;
-use shopmind_runtime::{Shutdown, rpc, topology};
+use shopmind_runtime::{Shutdown, rpc, telemetry, topology};
 use tokio::net::TcpListener;
 use tonic::{Request, Response, Status, Streaming};
 use tracing::{Instrument, info, warn};
@@ -68,7 +68,7 @@ impl GatewayService {
         timeout: Duration,
     ) -> Result<R, GatewayError> {
         let mut headers = Headers::new();
-        headers.set_trace(&trace.child());
+        headers.set_trace(&telemetry::outgoing(&tracing::Span::current(), Some(*trace)));
         rpc::set_deadline(&mut headers, timeout);
         let message = Message { subject, headers, payload: Bytes::from(payload) };
         let reply =
@@ -141,13 +141,9 @@ fn grpc_timeout(metadata: &tonic::metadata::MetadataMap) -> Option<Duration> {
     })
 }
 
-/// The trace this call belongs to: the client's `traceparent`, or a new one.
-fn trace_of<T>(req: &Request<T>) -> TraceContext {
-    req.metadata()
-        .get("traceparent")
-        .and_then(|v| v.to_str().ok())
-        .and_then(TraceContext::parse)
-        .map_or_else(TraceContext::new_root, |t| t.child())
+/// The client's trace context (`traceparent` metadata), if it sent one.
+fn incoming_trace(metadata: &tonic::metadata::MetadataMap) -> Option<TraceContext> {
+    metadata.get("traceparent").and_then(|v| v.to_str().ok()).and_then(TraceContext::parse)
 }
 
 /// Records how long a call of `method` took and how it ended.
@@ -190,10 +186,13 @@ impl Gateway for GatewayService {
         request: Request<pb::PublishEventsRequest>,
     ) -> Result<Response<pb::PublishEventsResponse>, Status> {
         let started = Instant::now();
-        let trace = trace_of(&request);
+        let incoming = incoming_trace(request.metadata());
         let timeout = self.timeout_of(&request);
         let req = request.into_inner();
-        let span = tracing::info_span!("PublishEvents", tenant = %req.tenant, events = req.events.len(), trace_id = %trace.trace_id_hex());
+        let span = tracing::info_span!("PublishEvents", tenant = %req.tenant, events = req.events.len(), trace_id = tracing::field::Empty);
+        telemetry::set_remote_parent(&span, incoming);
+        let trace = telemetry::outgoing(&span, incoming);
+        span.record("trace_id", trace.trace_id_hex());
         let result = async move {
             let tenant = parse_tenant(&req.tenant)?;
             if req.events.is_empty() {
@@ -240,10 +239,13 @@ impl Gateway for GatewayService {
         request: Request<Streaming<pb::Event>>,
     ) -> Result<Response<pb::PublishEventsResponse>, Status> {
         let started = Instant::now();
-        let trace = trace_of(&request);
+        let incoming = incoming_trace(request.metadata());
         let timeout = self.timeout_of(&request);
         let mut stream = request.into_inner();
-        let span = tracing::info_span!("StreamEvents", trace_id = %trace.trace_id_hex());
+        let span = tracing::info_span!("StreamEvents", trace_id = tracing::field::Empty);
+        telemetry::set_remote_parent(&span, incoming);
+        let trace = telemetry::outgoing(&span, incoming);
+        span.record("trace_id", trace.trace_id_hex());
         let result = async move {
             let mut response = pb::PublishEventsResponse::default();
             let mut index: u32 = 0;
@@ -296,10 +298,13 @@ impl Gateway for GatewayService {
         request: Request<pb::RecommendRequest>,
     ) -> Result<Response<pb::RecommendResponse>, Status> {
         let started = Instant::now();
-        let trace = trace_of(&request);
+        let incoming = incoming_trace(request.metadata());
         let timeout = self.timeout_of(&request);
         let req = request.into_inner();
-        let span = tracing::info_span!("Recommend", tenant = %req.tenant, trace_id = %trace.trace_id_hex());
+        let span = tracing::info_span!("Recommend", tenant = %req.tenant, trace_id = tracing::field::Empty);
+        telemetry::set_remote_parent(&span, incoming);
+        let trace = telemetry::outgoing(&span, incoming);
+        span.record("trace_id", trace.trace_id_hex());
         let result = async move {
             let tenant = parse_tenant(&req.tenant)?;
             if req.user_id.is_empty() {

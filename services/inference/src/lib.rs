@@ -27,7 +27,7 @@ use shopmind_metrics::{Success, global as metrics};
 use shopmind_models::ModelError;
 use shopmind_proto::v1 as pb;
 use shopmind_runtime::serve::serve_requests;
-use shopmind_runtime::{Shutdown, rpc, topology};
+use shopmind_runtime::{Shutdown, rpc, telemetry, topology};
 use shopmind_store::FeatureStore;
 use tracing::{Instrument, info, warn};
 
@@ -232,8 +232,10 @@ pub async fn run(
 async fn handle(recommender: &Recommender, request: IncomingRequest) {
     let started = Instant::now();
     let headers = &request.message.headers;
-    let trace = headers.trace().unwrap_or_else(shopmind_bus::TraceContext::new_root).child();
-    let span = tracing::info_span!("recommend", subject = %request.message.subject, trace_id = %trace.trace_id_hex());
+    let incoming = headers.trace();
+    let span = tracing::info_span!("recommend", subject = %request.message.subject, trace_id = tracing::field::Empty);
+    telemetry::set_remote_parent(&span, incoming);
+    span.record("trace_id", telemetry::outgoing(&span, incoming).trace_id_hex());
     let reply = async {
         if rpc::deadline_passed(headers) {
             return Err(rpc::error(

@@ -23,7 +23,7 @@ use shopmind_proto::v1 as pb;
 use shopmind_runtime::admission::Admission;
 use shopmind_runtime::consume::{Outcome, consume_loop};
 use shopmind_runtime::serve::serve_requests;
-use shopmind_runtime::{Shutdown, rpc, topology};
+use shopmind_runtime::{Shutdown, rpc, telemetry, topology};
 use tracing::{Instrument, info, warn};
 
 #[derive(Debug, thiserror::Error)]
@@ -144,9 +144,7 @@ impl Ingestor {
             }
         };
         let mut headers = Headers::new();
-        if let Some(trace) = message.headers.trace() {
-            headers.set_trace(&trace.child());
-        }
+        headers.set_trace(&telemetry::outgoing(&tracing::Span::current(), message.headers.trace()));
         match self.admit(&tenant, &wire, &headers).await {
             Ok(Admitted::Published(p)) => {
                 metrics().event_stored(Source::Nats, p.duplicate);
@@ -197,9 +195,12 @@ pub async fn run(config: Config, bus: Arc<dyn Bus>, shutdown: Shutdown) -> Resul
 
 async fn handle(ingestor: &Ingestor, request: IncomingRequest) {
     let headers = request.message.headers.clone();
-    let trace = headers.trace().unwrap_or_else(shopmind_bus::TraceContext::new_root).child();
+    let incoming = headers.trace();
     let span =
-        tracing::info_span!("ingest", subject = %request.message.subject, trace_id = %trace.trace_id_hex());
+        tracing::info_span!("ingest", subject = %request.message.subject, trace_id = tracing::field::Empty);
+    telemetry::set_remote_parent(&span, incoming);
+    let trace = telemetry::outgoing(&span, incoming);
+    span.record("trace_id", trace.trace_id_hex());
     async move {
         let reply = match decode(&request.message) {
             Err(e) => pb::IngestReply { result: Some(pb::ingest_reply::Result::Error(e)) },

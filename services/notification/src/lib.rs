@@ -16,7 +16,7 @@ use shopmind_domain::{Event, EventKind, Payload, UnixMillis};
 use shopmind_metrics::{Notified, global as metrics};
 use shopmind_proto::v1 as pb;
 use shopmind_runtime::consume::{Outcome, consume_loop};
-use shopmind_runtime::{Shutdown, topology};
+use shopmind_runtime::{Shutdown, telemetry, topology};
 use tracing::info;
 
 pub const DURABLE: &str = "notification";
@@ -55,9 +55,7 @@ async fn process(bus: &dyn Bus, message: Message) -> Outcome {
     };
     let Some(notification) = notification_for(&event, UnixMillis::now()) else { return Outcome::Done };
     let mut headers = Headers::new();
-    if let Some(trace) = message.headers.trace() {
-        headers.set_trace(&trace.child());
-    }
+    headers.set_trace(&telemetry::outgoing(&tracing::Span::current(), message.headers.trace()));
     let out = Message {
         subject: topology::notification_subject(&event.tenant, &notification.audience),
         headers,
