@@ -172,15 +172,18 @@ pub async fn run(command: Command, config: Config) -> anyhow::Result<()> {
 }
 
 async fn run_service(command: Command, config: Config) -> anyhow::Result<()> {
-    let name = match command {
-        Command::Gateway => "gateway",
-        Command::Ingest => "ingest",
-        Command::Feature => "feature",
-        Command::Inference => "inference",
-        Command::Notification => "notification",
-        Command::Trainer => "trainer",
-        _ => anyhow::bail!("not a service"),
-    };
+    if !matches!(
+        command,
+        Command::Gateway
+            | Command::Ingest
+            | Command::Feature
+            | Command::Inference
+            | Command::Notification
+            | Command::Trainer
+    ) {
+        anyhow::bail!("not a service");
+    }
+    let name = command.name();
     let shutdown = Shutdown::new();
     shutdown.trigger_on_signals();
     shopmind_runtime::telemetry::serve_metrics(&config.metrics, &shutdown).await?;
