@@ -116,8 +116,17 @@ async fn one_trace_spans_gateway_ingest_feature_and_gateway_inference() {
         }
     })
     .await;
-    // Let the feature service apply the event, then stop: the process exports its spans on exit.
-    tokio::time::sleep(Duration::from_millis(500)).await;
+    // Wait until the feature service has applied the event, then stop: the process exports its
+    // spans on exit.
+    let bus = shopmind_bus::NatsBus::connect(&nats.url(), "traces-test").await.unwrap();
+    eventually(Duration::from_secs(30), "the feature consumer applied the event", || {
+        let bus = bus.clone();
+        async move {
+            use shopmind_bus::Bus;
+            bus.consumer_lag("SM_EVENTS", "feature").await.ok().filter(|l| l.is_caught_up())
+        }
+    })
+    .await;
     let _ = Command::new("kill").args(["-TERM", &child.id().to_string()]).status();
     let status = tokio::task::spawn_blocking(move || child.wait()).await.unwrap().unwrap();
     assert!(status.success(), "{}", std::fs::read_to_string(dir.path().join("log")).unwrap_or_default());
