@@ -315,7 +315,8 @@ pub async fn request_reply_with_queue_groups_and_errors(bus: Arc<dyn Bus>) {
             held.push(req);
         }
     });
-    tokio::time::sleep(Duration::from_millis(200)).await;
+    // The subscription is active on the server once everything sent before is flushed.
+    bus.flush().await.unwrap();
     let err = bus.request(Message::new("silent.x", "x"), Duration::from_millis(300)).await.unwrap_err();
     assert!(matches!(err, BusError::Timeout { .. }), "{err:?}");
     keep.abort();
