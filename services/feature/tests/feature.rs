@@ -95,11 +95,14 @@ fn item(s: &str) -> ItemId {
     ItemId::parse(s).unwrap()
 }
 
+/// Events made one after another get strictly increasing times (features order by event time).
 fn event(id: &str, user: &str, payload: Payload) -> Event {
+    static TICK: std::sync::atomic::AtomicI64 = std::sync::atomic::AtomicI64::new(0);
+    let tick = TICK.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
     Event {
         id: EventId::parse(id).unwrap(),
         tenant: tenant(),
-        occurred_at: UnixMillis::now(),
+        occurred_at: UnixMillis(UnixMillis::now().0 + tick),
         user: Some(UserId::parse(user).unwrap()),
         session: None,
         payload,
