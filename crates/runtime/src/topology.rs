@@ -35,36 +35,18 @@ const DAY: Duration = Duration::from_secs(86_400);
 
 /// Every stream shopmind uses, as configured.
 pub fn streams(cfg: &StreamsConfig) -> Vec<StreamSpec> {
-    let dup = Duration::from_secs(u64::from(cfg.duplicate_window_s));
+    let stream = |name: &str, subjects: &str, max_age_days: u32| StreamSpec {
+        name: name.into(),
+        subjects: vec![subjects.into()],
+        max_age: DAY * max_age_days,
+        duplicate_window: Duration::from_secs(u64::from(cfg.duplicate_window_s)),
+        max_bytes: -1,
+    };
     vec![
-        StreamSpec {
-            name: INTAKE_STREAM.into(),
-            subjects: vec!["sm.in.>".into()],
-            max_age: DAY * cfg.intake_max_age_days,
-            duplicate_window: dup,
-            max_bytes: -1,
-        },
-        StreamSpec {
-            name: EVENTS_STREAM.into(),
-            subjects: vec!["sm.events.>".into()],
-            max_age: DAY * cfg.events_max_age_days,
-            duplicate_window: dup,
-            max_bytes: -1,
-        },
-        StreamSpec {
-            name: DLQ_STREAM.into(),
-            subjects: vec!["sm.dlq.>".into()],
-            max_age: DAY * cfg.dlq_max_age_days,
-            duplicate_window: dup,
-            max_bytes: -1,
-        },
-        StreamSpec {
-            name: NOTIFICATIONS_STREAM.into(),
-            subjects: vec!["sm.notify.>".into()],
-            max_age: DAY * cfg.notifications_max_age_days,
-            duplicate_window: dup,
-            max_bytes: -1,
-        },
+        stream(INTAKE_STREAM, "sm.in.>", cfg.intake_max_age_days),
+        stream(EVENTS_STREAM, "sm.events.>", cfg.events_max_age_days),
+        stream(DLQ_STREAM, "sm.dlq.>", cfg.dlq_max_age_days),
+        stream(NOTIFICATIONS_STREAM, "sm.notify.>", cfg.notifications_max_age_days),
     ]
 }
 
