@@ -17,9 +17,6 @@
 //! end. Against configured servers every run uses its own tenant and scratch stream.
 
 use std::collections::VecDeque;
-use std::net::{SocketAddr, TcpListener as StdTcpListener, TcpStream};
-use std::path::PathBuf;
-use std::process::Stdio;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
@@ -36,6 +33,7 @@ use shopmind_proto::v1::gateway_client::GatewayClient;
 use shopmind_runtime::{Shutdown, topology};
 use shopmind_simulator::{DAY_MS, SimConfig, Simulator};
 use shopmind_store::{FeatureStore, Read, Value};
+use shopmind_testkit::{NatsServer, RedisServer};
 use tokio::task::JoinSet;
 use tonic::transport::{Channel, Endpoint};
 
@@ -809,122 +807,28 @@ fn counter_bar(len: u64, what: &'static str) -> indicatif::ProgressBar {
     )
 }
 
-/// Private `nats-server` (JetStream, temporary store) and `redis-server` (nothing on disk),
-/// killed when dropped.
+/// Private `nats-server` (JetStream, temporary store) and `redis-server` (nothing on disk) on
+/// free ports, started by the testkit and killed when dropped.
 struct Servers {
-    nats: Server,
-    redis: Server,
+    nats: NatsServer,
+    redis: RedisServer,
 }
 
 impl Servers {
     async fn spawn() -> anyhow::Result<Self> {
-        let nats = Server::start("nats-server", "apt-get install -y nats-server", "nats", |port, dir| {
-            let mut args: Vec<String> = ["-a", "127.0.0.1", "-p", &port.to_string(), "-js", "-sd"]
-                .iter()
-                .map(|s| s.to_string())
-                .collect();
-            args.push(dir.display().to_string());
-            args
-        })
-        .await?;
-        let redis = Server::start("redis-server", "apt-get install -y redis-server", "redis", |port, dir| {
-            let mut args: Vec<String> = [
-                "--port",
-                &port.to_string(),
-                "--bind",
-                "127.0.0.1",
-                "--save",
-                "",
-                "--appendonly",
-                "no",
-                "--dir",
-            ]
-            .iter()
-            .map(|s| s.to_string())
-            .collect();
-            args.push(dir.display().to_string());
-            args
-        })
-        .await?;
-        Ok(Self { nats, redis })
-    }
-
-    /// Kills both servers and waits until they are gone (dropping only kills them).
-    async fn stop(self) {
-        self.nats.stop().await;
-        self.redis.stop().await;
-    }
-}
-
-struct Server {
-    child: tokio::process::Child,
-    port: u16,
-    scheme: &'static str,
-    _dir: tempfile::TempDir,
-}
-
-impl Server {
-    async fn start(
-        name: &str,
-        install: &str,
-        scheme: &'static str,
-        args: impl Fn(u16, &std::path::Path) -> Vec<String>,
-    ) -> anyhow::Result<Self> {
-        let Some(bin) = find_binary(name) else {
-            bail!(
-                "--spawn-servers needs `{name}` on PATH: install it ({install}, or scripts/setup.sh), \
-                 or pass --nats-url and --redis-url"
-            );
+        let start = || -> Result<Self, String> {
+            Ok(Self { nats: NatsServer::try_start()?, redis: RedisServer::try_start()? })
         };
-        let mut last = String::new();
-        for _ in 0..5 {
-            let dir = tempfile::tempdir()?;
-            let port = StdTcpListener::bind("127.0.0.1:0")?.local_addr()?.port();
-            let mut child = tokio::process::Command::new(&bin)
-                .args(args(port, dir.path()))
-                .stdout(Stdio::null())
-                .stderr(Stdio::null())
-                .kill_on_drop(true)
-                .spawn()
-                .with_context(|| format!("starting {}", bin.display()))?;
-            let addr = SocketAddr::from(([127, 0, 0, 1], port));
-            let deadline = Instant::now() + Duration::from_secs(15);
-            loop {
-                if let Some(status) = child.try_wait()? {
-                    last = format!("{name} exited with {status}");
-                    break;
-                }
-                if TcpStream::connect_timeout(&addr, Duration::from_millis(100)).is_ok() {
-                    return Ok(Self { child, port, scheme, _dir: dir });
-                }
-                if Instant::now() > deadline {
-                    last = format!("{name} did not accept connections on {addr} within 15 s");
-                    break;
-                }
-                tokio::time::sleep(Duration::from_millis(20)).await;
-            }
-        }
-        bail!("could not start {name}: {last}")
+        tokio::task::spawn_blocking(start)
+            .await
+            .context("starting servers")?
+            .map_err(|e| anyhow::anyhow!("--spawn-servers: {e}\n(or pass --nats-url and --redis-url)"))
     }
 
-    async fn stop(mut self) {
-        let _ = self.child.kill().await;
+    /// Kills both servers and waits until they are gone.
+    async fn stop(self) {
+        let _ = tokio::task::spawn_blocking(move || drop(self)).await;
     }
-
-    fn url(&self) -> String {
-        match self.scheme {
-            "redis" => format!("redis://127.0.0.1:{}/", self.port),
-            scheme => format!("{scheme}://127.0.0.1:{}", self.port),
-        }
-    }
-}
-
-fn find_binary(name: &str) -> Option<PathBuf> {
-    let path = std::env::var_os("PATH").unwrap_or_default();
-    std::env::split_paths(&path)
-        .chain([PathBuf::from("/usr/sbin"), PathBuf::from("/usr/local/bin")])
-        .map(|dir| dir.join(name))
-        .find(|candidate| candidate.is_file())
 }
 
 #[cfg(test)]

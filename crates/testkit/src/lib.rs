@@ -21,27 +21,32 @@ const START_TIMEOUT: Duration = Duration::from_secs(15);
 /// returned, so another process may in rare cases take it first; servers are started with
 /// retries for that reason.
 pub fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0")
-        .and_then(|l| l.local_addr())
-        .map(|a| a.port())
-        .unwrap_or_else(|e| panic!("cannot bind a loopback port: {e}"))
+    try_free_port().unwrap_or_else(|e| panic!("{e}"))
 }
 
-fn find_binary(name: &str, install_hint: &str) -> PathBuf {
+fn find_binary(name: &str, install_hint: &str) -> Result<PathBuf, String> {
     let path = std::env::var_os("PATH").unwrap_or_default();
     for dir in
         std::env::split_paths(&path).chain([PathBuf::from("/usr/sbin"), PathBuf::from("/usr/local/bin")])
     {
         let candidate = dir.join(name);
         if candidate.is_file() {
-            return candidate;
+            return Ok(candidate);
         }
     }
-    panic!(
-        "`{name}` was not found on PATH, and the tests need a real one.\n\
+    Err(format!(
+        "`{name}` was not found on PATH, and a real one is needed.\n\
          Install it with: {install_hint}\n\
          (scripts/setup.sh does this on Debian/Ubuntu)"
-    )
+    ))
+}
+
+/// A free loopback port, or why none could be had.
+fn try_free_port() -> Result<u16, String> {
+    TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .map(|a| a.port())
+        .map_err(|e| format!("cannot bind a loopback port: {e}"))
 }
 
 fn wait_for_port(child: &mut Child, addr: SocketAddr, what: &str) -> Result<(), String> {
@@ -72,21 +77,27 @@ pub struct NatsServer {
 }
 
 impl NatsServer {
+    /// Starts one; fails the test with the install instruction when `nats-server` is missing.
     pub fn start() -> Self {
-        let bin = find_binary("nats-server", "apt-get install -y nats-server");
+        Self::try_start().unwrap_or_else(|e| panic!("{e}"))
+    }
+
+    /// Starts one, or says why it could not (for tools that report rather than panic).
+    pub fn try_start() -> Result<Self, String> {
+        let bin = find_binary("nats-server", "apt-get install -y nats-server")?;
         let mut last_err = String::new();
         for _ in 0..5 {
-            let store = tempfile::tempdir().unwrap();
-            let port = free_port();
+            let store = tempfile::tempdir().map_err(|e| format!("creating a temporary directory: {e}"))?;
+            let port = try_free_port()?;
             let mut child = Command::new(&bin)
                 .args(["-a", "127.0.0.1", "-p", &port.to_string(), "-js", "-sd"])
                 .arg(store.path())
                 .stdout(Stdio::null())
                 .stderr(Stdio::piped())
                 .spawn()
-                .unwrap_or_else(|e| panic!("starting {}: {e}", bin.display()));
+                .map_err(|e| format!("starting {}: {e}", bin.display()))?;
             match wait_for_port(&mut child, SocketAddr::from(([127, 0, 0, 1], port)), "nats-server") {
-                Ok(()) => return Self { child, port, _store: store },
+                Ok(()) => return Ok(Self { child, port, _store: store }),
                 Err(e) => {
                     let _ = child.kill();
                     let _ = child.wait();
@@ -94,7 +105,7 @@ impl NatsServer {
                 }
             }
         }
-        panic!("could not start nats-server: {last_err}")
+        Err(format!("could not start nats-server: {last_err}"))
     }
 
     pub fn url(&self) -> String {
@@ -126,12 +137,18 @@ pub struct RedisServer {
 }
 
 impl RedisServer {
+    /// Starts one; fails the test with the install instruction when `redis-server` is missing.
     pub fn start() -> Self {
-        let bin = find_binary("redis-server", "apt-get install -y redis-server");
+        Self::try_start().unwrap_or_else(|e| panic!("{e}"))
+    }
+
+    /// Starts one, or says why it could not (for tools that report rather than panic).
+    pub fn try_start() -> Result<Self, String> {
+        let bin = find_binary("redis-server", "apt-get install -y redis-server")?;
         let mut last_err = String::new();
         for _ in 0..5 {
-            let dir = tempfile::tempdir().unwrap();
-            let port = free_port();
+            let dir = tempfile::tempdir().map_err(|e| format!("creating a temporary directory: {e}"))?;
+            let port = try_free_port()?;
             let mut child = Command::new(&bin)
                 .args([
                     "--port",
@@ -148,10 +165,10 @@ impl RedisServer {
                 .stdout(Stdio::null())
                 .stderr(Stdio::piped())
                 .spawn()
-                .unwrap_or_else(|e| panic!("starting {}: {e}", bin.display()));
+                .map_err(|e| format!("starting {}: {e}", bin.display()))?;
             let addr = SocketAddr::from(([127, 0, 0, 1], port));
             match wait_for_port(&mut child, addr, "redis-server").and_then(|()| ping(addr)) {
-                Ok(()) => return Self { child, port, _dir: dir },
+                Ok(()) => return Ok(Self { child, port, _dir: dir }),
                 Err(e) => {
                     let _ = child.kill();
                     let _ = child.wait();
@@ -159,7 +176,7 @@ impl RedisServer {
                 }
             }
         }
-        panic!("could not start redis-server: {last_err}")
+        Err(format!("could not start redis-server: {last_err}"))
     }
 
     pub fn url(&self) -> String {
