@@ -90,6 +90,8 @@ pub enum Command {
         #[command(subcommand)]
         action: crate::dlq::DlqAction,
     },
+    /// Offline evaluation of the models, next to baselines computed in the same run.
+    Eval(crate::eval::EvalArgs),
     /// Measures the system; each figure next to a raw baseline from the same run.
     Bench {
         #[command(subcommand)]
@@ -114,6 +116,7 @@ impl Command {
             Command::Dlq { .. } => "dlq",
             Command::Replay { .. } => "replay",
             Command::Simulate(_) => "simulate",
+            Command::Eval(_) => "eval",
             Command::Bench { .. } => "bench",
         }
     }
@@ -166,6 +169,7 @@ pub async fn run(command: Command, config: Config) -> anyhow::Result<()> {
         Command::Dlq { action } => crate::dlq::run(action, config).await,
         Command::Bench { what } => crate::bench::run(what, config).await,
         Command::Simulate(args) => crate::simulate::run(args),
+        Command::Eval(args) => crate::eval::run(args).await,
         Command::Train => train(config).await,
         service => run_service(service, config).await,
     }

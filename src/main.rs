@@ -6,6 +6,10 @@ mod bench_memory;
 mod cli;
 mod demo;
 mod dlq;
+mod eval;
+mod eval_demand;
+mod eval_intent;
+mod eval_recommend;
 mod replay;
 mod simulate;
 

@@ -1,0 +1,51 @@
+//! `shopmind eval`: offline evaluation of the models on real or simulated data, each next to
+//! baselines computed in the same run.
+//!
+//! - `--task recommend` (default; `--dataset ml-100k`): the recommenders, see [`crate::eval_recommend`].
+//! - `--task intent` (simulated sessions): the purchase-intent model, see [`crate::eval_intent`].
+//! - `--task demand` (simulated demand): the demand forecaster, see [`crate::eval_demand`].
+
+use std::path::PathBuf;
+
+use clap::{Args, ValueEnum};
+
+/// What to evaluate.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
+pub enum EvalTask {
+    /// Recommenders: Recall@10 and NDCG@10 on a per-user temporal split.
+    Recommend,
+    /// Purchase intent: ROC-AUC on held-out simulated sessions.
+    Intent,
+    /// Demand forecasts: MASE against the seasonal-naive forecast on simulated demand.
+    Demand,
+}
+
+#[derive(Args, Clone, Debug)]
+pub struct EvalArgs {
+    /// What to evaluate.
+    #[arg(long, value_enum, default_value = "recommend")]
+    pub task: EvalTask,
+    /// The data: `ml-100k` (see scripts/setup.sh) for `recommend`, `simulated` for the others.
+    #[arg(long)]
+    pub dataset: Option<String>,
+    /// Directory of the ml-100k files (default: .cache/data/ml-100k).
+    #[arg(long)]
+    pub data: Option<PathBuf>,
+    /// Seed of the simulator and of any randomised training.
+    #[arg(long, default_value_t = 42)]
+    pub seed: u64,
+    /// Prints the report as JSON on stdout instead of a table.
+    #[arg(long)]
+    pub json: bool,
+    /// Also writes the report's plot (SVG) to this file.
+    #[arg(long)]
+    pub plot: Option<PathBuf>,
+}
+
+pub async fn run(args: EvalArgs) -> anyhow::Result<()> {
+    match args.task {
+        EvalTask::Recommend => crate::eval_recommend::run(&args).await,
+        EvalTask::Intent => crate::eval_intent::run(&args).await,
+        EvalTask::Demand => crate::eval_demand::run(&args).await,
+    }
+}
