@@ -28,8 +28,10 @@ async fn main() -> ExitCode {
         }
     };
     let mut log = config.log.clone();
-    if matches!(cli.command, cli::Command::Demo { .. } | cli::Command::Train | cli::Command::Bench { .. })
-        && log.level == "info"
+    if matches!(
+        cli.command,
+        cli::Command::Demo { .. } | cli::Command::Train | cli::Command::Bench { .. } | cli::Command::Eval(_)
+    ) && log.level == "info"
     {
         // The tools print their own results; service logs would drown them.
         log.level = "warn".into();
