@@ -17,19 +17,19 @@ pub struct AllInOne {
 }
 
 impl AllInOne {
-    /// Connects (or creates the embedded bus and store), creates the streams and starts the
-    /// services; `with_trainer` adds the periodic trainer.
+    /// Connects (or creates the embedded bus, store and model registry), creates the streams and
+    /// starts the services; `with_trainer` adds the periodic trainer.
     pub async fn start(
         config: Config,
         listener: TcpListener,
         shutdown: Shutdown,
         with_trainer: bool,
     ) -> anyhow::Result<Self> {
-        let bus = connect::bus(&config, "all-in-one", Embedded::Allowed).await?;
+        let (bus, models) = connect::bus_and_models(&config, "all-in-one", Embedded::Allowed).await?;
         let store = connect::store(&config, "all-in-one", Embedded::Allowed).await?;
         connect::ensure_streams(&*bus, &config).await.context("creating streams")?;
         let addr = listener.local_addr()?;
-        tracing::info!(bus = bus.kind(), store = store.kind(), %addr, "all-in-one starting");
+        tracing::info!(bus = bus.kind(), store = store.kind(), models = models.kind(), %addr, "all-in-one starting");
 
         let mut tasks = JoinSet::new();
         fn spawn<F, E>(tasks: &mut JoinSet<(&'static str, anyhow::Result<()>)>, name: &'static str, f: F)
@@ -48,7 +48,13 @@ impl AllInOne {
         spawn(
             &mut tasks,
             "inference",
-            shopmind_inference::run(config.clone(), bus.clone(), store.clone(), shutdown.clone()),
+            shopmind_inference::run(
+                config.clone(),
+                bus.clone(),
+                store.clone(),
+                models.clone(),
+                shutdown.clone(),
+            ),
         );
         spawn(
             &mut tasks,
@@ -59,7 +65,7 @@ impl AllInOne {
             spawn(
                 &mut tasks,
                 "trainer",
-                shopmind_trainer::run(config.clone(), bus.clone(), shutdown.clone()),
+                shopmind_trainer::run(config.clone(), bus.clone(), models.clone(), shutdown.clone()),
             );
         }
         spawn(
@@ -67,7 +73,7 @@ impl AllInOne {
             "gateway",
             shopmind_gateway::run(config.clone(), bus.clone(), listener, shutdown.clone()),
         );
-        Ok(Self { backends: Backends { bus, store }, addr, shutdown, tasks })
+        Ok(Self { backends: Backends { bus, store, models }, addr, shutdown, tasks })
     }
 
     /// Runs until shutdown; if a service fails, stops the others and returns its error.

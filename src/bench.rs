@@ -171,8 +171,6 @@ async fn ingest(opts: IngestOptions, mut config: Config) -> anyhow::Result<()> {
     };
     let id = unique_id();
     let tenant = format!("bench-{id}");
-    let models = tempfile::tempdir().context("creating a models directory")?;
-    config.models.dir = models.path().to_path_buf();
 
     // 1. Events, before any clock runs.
     let started = Instant::now();

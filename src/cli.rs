@@ -28,9 +28,6 @@ pub struct Cli {
     /// metrics.listen); "" for none.
     #[arg(long, global = true)]
     metrics_listen: Option<String>,
-    /// Directory of trained models (overrides models.dir).
-    #[arg(long, global = true)]
-    models_dir: Option<PathBuf>,
     #[command(subcommand)]
     pub command: Command,
 }
@@ -52,8 +49,14 @@ pub enum Command {
     Notification,
     /// The trainer service: trains every trainer.interval_s seconds.
     Trainer,
-    /// One training round: read the events stream, write a model per tenant.
+    /// One training round: read the events stream, publish a model version per tenant to the
+    /// registry (and make it active with trainer.auto_promote).
     Train,
+    /// The model registry: list versions, promote one, roll back (needs nats.url).
+    Models {
+        #[command(subcommand)]
+        action: crate::models::ModelsAction,
+    },
     /// Runs all-in-one on a sample data set and prints recommendations for a few users.
     Demo {
         /// Directory with ml-100k.inter and ml-100k.item (default: .cache/data/ml-100k).
@@ -111,6 +114,7 @@ impl Command {
             Command::Notification => "notification",
             Command::Trainer => "trainer",
             Command::Train => "train",
+            Command::Models { .. } => "models",
             Command::Demo { .. } => "demo",
             Command::Config => "config",
             Command::Dlq { .. } => "dlq",
@@ -138,9 +142,6 @@ impl Cli {
         if let Some(listen) = &self.metrics_listen {
             config.metrics.listen.clone_from(listen);
         }
-        if let Some(dir) = &self.models_dir {
-            config.models.dir.clone_from(dir);
-        }
         config.validate()?;
         Ok(config)
     }
@@ -167,6 +168,7 @@ pub async fn run(command: Command, config: Config) -> anyhow::Result<()> {
             crate::replay::run(config, source, rate, batch, gateway, tenant).await
         }
         Command::Dlq { action } => crate::dlq::run(action, config).await,
+        Command::Models { action } => crate::models::run(action, config).await,
         Command::Bench { what } => crate::bench::run(what, config).await,
         Command::Simulate(args) => crate::simulate::run(args),
         Command::Eval(args) => crate::eval::run(args).await,
@@ -191,7 +193,7 @@ async fn run_service(command: Command, config: Config) -> anyhow::Result<()> {
     let shutdown = Shutdown::new();
     shutdown.trigger_on_signals();
     shopmind_runtime::telemetry::serve_metrics(&config.metrics, &shutdown).await?;
-    let bus = connect::bus(&config, name, Embedded::Forbidden).await?;
+    let (bus, models) = connect::bus_and_models(&config, name, Embedded::Forbidden).await?;
     connect::ensure_streams(&*bus, &config).await?;
     tracing::info!(service = name, bus = bus.kind(), "starting");
     match command {
@@ -208,10 +210,10 @@ async fn run_service(command: Command, config: Config) -> anyhow::Result<()> {
         }
         Command::Inference => {
             let store = connect::store(&config, name, Embedded::Forbidden).await?;
-            shopmind_inference::run(config, bus.clone(), store, shutdown).await?;
+            shopmind_inference::run(config, bus.clone(), store, models, shutdown).await?;
         }
         Command::Notification => shopmind_notification::run(config, bus.clone(), shutdown).await?,
-        Command::Trainer => shopmind_trainer::run(config, bus.clone(), shutdown).await?,
+        Command::Trainer => shopmind_trainer::run(config, bus.clone(), models, shutdown).await?,
         _ => {}
     }
     bus.flush().await?;
@@ -219,7 +221,7 @@ async fn run_service(command: Command, config: Config) -> anyhow::Result<()> {
 }
 
 async fn train(config: Config) -> anyhow::Result<()> {
-    let bus = connect::bus(&config, "train", Embedded::Forbidden).await?;
+    let (bus, models) = connect::bus_and_models(&config, "train", Embedded::Forbidden).await?;
     connect::ensure_streams(&*bus, &config).await?;
     let bar = indicatif::ProgressBar::new(0).with_style(
         indicatif::ProgressStyle::with_template("reading events {bar:40} {pos}/{len} ({per_sec})")
@@ -229,20 +231,24 @@ async fn train(config: Config) -> anyhow::Result<()> {
         bar.set_length(total);
         bar.set_position(read);
     };
-    let models = shopmind_trainer::Trainer::new().round(&config, &*bus, &progress).await?;
+    let trained = shopmind_trainer::Trainer::new().round(&config, &*bus, &*models, &progress).await?;
     bar.finish_and_clear();
-    if models.is_empty() {
+    if trained.is_empty() {
         println!("no interactions in the events stream: nothing to train");
     }
-    for m in models {
+    for m in trained {
         println!(
-            "{}: {} items from {} users, {} interactions -> {} ({})",
+            "{}: {} items from {} users, {} interactions -> recommender version {} ({})",
             m.tenant,
             m.items,
             m.users,
             m.interactions,
-            m.path.display(),
-            m.version
+            m.version,
+            if m.promoted {
+                "active"
+            } else {
+                "not promoted: trainer.auto_promote is off; see `shopmind models promote`"
+            }
         );
     }
     Ok(())

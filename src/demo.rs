@@ -21,7 +21,7 @@ use tonic::transport::Channel;
 const TENANT: &str = "demo";
 const BATCH: usize = 1000;
 
-pub async fn run(mut config: Config, data: Option<PathBuf>, users: usize) -> anyhow::Result<()> {
+pub async fn run(config: Config, data: Option<PathBuf>, users: usize) -> anyhow::Result<()> {
     let dir = match data.or_else(shopmind_datasets::default_ml100k_dir) {
         Some(d) => d,
         None => bail!(
@@ -40,10 +40,6 @@ pub async fn run(mut config: Config, data: Option<PathBuf>, users: usize) -> any
         })
         .collect();
 
-    let models_dir = tempfile::tempdir()?;
-    if config.models.dir == Config::default().models.dir {
-        config.models.dir = models_dir.path().to_path_buf();
-    }
     let shutdown = Shutdown::new();
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
     let app = crate::all_in_one::AllInOne::start(config.clone(), listener, shutdown.clone(), false).await?;
@@ -104,17 +100,19 @@ pub async fn run(mut config: Config, data: Option<PathBuf>, users: usize) -> any
         bar.set_position(read);
     };
     let t = Instant::now();
-    let trained = shopmind_trainer::Trainer::new().round(&config, &*backends.bus, &progress).await?;
+    let trained =
+        shopmind_trainer::Trainer::new().round(&config, &*backends.bus, &*backends.models, &progress).await?;
     bar.finish_and_clear();
     for m in &trained {
         println!(
-            "\nTrained {} in {:.1} s: {} items, {} users, {} interactions (ONNX, {})",
+            "\nTrained {} in {:.1} s: {} items, {} users, {} interactions (ONNX, in the {} model registry{})",
             m.version,
             t.elapsed().as_secs_f64(),
             m.items,
             m.users,
             m.interactions,
-            m.path.display()
+            backends.models.kind(),
+            if m.promoted { ", active" } else { "" }
         );
     }
     let version = wait_for_model(&mut client, &MovieLens::user_id(1)).await?;

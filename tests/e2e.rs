@@ -71,11 +71,9 @@ impl Drop for Proc {
     }
 }
 
-fn common_env(dir: &Path) -> Vec<(&'static str, String)> {
+fn common_env() -> Vec<(&'static str, String)> {
     vec![
-        ("SHOPMIND__MODELS__DIR", dir.join("models").display().to_string()),
         ("SHOPMIND__TRAINER__INTERVAL_S", "1".into()),
-        ("SHOPMIND__INFERENCE__RELOAD_INTERVAL_MS", "100".into()),
         ("SHOPMIND__GATEWAY__REQUEST_TIMEOUT_MS", "5000".into()),
     ]
 }
@@ -178,7 +176,8 @@ fn bad_request_fields(status: &tonic::Status) -> Vec<String> {
 }
 
 /// The scenario both modes must pass.
-async fn scenario(client: &mut GatewayClient<Channel>) {
+/// Returns the model version that answered alice.
+async fn scenario(client: &mut GatewayClient<Channel>) -> String {
     let (a, b) = (cluster("a"), cluster("b"));
 
     // The catalog and a history of other shoppers: two groups that never mix.
@@ -321,6 +320,7 @@ async fn scenario(client: &mut GatewayClient<Channel>) {
     assert_eq!(bad_request_fields(&status), vec!["limit"]);
     // Nothing of the rejected batch was published: "ok" is still new.
     assert_eq!(publish(client, vec![view("ok", "u", "a1")]).await.accepted, 1);
+    alice.model_version
 }
 
 async fn assert_reflection_lists_the_api(channel: Channel) {
@@ -350,7 +350,7 @@ async fn distributed_services_over_nats_and_redis() {
     let redis = RedisServer::start();
     let dir = tempfile::tempdir().unwrap();
     let port = free_port();
-    let mut env = common_env(dir.path());
+    let mut env = common_env();
     env.push(("SHOPMIND__NATS__URL", nats.url()));
     env.push(("SHOPMIND__REDIS__URL", redis.url()));
     env.push(("SHOPMIND__GATEWAY__LISTEN", format!("127.0.0.1:{port}")));
@@ -363,7 +363,7 @@ async fn distributed_services_over_nats_and_redis() {
         Channel::from_shared(format!("http://127.0.0.1:{port}")).unwrap().connect().await.unwrap(),
     )
     .await;
-    scenario(&mut client).await;
+    let alice_version = scenario(&mut client).await;
 
     // A malformed message on the bus goes to the dead-letter stream, and the feature consumer
     // keeps going: an event published after it is applied.
@@ -417,6 +417,23 @@ async fn distributed_services_over_nats_and_redis() {
         (listed.contains("1 dead letter(s)") && !listed.contains(&format!(" {dlq_seq}  "))).then_some(())
     })
     .await;
+
+    // The model registry, as an operator sees it: the version that answered alice is listed
+    // (a later round, for carol's event, may have promoted a newer one: one version is active),
+    // and promoting a version that does not exist is a clear error.
+    let listed = cli(&["models", "list", "--tenant", TENANT]);
+    assert!(listed.starts_with("TENANT") && listed.contains(&alice_version), "{listed}");
+    let active: Vec<&str> = listed.lines().filter(|l| l.contains(" active ")).collect();
+    assert_eq!(active.len(), 1, "{listed}");
+    assert!(active[0].starts_with(TENANT) && active[0].contains("recommender"), "{listed}");
+    let out = Command::new(env!("CARGO_BIN_EXE_shopmind"))
+        .args(["models", "promote", "--tenant", TENANT, "--model", "recommender", "no-such-version"])
+        .env("SHOPMIND__NATS__URL", nats.url())
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success(), "{stderr}");
+    assert!(stderr.contains("has no version \"no-such-version\""), "{stderr}");
     for p in &mut procs {
         p.assert_running();
     }
@@ -426,7 +443,7 @@ async fn distributed_services_over_nats_and_redis() {
 async fn all_in_one_embedded() {
     let dir = tempfile::tempdir().unwrap();
     let port = free_port();
-    let mut env = common_env(dir.path());
+    let mut env = common_env();
     env.push(("SHOPMIND__GATEWAY__LISTEN", format!("127.0.0.1:{port}")));
     // No NATS or Redis URL: the in-process bus and the in-memory store.
     let mut procs = vec![Proc::start(dir.path(), &["all-in-one"], &env)];

@@ -78,7 +78,6 @@ async fn all_in_one_counts_what_happened() {
         .env("SHOPMIND__GATEWAY__LISTEN", format!("127.0.0.1:{grpc_port}"))
         // Port 0: the OS picks a free one; the log says which.
         .env("SHOPMIND__METRICS__LISTEN", "127.0.0.1:0")
-        .env("SHOPMIND__MODELS__DIR", dir.path().join("models"))
         .env("SHOPMIND__TRAINER__INTERVAL_S", "3600")
         .env("RUST_LOG", "info")
         .current_dir(dir.path())

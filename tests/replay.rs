@@ -33,7 +33,6 @@ impl AllInOne {
             .envs(env.iter().map(|(k, v)| (*k, v.as_str())))
             .env("SHOPMIND__GATEWAY__LISTEN", format!("127.0.0.1:{port}"))
             .env("SHOPMIND__METRICS__LISTEN", "")
-            .env("SHOPMIND__MODELS__DIR", dir.join("models"))
             .current_dir(dir)
             .stdout(Stdio::null())
             .stderr(std::fs::File::create(&log).unwrap())

@@ -72,7 +72,6 @@ async fn one_trace_spans_gateway_ingest_feature_and_gateway_inference() {
         .env("SHOPMIND__REDIS__URL", redis.url())
         .env("SHOPMIND__GATEWAY__LISTEN", format!("127.0.0.1:{port}"))
         .env("SHOPMIND__METRICS__LISTEN", "")
-        .env("SHOPMIND__MODELS__DIR", dir.path().join("models"))
         .env("SHOPMIND__TELEMETRY__OTLP_ENDPOINT", format!("http://{otlp}"))
         .env("RUST_LOG", "info")
         .stdout(Stdio::null())

@@ -270,8 +270,6 @@ pub struct InferenceConfig {
     pub intra_threads: usize,
     pub device: Device,
     pub cuda_device_id: i32,
-    /// How often the model directory is checked for new versions.
-    pub reload_interval_ms: u64,
     /// Recent interactions of a user that the model sees.
     pub history_len: usize,
 }
@@ -284,7 +282,6 @@ impl Default for InferenceConfig {
             intra_threads: 1,
             device: Device::Cpu,
             cuda_device_id: 0,
-            reload_interval_ms: 1000,
             history_len: 20,
         }
     }
@@ -314,24 +311,28 @@ pub struct TrainerConfig {
     pub window: usize,
     /// Discount of item pairs seen together by few users: similarity x count / (count + shrinkage).
     pub shrinkage: u32,
+    /// Whether a newly trained model becomes the active version at once (else an operator
+    /// promotes it with `shopmind models promote`).
+    pub auto_promote: bool,
 }
 
 impl Default for TrainerConfig {
     fn default() -> Self {
-        Self { interval_s: 300, max_items: 2000, window: 50, shrinkage: 10 }
+        Self { interval_s: 300, max_items: 2000, window: 50, shrinkage: 10, auto_promote: true }
     }
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct ModelsConfig {
-    /// Where trained models are written and served from: `<dir>/<tenant>/recommender.onnx`.
-    pub dir: PathBuf,
+    /// Versions of each tenant's model the registry keeps (the newest ones); the active version
+    /// and those a rollback can return to are kept as well.
+    pub keep_versions: usize,
 }
 
 impl Default for ModelsConfig {
     fn default() -> Self {
-        Self { dir: PathBuf::from("models") }
+        Self { keep_versions: 10 }
     }
 }
 
@@ -476,9 +477,6 @@ impl Config {
         if !(1..=64).contains(&self.inference.intra_threads) {
             return bad("inference.intra_threads", "must be 1..=64");
         }
-        if self.inference.reload_interval_ms < 50 {
-            return bad("inference.reload_interval_ms", "must be at least 50");
-        }
         if !(1..=200).contains(&self.inference.history_len) {
             return bad("inference.history_len", "must be 1..=200");
         }
@@ -491,8 +489,8 @@ impl Config {
         if self.trainer.window < 2 {
             return bad("trainer.window", "must be at least 2");
         }
-        if self.models.dir.as_os_str().is_empty() {
-            return bad("models.dir", "must not be empty");
+        if !(1..=1000).contains(&self.models.keep_versions) {
+            return bad("models.keep_versions", "must be 1..=1000");
         }
         if self.streams.duplicate_window_s == 0 {
             return bad("streams.duplicate_window_s", "must be at least 1");

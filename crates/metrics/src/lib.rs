@@ -269,6 +269,33 @@ pub const CATALOGUE: &[Spec] = &[
         help: "Interactions in the history a recommender scored in one run (its batch size; at most \
                inference.history_len).",
     },
+    // Model registry, on the inference side.
+    Spec {
+        name: "shopmind_model_loads_total",
+        kind: Kind::Counter,
+        labels: &["model", "result"],
+        values: "`model`: recommender (the registry's model names); `result`: ok, error",
+        help: "Model versions inference loaded after the registry's active version changed: ok \
+               (loaded and warmed up by one scoring run, then swapped in), error (failed to fetch, \
+               load or warm up; the version served before keeps serving).",
+    },
+    Spec {
+        name: "shopmind_model_swaps_total",
+        kind: Kind::Counter,
+        labels: &["model"],
+        values: "`model`: recommender",
+        help: "Times a newly loaded version replaced (or became) the model a tenant is served \
+               with, or a tenant's model was removed because no version is active any more.",
+    },
+    Spec {
+        name: "shopmind_models_served",
+        kind: Kind::Gauge,
+        labels: &["model"],
+        values: "`model`: recommender",
+        help: "Tenants this process serves a model to (the others get the fallback: popular \
+               items). Which version each serves is in the logs and in every response's \
+               model_version.",
+    },
     // Gateway.
     Spec {
         name: "shopmind_gateway_request_duration_seconds",
@@ -300,7 +327,8 @@ pub const CATALOGUE: &[Spec] = &[
         kind: Kind::Counter,
         labels: &[],
         values: "",
-        help: "Models the trainer wrote (one per tenant with new interactions per round).",
+        help: "Models the trainer published to the registry as new versions (one per tenant with \
+               new interactions per round).",
     },
     // Process.
     Spec {
@@ -370,6 +398,17 @@ struct MethodStatus {
 }
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct ModelLabel {
+    model: &'static str,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct ModelResult {
+    model: &'static str,
+    result: Success,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 struct VersionLabel {
     version: &'static str,
 }
@@ -412,6 +451,9 @@ pub struct Metrics {
     session_wait: Histogram,
     compute: Histogram,
     history_length: Histogram,
+    model_loads: Family<ModelResult, Counter>,
+    model_swaps: Family<ModelLabel, Counter>,
+    models_served: Family<ModelLabel, Gauge>,
     gateway_duration: HistogramFamily<MethodStatus>,
     trainer_rounds: Family<SuccessLabel, Counter>,
     trainer_duration: Histogram,
@@ -444,6 +486,9 @@ impl Metrics {
             session_wait: model_seconds(),
             compute: model_seconds(),
             history_length: history_lengths(),
+            model_loads: Family::default(),
+            model_swaps: Family::default(),
+            models_served: Family::default(),
             gateway_duration: Family::new_with_constructor(request_seconds),
             trainer_rounds: Family::default(),
             trainer_duration: round_seconds(),
@@ -469,6 +514,9 @@ impl Metrics {
         register(r, &mut specs, m.session_wait.clone());
         register(r, &mut specs, m.compute.clone());
         register(r, &mut specs, m.history_length.clone());
+        register(r, &mut specs, m.model_loads.clone());
+        register(r, &mut specs, m.model_swaps.clone());
+        register(r, &mut specs, m.models_served.clone());
         register(r, &mut specs, m.gateway_duration.clone());
         register(r, &mut specs, m.trainer_rounds.clone());
         register(r, &mut specs, m.trainer_duration.clone());
@@ -548,6 +596,19 @@ impl Metrics {
     /// A recommender scored a history of `len` interactions.
     pub fn history_length(&self, len: usize) {
         self.history_length.observe(len as f64);
+    }
+
+    /// Inference tried to load a version of `model` (the registry's model name).
+    pub fn model_load(&self, model: &'static str, result: Success) {
+        self.model_loads.get_or_create(&ModelResult { model, result }).inc();
+    }
+
+    /// A tenant's `model` was swapped for another version (or removed); `served` tenants have one now.
+    pub fn model_swapped(&self, model: &'static str, served: usize) {
+        self.model_swaps.get_or_create(&ModelLabel { model }).inc();
+        self.models_served
+            .get_or_create(&ModelLabel { model })
+            .set(i64::try_from(served).unwrap_or(i64::MAX));
     }
 
     /// The gateway answered a call of `method` with gRPC status `code`.

@@ -31,6 +31,8 @@ fn touched() -> Metrics {
     m.session_wait(Duration::from_micros(10));
     m.compute(Duration::from_micros(300));
     m.history_length(12);
+    m.model_load("recommender", Success::Error);
+    m.model_swapped("recommender", 3);
     m.gateway_request(GatewayMethod::Recommend, 0, Duration::from_millis(4));
     m.trainer_round(Success::Ok, Duration::from_secs(2), 1);
     m

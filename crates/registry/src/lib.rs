@@ -24,8 +24,10 @@
 //! one key; the key-value bucket keeps [`ACTIVE_HISTORY`] revisions of each key as an audit trail.
 //!
 //! An artifact is self-describing: the manifest inside the ONNX file names the tenant, model,
-//! kind and version ([`VersionInfo::from_onnx`]); the registry keeps a summary next to the bytes
-//! so listing versions reads no artifact.
+//! kind and version, and whoever puts a version describes it from that manifest (the trainer:
+//! `shopmind_trainer::version_info`); the registry keeps that summary next to the bytes, so
+//! listing versions reads no artifact. The registry does not parse artifacts: it stores bytes,
+//! whatever the model kind.
 
 mod memory;
 mod nats;
@@ -70,8 +72,6 @@ pub enum RegistryError {
     NoPrevious { key: ModelKey },
     #[error("the active version of {key} kept changing; try again")]
     Contention { key: ModelKey },
-    #[error("{0}")]
-    InvalidArtifact(String),
     #[error("corrupt registry entry {name:?}: {why}")]
     Corrupt { name: String, why: String },
     #[error("connecting to {url}: {reason}")]
@@ -255,27 +255,6 @@ pub struct VersionInfo {
 }
 
 impl VersionInfo {
-    /// From a model's manifest (the registry's names are the manifest's).
-    pub fn from_manifest(manifest: &shopmind_models::Manifest, size: u64) -> Result<Self> {
-        Ok(Self {
-            key: ModelKey::parse(&manifest.tenant, &manifest.name)?,
-            version: Version::parse(manifest.version.clone())?,
-            kind: manifest.kind.clone(),
-            created_at_ms: manifest.created_at_ms,
-            items: manifest.items.len() as u64,
-            users: manifest.stats.users,
-            interactions: manifest.stats.interactions,
-            size,
-        })
-    }
-
-    /// From ONNX bytes with a shopmind manifest inside.
-    pub fn from_onnx(bytes: &[u8]) -> Result<Self> {
-        let manifest = shopmind_models::read_manifest(bytes)
-            .map_err(|e| RegistryError::InvalidArtifact(e.to_string()))?;
-        Self::from_manifest(&manifest, bytes.len() as u64)
-    }
-
     /// The object metadata the summary is kept in.
     pub(crate) fn to_metadata(&self) -> std::collections::HashMap<String, String> {
         [

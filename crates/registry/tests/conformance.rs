@@ -8,7 +8,7 @@ use std::time::Duration;
 
 use bytes::Bytes;
 use futures::StreamExt;
-use shopmind_domain::{InteractionKind, TenantId};
+use shopmind_domain::TenantId;
 use shopmind_registry::{
     ActiveChange, ChangeStream, MAX_PREVIOUS, ModelKey, ModelStore, RegistryError, Version, VersionInfo,
     prune,
@@ -276,38 +276,6 @@ pub async fn prune_keeps_the_newest_and_every_version_a_rollback_needs(store: Ar
     assert_eq!(store.get(&k, &v("v3")).await.unwrap(), artifact("v3", 1000));
 }
 
-pub async fn a_real_model_describes_itself(store: Arc<dyn ModelStore>) {
-    use shopmind_models::covisit::{CovisitConfig, TrainingInteraction, train};
-    let interactions = (0..5).flat_map(|u| {
-        (0..3).map(move |i| TrainingInteraction {
-            user: format!("u{u}"),
-            item: format!("item-{}", (u + i) % 4),
-            kind: InteractionKind::View,
-            at_ms: i64::from(u * 10 + i),
-        })
-    });
-    let model = train(interactions, &CovisitConfig { max_items: 100, window: 10, shrinkage: 1 });
-    let manifest = model.manifest("recommender", "covisit-42-s7", "acme", 42);
-    let bytes = Bytes::from(model.to_onnx(&manifest));
-    let described = VersionInfo::from_onnx(&bytes).unwrap();
-    assert_eq!(described.key, key("acme", "recommender"));
-    assert_eq!(
-        (described.version.as_str(), described.kind.as_str(), described.created_at_ms),
-        ("covisit-42-s7", "covisit", 42)
-    );
-    assert_eq!((described.items, described.users, described.interactions), (4, 5, 15));
-    let stored = store.put(described.clone(), bytes.clone()).await.unwrap();
-    assert_eq!(stored, described);
-    assert_eq!(store.get(&described.key, &described.version).await.unwrap(), bytes);
-
-    let bad = VersionInfo::from_onnx(b"not an onnx model").unwrap_err();
-    assert!(matches!(bad, RegistryError::InvalidArtifact(_)), "{bad:?}");
-    let mut manifest = manifest;
-    manifest.tenant = "Not A Tenant".into();
-    let bad = VersionInfo::from_onnx(&model.to_onnx(&manifest)).unwrap_err();
-    assert!(matches!(bad, RegistryError::InvalidName { what: "tenant", .. }), "{bad:?}");
-}
-
 macro_rules! conformance {
     ($($case:ident),* $(,)?) => {
         mod memory {
@@ -344,5 +312,4 @@ conformance!(
     concurrent_promotions_all_land_in_the_history,
     watch_sees_the_current_state_then_changes,
     prune_keeps_the_newest_and_every_version_a_rollback_needs,
-    a_real_model_describes_itself,
 );

@@ -1,9 +1,10 @@
-//! The bus and the store a process runs on, chosen by the configuration.
+//! The bus, the store and the model registry a process runs on, chosen by the configuration.
 
 use std::sync::Arc;
 
 use shopmind_bus::{Bus, MemoryBus, NatsBus};
 use shopmind_config::Config;
+use shopmind_registry::{MemoryModelStore, ModelStore, NatsModelStore};
 use shopmind_store::{FeatureStore, MemoryStore, RedisStore};
 
 #[derive(Debug, thiserror::Error)]
@@ -12,15 +13,18 @@ pub enum ConnectError {
     Bus(#[from] shopmind_bus::BusError),
     #[error("{0}")]
     Store(#[from] shopmind_store::StoreError),
+    #[error("model registry: {0}")]
+    Registry(#[from] shopmind_registry::RegistryError),
     #[error("config key `{key}` is required for `shopmind {command}`: {why}")]
     Required { key: &'static str, command: String, why: &'static str },
 }
 
-/// The bus and store of one process.
+/// The bus, store and model registry of one process.
 #[derive(Clone)]
 pub struct Backends {
     pub bus: Arc<dyn Bus>,
     pub store: Arc<dyn FeatureStore>,
+    pub models: Arc<dyn ModelStore>,
 }
 
 /// Whether a process may run on the in-process bus and memory store (only `all-in-one`, where
@@ -43,6 +47,21 @@ pub async fn bus(config: &Config, command: &str, embedded: Embedded) -> Result<A
         };
     }
     Ok(Arc::new(NatsBus::connect(&config.nats.url, &format!("shopmind-{command}")).await?))
+}
+
+/// The bus and the model registry, on one NATS connection (or both in process, where allowed).
+pub async fn bus_and_models(
+    config: &Config,
+    command: &str,
+    embedded: Embedded,
+) -> Result<(Arc<dyn Bus>, Arc<dyn ModelStore>), ConnectError> {
+    if config.nats.url.is_empty() {
+        let bus = bus(config, command, embedded).await?;
+        return Ok((bus, Arc::new(MemoryModelStore::new())));
+    }
+    let nats = NatsBus::connect(&config.nats.url, &format!("shopmind-{command}")).await?;
+    let models = NatsModelStore::open(nats.client().clone()).await?;
+    Ok((Arc::new(nats), Arc::new(models)))
 }
 
 pub async fn store(

@@ -7,15 +7,18 @@
 //! items fill the page. Because the history is read at request time, an event changes the next
 //! answer as soon as the feature service has applied it — no retraining needed.
 //!
-//! Models are loaded from `<models.dir>/<tenant>/recommender.onnx` and swapped in atomically when
-//! the file changes; a model that fails to load leaves the previous one serving.
+//! Models come from the model registry ([`shopmind_registry`]): inference watches the active
+//! version of every tenant's `recommender`, loads and warms up a new one in the background and
+//! swaps it in atomically; a version that fails to load leaves the previous one serving
+//! ([`LiveModels`]). Every response names the version that scored it (`model_version`; empty when
+//! the tenant has no model yet and popular items answer).
 
-mod registry;
+mod live;
 
 use std::collections::HashSet;
 use std::path::PathBuf;
 use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::Instant;
 
 use bytes::Bytes;
 use prost::Message as _;
@@ -25,13 +28,18 @@ use shopmind_domain::{InteractionKind, ItemId, TenantId, UserId};
 use shopmind_features::{UserContext, read_user_context};
 use shopmind_metrics::{Success, global as metrics};
 use shopmind_models::ModelError;
+use shopmind_models::recommender::CovisitRecommender;
 use shopmind_proto::v1 as pb;
+use shopmind_registry::ModelStore;
 use shopmind_runtime::serve::serve_requests;
 use shopmind_runtime::{Shutdown, rpc, telemetry, topology};
 use shopmind_store::FeatureStore;
 use tracing::{Instrument, info, warn};
 
-pub use registry::ModelRegistry;
+pub use live::{LiveModels, Servable};
+
+/// The recommenders an inference instance serves.
+pub type Recommenders = LiveModels<CovisitRecommender>;
 
 /// Largest page of recommendations.
 pub const MAX_LIMIT: u32 = 100;
@@ -63,12 +71,12 @@ const RECENCY_DECAY: f32 = 0.85;
 /// Answers recommend requests from the store and the model registry.
 pub struct Recommender {
     store: Arc<dyn FeatureStore>,
-    models: Arc<ModelRegistry>,
+    models: Arc<Recommenders>,
     history_len: usize,
 }
 
 impl Recommender {
-    pub fn new(store: Arc<dyn FeatureStore>, models: Arc<ModelRegistry>, history_len: usize) -> Self {
+    pub fn new(store: Arc<dyn FeatureStore>, models: Arc<Recommenders>, history_len: usize) -> Self {
         Self { store, models, history_len }
     }
 
@@ -92,7 +100,7 @@ impl Recommender {
         let mut items = Vec::with_capacity(limit);
         let mut model_version = String::new();
         if let Some(model) = self.models.get(&tenant) {
-            model_version = model.manifest().version.clone();
+            model_version.clone_from(&model.manifest().version);
             let history = weighted_history(&ctx, |item| model.index_of(item));
             if !history.is_empty() {
                 let scores = model
@@ -181,6 +189,7 @@ pub async fn run(
     config: Config,
     bus: Arc<dyn Bus>,
     store: Arc<dyn FeatureStore>,
+    registry: Arc<dyn ModelStore>,
     shutdown: Shutdown,
 ) -> Result<(), InferenceError> {
     let library = if config.inference.onnxruntime_library.is_empty() {
@@ -195,21 +204,9 @@ pub async fn run(
         PathBuf::from(&config.inference.onnxruntime_library)
     };
     shopmind_models::runtime::init_runtime(&library)?;
-    let models = Arc::new(ModelRegistry::new(config.models.dir.clone(), registry::pool_options(&config)?));
-    models.reload().await;
-    let watcher = {
-        let models = models.clone();
-        let shutdown = shutdown.clone();
-        let every = Duration::from_millis(config.inference.reload_interval_ms);
-        tokio::spawn(async move {
-            loop {
-                tokio::select! {
-                    () = shutdown.wait() => break,
-                    () = tokio::time::sleep(every) => models.reload().await,
-                }
-            }
-        })
-    };
+    let models = Arc::new(Recommenders::new(live::pool_options(&config)?));
+    info!(registry = registry.kind(), "following the model registry");
+    let follower = tokio::spawn(models.clone().follow(registry, shutdown.clone()));
 
     let recommender = Arc::new(Recommender::new(store, models, config.inference.history_len));
     serve_requests(
@@ -224,7 +221,7 @@ pub async fn run(
         },
     )
     .await?;
-    watcher.abort();
+    follower.abort();
     info!("inference stopped");
     Ok(())
 }

@@ -1,52 +1,72 @@
 //! The trainer: reads the whole events stream (an ordered replay), trains one co-visitation
-//! recommender per tenant ([`shopmind_models::covisit`]) and writes it as ONNX to
-//! `<models.dir>/<tenant>/recommender.onnx` (atomically: a temporary file, then a rename).
-//! Inference instances watch that directory and swap models without a restart.
+//! recommender per tenant ([`shopmind_models::covisit`]) and publishes it, as ONNX with its
+//! manifest inside, as a new version of the tenant's `recommender` in the model registry
+//! ([`shopmind_registry`]). With `trainer.auto_promote` (the default) the new version becomes the
+//! active one, which inference instances watch and swap in without a restart; without it an
+//! operator promotes it (`shopmind models promote`). After publishing, versions beyond
+//! `models.keep_versions` are pruned (never the active one or those a rollback returns to).
 //!
 //! `shopmind train` runs one round; the `trainer` service runs a round every
 //! `trainer.interval_s` seconds, skipping tenants with no new events.
 
 use std::collections::BTreeMap;
-use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+use bytes::Bytes;
 use futures::StreamExt;
 use shopmind_bus::{Bus, BusError, StartAt};
 use shopmind_config::Config;
 use shopmind_domain::{TenantId, UnixMillis};
 use shopmind_metrics::{Success, global as metrics};
+use shopmind_models::Manifest;
 use shopmind_models::covisit::{CovisitConfig, TrainingInteraction, train};
+use shopmind_registry::{ModelKey, ModelStore, RECOMMENDER, RegistryError, Version, VersionInfo};
 use shopmind_runtime::{Shutdown, topology};
 use tracing::{info, warn};
-
-/// The file name of a tenant's recommender in the models directory.
-pub const RECOMMENDER_FILE: &str = "recommender.onnx";
 
 #[derive(Debug, thiserror::Error)]
 pub enum TrainerError {
     #[error("bus: {0}")]
     Bus(#[from] BusError),
-    #[error("writing {path}: {source}")]
-    Write { path: PathBuf, source: std::io::Error },
+    #[error("model registry: {0}")]
+    Registry(#[from] RegistryError),
     #[error("training task failed: {0}")]
     Task(String),
 }
 
-/// Where a tenant's recommender lives.
-pub fn recommender_path(models_dir: &Path, tenant: &TenantId) -> PathBuf {
-    models_dir.join(tenant.as_str()).join(RECOMMENDER_FILE)
+/// What the registry keeps of a model version, from the manifest inside its artifact.
+pub fn version_info(manifest: &Manifest, size: u64) -> Result<VersionInfo, RegistryError> {
+    Ok(VersionInfo {
+        key: ModelKey::parse(&manifest.tenant, &manifest.name)?,
+        version: Version::parse(manifest.version.clone())?,
+        kind: manifest.kind.clone(),
+        created_at_ms: manifest.created_at_ms,
+        items: manifest.items.len() as u64,
+        users: manifest.stats.users,
+        interactions: manifest.stats.interactions,
+        size,
+    })
+}
+
+/// [`version_info`] of ONNX bytes with a shopmind manifest inside.
+pub fn version_info_of_onnx(bytes: &[u8]) -> Result<VersionInfo, TrainerError> {
+    let manifest = shopmind_models::read_manifest(bytes).map_err(|e| TrainerError::Task(e.to_string()))?;
+    Ok(version_info(&manifest, bytes.len() as u64)?)
 }
 
 /// What one training round did for a tenant.
 #[derive(Debug, Clone, PartialEq)]
 pub struct TrainedModel {
     pub tenant: TenantId,
-    pub path: PathBuf,
     pub version: String,
     pub items: usize,
     pub users: u64,
     pub interactions: u64,
+    /// Whether it was made the active version (`trainer.auto_promote`).
+    pub promoted: bool,
+    /// Older versions removed from the registry (`models.keep_versions`).
+    pub pruned: usize,
 }
 
 /// Progress of reading the stream: (messages read, messages to read).
@@ -69,6 +89,7 @@ impl Trainer {
         &mut self,
         config: &Config,
         bus: &dyn Bus,
+        models: &dyn ModelStore,
         progress: Progress<'_>,
     ) -> Result<Vec<TrainedModel>, TrainerError> {
         let state = bus.stream_state(topology::EVENTS_STREAM).await?;
@@ -123,8 +144,16 @@ impl Trainer {
                 continue;
             }
             let model =
-                train_and_write(&config.models.dir, &tenant, interactions, covisit.clone(), last_seq).await?;
-            info!(tenant = %tenant, version = %model.version, items = model.items, users = model.users, "model written");
+                train_and_publish(config, models, &tenant, interactions, covisit.clone(), last_seq).await?;
+            info!(
+                tenant = %tenant,
+                version = %model.version,
+                items = model.items,
+                users = model.users,
+                promoted = model.promoted,
+                pruned = model.pruned,
+                "model published to the registry"
+            );
             self.trained_through.insert(tenant, last_seq);
             trained.push(model);
         }
@@ -132,53 +161,55 @@ impl Trainer {
     }
 }
 
-async fn train_and_write(
-    dir: &Path,
+async fn train_and_publish(
+    config: &Config,
+    models: &dyn ModelStore,
     tenant: &TenantId,
     interactions: Vec<TrainingInteraction>,
     covisit: CovisitConfig,
     last_seq: u64,
 ) -> Result<TrainedModel, TrainerError> {
-    let path = recommender_path(dir, tenant);
     let tenant_s = tenant.to_string();
-    let target = path.clone();
-    tokio::task::spawn_blocking(move || {
+    let (info, bytes, items) = tokio::task::spawn_blocking(move || {
         let model = train(interactions, &covisit);
         let created = UnixMillis::now();
         let version = format!("covisit-{}-s{last_seq}", created.0);
-        let manifest = model.manifest("recommender", &version, &tenant_s, created.0);
+        let manifest = model.manifest(RECOMMENDER, &version, &tenant_s, created.0);
         let bytes = model.to_onnx(&manifest);
-        write_atomically(&target, &bytes)?;
-        Ok(TrainedModel {
-            tenant: TenantId::parse(tenant_s).map_err(|e| TrainerError::Task(e.to_string()))?,
-            path: target,
-            version,
-            items: model.items.len(),
-            users: model.stats.users,
-            interactions: model.stats.interactions,
-        })
+        let info = version_info(&manifest, bytes.len() as u64)?;
+        Ok::<_, TrainerError>((info, Bytes::from(bytes), model.items.len()))
     })
     .await
-    .map_err(|e| TrainerError::Task(e.to_string()))?
-}
-
-fn write_atomically(path: &Path, bytes: &[u8]) -> Result<(), TrainerError> {
-    let err = |source| TrainerError::Write { path: path.to_path_buf(), source };
-    if let Some(parent) = path.parent() {
-        std::fs::create_dir_all(parent).map_err(err)?;
+    .map_err(|e| TrainerError::Task(e.to_string()))??;
+    let info = models.put(info, bytes).await?;
+    let promoted = config.trainer.auto_promote;
+    if promoted {
+        models.promote(&info.key, &info.version).await?;
     }
-    let tmp = path.with_extension("onnx.tmp");
-    std::fs::write(&tmp, bytes).map_err(err)?;
-    std::fs::rename(&tmp, path).map_err(err)
+    let pruned = shopmind_registry::prune(models, &info.key, config.models.keep_versions).await?.len();
+    Ok(TrainedModel {
+        tenant: tenant.clone(),
+        version: info.version.to_string(),
+        items,
+        users: info.users,
+        interactions: info.interactions,
+        promoted,
+        pruned,
+    })
 }
 
 /// The trainer service: a round now, then every `trainer.interval_s` (0: one round only).
-pub async fn run(config: Config, bus: Arc<dyn Bus>, shutdown: Shutdown) -> Result<(), TrainerError> {
+pub async fn run(
+    config: Config,
+    bus: Arc<dyn Bus>,
+    models: Arc<dyn ModelStore>,
+    shutdown: Shutdown,
+) -> Result<(), TrainerError> {
     let mut trainer = Trainer::new();
     let interval = Duration::from_secs(config.trainer.interval_s);
     loop {
         let started = Instant::now();
-        let round = trainer.round(&config, &*bus, &|_, _| {});
+        let round = trainer.round(&config, &*bus, &*models, &|_, _| {});
         let result = tokio::select! {
             () = shutdown.wait() => break,
             r = round => r,
