@@ -10,6 +10,7 @@ mod eval;
 mod eval_demand;
 mod eval_intent;
 mod eval_recommend;
+mod notifications;
 mod replay;
 mod simulate;
 
