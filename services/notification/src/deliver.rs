@@ -122,6 +122,7 @@ impl Notifier {
             return Ok(Delivered::OptedOut);
         }
 
+        let mut dedup_claim = None;
         if !deferred {
             // Dedup: the first notification of (rule, user, subject) within the window claims
             // it; the same notification again (a retry) passes.
@@ -129,11 +130,12 @@ impl Notifier {
             let window = Duration::from_secs(policy.dedup_window_s);
             let id = Bytes::from(n.notification_id.clone());
             if !self.store.put_if_absent(&key, id.clone(), window).await? {
-                let holder = self.store.read(vec![Read::Get { key }]).await?.pop();
+                let holder = self.store.read(vec![Read::Get { key: key.clone() }]).await?.pop();
                 if holder != Some(Value::Get(Some(id))) {
                     return Ok(Delivered::Deduped);
                 }
             }
+            dedup_claim = Some(key);
 
             // Quiet hours: deferred to their end.
             if customer && policy.quiet_kinds.iter().any(|k| k == kind) {
@@ -167,6 +169,16 @@ impl Notifier {
             };
             if !counted.iter().any(|(m, _)| *m == n.notification_id) {
                 if counted.len() >= limit {
+                    // A dropped notification does not hold the dedup claim.
+                    if let Some(key) = dedup_claim {
+                        self.store
+                            .write(WriteBatch {
+                                writes: vec![Write::Delete { key }],
+                                atomic: false,
+                                guard: None,
+                            })
+                            .await?;
+                    }
                     return Ok(Delivered::Capped);
                 }
                 let writes = vec![
