@@ -105,18 +105,14 @@ pub async fn on_event(n: &Notifier, event: &Event) -> Result<(), NotificationErr
                 timers::schedule(&*n.store, t, &Timer::CartIdle { user: u.to_string(), at }, due).await?;
             }
         }
-        (Payload::RemovedFromCart { .. }, Some(u)) => {
-            if rules.cart_abandonment.enabled {
-                let due = at.saturating_add(ms(Duration::from_secs(rules.cart_abandonment.idle_s)));
-                timers::schedule(&*n.store, t, &Timer::CartIdle { user: u.to_string(), at }, due).await?;
-            }
+        (Payload::RemovedFromCart { .. }, Some(u)) if rules.cart_abandonment.enabled => {
+            let due = at.saturating_add(ms(Duration::from_secs(rules.cart_abandonment.idle_s)));
+            timers::schedule(&*n.store, t, &Timer::CartIdle { user: u.to_string(), at }, due).await?;
         }
-        (Payload::OrderPlaced { .. }, Some(u)) => {
-            if rules.churn_risk.enabled {
-                // Checked at once (the feature service may still be applying the order), then
-                // when the customer's gap is exceeded.
-                timers::schedule(&*n.store, t, &Timer::ChurnCheck { user: u.to_string(), at }, at).await?;
-            }
+        // Checked at once (the feature service may still be applying the order), then when the
+        // customer's gap is exceeded.
+        (Payload::OrderPlaced { .. }, Some(u)) if rules.churn_risk.enabled => {
+            timers::schedule(&*n.store, t, &Timer::ChurnCheck { user: u.to_string(), at }, at).await?;
         }
         (Payload::SupportMessage { conversation, author: Author::Customer, text }, Some(u)) => {
             let rule = &rules.support_escalation;
