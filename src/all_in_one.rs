@@ -59,7 +59,7 @@ impl AllInOne {
         spawn(
             &mut tasks,
             "notification",
-            shopmind_notification::run(config.clone(), bus.clone(), shutdown.clone()),
+            shopmind_notification::run(config.clone(), bus.clone(), store.clone(), shutdown.clone()),
         );
         if with_trainer {
             spawn(

@@ -93,6 +93,11 @@ pub enum Command {
         #[command(subcommand)]
         action: crate::dlq::DlqAction,
     },
+    /// Notification tools: webhook dead letters (list, replay), user preferences, pending timers.
+    Notifications {
+        #[command(subcommand)]
+        action: crate::notifications::NotificationsAction,
+    },
     /// Offline evaluation of the models, next to baselines computed in the same run.
     Eval(crate::eval::EvalArgs),
     /// Measures the system; each figure next to a raw baseline from the same run.
@@ -118,6 +123,7 @@ impl Command {
             Command::Demo { .. } => "demo",
             Command::Config => "config",
             Command::Dlq { .. } => "dlq",
+            Command::Notifications { .. } => "notifications",
             Command::Replay { .. } => "replay",
             Command::Simulate(_) => "simulate",
             Command::Eval(_) => "eval",
@@ -169,6 +175,7 @@ pub async fn run(command: Command, config: Config) -> anyhow::Result<()> {
         }
         Command::Dlq { action } => crate::dlq::run(action, config).await,
         Command::Models { action } => crate::models::run(action, config).await,
+        Command::Notifications { action } => crate::notifications::run(action, config).await,
         Command::Bench { what } => crate::bench::run(what, config).await,
         Command::Simulate(args) => crate::simulate::run(args),
         Command::Eval(args) => crate::eval::run(args).await,
@@ -212,7 +219,10 @@ async fn run_service(command: Command, config: Config) -> anyhow::Result<()> {
             let store = connect::store(&config, name, Embedded::Forbidden).await?;
             shopmind_inference::run(config, bus.clone(), store, models, shutdown).await?;
         }
-        Command::Notification => shopmind_notification::run(config, bus.clone(), shutdown).await?,
+        Command::Notification => {
+            let store = connect::store(&config, name, Embedded::Forbidden).await?;
+            shopmind_notification::run(config, bus.clone(), store, shutdown).await?;
+        }
         Command::Trainer => shopmind_trainer::run(config, bus.clone(), models, shutdown).await?,
         _ => {}
     }

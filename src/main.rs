@@ -11,6 +11,7 @@ mod eval_demand;
 mod eval_intent;
 mod eval_recommend;
 mod models;
+mod notifications;
 mod replay;
 mod simulate;
 

@@ -290,14 +290,274 @@ impl Default for InferenceConfig {
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct NotificationConfig {
+    /// Redelivery delay of an event whose notifications could not be stored or published.
     pub ack_wait_s: u64,
+    /// Deliveries of one event before it is dead-lettered.
     pub max_deliver: i64,
+    /// How often due timers (idle carts, churn checks, deferred notifications) are looked for.
+    pub timer_poll_ms: u64,
+    /// How long one replica holds a due timer it works on before another may take it over.
+    pub timer_lease_s: u64,
+    /// Webhook delivery (all tenants).
+    pub webhook: WebhookDeliveryConfig,
+    /// Rules, policies and webhooks of every tenant without its own table in `tenants`.
+    pub defaults: TenantNotifications,
+    /// Per tenant: a table that overrides only the keys it names; the rest come from `defaults`.
+    pub tenants: BTreeMap<String, TenantNotifications>,
 }
 
 impl Default for NotificationConfig {
     fn default() -> Self {
-        Self { ack_wait_s: 30, max_deliver: 10 }
+        Self {
+            ack_wait_s: 30,
+            max_deliver: 10,
+            timer_poll_ms: 1000,
+            timer_lease_s: 30,
+            webhook: WebhookDeliveryConfig::default(),
+            defaults: TenantNotifications::default(),
+            tenants: BTreeMap::new(),
+        }
     }
+}
+
+impl NotificationConfig {
+    /// The rules, policies and webhooks in force for `tenant`.
+    pub fn tenant(&self, tenant: &str) -> &TenantNotifications {
+        self.tenants.get(tenant).unwrap_or(&self.defaults)
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct WebhookDeliveryConfig {
+    /// Time limit of one POST (connect, send, response headers).
+    pub timeout_ms: u64,
+    /// Attempts of one delivery before it is dead-lettered (`shopmind notifications dead-letters`).
+    pub max_attempts: i64,
+    /// Backoff before attempt n+1: a random value in [d/2, d] with d = min(base * 2^(n-1), max).
+    pub backoff_base_ms: u64,
+    pub backoff_max_ms: u64,
+    /// Deliveries in flight at once per process.
+    pub concurrency: usize,
+}
+
+impl Default for WebhookDeliveryConfig {
+    fn default() -> Self {
+        Self {
+            timeout_ms: 5000,
+            max_attempts: 8,
+            backoff_base_ms: 1000,
+            backoff_max_ms: 300_000,
+            concurrency: 16,
+        }
+    }
+}
+
+/// What one tenant's notifications do.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, Default)]
+#[serde(deny_unknown_fields, default)]
+pub struct TenantNotifications {
+    pub rules: RulesConfig,
+    pub policy: PolicyConfig,
+    /// HTTP endpoints that get every notification of their audiences (and kinds) as a signed POST.
+    pub webhooks: Vec<WebhookEndpoint>,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, Default)]
+#[serde(deny_unknown_fields, default)]
+pub struct RulesConfig {
+    pub cart_abandonment: CartAbandonmentRule,
+    pub back_in_stock: BackInStockRule,
+    pub price_drop: PriceDropRule,
+    pub order_status: OrderStatusRule,
+    pub low_stock: LowStockRule,
+    pub churn_risk: ChurnRiskRule,
+    pub support_escalation: SupportEscalationRule,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct CartAbandonmentRule {
+    pub enabled: bool,
+    /// The cart has not changed for this long.
+    pub idle_s: u64,
+    /// And the user's purchase intent (0..1) is at least this.
+    pub min_intent: f64,
+    /// Recommended complements carried by the nudge.
+    pub complements: usize,
+}
+
+impl Default for CartAbandonmentRule {
+    fn default() -> Self {
+        Self { enabled: true, idle_s: 1800, min_intent: 0.5, complements: 3 }
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct BackInStockRule {
+    pub enabled: bool,
+    /// A user who viewed or carted the item while it was out of stock is told within this many days.
+    pub watch_days: u32,
+}
+
+impl Default for BackInStockRule {
+    fn default() -> Self {
+        Self { enabled: true, watch_days: 30 }
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct PriceDropRule {
+    pub enabled: bool,
+    /// The price fell by at least this many percent.
+    pub min_drop_pct: f64,
+    /// Users who viewed the item within this many days are told.
+    pub viewed_within_days: u32,
+    /// Most recent viewers remembered per item.
+    pub max_viewers: usize,
+}
+
+impl Default for PriceDropRule {
+    fn default() -> Self {
+        Self { enabled: true, min_drop_pct: 10.0, viewed_within_days: 30, max_viewers: 1000 }
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct OrderStatusRule {
+    pub enabled: bool,
+    /// The statuses that notify (placed, paid, shipped, delivered, cancelled, returned, refunded).
+    pub statuses: Vec<String>,
+}
+
+impl Default for OrderStatusRule {
+    fn default() -> Self {
+        let statuses = ["placed", "paid", "shipped", "delivered", "cancelled", "returned", "refunded"];
+        Self { enabled: true, statuses: statuses.map(String::from).to_vec() }
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct LowStockRule {
+    pub enabled: bool,
+    /// Days until a restock arrives: the merchant is alerted when the demand forecast over this
+    /// many days exceeds the stock.
+    pub lead_time_days: u32,
+    /// Days of daily demand the fallback forecaster averages.
+    pub history_days: u32,
+}
+
+impl Default for LowStockRule {
+    fn default() -> Self {
+        Self { enabled: true, lead_time_days: 7, history_days: 28 }
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct ChurnRiskRule {
+    pub enabled: bool,
+    /// A customer is at risk when the time since the last order exceeds this many times their
+    /// mean time between orders.
+    pub drift_ratio: f64,
+    /// Only customers with at least this many orders (a mean gap needs two).
+    pub min_orders: i64,
+}
+
+impl Default for ChurnRiskRule {
+    fn default() -> Self {
+        Self { enabled: true, drift_ratio: 2.0, min_orders: 2 }
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct SupportEscalationRule {
+    pub enabled: bool,
+    /// A customer's support message containing one of these (case-insensitive) escalates to the
+    /// agents; the assistant escalates through the API whatever the text.
+    pub keywords: Vec<String>,
+}
+
+impl Default for SupportEscalationRule {
+    fn default() -> Self {
+        let keywords = ["human", "agent", "complaint", "lawyer", "manager", "chargeback"];
+        Self { enabled: true, keywords: keywords.map(String::from).to_vec() }
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct PolicyConfig {
+    /// The same rule for the same user and item notifies at most once within this window.
+    pub dedup_window_s: u64,
+    /// At most `frequency_cap` notifications of the capped kinds per user within
+    /// `frequency_window_s`; more are dropped.
+    pub frequency_cap: u32,
+    pub frequency_window_s: u64,
+    /// The kinds the frequency cap counts (the marketing ones by default).
+    pub capped_kinds: Vec<String>,
+    /// Quiet hours in the user's time zone, [start, end) in whole hours (start > end spans
+    /// midnight; start == end: none). Notifications of `quiet_kinds` are deferred to the end.
+    pub quiet_start_hour: u32,
+    pub quiet_end_hour: u32,
+    pub quiet_kinds: Vec<String>,
+    /// The UTC offset of users who set none, e.g. "+00:00", "-05:00".
+    pub default_utc_offset: String,
+}
+
+impl Default for PolicyConfig {
+    fn default() -> Self {
+        let marketing = ["cart_abandoned", "back_in_stock", "price_drop"];
+        Self {
+            dedup_window_s: 86_400,
+            frequency_cap: 3,
+            frequency_window_s: 86_400,
+            capped_kinds: marketing.map(String::from).to_vec(),
+            quiet_start_hour: 22,
+            quiet_end_hour: 8,
+            quiet_kinds: marketing.map(String::from).to_vec(),
+            default_utc_offset: "+00:00".into(),
+        }
+    }
+}
+
+/// A webhook endpoint of a tenant.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, Default)]
+#[serde(deny_unknown_fields, default)]
+pub struct WebhookEndpoint {
+    /// Names the endpoint in subjects and dead letters: 1-64 of `a-z 0-9 - _`.
+    pub name: String,
+    /// `http://host:port/path` (plain HTTP; terminate TLS in front of the receiver).
+    pub url: String,
+    /// HMAC-SHA256 key of the `Shopmind-Signature` header.
+    pub secret: String,
+    /// Audiences it receives (customer, merchant, agents); empty: all.
+    pub audiences: Vec<String>,
+    /// Kinds it receives (order_status, cart_abandoned, ...); empty: all.
+    pub kinds: Vec<String>,
+}
+
+/// Parses a UTC offset `+HH:MM`, `-HH:MM` or `Z`/`UTC` into minutes east of UTC.
+pub fn parse_utc_offset(s: &str) -> Option<i32> {
+    if s == "Z" || s.eq_ignore_ascii_case("utc") {
+        return Some(0);
+    }
+    let (sign, rest) = match s.as_bytes().first()? {
+        b'+' => (1, &s[1..]),
+        b'-' => (-1, &s[1..]),
+        _ => return None,
+    };
+    let (h, m) = rest.split_once(':')?;
+    if h.len() != 2 || m.len() != 2 {
+        return None;
+    }
+    let (h, m): (i32, i32) = (h.parse().ok()?, m.parse().ok()?);
+    (h <= 14 && m < 60).then_some(sign * (h * 60 + m))
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -336,6 +596,97 @@ impl Default for ModelsConfig {
     }
 }
 
+/// The notification kinds, as configuration names them.
+pub const NOTIFICATION_KINDS: [&str; 7] = [
+    "order_status",
+    "cart_abandoned",
+    "back_in_stock",
+    "price_drop",
+    "low_stock",
+    "churn_risk",
+    "support_escalation",
+];
+
+/// The notification audiences.
+pub const AUDIENCES: [&str; 3] = ["customer", "merchant", "agents"];
+
+impl TenantNotifications {
+    /// Checks one table; errors are (key, reason) with keys under `prefix`.
+    fn validate(&self, prefix: &str) -> Result<(), (String, String)> {
+        let bad = |key: &str, reason: &str| Err((format!("{prefix}.{key}"), reason.to_string()));
+        let r = &self.rules;
+        if r.cart_abandonment.idle_s == 0 {
+            return bad("rules.cart_abandonment.idle_s", "must be at least 1");
+        }
+        if !(0.0..=1.0).contains(&r.cart_abandonment.min_intent) {
+            return bad("rules.cart_abandonment.min_intent", "must be within 0..=1");
+        }
+        if r.cart_abandonment.complements > 50 {
+            return bad("rules.cart_abandonment.complements", "must be at most 50");
+        }
+        if r.back_in_stock.watch_days == 0 {
+            return bad("rules.back_in_stock.watch_days", "must be at least 1");
+        }
+        if !(r.price_drop.min_drop_pct > 0.0 && r.price_drop.min_drop_pct < 100.0) {
+            return bad("rules.price_drop.min_drop_pct", "must be within (0, 100)");
+        }
+        if r.price_drop.viewed_within_days == 0 || r.price_drop.max_viewers == 0 {
+            return bad("rules.price_drop.viewed_within_days", "it and max_viewers must be at least 1");
+        }
+        if let Some(s) = r.order_status.statuses.iter().find(|s| {
+            !["placed", "paid", "shipped", "delivered", "cancelled", "returned", "refunded"]
+                .contains(&s.as_str())
+        }) {
+            return bad("rules.order_status.statuses", &format!("unknown status {s:?}"));
+        }
+        if r.low_stock.lead_time_days == 0 || r.low_stock.history_days == 0 {
+            return bad("rules.low_stock.lead_time_days", "it and history_days must be at least 1");
+        }
+        if !(r.churn_risk.drift_ratio.is_finite() && r.churn_risk.drift_ratio > 0.0) {
+            return bad("rules.churn_risk.drift_ratio", "must be a positive number");
+        }
+        if r.churn_risk.min_orders < 2 {
+            return bad("rules.churn_risk.min_orders", "must be at least 2 (a mean gap needs two orders)");
+        }
+        let p = &self.policy;
+        if p.dedup_window_s == 0 || p.frequency_window_s == 0 {
+            return bad("policy.dedup_window_s", "it and frequency_window_s must be at least 1");
+        }
+        if p.quiet_start_hour > 23 || p.quiet_end_hour > 23 {
+            return bad("policy.quiet_start_hour", "quiet hours must be 0..=23");
+        }
+        if parse_utc_offset(&p.default_utc_offset).is_none() {
+            return bad("policy.default_utc_offset", "must be +HH:MM or -HH:MM (or UTC)");
+        }
+        for (key, kinds) in [("policy.capped_kinds", &p.capped_kinds), ("policy.quiet_kinds", &p.quiet_kinds)]
+        {
+            if let Some(k) = kinds.iter().find(|k| !NOTIFICATION_KINDS.contains(&k.as_str())) {
+                return bad(key, &format!("unknown kind {k:?}"));
+            }
+        }
+        let mut names = std::collections::BTreeSet::new();
+        for (i, w) in self.webhooks.iter().enumerate() {
+            let key = format!("webhooks[{i}]");
+            if TenantId::parse(w.name.clone()).is_err() || !names.insert(w.name.as_str()) {
+                return bad(&format!("{key}.name"), "must be unique and 1-64 of a-z 0-9 - _");
+            }
+            if !w.url.starts_with("http://") {
+                return bad(&format!("{key}.url"), "must be an http:// URL");
+            }
+            if w.secret.is_empty() {
+                return bad(&format!("{key}.secret"), "must not be empty");
+            }
+            if let Some(a) = w.audiences.iter().find(|a| !AUDIENCES.contains(&a.as_str())) {
+                return bad(&format!("{key}.audiences"), &format!("unknown audience {a:?}"));
+            }
+            if let Some(k) = w.kinds.iter().find(|k| !NOTIFICATION_KINDS.contains(&k.as_str())) {
+                return bad(&format!("{key}.kinds"), &format!("unknown kind {k:?}"));
+            }
+        }
+        Ok(())
+    }
+}
+
 impl Config {
     /// Defaults, then the file (if any), then `SHOPMIND__*` variables from `env`; validated.
     pub fn load(
@@ -364,6 +715,7 @@ impl Config {
             set_path(&mut table, &path, env_value(&raw))
                 .map_err(|reason| ConfigError::Env { var, reason })?;
         }
+        overlay_tenant_notifications(&mut table);
         let config = Self::from_table(table)?;
         config.validate()?;
         Ok(config)
@@ -483,6 +835,41 @@ impl Config {
         if self.notification.ack_wait_s == 0 {
             return bad("notification.ack_wait_s", "must be at least 1");
         }
+        if self.notification.max_deliver == 0 || self.notification.max_deliver < -1 {
+            return bad("notification.max_deliver", "must be positive, or -1 for unlimited");
+        }
+        if self.notification.timer_poll_ms < 10 {
+            return bad("notification.timer_poll_ms", "must be at least 10");
+        }
+        if self.notification.timer_lease_s == 0 {
+            return bad("notification.timer_lease_s", "must be at least 1");
+        }
+        let w = &self.notification.webhook;
+        if w.timeout_ms == 0 {
+            return bad("notification.webhook.timeout_ms", "must be at least 1");
+        }
+        if w.max_attempts < 1 {
+            return bad("notification.webhook.max_attempts", "must be at least 1");
+        }
+        if w.backoff_base_ms == 0 || w.backoff_max_ms < w.backoff_base_ms {
+            return bad(
+                "notification.webhook.backoff_base_ms",
+                "must be at least 1 and at most backoff_max_ms",
+            );
+        }
+        if !(1..=1024).contains(&w.concurrency) {
+            return bad("notification.webhook.concurrency", "must be 1..=1024");
+        }
+        let mut tables = vec![("notification.defaults".to_string(), &self.notification.defaults)];
+        for (tenant, t) in &self.notification.tenants {
+            if TenantId::parse(tenant.clone()).is_err() {
+                return bad(&format!("notification.tenants.{tenant}"), "not a valid tenant id");
+            }
+            tables.push((format!("notification.tenants.{tenant}"), t));
+        }
+        for (prefix, t) in tables {
+            t.validate(&prefix).map_err(|(key, reason)| ConfigError::Invalid { key, reason })?;
+        }
         if !(2..=100_000).contains(&self.trainer.max_items) {
             return bad("trainer.max_items", "must be 2..=100000 (the model is a dense item-item matrix)");
         }
@@ -501,6 +888,25 @@ impl Config {
     /// The configuration as TOML, e.g. to print the effective configuration.
     pub fn to_toml(&self) -> String {
         toml::to_string_pretty(self).unwrap_or_default()
+    }
+}
+
+/// Makes each `[notification.tenants.<t>]` table `[notification.defaults]` with the tenant's
+/// keys over it, so a tenant names only what differs.
+fn overlay_tenant_notifications(table: &mut toml::Table) {
+    let Some(toml::Value::Table(n)) = table.get_mut("notification") else { return };
+    let defaults = match n.get("defaults") {
+        Some(toml::Value::Table(d)) => d.clone(),
+        _ => toml::Table::new(),
+    };
+    if let Some(toml::Value::Table(tenants)) = n.get_mut("tenants") {
+        for (_, t) in tenants.iter_mut() {
+            if let toml::Value::Table(own) = t {
+                let mut merged = defaults.clone();
+                merge(&mut merged, std::mem::take(own));
+                *own = merged;
+            }
+        }
     }
 }
 

@@ -120,3 +120,63 @@ fn metrics_listen_is_an_address_or_empty() {
     let err = Config::load(None, env(&[("SHOPMIND__METRICS__LISTEN", "localhost")])).unwrap_err();
     assert!(matches!(&err, ConfigError::Invalid { key, .. } if key == "metrics.listen"), "{err}");
 }
+
+#[test]
+fn a_tenant_notification_table_overrides_only_what_it_names() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("c.toml");
+    std::fs::write(
+        &path,
+        r#"
+[notification.defaults.policy]
+frequency_cap = 7
+[notification.tenants.acme.rules.cart_abandonment]
+idle_s = 60
+[[notification.tenants.acme.webhooks]]
+name = "crm"
+url = "http://127.0.0.1:9/hook"
+secret = "s"
+"#,
+    )
+    .unwrap();
+    let c = Config::load(Some(&path), env(&[])).unwrap();
+    let acme = c.notification.tenant("acme");
+    assert_eq!(acme.rules.cart_abandonment.idle_s, 60);
+    assert_eq!(acme.rules.cart_abandonment.min_intent, 0.5, "built-in default");
+    assert_eq!(acme.policy.frequency_cap, 7, "from [notification.defaults]");
+    assert_eq!(acme.webhooks.len(), 1);
+    let other = c.notification.tenant("globex");
+    assert_eq!(other.rules.cart_abandonment.idle_s, 1800);
+    assert_eq!(other.policy.frequency_cap, 7);
+    assert!(other.webhooks.is_empty());
+
+    std::fs::write(
+        &path,
+        "[[notification.tenants.acme.webhooks]]\nname = \"x\"\nurl = \"https://a/\"\nsecret = \"s\"\n",
+    )
+    .unwrap();
+    let err = Config::load(Some(&path), env(&[])).unwrap_err();
+    assert!(
+        matches!(&err, ConfigError::Invalid { key, .. } if key == "notification.tenants.acme.webhooks[0].url"),
+        "{err}"
+    );
+    let err =
+        Config::load(None, env(&[("SHOPMIND__NOTIFICATION__DEFAULTS__POLICY__DEFAULT_UTC_OFFSET", "CET")]))
+            .unwrap_err();
+    assert!(
+        matches!(&err, ConfigError::Invalid { key, .. } if key == "notification.defaults.policy.default_utc_offset"),
+        "{err}"
+    );
+}
+
+#[test]
+fn utc_offsets_parse() {
+    use shopmind_config::parse_utc_offset;
+    assert_eq!(parse_utc_offset("+00:00"), Some(0));
+    assert_eq!(parse_utc_offset("UTC"), Some(0));
+    assert_eq!(parse_utc_offset("+05:30"), Some(330));
+    assert_eq!(parse_utc_offset("-08:00"), Some(-480));
+    for bad in ["", "5", "+5:00", "+15:00", "+01:60", "CET", "+01"] {
+        assert_eq!(parse_utc_offset(bad), None, "{bad}");
+    }
+}

@@ -205,19 +205,54 @@ pub const CATALOGUE: &[Spec] = &[
         help: "Notifications published to SM_NOTIFICATIONS; duplicate: published before (the event \
                was delivered again).",
     },
+    Spec {
+        name: "shopmind_notifications_total",
+        kind: Kind::Counter,
+        labels: &["kind", "channel", "outcome"],
+        values: "`kind`: order_status, cart_abandoned, back_in_stock, price_drop, low_stock, churn_risk, \
+                 support_escalation; `channel`: stream, webhook, any; `outcome`: published, duplicate, \
+                 deduped, capped, deferred, opted_out",
+        help: "What the notification service did with each notification a rule made, by channel: \
+               published (to SM_NOTIFICATIONS for stream, to SM_WEBHOOKS for webhook), duplicate \
+               (published before), and, for channel any, the policies: deduped (same rule, user and \
+               item within the window), capped (frequency cap), deferred (quiet hours), opted_out.",
+    },
+    Spec {
+        name: "shopmind_notification_timers_total",
+        kind: Kind::Counter,
+        labels: &["timer", "result"],
+        values: "`timer`: cart_idle, churn_check, deferred; `result`: fired, silent, rescheduled",
+        help: "Due timers the notification service handled: fired (a notification was made), silent \
+               (its condition no longer held), rescheduled (not due yet after all).",
+    },
+    Spec {
+        name: "shopmind_webhook_attempts_total",
+        kind: Kind::Counter,
+        labels: &["result"],
+        values: "`result`: ok, http_error, timeout, error",
+        help: "Webhook POST attempts: ok (2xx), http_error (another status), timeout \
+               (notification.webhook.timeout_ms), error (connection or protocol failure).",
+    },
+    Spec {
+        name: "shopmind_webhook_duration_seconds",
+        kind: Kind::Histogram,
+        labels: &["result"],
+        values: "`result`: ok, http_error, timeout, error",
+        help: "Time of one webhook POST attempt, until the response headers (or the failure).",
+    },
     // Consumers.
     Spec {
         name: "shopmind_consumer_deliveries_total",
         kind: Kind::Counter,
         labels: &["stage"],
-        values: "`stage`: ingest, feature, notification",
+        values: "`stage`: ingest, feature, notification, webhook",
         help: "Messages delivered to a stage's durable consumer, redeliveries included.",
     },
     Spec {
         name: "shopmind_consumer_settlements_total",
         kind: Kind::Counter,
         labels: &["stage", "result"],
-        values: "`stage`: ingest, feature, notification; `result`: ack, retry, dead_letter",
+        values: "`stage`: ingest, feature, notification, webhook; `result`: ack, retry, dead_letter",
         help: "How deliveries were settled: ack (done), retry (negatively acked, delivered again \
                later), dead_letter (sent to SM_DLQ, then acked).",
     },
@@ -225,14 +260,14 @@ pub const CATALOGUE: &[Spec] = &[
         name: "shopmind_dead_letters_total",
         kind: Kind::Counter,
         labels: &["stage", "code"],
-        values: "`stage`: ingest, feature, notification; `code`: a reject code of docs/EVENTS.md, or retries_exhausted",
+        values: "`stage`: ingest, feature, notification, webhook; `code`: a reject code of docs/EVENTS.md, or retries_exhausted",
         help: "Messages a stage sent to the dead-letter stream SM_DLQ, by reason code.",
     },
     Spec {
         name: "shopmind_consumer_lag_messages",
         kind: Kind::Gauge,
         labels: &["stage"],
-        values: "`stage`: ingest, feature, notification",
+        values: "`stage`: ingest, feature, notification, webhook",
         help: "Backlog of a stage's durable consumer: messages not yet delivered plus delivered and \
                not yet acked. Refreshed every 5 s by each process running the stage; replicas of one \
                stage share the consumer and report the same backlog (take the max).",
@@ -370,6 +405,24 @@ struct NotifiedLabel {
 }
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct KindChannelOutcome {
+    kind: &'static str,
+    channel: &'static str,
+    outcome: &'static str,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct TimerResult {
+    timer: &'static str,
+    result: &'static str,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct ResultLabel {
+    result: &'static str,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 struct SuccessLabel {
     result: Success,
 }
@@ -443,6 +496,10 @@ pub struct Metrics {
     events_rejected: Family<SourceCode, Counter>,
     feature_events: Family<AppliedLabel, Counter>,
     notifications: Family<NotifiedLabel, Counter>,
+    notification_outcomes: Family<KindChannelOutcome, Counter>,
+    notification_timers: Family<TimerResult, Counter>,
+    webhook_attempts: Family<ResultLabel, Counter>,
+    webhook_duration: HistogramFamily<ResultLabel>,
     deliveries: Family<StageLabel, Counter>,
     settlements: Family<StageResult, Counter>,
     dead_letters: Family<StageCode, Counter>,
@@ -478,6 +535,10 @@ impl Metrics {
             events_rejected: Family::default(),
             feature_events: Family::default(),
             notifications: Family::default(),
+            notification_outcomes: Family::default(),
+            notification_timers: Family::default(),
+            webhook_attempts: Family::default(),
+            webhook_duration: Family::new_with_constructor(request_seconds),
             deliveries: Family::default(),
             settlements: Family::default(),
             dead_letters: Family::default(),
@@ -506,6 +567,10 @@ impl Metrics {
         register(r, &mut specs, m.events_rejected.clone());
         register(r, &mut specs, m.feature_events.clone());
         register(r, &mut specs, m.notifications.clone());
+        register(r, &mut specs, m.notification_outcomes.clone());
+        register(r, &mut specs, m.notification_timers.clone());
+        register(r, &mut specs, m.webhook_attempts.clone());
+        register(r, &mut specs, m.webhook_duration.clone());
         register(r, &mut specs, m.deliveries.clone());
         register(r, &mut specs, m.settlements.clone());
         register(r, &mut specs, m.dead_letters.clone());
@@ -554,6 +619,23 @@ impl Metrics {
     /// A notification was published (or was a duplicate of one published before).
     pub fn notification(&self, result: Notified) {
         self.notifications.get_or_create(&NotifiedLabel { result }).inc();
+    }
+
+    /// The notification service did `outcome` with a notification of `kind` on `channel` (see
+    /// the catalogue for the values).
+    pub fn notification_outcome(&self, kind: &'static str, channel: &'static str, outcome: &'static str) {
+        self.notification_outcomes.get_or_create(&KindChannelOutcome { kind, channel, outcome }).inc();
+    }
+
+    /// A due timer of kind `timer` was handled with `result` (fired, silent, rescheduled).
+    pub fn notification_timer(&self, timer: &'static str, result: &'static str) {
+        self.notification_timers.get_or_create(&TimerResult { timer, result }).inc();
+    }
+
+    /// A webhook POST attempt ended with `result` (ok, http_error, timeout, error) after `took`.
+    pub fn webhook_attempt(&self, result: &'static str, took: Duration) {
+        self.webhook_attempts.get_or_create(&ResultLabel { result }).inc();
+        self.webhook_duration.get_or_create(&ResultLabel { result }).observe(took.as_secs_f64());
     }
 
     /// A message was delivered to `stage`'s consumer.

@@ -23,6 +23,9 @@ fn touched() -> Metrics {
     m.event_rejected(Source::Grpc, "missing_field");
     m.feature_event(Applied::Applied);
     m.notification(Notified::Published);
+    m.notification_outcome("price_drop", "stream", "published");
+    m.notification_timer("cart_idle", "fired");
+    m.webhook_attempt("ok", Duration::from_millis(2));
     m.delivery("feature");
     m.settled("feature", Settlement::DeadLetter);
     m.dead_lettered("feature", "malformed");

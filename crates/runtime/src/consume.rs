@@ -93,6 +93,23 @@ where
     F: FnMut(Message) -> Fut,
     Fut: Future<Output = Outcome> + Send + 'static,
 {
+    consume_with_attempts(bus, spec, stage, concurrency, shutdown, move |message, _| handle(message)).await
+}
+
+/// Like [`consume_concurrently`], with the handler told which delivery of the message this is
+/// (1 on the first), e.g. to back off exponentially between attempts.
+pub async fn consume_with_attempts<F, Fut>(
+    bus: Arc<dyn Bus>,
+    spec: ConsumerSpec,
+    stage: &'static str,
+    concurrency: usize,
+    shutdown: Shutdown,
+    mut handle: F,
+) -> Result<(), BusError>
+where
+    F: FnMut(Message, u64) -> Fut,
+    Fut: Future<Output = Outcome> + Send + 'static,
+{
     let mut deliveries = bus.consume(&spec).await?;
     let lag = tokio::spawn(refresh_lag(bus.clone(), spec.clone(), stage, shutdown.clone()));
     let limit = Arc::new(Semaphore::new(concurrency.max(1)));
@@ -139,7 +156,7 @@ where
         );
         crate::telemetry::set_remote_parent(&span, incoming);
         span.record("trace_id", crate::telemetry::outgoing(&span, incoming).trace_id_hex());
-        let work = handle(delivery.message.clone());
+        let work = handle(delivery.message.clone(), delivery.delivered);
         let (bus, spec) = (bus.clone(), spec.clone());
         in_flight.spawn(async move {
             let outcome = work.instrument(span.clone()).await;

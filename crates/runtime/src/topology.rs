@@ -6,6 +6,7 @@
 //! | `SM_EVENTS`        | `sm.events.<tenant>.<kind>`           | validated events (protobuf `shopmind.v1.Event`) |
 //! | `SM_DLQ`           | `sm.dlq.<tenant>.<stage>`             | messages that could not be processed, with the reason in headers |
 //! | `SM_NOTIFICATIONS` | `sm.notify.<tenant>.<audience>`       | notifications (protobuf `shopmind.v1.Notification`) |
+//! | `SM_WEBHOOKS`      | `sm.webhook.<tenant>.<endpoint>`      | notifications waiting for delivery to a tenant's webhook endpoint |
 //!
 //! Request-reply subjects (core NATS, queue groups): `sm.rpc.<tenant>.<service>.<method>`.
 
@@ -19,6 +20,7 @@ pub const INTAKE_STREAM: &str = "SM_INTAKE";
 pub const EVENTS_STREAM: &str = "SM_EVENTS";
 pub const DLQ_STREAM: &str = "SM_DLQ";
 pub const NOTIFICATIONS_STREAM: &str = "SM_NOTIFICATIONS";
+pub const WEBHOOKS_STREAM: &str = "SM_WEBHOOKS";
 
 /// Header with the reason a message was dead-lettered.
 pub const DLQ_REASON_HEADER: &str = "Shopmind-Dlq-Reason";
@@ -47,6 +49,7 @@ pub fn streams(cfg: &StreamsConfig) -> Vec<StreamSpec> {
         stream(EVENTS_STREAM, "sm.events.>", cfg.events_max_age_days),
         stream(DLQ_STREAM, "sm.dlq.>", cfg.dlq_max_age_days),
         stream(NOTIFICATIONS_STREAM, "sm.notify.>", cfg.notifications_max_age_days),
+        stream(WEBHOOKS_STREAM, "sm.webhook.>", cfg.notifications_max_age_days),
     ]
 }
 
@@ -70,6 +73,11 @@ pub fn dlq_subject(tenant_token: &str, stage: &str) -> String {
 
 pub fn notification_subject(tenant: &TenantId, audience: &str) -> String {
     format!("sm.notify.{tenant}.{audience}")
+}
+
+/// Where a notification waits for delivery to the tenant's webhook endpoint `endpoint`.
+pub fn webhook_subject(tenant: &TenantId, endpoint: &str) -> String {
+    format!("sm.webhook.{tenant}.{endpoint}")
 }
 
 pub fn notifications_of_tenant(tenant: &TenantId) -> String {

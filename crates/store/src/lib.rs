@@ -91,6 +91,8 @@ pub enum Write {
     SetAdd { key: Key, member: String },
     /// Sets a plain value.
     Put { key: Key, value: Bytes },
+    /// Removes a member of a sorted set (ZREM); absent members and keys change nothing.
+    SortedRemove { key: Key, member: String },
     /// Removes a key of any type.
     Delete { key: Key },
     /// Sets the time to live of a key that exists (no effect otherwise).
@@ -255,6 +257,9 @@ pub enum Read {
     SortedTop { key: Key, n: usize },
     /// The scores of the given members (None where absent).
     SortedScores { key: Key, members: Vec<String> },
+    /// The members scored within `[min, max]` (infinities allowed), lowest first (ties: member
+    /// ascending), at most `limit` (ZRANGE BYSCORE LIMIT 0 limit). Answered as [`Value::Sorted`].
+    SortedRange { key: Key, min: f64, max: f64, limit: usize },
     /// All fields of a hash.
     Hash { key: Key },
     /// All members of a set.

@@ -283,6 +283,14 @@ impl Inner {
                 self.entries.remove(key);
                 (key, Ok(()))
             }
+            // ZREM key member (the key goes when its last member does).
+            Write::SortedRemove { key, member } => {
+                let result = match self.live(key, now) {
+                    Some(entry) => typed!(entry, Sorted, key, SORTED).map(|z| z.remove(member)),
+                    None => Ok(()),
+                };
+                (key, result)
+            }
             // PEXPIRE key ms: only a live key; 0 ms deletes it.
             Write::Expire { key, ttl } => {
                 let millis = ttl_millis(*ttl);
@@ -457,6 +465,13 @@ impl Inner {
                     members.iter().map(|m| z.scores.get(m).copied()).collect()
                 }
                 _ => vec![None; members.len()],
+            }),
+            // ZRANGE key min max BYSCORE LIMIT 0 limit WITHSCORES (nothing sent for limit 0).
+            Read::SortedRange { key, min, max, limit } => Value::Sorted(match self.live(key, now) {
+                Some(entry) if *limit > 0 => {
+                    typed!(entry, Sorted, key, SORTED)?.range_with_scores(*min, *max, *limit)
+                }
+                _ => Vec::new(),
             }),
             // HGETALL key, sorted by field.
             Read::Hash { key } => Value::Hash(match self.live(key, now) {
@@ -702,6 +717,26 @@ impl SortedSet {
             .take_while(|(score, _)| score.0 <= max)
             .map(|(_, member)| member.clone())
             .collect()
+    }
+
+    /// ZRANGE BYSCORE WITHSCORES LIMIT 0 limit: lowest first.
+    fn range_with_scores(&self, min: f64, max: f64, limit: usize) -> Vec<(String, f64)> {
+        if min.is_nan() || max.is_nan() {
+            return Vec::new();
+        }
+        self.ranked
+            .range((Score(min), String::new())..)
+            .take_while(|(score, _)| score.0 <= max)
+            .take(limit)
+            .map(|(score, member)| (member.clone(), score.0))
+            .collect()
+    }
+
+    /// ZREM: removes a member if present.
+    fn remove(&mut self, member: &str) {
+        if let Some(old) = self.scores.remove(member) {
+            self.ranked.remove(&(Score(old), member.to_owned()));
+        }
     }
 
     fn keep_top(&mut self, keep: usize) {

@@ -204,6 +204,17 @@ fn float_arg(x: f64) -> String {
     format!("{x:?}")
 }
 
+/// A score bound of ZRANGE BYSCORE: `-inf` and `+inf` as Redis spells them.
+fn bound_arg(x: f64) -> String {
+    if x == f64::INFINITY {
+        "+inf".to_owned()
+    } else if x == f64::NEG_INFINITY {
+        "-inf".to_owned()
+    } else {
+        float_arg(x)
+    }
+}
+
 /// The ZREMRANGEBYRANK / LTRIM stop index that keeps the `keep` highest ranks.
 fn keep_stop(keep: usize) -> i64 {
     -rank(keep) - 1
@@ -241,6 +252,9 @@ fn encode(inv: &mut redis::ScriptInvocation<'_>, write: &Write) {
         }
         Write::Delete { key } => {
             inv.key(key.as_str()).arg("del");
+        }
+        Write::SortedRemove { key, member } => {
+            inv.key(key.as_str()).arg("zrem").arg(member.as_str());
         }
         Write::Expire { key, ttl } => {
             inv.key(key.as_str()).arg("pexpire").arg(ttl_millis(*ttl));
@@ -322,6 +336,7 @@ fn write_type(write: &Write) -> &'static str {
         Write::SortedIncr { .. }
         | Write::SortedKeepTop { .. }
         | Write::SortedAdd { .. }
+        | Write::SortedRemove { .. }
         | Write::CoOccur { .. } => "sorted set",
         Write::HashSet { .. }
         | Write::HashIncr { .. }
@@ -338,7 +353,9 @@ fn write_type(write: &Write) -> &'static str {
 fn read_target(read: &Read) -> (&Key, &'static str) {
     match read {
         Read::List { key, .. } => (key, "list"),
-        Read::SortedTop { key, .. } | Read::SortedScores { key, .. } => (key, "sorted set"),
+        Read::SortedTop { key, .. } | Read::SortedScores { key, .. } | Read::SortedRange { key, .. } => {
+            (key, "sorted set")
+        }
         Read::Hash { key } => (key, "hash"),
         Read::Set { key } => (key, "set"),
         Read::Get { key } | Read::Exists { key } => (key, "string"),
@@ -360,6 +377,7 @@ fn sends_command(read: &Read) -> bool {
         Read::List { limit, .. } => *limit > 0,
         Read::SortedTop { n, .. } => *n > 0,
         Read::SortedScores { members, .. } => !members.is_empty(),
+        Read::SortedRange { limit, .. } => *limit > 0,
         Read::Hash { .. } | Read::Set { .. } | Read::Get { .. } | Read::Exists { .. } => true,
     }
 }
@@ -367,7 +385,7 @@ fn sends_command(read: &Read) -> bool {
 fn empty_value(read: &Read) -> Value {
     match read {
         Read::List { .. } => Value::List(Vec::new()),
-        Read::SortedTop { .. } => Value::Sorted(Vec::new()),
+        Read::SortedTop { .. } | Read::SortedRange { .. } => Value::Sorted(Vec::new()),
         Read::SortedScores { members, .. } => Value::Scores(vec![None; members.len()]),
         Read::Hash { .. } => Value::Hash(Vec::new()),
         Read::Set { .. } => Value::Set(Vec::new()),
@@ -390,6 +408,17 @@ fn add_read(pipe: &mut redis::Pipeline, read: &Read) -> bool {
         }
         Read::SortedScores { key, members } => {
             pipe.cmd("ZMSCORE").arg(key.as_str()).arg(members);
+        }
+        Read::SortedRange { key, min, max, limit } => {
+            pipe.cmd("ZRANGE")
+                .arg(key.as_str())
+                .arg(bound_arg(*min))
+                .arg(bound_arg(*max))
+                .arg("BYSCORE")
+                .arg("LIMIT")
+                .arg(0)
+                .arg(rank(*limit))
+                .arg("WITHSCORES");
         }
         Read::Hash { key } => {
             pipe.cmd("HGETALL").arg(key.as_str());
@@ -425,6 +454,12 @@ fn parse_read(read: &Read, reply: Reply) -> Result<Value> {
             pairs(reply, "ZREVRANGE")?
                 .into_iter()
                 .map(|(m, s)| Ok((string(m, "ZREVRANGE")?, score(s, "ZREVRANGE")?)))
+                .collect::<Result<_>>()?,
+        ),
+        Read::SortedRange { .. } => Value::Sorted(
+            pairs(reply, "ZRANGE")?
+                .into_iter()
+                .map(|(m, s)| Ok((string(m, "ZRANGE")?, score(s, "ZRANGE")?)))
                 .collect::<Result<_>>()?,
         ),
         Read::SortedScores { .. } => Value::Scores(

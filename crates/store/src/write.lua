@@ -121,7 +121,7 @@ end
 
 local ARITY = {
   lpush = 3, zincr = 2, zkeep = 1, hset = 2, hincr = 2, hdel = 1, sadd = 1, set = 1, del = 0,
-  pexpire = 1, zadd = 2, hlatest = 3, hmax = 2, hmin = 2, hdecay = 4, cooccur = 8,
+  pexpire = 1, zadd = 2, hlatest = 3, hmax = 2, hmin = 2, hdecay = 4, cooccur = 8, zrem = 1,
 }
 
 -- Keys per write where not 1.
@@ -133,6 +133,11 @@ local ops = {}
 ops.lpush = function(k, a)
   call('LPUSH', k, a[1])
   call('LTRIM', k, a[2], a[3])
+end
+
+-- member
+ops.zrem = function(k, a)
+  call('ZREM', k, a[1])
 end
 
 -- by, member

@@ -157,6 +157,46 @@ fn list(items: &[&str]) -> Value {
 mod cases {
     use super::*;
 
+    pub async fn sorted_range_reads_by_score_lowest_first(store: Arc<dyn FeatureStore>) {
+        let s = &*store;
+        write(s, vec![add("z", "c", 3.0), add("z", "a", 1.0), add("z", "b", 2.0), add("z", "b2", 2.0)]).await;
+        let range = |min: f64, max: f64, limit: usize| Read::SortedRange { key: k("z"), min, max, limit };
+        assert_eq!(
+            read1(s, range(f64::NEG_INFINITY, f64::INFINITY, 10)).await,
+            sorted(&[("a", 1.0), ("b", 2.0), ("b2", 2.0), ("c", 3.0)]),
+            "lowest first, equal scores by member ascending"
+        );
+        assert_eq!(read1(s, range(2.0, 2.5, 10)).await, sorted(&[("b", 2.0), ("b2", 2.0)]), "inclusive");
+        assert_eq!(read1(s, range(f64::NEG_INFINITY, 2.0, 2)).await, sorted(&[("a", 1.0), ("b", 2.0)]));
+        assert_eq!(read1(s, range(1.5, f64::INFINITY, 1)).await, sorted(&[("b", 2.0)]));
+        assert_eq!(read1(s, range(4.0, 9.0, 10)).await, sorted(&[]));
+        assert_eq!(read1(s, range(f64::NEG_INFINITY, f64::INFINITY, 0)).await, sorted(&[]), "limit 0");
+        assert_eq!(
+            read1(s, Read::SortedRange { key: k("absent"), min: 0.0, max: 1.0, limit: 5 }).await,
+            sorted(&[])
+        );
+        write(s, vec![put("str", "x")]).await;
+        let err = s
+            .read(vec![Read::SortedRange { key: k("str"), min: 0.0, max: 1.0, limit: 5 }])
+            .await
+            .unwrap_err();
+        assert_wrong_type(err, "str", "sorted set");
+    }
+
+    pub async fn sorted_remove_removes_members(store: Arc<dyn FeatureStore>) {
+        let s = &*store;
+        write(s, vec![add("z", "a", 1.0), add("z", "b", 2.0)]).await;
+        let remove = |member: &str| Write::SortedRemove { key: k("z"), member: member.to_owned() };
+        write(s, vec![remove("a"), remove("absent")]).await;
+        assert_eq!(top(s, "z").await, sorted(&[("b", 2.0)]));
+        write(s, vec![remove("b")]).await;
+        assert!(!exists(s, "z").await, "the last member's removal removes the key");
+        write(s, vec![Write::SortedRemove { key: k("nothing"), member: "x".into() }]).await;
+        write(s, vec![put("str", "x")]).await;
+        let err = write_err(s, vec![Write::SortedRemove { key: k("str"), member: "x".into() }]).await;
+        assert_wrong_type(err, "str", "sorted set");
+    }
+
     pub async fn capped_list_keeps_the_newest_first(store: Arc<dyn FeatureStore>) {
         let s = &*store;
         write(s, (1..=5).map(|i| push("l", &i.to_string(), 3)).collect()).await;
@@ -1577,6 +1617,8 @@ macro_rules! all_cases {
                 put_if_absent_sets_once_with_a_ttl,
                 concurrent_writers_lose_no_update,
                 sorted_add_sets_or_replaces_scores,
+                sorted_range_reads_by_score_lowest_first,
+                sorted_remove_removes_members,
                 hash_set_latest_keeps_the_value_with_the_latest_stamp,
                 hash_max_and_min_keep_the_extremes,
                 hash_decay_add_sums_decayed_weights,

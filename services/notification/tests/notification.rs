@@ -1,4 +1,4 @@
-//! The notification service against a real nats-server: an order status change notifies the
+//! The notification service against a real nats-server and redis-server: an order status change notifies the
 //! customer once, even when the event is delivered twice; other events notify nobody.
 
 #![allow(clippy::unwrap_used)]
@@ -17,7 +17,8 @@ use shopmind_domain::{
 use shopmind_proto::v1 as pb;
 use shopmind_runtime::topology::{self, DLQ_STREAM, EVENTS_STREAM, NOTIFICATIONS_STREAM};
 use shopmind_runtime::{Shutdown, connect};
-use shopmind_testkit::{NatsServer, eventually};
+use shopmind_store::{FeatureStore, RedisStore};
+use shopmind_testkit::{NatsServer, RedisServer, eventually};
 
 const WAIT: Duration = Duration::from_secs(10);
 
@@ -50,7 +51,9 @@ async fn an_order_status_change_notifies_the_customer_exactly_once() {
     let config = Config::default();
     connect::ensure_streams(&*bus, &config).await.unwrap();
     let shutdown = Shutdown::new();
-    let task = tokio::spawn(shopmind_notification::run(config, bus.clone(), shutdown.clone()));
+    let redis = RedisServer::start();
+    let store: Arc<dyn FeatureStore> = Arc::new(RedisStore::connect(&redis.url()).await.unwrap());
+    let task = tokio::spawn(shopmind_notification::run(config, bus.clone(), store, shutdown.clone()));
 
     // Events of other kinds, for the same customer and order: no notification.
     let order = OrderId::parse("o1").unwrap();
@@ -109,7 +112,9 @@ async fn status_changes_of_two_events_make_two_notifications_and_other_kinds_non
     let config = Config::default();
     connect::ensure_streams(&*bus, &config).await.unwrap();
     let shutdown = Shutdown::new();
-    let task = tokio::spawn(shopmind_notification::run(config, bus.clone(), shutdown.clone()));
+    let redis = RedisServer::start();
+    let store: Arc<dyn FeatureStore> = Arc::new(RedisStore::connect(&redis.url()).await.unwrap());
+    let task = tokio::spawn(shopmind_notification::run(config, bus.clone(), store, shutdown.clone()));
 
     let order = OrderId::parse("o1").unwrap();
     let cart = Payload::AddedToCart { item: ItemId::parse("i1").unwrap(), quantity: 1, unit_price: None };

@@ -1,0 +1,160 @@
+//! Webhook delivery against a real HTTP receiver, nats-server and redis-server: a receiver that
+//! fails its first attempts gets exactly one successful delivery, signed; one that never answers
+//! well ends in the dead letters, and a replay delivers it.
+
+#![allow(clippy::unwrap_used)]
+
+mod common;
+
+use std::convert::Infallible;
+use std::sync::{Arc, Mutex};
+
+use bytes::Bytes;
+use common::{HOUR, Harness, WAIT, noon};
+use http_body_util::{BodyExt, Full};
+use hyper::{Request, Response};
+use hyper_util::rt::TokioIo;
+use shopmind_config::WebhookEndpoint;
+use shopmind_domain::OrderStatus;
+use shopmind_notification::webhook;
+use shopmind_runtime::dlq;
+use shopmind_testkit::eventually;
+
+#[derive(Debug, Clone)]
+struct Received {
+    status: u16,
+    attempt: String,
+    id: String,
+    signed: bool,
+    body: serde_json::Value,
+}
+
+/// An HTTP receiver answering 500 to the first `failures` requests, then 200.
+struct Receiver {
+    url: String,
+    log: Arc<Mutex<Vec<Received>>>,
+    failures: Arc<Mutex<usize>>,
+}
+
+async fn receiver(failures: usize, secret: &'static str) -> Receiver {
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let url = format!("http://{}/hooks/shopmind", listener.local_addr().unwrap());
+    let log = Arc::new(Mutex::new(Vec::new()));
+    let left = Arc::new(Mutex::new(failures));
+    let (l, f) = (log.clone(), left.clone());
+    tokio::spawn(async move {
+        loop {
+            let (stream, _) = listener.accept().await.unwrap();
+            let (log, left) = (l.clone(), f.clone());
+            let service = hyper::service::service_fn(move |req: Request<hyper::body::Incoming>| {
+                let (log, left) = (log.clone(), left.clone());
+                async move {
+                    let h = req.headers().clone();
+                    let header =
+                        |n: &str| h.get(n).and_then(|v| v.to_str().ok()).unwrap_or_default().to_string();
+                    let body = req.into_body().collect().await.unwrap().to_bytes();
+                    let ts: u64 = header(webhook::TIMESTAMP_HEADER).parse().unwrap_or(0);
+                    let signed = webhook::verify(secret, ts, &body, &header(webhook::SIGNATURE_HEADER));
+                    let status = {
+                        let mut left = left.lock().unwrap();
+                        if *left > 0 {
+                            *left -= 1;
+                            500
+                        } else {
+                            200
+                        }
+                    };
+                    log.lock().unwrap().push(Received {
+                        status,
+                        attempt: header(webhook::ATTEMPT_HEADER),
+                        id: header(webhook::ID_HEADER),
+                        signed,
+                        body: serde_json::from_slice(&body).unwrap(),
+                    });
+                    let mut r = Response::new(Full::new(Bytes::new()));
+                    *r.status_mut() = hyper::StatusCode::from_u16(status).unwrap();
+                    Ok::<_, Infallible>(r)
+                }
+            });
+            tokio::spawn(async move {
+                let _ = hyper::server::conn::http1::Builder::new()
+                    .serve_connection(TokioIo::new(stream), service)
+                    .await;
+            });
+        }
+    });
+    Receiver { url, log, failures: left }
+}
+
+fn endpoint(url: &str) -> WebhookEndpoint {
+    WebhookEndpoint {
+        name: "crm".into(),
+        url: url.into(),
+        secret: "s3cret".into(),
+        audiences: vec!["customer".into()],
+        kinds: vec!["order_status".into()],
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_receiver_failing_its_first_attempts_gets_exactly_one_successful_delivery() {
+    let r = receiver(2, "s3cret").await;
+    let url = r.url.clone();
+    let mut h = Harness::start(noon(), move |c| {
+        c.notification.defaults.webhooks = vec![endpoint(&url)];
+        c.notification.webhook.max_attempts = 5;
+    })
+    .await;
+    h.status("u1", "o1", OrderStatus::Shipped, h.now() - HOUR).await;
+    h.caught_up().await;
+    eventually(WAIT, "a successful delivery", || async {
+        r.log.lock().unwrap().iter().any(|x| x.status == 200).then_some(())
+    })
+    .await;
+    eventually(WAIT, "the webhook consumer settled", || async {
+        let lag = h.bus.consumer_lag(shopmind_runtime::topology::WEBHOOKS_STREAM, "webhook").await.ok()?;
+        lag.is_caught_up().then_some(())
+    })
+    .await;
+    let log = r.log.lock().unwrap().clone();
+    assert_eq!(log.iter().map(|x| x.status).collect::<Vec<_>>(), [500, 500, 200], "{log:?}");
+    assert_eq!(log.iter().map(|x| x.attempt.as_str()).collect::<Vec<_>>(), ["1", "2", "3"]);
+    assert!(log.iter().all(|x| x.signed && x.id == "order_status:acme:e1"), "{log:?}");
+    assert_eq!(log[2].body["kind"], "order_status");
+    assert_eq!(log[2].body["data"]["status"], "shipped");
+    assert_eq!(h.bus.stream_state(shopmind_runtime::topology::DLQ_STREAM).await.unwrap().messages, 0);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_delivery_that_fails_every_attempt_is_dead_lettered_and_replayed() {
+    let r = receiver(usize::MAX, "s3cret").await;
+    let url = r.url.clone();
+    let mut h = Harness::start(noon(), move |c| {
+        c.notification.defaults.webhooks = vec![endpoint(&url)];
+        c.notification.webhook.max_attempts = 3;
+    })
+    .await;
+    h.status("u1", "o1", OrderStatus::Delivered, h.now() - HOUR).await;
+    h.caught_up().await;
+    let filter = dlq::Filter { stage: Some("webhook".into()), ..Default::default() };
+    let letters = eventually(WAIT, "a dead letter", || async {
+        let l = dlq::list(&*h.bus, &filter, 10).await.ok()?;
+        (!l.is_empty()).then_some(l)
+    })
+    .await;
+    assert_eq!(letters.len(), 1);
+    assert_eq!(letters[0].code, "retries_exhausted");
+    assert_eq!(letters[0].original_subject, "sm.webhook.acme.crm");
+    assert_eq!(r.log.lock().unwrap().len(), 3, "max_attempts");
+    // The receiver recovers; the replay delivers once and empties the dead letters.
+    *r.failures.lock().unwrap() = 0;
+    let report = dlq::replay(&*h.bus, &filter).await.unwrap();
+    assert_eq!(report.replayed, 1);
+    eventually(WAIT, "the replayed delivery", || async {
+        r.log.lock().unwrap().iter().any(|x| x.status == 200).then_some(())
+    })
+    .await;
+    let log = r.log.lock().unwrap().clone();
+    assert_eq!(log.iter().filter(|x| x.status == 200).count(), 1);
+    assert!(dlq::list(&*h.bus, &filter, 10).await.unwrap().is_empty());
+}
