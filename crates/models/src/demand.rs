@@ -274,7 +274,8 @@ pub fn train(data: &DemandData, cfg: &DemandConfig) -> Result<DemandModel> {
     if cfg.history_days == 0 || cfg.horizon == 0 || cfg.stride == 0 {
         return Err(ModelError::Training("history_days, horizon and stride must be positive".into()));
     }
-    if !(cfg.coverage > 0.0 && cfg.coverage < 1.0) || !(0.0..1.0).contains(&cfg.calibration_share) {
+    let coverage_ok = cfg.coverage > 0.0 && cfg.coverage < 1.0;
+    if !coverage_ok || !(0.0..1.0).contains(&cfg.calibration_share) {
         return Err(ModelError::Training(
             "coverage must be in (0, 1) and calibration_share in [0, 1)".into(),
         ));

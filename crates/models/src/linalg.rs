@@ -22,7 +22,7 @@ pub(crate) fn solve_spd(a: &[f64], n: usize, b: &[f64], m: usize) -> Result<Vec<
                 sum -= l[i * n + k] * l[j * n + k];
             }
             if i == j {
-                if !(sum > 0.0) || !sum.is_finite() {
+                if sum.is_nan() || sum <= 0.0 || !sum.is_finite() {
                     return Err(ModelError::Training(format!(
                         "the system is not positive definite (pivot {i} is {sum})"
                     )));
