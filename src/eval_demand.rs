@@ -1,6 +1,6 @@
 //! `shopmind eval --task demand`: the demand forecaster on a simulated shop's daily demand.
 //!
-//! Protocol: simulate a shop (seeded), take each item's daily units from its `order_placed`
+//! Protocol: simulate a shop (seeded; twice, see [`SCENARIOS`]), take each item's daily units from its `order_placed`
 //! events (the feature store's day bucketing), hold out the last four weeks, train on the
 //! rest (every training target lies before the held-out weeks), then forecast 14 days from
 //! three origins inside the held-out weeks (28, 21 and 14 days before the end). Each
@@ -29,6 +29,9 @@ pub const TEST_DAYS: i64 = 28;
 
 #[derive(Debug, Serialize)]
 pub struct DemandReport {
+    pub scenario: String,
+    /// Mean initial stock per item (and mean restock quantity).
+    pub mean_initial_stock: u32,
     pub seed: u64,
     pub users: usize,
     pub items: usize,
@@ -60,13 +63,20 @@ fn simulated_orders(cfg: SimConfig) -> anyhow::Result<Vec<Event>> {
     Ok(orders)
 }
 
-pub async fn evaluate(seed: u64) -> anyhow::Result<DemandReport> {
+/// The two shops evaluated: the simulator's default stock (popular items sell out and wait
+/// days for a restock, so their orders are censored demand), and stock so ample that nothing
+/// sells out (orders are demand).
+pub const SCENARIOS: [(&str, u32); 2] =
+    [("default stock (items sell out)", 40), ("ample stock (orders = demand)", 1_000_000)];
+
+async fn evaluate(seed: u64, scenario: &str, stock: u32) -> anyhow::Result<DemandReport> {
     let sim = SimConfig {
         seed,
         users: USERS,
         items: ITEMS,
         categories: CATEGORIES,
         days: DAYS,
+        mean_initial_stock: stock,
         ..SimConfig::default()
     };
     let (first_day, end_day) = (demand::day_of(sim.start_ms), demand::day_of(sim.end_ms()));
@@ -115,6 +125,8 @@ pub async fn evaluate(seed: u64) -> anyhow::Result<DemandReport> {
     };
 
     Ok(DemandReport {
+        scenario: scenario.into(),
+        mean_initial_stock: stock,
         seed,
         users: USERS,
         items: ITEMS,
@@ -135,18 +147,41 @@ pub async fn run(args: &EvalArgs) -> anyhow::Result<()> {
         dataset == "simulated",
         "`--task demand` evaluates on `--dataset simulated` only, not `{dataset}`"
     );
-    let report = evaluate(args.seed).await?;
-    if let Some(path) = &args.plot {
-        std::fs::write(path, forecast_svg(&report)).with_context(|| format!("writing {}", path.display()))?;
+    let mut reports = Vec::new();
+    for (scenario, stock) in SCENARIOS {
+        reports.push(evaluate(args.seed, scenario, stock).await?);
+    }
+    if let (Some(path), Some(first)) = (&args.plot, reports.first()) {
+        std::fs::write(path, forecast_svg(first)).with_context(|| format!("writing {}", path.display()))?;
     }
     if args.json {
-        println!("{}", serde_json::to_string_pretty(&report)?);
+        println!("{}", serde_json::to_string_pretty(&reports)?);
         return Ok(());
     }
+    for (k, report) in reports.iter().enumerate() {
+        if k > 0 {
+            println!();
+        }
+        print_report(report);
+    }
+    if let Some(path) = &args.plot {
+        println!("\nforecasts of the busiest items ({}) written to {}", SCENARIOS[0].0, path.display());
+    }
+    Ok(())
+}
+
+fn print_report(report: &DemandReport) {
     let b = &report.backtest;
+    println!("== {} ==", report.scenario);
     println!(
-        "demand forecast on a simulated shop (seed {}, {} users, {} items, {} days; {} orders, {} item series)",
-        report.seed, report.users, report.items, report.days, report.orders, report.series
+        "simulated shop: seed {}, {} users, {} items, {} days, mean stock {}; {} orders, {} item series",
+        report.seed,
+        report.users,
+        report.items,
+        report.days,
+        report.mean_initial_stock,
+        report.orders,
+        report.series
     );
     println!(
         "model: {} days of history -> {} days; {} training windows; test: {} origins in the last {} days, {} windows ({} with a MASE scale)",
@@ -158,7 +193,6 @@ pub async fn run(args: &EvalArgs) -> anyhow::Result<()> {
         b.windows,
         b.scored
     );
-    println!();
     println!("{:<36} {:>8} {:>18}", "forecast", "MASE", "vs seasonal naive");
     let rows = [
         ("global ridge (this model)", b.mase_model),
@@ -168,7 +202,6 @@ pub async fn run(args: &EvalArgs) -> anyhow::Result<()> {
     for (name, m) in rows {
         println!("{name:<36} {m:>8.4} {:>18.3}", m / b.mase_seasonal_naive);
     }
-    println!();
     println!(
         "interval: {:.1}% of actual days inside (nominal {:.0}%), mean width {:.2} units",
         100.0 * b.coverage,
@@ -182,10 +215,6 @@ pub async fn run(args: &EvalArgs) -> anyhow::Result<()> {
         Some(d) => println!("ONNX Runtime vs Rust reference on the test windows: max |diff| = {d:.2e} units"),
         None => println!("ONNX Runtime not found: the exported graph was not run"),
     }
-    if let Some(path) = &args.plot {
-        println!("forecasts of the {} busiest items written to {}", b.examples.len(), path.display());
-    }
-    Ok(())
 }
 
 /// One panel per example item: the last 28 days of history and the actual days after the
