@@ -12,6 +12,12 @@ pub enum ModelError {
     /// The caller passed inputs the model cannot take (unknown item index, bad shape).
     #[error("invalid input: {0}")]
     InvalidInput(String),
+    /// Training could not produce a model (no data, one class only, a singular system).
+    #[error("training: {0}")]
+    Training(String),
+    /// Reading the feature store failed while building training samples.
+    #[error("feature store: {0}")]
+    Store(#[from] shopmind_store::StoreError),
     /// Reading or writing a model file failed.
     #[error("i/o on {path}: {source}")]
     Io {

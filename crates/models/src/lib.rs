@@ -1,4 +1,4 @@
-//! Recommendation models of shopmind: training, export to ONNX, and inference in ONNX Runtime.
+//! The models of shopmind: training, export to ONNX, and inference in ONNX Runtime.
 //!
 //! - [`covisit`] trains an item-to-item co-visitation model from interactions and exports it as an
 //!   ONNX graph whose scores are computed inside ONNX Runtime.
@@ -6,16 +6,33 @@
 //! - [`manifest`] describes a model file; it travels inside the ONNX file as metadata.
 //! - [`runtime`] loads ONNX Runtime once per process and runs models on a pool of sessions.
 //! - [`recommender`] serves a trained co-visitation model.
+//! - [`intent`]: purchase intent (logistic regression on session and user features), its
+//!   training samples built through the production feature code, export and serving.
+//! - [`demand`]: daily demand forecasts per item with intervals (a global ridge model),
+//!   export, serving and backtesting.
+//! - [`evaluation`]: ROC-AUC, MASE, interval coverage and the seasonal-naive baseline.
 
 pub mod covisit;
+pub mod demand;
 mod error;
+pub mod evaluation;
+pub mod export;
+pub mod intent;
+mod linalg;
 pub mod manifest;
 pub mod onnx;
 pub mod recommender;
 pub mod runtime;
 
 pub use covisit::{CovisitConfig, CovisitModel, TrainingInteraction, TrainingStats, train};
+pub use demand::{
+    DemandConfig, DemandData, DemandForecaster, DemandModel, DemandSeries, Forecast, HistoryWindow,
+};
 pub use error::{ModelError, Result};
+pub use intent::{
+    IntentConfig, IntentModel, IntentPrediction, IntentPredictor, IntentSample, SampleOptions,
+    intent_features,
+};
 pub use manifest::{MANIFEST_KEY, Manifest, TensorSpec, read_manifest};
 pub use recommender::CovisitRecommender;
 pub use runtime::{
