@@ -1,4 +1,5 @@
-//! `shopmind models`: the model registry for operators — list versions, promote one, roll back.
+//! `shopmind models`: the model registry for operators — list versions, promote one, roll back —
+//! and `import-encoder`, which converts the sentence encoder to ONNX.
 
 use anyhow::Context as _;
 use clap::Subcommand;
@@ -30,9 +31,22 @@ pub enum ModelsAction {
         #[arg(long, default_value = RECOMMENDER)]
         model: String,
     },
+    /// Converts a sentence-transformers BERT encoder (config.json, model.safetensors,
+    /// tokenizer.json; all-MiniLM-L6-v2 is fetched by scripts/setup.sh) to ONNX, written with its
+    /// tokenizer to OUT. Needs no NATS.
+    ImportEncoder {
+        /// The model directory (default: .cache/models/all-MiniLM-L6-v2).
+        dir: Option<std::path::PathBuf>,
+        /// Where encoder.onnx and tokenizer.json go.
+        #[arg(long, default_value = ".cache/models/encoder")]
+        out: std::path::PathBuf,
+    },
 }
 
 pub async fn run(action: ModelsAction, config: Config) -> anyhow::Result<()> {
+    if let ModelsAction::ImportEncoder { dir, out } = action {
+        return import_encoder(dir, &out);
+    }
     let (_bus, models) = connect::bus_and_models(&config, "models", Embedded::Forbidden).await?;
     match action {
         ModelsAction::List { tenant } => {
@@ -56,6 +70,7 @@ pub async fn run(action: ModelsAction, config: Config) -> anyhow::Result<()> {
                 None => println!("{key}: {} is active (nothing was before)", after.version),
             }
         }
+        ModelsAction::ImportEncoder { .. } => {}
         ModelsAction::Rollback { tenant, model } => {
             let key = ModelKey::parse(&tenant, &model)?;
             let before = models.active(&key).await?;
@@ -67,6 +82,28 @@ pub async fn run(action: ModelsAction, config: Config) -> anyhow::Result<()> {
             );
         }
     }
+    Ok(())
+}
+
+fn import_encoder(dir: Option<std::path::PathBuf>, out: &std::path::Path) -> anyhow::Result<()> {
+    let dir = dir
+        .or_else(shopmind_encoder::default_model_dir)
+        .context("no model directory given and .cache/models/all-MiniLM-L6-v2 is missing (run scripts/setup.sh)")?;
+    let started = std::time::Instant::now();
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| i64::try_from(d.as_millis()).unwrap_or(i64::MAX));
+    let version = format!("minilm-{now}");
+    let imported = shopmind_encoder::import(&dir, out, &version, now)
+        .with_context(|| format!("importing the encoder from {}", dir.display()))?;
+    println!(
+        "{} ({} MB, version {}) and {} written in {:.1} s",
+        imported.model.display(),
+        imported.bytes / 1_000_000,
+        imported.manifest.version,
+        imported.tokenizer.display(),
+        started.elapsed().as_secs_f64()
+    );
     Ok(())
 }
 
