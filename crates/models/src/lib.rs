@@ -6,15 +6,26 @@
 //! - [`manifest`] describes a model file; it travels inside the ONNX file as metadata.
 //! - [`runtime`] loads ONNX Runtime once per process and runs models on a pool of sessions.
 //! - [`recommender`] serves a trained co-visitation model.
+//! - [`embedding`] trains personalised retrieval embeddings (item and history vectors) and exports
+//!   them as an ONNX graph scoring a batch of recent histories; [`embedding_recommender`] serves it.
+//! - [`als`] is implicit-feedback ALS, and [`eval`] the offline evaluation protocol with its
+//!   baselines (popularity, item-kNN, ALS, co-visitation).
 
+pub mod als;
 pub mod covisit;
+pub mod embedding;
+pub mod embedding_recommender;
 mod error;
+pub mod eval;
 pub mod manifest;
 pub mod onnx;
 pub mod recommender;
+mod rng;
 pub mod runtime;
 
 pub use covisit::{CovisitConfig, CovisitModel, TrainingInteraction, TrainingStats, train};
+pub use embedding::{EmbeddingConfig, EmbeddingInfo, EmbeddingModel, Factors};
+pub use embedding_recommender::{BatchScores, EmbeddingRecommender};
 pub use error::{ModelError, Result};
 pub use manifest::{MANIFEST_KEY, Manifest, TensorSpec, read_manifest};
 pub use recommender::CovisitRecommender;
