@@ -37,6 +37,13 @@ fn main() {
     let (seqs, n) = load();
     let split = temporal_split(&seqs, TEST_FRACTION);
     let validation = temporal_split(&split.train, TEST_FRACTION);
+    if family == "protocol" {
+        // The whole protocol with the grids of `shopmind eval` (without its ONNX Runtime check).
+        let grids = eval::default_grids(n, 42, 2);
+        let (report, _) = eval::run_protocol(&seqs, n, &grids, 2, &mut eval::Quiet);
+        println!("{}", serde_json::to_string_pretty(&report).unwrap());
+        return;
+    }
     let grid: Vec<Candidate> = match family.as_str() {
         "knn" => {
             [10, 20, 50, 100, 200, 400, 0].into_iter().map(|k| Candidate::ItemKnn { neighbors: k }).collect()

@@ -58,7 +58,8 @@ pub const EMBEDDING_KEY: &str = "shopmind.embedding";
 /// The floor of the weight total the user vector is divided by.
 pub const WEIGHT_EPSILON: f32 = 1e-6;
 
-/// Training parameters.
+/// Training parameters. The defaults are the values chosen on ml-100k's validation split
+/// (docs/EVALUATION.md).
 #[derive(Serialize, Deserialize, Clone, Debug, PartialEq)]
 pub struct EmbeddingConfig {
     /// Floats per embedding.
@@ -91,7 +92,7 @@ impl Default for EmbeddingConfig {
     fn default() -> Self {
         Self {
             dim: 64,
-            epochs: 20,
+            epochs: 30,
             negatives: 64,
             learning_rate: 0.05,
             regularization: 1e-4,

@@ -508,6 +508,39 @@ pub fn run_protocol(
     (report, finals)
 }
 
+/// The grids searched on the validation split by `shopmind eval` on ml-100k, in report order
+/// (narrowed by the wider exploration in docs/EVALUATION.md, also on validation data only).
+pub fn default_grids(n_items: usize, seed: u64, threads: usize) -> Vec<Vec<Candidate>> {
+    let knn = [20, 50, 100, 200, 0].into_iter().map(|k| Candidate::ItemKnn { neighbors: k }).collect();
+    let mut als = Vec::new();
+    for factors in [32, 64] {
+        for alpha in [1.0, 5.0] {
+            als.push(Candidate::Als(AlsConfig {
+                factors,
+                iterations: 10,
+                regularization: 10.0,
+                alpha,
+                seed,
+                threads,
+            }));
+        }
+    }
+    let mut covisit = Vec::new();
+    for window in [20, 50, 100, 1000] {
+        for shrinkage in [0, 5] {
+            covisit.push(Candidate::Covisit(CovisitConfig { max_items: n_items, window, shrinkage }));
+        }
+    }
+    let base = EmbeddingConfig { seed, ..EmbeddingConfig::default() };
+    let embedding = [(0.8, 30), (0.9, 30), (0.8, 20)]
+        .into_iter()
+        .map(|(history_decay, epochs)| {
+            Candidate::Embedding(EmbeddingConfig { history_decay, epochs, ..base.clone() })
+        })
+        .collect();
+    vec![vec![Candidate::Popularity], knn, als, covisit, embedding]
+}
+
 /// Tuning rows grouped by family, best validation NDCG first (for printing).
 pub fn tuning_by_family(report: &ProtocolReport) -> BTreeMap<String, Vec<TuningRow>> {
     let mut out: BTreeMap<String, Vec<TuningRow>> = BTreeMap::new();
