@@ -243,8 +243,8 @@ fn table(r: &Report) -> String {
     let _ = writeln!(s, "{}\n", r.protocol);
     let _ = writeln!(
         s,
-        "{:<12} {:>9} {:>10} {:>9} {:>9} {:>9}  {}",
-        "model", "val NDCG", "Recall@10", "NDCG@10", "train s", "peak MiB", "chosen hyperparameters"
+        "{:<12} {:>9} {:>10} {:>9} {:>9} {:>9}  chosen hyperparameters",
+        "model", "val NDCG", "Recall@10", "NDCG@10", "train s", "peak MiB"
     );
     for m in &p.results {
         let _ = writeln!(
