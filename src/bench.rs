@@ -99,10 +99,38 @@ pub enum BenchTarget {
         #[arg(long)]
         json: bool,
     },
+    /// Training time and peak memory of the embedding recommender on ml-100k and on N simulated
+    /// interactions, next to raw baselines (interning the interactions; one pass of plain dot
+    /// products) measured in the same run.
+    Train {
+        /// Simulated interactions.
+        #[arg(long, default_value_t = 1_000_000)]
+        interactions: usize,
+        /// Simulator and training seed.
+        #[arg(long, default_value_t = 1)]
+        seed: u64,
+        /// Epochs (default: the model's default).
+        #[arg(long)]
+        epochs: Option<usize>,
+        /// Print one JSON object.
+        #[arg(long)]
+        json: bool,
+    },
 }
 
 pub async fn run(what: BenchTarget, config: Config) -> anyhow::Result<()> {
     match what {
+        BenchTarget::Train { interactions, seed, epochs, json } => {
+            let report =
+                tokio::task::spawn_blocking(move || crate::bench_train::run(interactions, seed, epochs))
+                    .await??;
+            if json {
+                println!("{}", serde_json::to_string(&report)?);
+            } else {
+                crate::bench_train::print(&report);
+            }
+            Ok(())
+        }
         BenchTarget::Ingest { events, concurrency, batch, seed, spawn_servers, json } => {
             let opts = IngestOptions { events, concurrency, batch, seed, spawn_servers, json };
             ingest(opts, config).await

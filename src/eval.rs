@@ -40,6 +40,10 @@ pub struct EvalArgs {
     /// Also writes the report's plot (SVG) to this file.
     #[arg(long)]
     pub plot: Option<PathBuf>,
+    /// `recommend`: also writes the evaluated embedding model (ONNX, with its manifest and
+    /// offline metrics) to this file.
+    #[arg(long)]
+    pub model_out: Option<PathBuf>,
 }
 
 pub async fn run(args: EvalArgs) -> anyhow::Result<()> {

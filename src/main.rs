@@ -3,6 +3,7 @@
 mod all_in_one;
 mod bench;
 mod bench_memory;
+mod bench_train;
 mod cli;
 mod demo;
 mod dlq;

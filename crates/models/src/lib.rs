@@ -11,10 +11,18 @@
 //! - [`demand`]: daily demand forecasts per item with intervals (a global ridge model),
 //!   export, serving and backtesting.
 //! - [`evaluation`]: ROC-AUC, MASE, interval coverage and the seasonal-naive baseline.
+//! - [`embedding`] trains personalised retrieval embeddings (item and history vectors) and exports
+//!   them as an ONNX graph scoring a batch of recent histories; [`embedding_recommender`] serves it.
+//! - [`als`] is implicit-feedback ALS, and [`eval`] the offline evaluation protocol with its
+//!   baselines (popularity, item-kNN, ALS, co-visitation).
 
+pub mod als;
 pub mod covisit;
 pub mod demand;
+pub mod embedding;
+pub mod embedding_recommender;
 mod error;
+pub mod eval;
 pub mod evaluation;
 pub mod export;
 pub mod intent;
@@ -22,12 +30,15 @@ mod linalg;
 pub mod manifest;
 pub mod onnx;
 pub mod recommender;
+mod rng;
 pub mod runtime;
 
 pub use covisit::{CovisitConfig, CovisitModel, TrainingInteraction, TrainingStats, train};
 pub use demand::{
     DemandConfig, DemandData, DemandForecaster, DemandModel, DemandSeries, Forecast, HistoryWindow,
 };
+pub use embedding::{EmbeddingConfig, EmbeddingInfo, EmbeddingModel, Factors};
+pub use embedding_recommender::{BatchScores, EmbeddingRecommender};
 pub use error::{ModelError, Result};
 pub use intent::{
     IntentConfig, IntentModel, IntentPrediction, IntentPredictor, IntentSample, SampleOptions,
