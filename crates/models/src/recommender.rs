@@ -99,6 +99,11 @@ impl CovisitRecommender {
         self.manifest.items.get(idx).map(String::as_str)
     }
 
+    /// The session pool the model runs on (for runs that bypass the batcher).
+    pub fn pool(&self) -> &Arc<SessionPool> {
+        self.batcher.pool()
+    }
+
     /// The batcher's counters.
     pub fn batch_stats(&self) -> BatchStats {
         self.batcher.stats()
