@@ -700,7 +700,12 @@ impl Dispatcher {
     /// `max_queue_delay`.
     async fn fill(&mut self, batch: &mut Batch) {
         let max_batch = self.shared.options.max_batch;
-        let flush_at = tokio::time::Instant::from_std(batch.oldest + self.shared.options.max_queue_delay);
+        // A delay too long to add (Duration::MAX) means: only a full batch runs.
+        let flush_at = batch
+            .oldest
+            .checked_add(self.shared.options.max_queue_delay)
+            .map(tokio::time::Instant::from_std)
+            .unwrap_or_else(|| tokio::time::Instant::now() + Duration::from_secs(365 * 86_400));
         while batch.open(max_batch) && self.carry.is_none() {
             match self.rx.try_recv() {
                 Ok(r) => {
