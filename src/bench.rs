@@ -1,5 +1,8 @@
 //! `shopmind bench`: measured throughput, each figure next to a raw baseline from the same run.
 //!
+//! `bench infer` (model scoring with and without micro-batching) lives in `bench_infer.rs`,
+//! `bench memory` in `bench_memory.rs`.
+//!
 //! `bench ingest` (see docs/BENCHMARKS.md):
 //!
 //! 1. generates N events with the simulator, before any clock runs;
@@ -116,6 +119,36 @@ pub enum BenchTarget {
         #[arg(long)]
         json: bool,
     },
+    /// Co-visitation scoring throughput through the micro-batcher and without it, next to the raw
+    /// ONNX Runtime run of full batches, on a seeded random model (CPU; inference.intra_threads).
+    Infer {
+        /// Items of the model (inference scores all of them per request).
+        #[arg(long, default_value_t = 2000)]
+        items: usize,
+        /// Longest history; each request has 1 to this many entries.
+        #[arg(long, default_value_t = 20)]
+        history: usize,
+        /// Requests per phase.
+        #[arg(long, default_value_t = 20_000)]
+        requests: usize,
+        /// Concurrent callers.
+        #[arg(long, default_value_t = 64)]
+        concurrency: usize,
+        /// Sessions in the pool (default: inference.sessions).
+        #[arg(long)]
+        sessions: Option<usize>,
+        /// Rows per batch (default: inference.max_batch).
+        #[arg(long)]
+        max_batch: Option<usize>,
+        /// Longest wait for a batch to fill, microseconds (default: inference.max_queue_delay_us).
+        #[arg(long)]
+        max_queue_delay_us: Option<u64>,
+        #[arg(long, default_value_t = 1)]
+        seed: u64,
+        /// Print one JSON object.
+        #[arg(long)]
+        json: bool,
+    },
 }
 
 pub async fn run(what: BenchTarget, config: Config) -> anyhow::Result<()> {
@@ -134,6 +167,35 @@ pub async fn run(what: BenchTarget, config: Config) -> anyhow::Result<()> {
         BenchTarget::Ingest { events, concurrency, batch, seed, spawn_servers, json } => {
             let opts = IngestOptions { events, concurrency, batch, seed, spawn_servers, json };
             ingest(opts, config).await
+        }
+        BenchTarget::Infer {
+            items,
+            history,
+            requests,
+            concurrency,
+            sessions,
+            max_batch,
+            max_queue_delay_us,
+            seed,
+            json,
+        } => {
+            let opts = crate::bench_infer::InferOptions {
+                items,
+                history,
+                requests,
+                concurrency,
+                sessions: sessions.unwrap_or(config.inference.sessions).max(1),
+                max_batch: max_batch.unwrap_or(config.inference.max_batch).max(1),
+                max_queue_delay_us: max_queue_delay_us.unwrap_or(config.inference.max_queue_delay_us),
+                seed,
+            };
+            let report = crate::bench_infer::run(opts, &config).await?;
+            if json {
+                println!("{}", serde_json::to_string(&report)?);
+            } else {
+                crate::bench_infer::print(&report);
+            }
+            Ok(())
         }
         BenchTarget::Memory { users, days, seed, spawn_servers, json } => {
             let servers = if spawn_servers || config.redis.url.is_empty() {

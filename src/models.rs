@@ -86,9 +86,9 @@ pub async fn run(action: ModelsAction, config: Config) -> anyhow::Result<()> {
 }
 
 fn import_encoder(dir: Option<std::path::PathBuf>, out: &std::path::Path) -> anyhow::Result<()> {
-    let dir = dir
-        .or_else(shopmind_encoder::default_model_dir)
-        .context("no model directory given and .cache/models/all-MiniLM-L6-v2 is missing (run scripts/setup.sh)")?;
+    let dir = dir.or_else(shopmind_encoder::default_model_dir).context(
+        "no model directory given and .cache/models/all-MiniLM-L6-v2 is missing (run scripts/setup.sh)",
+    )?;
     let started = std::time::Instant::now();
     let now = std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)

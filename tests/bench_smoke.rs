@@ -44,3 +44,26 @@ fn bench_ingest_reports_every_figure_as_json() {
     assert!(idle["count"].as_u64().expect("count") > 0);
     assert!(idle["p50_ms"].as_f64().expect("p50") > 0.0);
 }
+
+#[test]
+fn bench_infer_reports_batched_unbatched_and_raw_figures() {
+    let out = Command::new(env!("CARGO_BIN_EXE_shopmind"))
+        .args(["bench", "infer", "--items", "200", "--requests", "500", "--concurrency", "16", "--json"])
+        .env_remove("SHOPMIND_CONFIG")
+        .output()
+        .expect("running shopmind");
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "bench failed: {stderr}");
+    let stdout = String::from_utf8(out.stdout).expect("utf-8");
+    let report: serde_json::Value = serde_json::from_str(stdout.trim()).expect("one JSON object on stdout");
+    assert_eq!(report["requests"], 500);
+    assert_eq!(report["items"], 200);
+    for key in
+        ["raw_rows_per_s", "unbatched_per_s", "batched_per_s", "batched_over_unbatched", "mean_batch_rows"]
+    {
+        let v = report[key].as_f64().unwrap_or_else(|| panic!("missing {key}: {report}"));
+        assert!(v.is_finite() && v > 0.0, "{key} = {v}");
+    }
+    // Batched and unbatched scores agree (the bench fails otherwise, and reports the difference).
+    assert!(report["max_abs_diff"].as_f64().expect("max_abs_diff") <= 1e-4, "{report}");
+}

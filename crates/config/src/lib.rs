@@ -272,6 +272,13 @@ pub struct InferenceConfig {
     pub cuda_device_id: i32,
     /// Recent interactions of a user that the model sees.
     pub history_len: usize,
+    /// Most rows (one per scored user) that one model run batches together.
+    pub max_batch: usize,
+    /// Longest a request waits for others to join its batch, in microseconds; 0: never wait (a
+    /// batch takes what is queued, and what arrives while every session is busy).
+    pub max_queue_delay_us: u64,
+    /// Most requests waiting for one model; beyond it requests are refused at once (UNAVAILABLE).
+    pub queue_capacity: usize,
 }
 
 impl Default for InferenceConfig {
@@ -283,6 +290,9 @@ impl Default for InferenceConfig {
             device: Device::Cpu,
             cuda_device_id: 0,
             history_len: 20,
+            max_batch: 32,
+            max_queue_delay_us: 500,
+            queue_capacity: 1024,
         }
     }
 }
@@ -831,6 +841,15 @@ impl Config {
         }
         if !(1..=200).contains(&self.inference.history_len) {
             return bad("inference.history_len", "must be 1..=200");
+        }
+        if !(1..=4096).contains(&self.inference.max_batch) {
+            return bad("inference.max_batch", "must be 1..=4096");
+        }
+        if self.inference.max_queue_delay_us > 1_000_000 {
+            return bad("inference.max_queue_delay_us", "must be 0..=1000000 (at most one second)");
+        }
+        if !(1..=1_000_000).contains(&self.inference.queue_capacity) {
+            return bad("inference.queue_capacity", "must be 1..=1000000");
         }
         if self.notification.ack_wait_s == 0 {
             return bad("notification.ack_wait_s", "must be at least 1");

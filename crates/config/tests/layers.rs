@@ -61,6 +61,33 @@ fn errors_name_the_key_and_the_problem() {
 }
 
 #[test]
+fn batching_keys_are_bounded() {
+    for (var, value, key) in [
+        ("SHOPMIND__INFERENCE__MAX_BATCH", "0", "inference.max_batch"),
+        ("SHOPMIND__INFERENCE__MAX_BATCH", "4097", "inference.max_batch"),
+        ("SHOPMIND__INFERENCE__MAX_QUEUE_DELAY_US", "1000001", "inference.max_queue_delay_us"),
+        ("SHOPMIND__INFERENCE__MAX_QUEUE_DELAY_US", "-1", "inference.max_queue_delay_us"),
+        ("SHOPMIND__INFERENCE__QUEUE_CAPACITY", "0", "inference.queue_capacity"),
+    ] {
+        let err = Config::load(None, env(&[(var, value)])).unwrap_err();
+        assert!(matches!(&err, ConfigError::Invalid { key: k, .. } if k == key), "{var}={value}: {err}");
+    }
+    let c = Config::load(
+        None,
+        env(&[
+            ("SHOPMIND__INFERENCE__MAX_BATCH", "4096"),
+            ("SHOPMIND__INFERENCE__MAX_QUEUE_DELAY_US", "0"),
+            ("SHOPMIND__INFERENCE__QUEUE_CAPACITY", "1"),
+        ]),
+    )
+    .unwrap();
+    assert_eq!(
+        (c.inference.max_batch, c.inference.max_queue_delay_us, c.inference.queue_capacity),
+        (4096, 0, 1)
+    );
+}
+
+#[test]
 fn tenants_are_validated_as_tenant_ids() {
     let c = Config::load(None, env(&[])).unwrap();
     assert!(c.ingest.accepts_tenant(&shopmind_domain::TenantId::parse("anyone").unwrap()));

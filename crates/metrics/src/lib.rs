@@ -88,6 +88,12 @@ label_values! {
 }
 
 label_values! {
+    /// Why a model's batcher refused a request: its queue was full, the request's deadline passed
+    /// before it was computed, or the model was shutting down.
+    Rejection { QueueFull => "queue_full", Deadline => "deadline", ShuttingDown => "shutting_down" }
+}
+
+label_values! {
     /// The methods of `shopmind.v1.Gateway`.
     GatewayMethod {
         PublishEvents => "PublishEvents",
@@ -301,7 +307,7 @@ pub const CATALOGUE: &[Spec] = &[
         kind: Kind::Histogram,
         labels: &[],
         values: "",
-        help: "Interactions in the history a recommender scored in one run (its batch size; at most \
+        help: "Interactions in the history a recommender scored for one request (at most \
                inference.history_len).",
     },
     // Model registry, on the inference side.
@@ -330,6 +336,41 @@ pub const CATALOGUE: &[Spec] = &[
         help: "Tenants this process serves a model to (the others get the fallback: popular \
                items). Which version each serves is in the logs and in every response's \
                model_version.",
+    },
+    Spec {
+        name: "shopmind_model_queue_wait_seconds",
+        kind: Kind::Histogram,
+        labels: &["model"],
+        values: "`model`: the model's name in the code (covisit, …)",
+        help: "Time a request waited in a model's batching queue, from submission until its batch \
+               started (waiting for more requests and for a free session; see \
+               inference.max_queue_delay_us and inference.sessions).",
+    },
+    Spec {
+        name: "shopmind_model_batch_compute_seconds",
+        kind: Kind::Histogram,
+        labels: &["model"],
+        values: "`model`: the model's name in the code (covisit, …)",
+        help: "Time one batch took from its start to its outputs: stacking (and padding) the \
+               requests' inputs and the ONNX Runtime run.",
+    },
+    Spec {
+        name: "shopmind_model_batch_rows",
+        kind: Kind::Histogram,
+        labels: &["model"],
+        values: "`model`: the model's name in the code (covisit, …)",
+        help: "Rows (requests' rows stacked along the batch dimension) in one batch a model \
+               computed; at most inference.max_batch unless one request is larger.",
+    },
+    Spec {
+        name: "shopmind_model_rejected_total",
+        kind: Kind::Counter,
+        labels: &["model", "reason"],
+        values: "`model`: the model's name in the code (covisit, …); `reason`: queue_full, deadline, \
+                 shutting_down",
+        help: "Requests a model's batcher answered without computing them: its queue was full \
+               (inference.queue_capacity), the request's deadline passed first, or the model was \
+               shutting down.",
     },
     // Gateway.
     Spec {
@@ -462,6 +503,12 @@ struct ModelResult {
 }
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct ModelReason {
+    model: &'static str,
+    reason: Rejection,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 struct VersionLabel {
     version: &'static str,
 }
@@ -481,6 +528,11 @@ fn model_seconds() -> Histogram {
 /// History lengths (inference.history_len is at most 200).
 fn history_lengths() -> Histogram {
     Histogram::new([1.0, 2.0, 5.0, 10.0, 20.0, 50.0, 100.0, 200.0])
+}
+
+/// Rows in a batch: 1 to 4096.
+fn batch_rows() -> Histogram {
+    Histogram::new(exponential_buckets(1.0, 2.0, 13))
 }
 
 /// Training rounds: 0.1 s to ~27 min.
@@ -511,6 +563,10 @@ pub struct Metrics {
     model_loads: Family<ModelResult, Counter>,
     model_swaps: Family<ModelLabel, Counter>,
     models_served: Family<ModelLabel, Gauge>,
+    queue_wait: HistogramFamily<ModelLabel>,
+    batch_compute: HistogramFamily<ModelLabel>,
+    batch_rows: HistogramFamily<ModelLabel>,
+    model_rejected: Family<ModelReason, Counter>,
     gateway_duration: HistogramFamily<MethodStatus>,
     trainer_rounds: Family<SuccessLabel, Counter>,
     trainer_duration: Histogram,
@@ -550,6 +606,10 @@ impl Metrics {
             model_loads: Family::default(),
             model_swaps: Family::default(),
             models_served: Family::default(),
+            queue_wait: Family::new_with_constructor(model_seconds),
+            batch_compute: Family::new_with_constructor(model_seconds),
+            batch_rows: Family::new_with_constructor(batch_rows),
+            model_rejected: Family::default(),
             gateway_duration: Family::new_with_constructor(request_seconds),
             trainer_rounds: Family::default(),
             trainer_duration: round_seconds(),
@@ -582,6 +642,10 @@ impl Metrics {
         register(r, &mut specs, m.model_loads.clone());
         register(r, &mut specs, m.model_swaps.clone());
         register(r, &mut specs, m.models_served.clone());
+        register(r, &mut specs, m.queue_wait.clone());
+        register(r, &mut specs, m.batch_compute.clone());
+        register(r, &mut specs, m.batch_rows.clone());
+        register(r, &mut specs, m.model_rejected.clone());
         register(r, &mut specs, m.gateway_duration.clone());
         register(r, &mut specs, m.trainer_rounds.clone());
         register(r, &mut specs, m.trainer_duration.clone());
@@ -691,6 +755,22 @@ impl Metrics {
         self.models_served
             .get_or_create(&ModelLabel { model })
             .set(i64::try_from(served).unwrap_or(i64::MAX));
+    }
+
+    /// A request to `model` waited `took` in its batching queue before its batch started.
+    pub fn model_queue_wait(&self, model: &'static str, took: Duration) {
+        self.queue_wait.get_or_create(&ModelLabel { model }).observe(took.as_secs_f64());
+    }
+
+    /// `model` computed a batch of `rows` rows in `took`.
+    pub fn model_batch(&self, model: &'static str, rows: usize, took: Duration) {
+        self.batch_rows.get_or_create(&ModelLabel { model }).observe(rows as f64);
+        self.batch_compute.get_or_create(&ModelLabel { model }).observe(took.as_secs_f64());
+    }
+
+    /// `model`'s batcher answered a request without computing it, for `reason`.
+    pub fn model_rejected(&self, model: &'static str, reason: Rejection) {
+        self.model_rejected.get_or_create(&ModelReason { model, reason }).inc();
     }
 
     /// The gateway answered a call of `method` with gRPC status `code`.

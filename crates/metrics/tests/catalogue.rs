@@ -8,7 +8,7 @@ use std::collections::{BTreeMap, BTreeSet};
 use std::time::Duration;
 
 use shopmind_metrics::{
-    Applied, CATALOGUE, GatewayMethod, Kind, Metrics, Notified, Settlement, Source, Success,
+    Applied, CATALOGUE, GatewayMethod, Kind, Metrics, Notified, Rejection, Settlement, Source, Success,
     catalogue_markdown,
 };
 
@@ -36,6 +36,9 @@ fn touched() -> Metrics {
     m.history_length(12);
     m.model_load("recommender", Success::Error);
     m.model_swapped("recommender", 3);
+    m.model_queue_wait("covisit", Duration::from_micros(200));
+    m.model_batch("covisit", 5, Duration::from_micros(400));
+    m.model_rejected("covisit", Rejection::QueueFull);
     m.gateway_request(GatewayMethod::Recommend, 0, Duration::from_millis(4));
     m.trainer_round(Success::Ok, Duration::from_secs(2), 1);
     m
@@ -125,6 +128,10 @@ fn samples_carry_the_recorded_values() {
         "shopmind_consumer_lag_messages{stage=\"feature\"} 7",
         "shopmind_gateway_request_duration_seconds_count{method=\"Recommend\",status=\"OK\"} 1",
         "shopmind_model_history_length_count 1",
+        "shopmind_model_queue_wait_seconds_count{model=\"covisit\"} 1",
+        "shopmind_model_batch_compute_seconds_count{model=\"covisit\"} 1",
+        "shopmind_model_batch_rows_sum{model=\"covisit\"} 5.0",
+        "shopmind_model_rejected_total{model=\"covisit\",reason=\"queue_full\"} 1",
         "shopmind_trainer_models_written_total 1",
     ] {
         assert!(text.contains(expected), "missing {expected:?} in:\n{text}");

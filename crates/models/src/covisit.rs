@@ -4,7 +4,8 @@
 //! their most recent items, and normalises the count by the items' popularity:
 //! `S[i][j] = C[i][j] / sqrt(users_i * users_j)`, with `S[i][i] = 0`. Scoring a history of
 //! weighted items is `scores[j] = sum_k w_k * S[item_k][j]`; [`CovisitModel::to_onnx`] exports that
-//! computation as an ONNX graph so it runs inside ONNX Runtime.
+//! computation as an ONNX graph so it runs inside ONNX Runtime, for a batch of histories at once
+//! (padded with item 0 at weight 0, which adds nothing).
 
 use std::collections::HashMap;
 
@@ -17,12 +18,14 @@ use crate::onnx::{self, DataType, Dim};
 
 /// Model family name written to [`Manifest::kind`].
 pub const KIND: &str = "covisit";
-/// Graph input: item indices of the history, int64 `[history]`.
+/// Graph input: item indices of each history, int64 `[batch, history]`; padding is index 0.
 pub const INPUT_ITEMS: &str = "history_items";
-/// Graph input: weight of each history entry, float `[history]`.
+/// Graph input: weight of each history entry, float `[batch, history]`; padding is weight 0.
 pub const INPUT_WEIGHTS: &str = "history_weights";
-/// Graph output: one score per item, float `[n]`.
+/// Graph output: one score per item for each history, float `[batch, n]`.
 pub const OUTPUT_SCORES: &str = "scores";
+/// The symbolic batch dimension of the inputs and the output.
+pub const BATCH_DIM: &str = "batch";
 /// The symbolic dimension of the history inputs.
 pub const HISTORY_DIM: &str = "history";
 
@@ -204,6 +207,14 @@ pub fn train(
     CovisitModel { items, similarity, stats, index }
 }
 
+fn batch() -> Dim {
+    Dim::Symbolic(BATCH_DIM.into())
+}
+
+fn history() -> Dim {
+    Dim::Symbolic(HISTORY_DIM.into())
+}
+
 fn build_index(items: &[String]) -> HashMap<String, usize> {
     items.iter().enumerate().map(|(i, item)| (item.clone(), i)).collect()
 }
@@ -284,30 +295,33 @@ impl CovisitModel {
                 TensorSpec {
                     name: INPUT_ITEMS.into(),
                     dtype: "int64".into(),
-                    shape: vec![HISTORY_DIM.into()],
+                    shape: vec![BATCH_DIM.into(), HISTORY_DIM.into()],
                 },
                 TensorSpec {
                     name: INPUT_WEIGHTS.into(),
                     dtype: "float32".into(),
-                    shape: vec![HISTORY_DIM.into()],
+                    shape: vec![BATCH_DIM.into(), HISTORY_DIM.into()],
                 },
             ],
             outputs: vec![TensorSpec {
                 name: OUTPUT_SCORES.into(),
                 dtype: "float32".into(),
-                shape: vec![self.items.len().to_string()],
+                shape: vec![BATCH_DIM.into(), self.items.len().to_string()],
             }],
         }
     }
 
-    /// Exports the model as ONNX (IR 8, opset 17). The graph:
+    /// Exports the model as ONNX (IR 8, opset 17). The graph, for `B` histories of length `H`:
     ///
     /// ```text
-    /// history_items   int64 [H] ─┐
-    /// similarity      float [n,n] ─ Gather(axis=0) ──────────────── [H,n] ─┐
-    /// history_weights float [H] ─── Unsqueeze(axes=[1]) ─────────── [H,1] ─ Mul ─ [H,n]
-    ///                                    ─ ReduceSum(axes=[0], keepdims=0) ─ scores float [n]
+    /// history_items   int64 [B,H] ─┐
+    /// similarity      float [n,n] ── Gather(axis=0) ──────────── [B,H,n] ─┐
+    /// history_weights float [B,H] ── Unsqueeze(axes=[2]) ─────── [B,H,1] ─ Mul ─ [B,H,n]
+    ///                                  ─ ReduceSum(axes=[1], keepdims=0) ─ scores float [B,n]
     /// ```
+    ///
+    /// `scores[b][j] = sum_k history_weights[b][k] * similarity[history_items[b][k]][j]`; shorter
+    /// histories are padded with item 0 at weight 0.
     ///
     /// The embedded manifest takes `name`, `version`, `tenant` and `created_at_ms` from `manifest`;
     /// `kind`, `items`, `stats`, `inputs` and `outputs` always describe this model, as
@@ -339,14 +353,14 @@ impl CovisitModel {
             ],
             initializer: vec![
                 onnx::float_tensor("similarity", &[n, n], &self.similarity),
-                onnx::int64_tensor("unsqueeze_axes", &[1], &[1]),
-                onnx::int64_tensor("reduce_axes", &[1], &[0]),
+                onnx::int64_tensor("unsqueeze_axes", &[1], &[2]),
+                onnx::int64_tensor("reduce_axes", &[1], &[1]),
             ],
             input: vec![
-                onnx::tensor_value_info(INPUT_ITEMS, DataType::Int64, &[Dim::Symbolic(HISTORY_DIM.into())]),
-                onnx::tensor_value_info(INPUT_WEIGHTS, DataType::Float, &[Dim::Symbolic(HISTORY_DIM.into())]),
+                onnx::tensor_value_info(INPUT_ITEMS, DataType::Int64, &[batch(), history()]),
+                onnx::tensor_value_info(INPUT_WEIGHTS, DataType::Float, &[batch(), history()]),
             ],
-            output: vec![onnx::tensor_value_info(OUTPUT_SCORES, DataType::Float, &[Dim::Fixed(n)])],
+            output: vec![onnx::tensor_value_info(OUTPUT_SCORES, DataType::Float, &[batch(), Dim::Fixed(n)])],
             ..Default::default()
         };
         let model = onnx::ModelProto {

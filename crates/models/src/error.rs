@@ -18,6 +18,16 @@ pub enum ModelError {
     /// Reading the feature store failed while building training samples.
     #[error("feature store: {0}")]
     Store(#[from] shopmind_store::StoreError),
+    /// The model's request queue is full: load is shed at once instead of queueing without
+    /// bound. Retry later or elsewhere.
+    #[error("overloaded: the request queue of model `{model}` is full ({capacity} requests)")]
+    Overloaded { model: &'static str, capacity: usize },
+    /// The request's deadline passed before the model computed it; it was not computed.
+    #[error("deadline exceeded before model `{model}` computed the request")]
+    DeadlineExceeded { model: &'static str },
+    /// The model is shutting down and takes no more requests.
+    #[error("model `{model}` is shutting down")]
+    ShuttingDown { model: &'static str },
     /// Reading or writing a model file failed.
     #[error("i/o on {path}: {source}")]
     Io {

@@ -5,6 +5,7 @@
 //! - [`onnx`] is our own minimal writer (and reader) of the ONNX protobuf format.
 //! - [`manifest`] describes a model file; it travels inside the ONNX file as metadata.
 //! - [`runtime`] loads ONNX Runtime once per process and runs models on a pool of sessions.
+//! - [`batch`] batches concurrent requests to a model (bounded queue, deadlines, padding).
 //! - [`recommender`] serves a trained co-visitation model.
 //! - [`intent`]: purchase intent (logistic regression on session and user features), its
 //!   training samples built through the production feature code, export and serving.
@@ -17,6 +18,7 @@
 //!   baselines (popularity, item-kNN, ALS, co-visitation).
 
 pub mod als;
+pub mod batch;
 pub mod covisit;
 pub mod demand;
 pub mod embedding;
@@ -33,6 +35,7 @@ pub mod recommender;
 mod rng;
 pub mod runtime;
 
+pub use batch::{BatchOptions, BatchSpec, BatchStats, Batcher, PadValue, Pending};
 pub use covisit::{CovisitConfig, CovisitModel, TrainingInteraction, TrainingStats, train};
 pub use demand::{
     DemandConfig, DemandData, DemandForecaster, DemandModel, DemandSeries, Forecast, HistoryWindow,
@@ -47,5 +50,6 @@ pub use intent::{
 pub use manifest::{MANIFEST_KEY, Manifest, TensorSpec, read_manifest};
 pub use recommender::CovisitRecommender;
 pub use runtime::{
-    Device, InputTensor, OutputTensor, PoolOptions, SessionPool, default_library_path, init_runtime,
+    Device, InputTensor, OutputTensor, PoolOptions, PooledSession, SessionPool, default_library_path,
+    init_runtime,
 };

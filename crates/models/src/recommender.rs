@@ -2,25 +2,32 @@
 
 use std::collections::HashMap;
 use std::path::Path;
+use std::sync::Arc;
+use std::time::Instant;
 
+use crate::batch::{BatchSpec, BatchStats, Batcher, Outputs, PadValue};
 use crate::covisit::{INPUT_ITEMS, INPUT_WEIGHTS, KIND, OUTPUT_SCORES};
 use crate::error::{ModelError, Result};
 use crate::manifest::{Manifest, read_manifest};
 use crate::runtime::{InputTensor, OutputTensor, PoolOptions, SessionPool};
 
-/// A co-visitation model loaded into ONNX Runtime; scores are computed by the ONNX graph.
+/// The model's name in metrics (`model` label) and errors.
+pub const METRIC_NAME: &str = KIND;
+
+/// A co-visitation model loaded into ONNX Runtime; scores are computed by the ONNX graph, for
+/// concurrent requests batched together ([`crate::batch`]).
 #[derive(Debug)]
 pub struct CovisitRecommender {
     manifest: Manifest,
     index: HashMap<String, usize>,
-    pool: SessionPool,
+    batcher: Batcher,
 }
 
 impl CovisitRecommender {
     /// Loads a model exported by [`crate::CovisitModel::to_onnx`]. Checks that the manifest says
     /// `covisit`, lists distinct items, and that both the manifest and the graph have the
-    /// `history_items` and `history_weights` inputs and the `scores` output. Needs
-    /// [`crate::init_runtime`].
+    /// `history_items` and `history_weights` inputs (`[batch, history]`) and the `scores` output.
+    /// Requests are batched as `opts.batch` says. Needs [`crate::init_runtime`].
     pub fn load(bytes: &[u8], opts: &PoolOptions) -> Result<Self> {
         let manifest = read_manifest(bytes)?;
         if manifest.kind != KIND {
@@ -30,8 +37,18 @@ impl CovisitRecommender {
             )));
         }
         for name in [INPUT_ITEMS, INPUT_WEIGHTS] {
-            if manifest.input(name).is_none() {
-                return Err(ModelError::InvalidModel(format!("the manifest lists no input `{name}`")));
+            match manifest.input(name) {
+                None => {
+                    return Err(ModelError::InvalidModel(format!("the manifest lists no input `{name}`")));
+                }
+                Some(spec) if spec.shape.len() != 2 => {
+                    return Err(ModelError::InvalidModel(format!(
+                        "input `{name}` has shape {:?}, expected [batch, history]: the model was \
+                         exported by an older shopmind; train it again",
+                        spec.shape
+                    )));
+                }
+                Some(_) => {}
             }
         }
         if manifest.output(OUTPUT_SCORES).is_none() {
@@ -44,15 +61,14 @@ impl CovisitRecommender {
         }
 
         let pool = SessionPool::load(bytes, opts)?;
-        for name in [INPUT_ITEMS, INPUT_WEIGHTS] {
-            if !pool.input_names().iter().any(|n| n == name) {
-                return Err(ModelError::InvalidModel(format!("the graph has no input `{name}`")));
-            }
-        }
         if !pool.output_names().iter().any(|n| n == OUTPUT_SCORES) {
             return Err(ModelError::InvalidModel(format!("the graph has no output `{OUTPUT_SCORES}`")));
         }
-        Ok(Self { manifest, index, pool })
+        let spec =
+            BatchSpec::new().padded(INPUT_ITEMS, PadValue::I64(0)).padded(INPUT_WEIGHTS, PadValue::F32(0.0));
+        // Checks that the graph's inputs are exactly these two.
+        let batcher = Batcher::new(METRIC_NAME, Arc::new(pool), spec, opts.batch)?;
+        Ok(Self { manifest, index, batcher })
     }
 
     /// [`CovisitRecommender::load`] from a file.
@@ -83,15 +99,53 @@ impl CovisitRecommender {
         self.manifest.items.get(idx).map(String::as_str)
     }
 
+    /// The session pool the model runs on (for runs that bypass the batcher).
+    pub fn pool(&self) -> &Arc<SessionPool> {
+        self.batcher.pool()
+    }
+
+    /// The batcher's counters.
+    pub fn batch_stats(&self) -> BatchStats {
+        self.batcher.stats()
+    }
+
+    /// Stops taking requests, finishes the queued ones; see [`Batcher::shutdown`].
+    pub async fn shutdown(&self) {
+        self.batcher.shutdown().await;
+    }
+
     /// Scores every item for a history of `(item index, weight)` pairs:
-    /// `scores[j] = sum_k w_k * S[idx_k][j]`, computed by ONNX Runtime.
+    /// `scores[j] = sum_k w_k * S[idx_k][j]`, computed by ONNX Runtime in a batch with other
+    /// concurrent requests. [`CovisitRecommender::score_until`] without a deadline.
+    pub async fn score(&self, history: &[(usize, f32)]) -> Result<Vec<f32>> {
+        self.score_until(history, None).await
+    }
+
+    /// [`CovisitRecommender::score`], answered with [`ModelError::DeadlineExceeded`] (and not
+    /// computed) if `deadline` passes first.
     ///
     /// An empty history scores every item 0 without running the model. An index out of range is
-    /// [`ModelError::InvalidInput`]. Repeated items add up.
-    pub async fn score(&self, history: &[(usize, f32)]) -> Result<Vec<f32>> {
+    /// [`ModelError::InvalidInput`]. Repeated items add up. A full queue is
+    /// [`ModelError::Overloaded`].
+    pub async fn score_until(&self, history: &[(usize, f32)], deadline: Option<Instant>) -> Result<Vec<f32>> {
+        let Some(inputs) = self.inputs(history)? else { return Ok(vec![0.0; self.len()]) };
+        let outputs = self.batcher.run(inputs, deadline).await?;
+        self.scores(outputs)
+    }
+
+    /// Scores one history in a run of its own, bypassing the batcher (for comparisons and
+    /// benchmarks; serving uses [`CovisitRecommender::score_until`]).
+    pub async fn score_unbatched(&self, history: &[(usize, f32)]) -> Result<Vec<f32>> {
+        let Some(inputs) = self.inputs(history)? else { return Ok(vec![0.0; self.len()]) };
+        let outputs = self.batcher.pool().run(inputs).await?;
+        self.scores(outputs)
+    }
+
+    /// The graph's inputs for one history, `[1, h]`; `None` for an empty history.
+    fn inputs(&self, history: &[(usize, f32)]) -> Result<Option<Vec<(String, InputTensor)>>> {
         let n = self.len();
         if history.is_empty() {
-            return Ok(vec![0.0; n]);
+            return Ok(None);
         }
         let mut items = Vec::with_capacity(history.len());
         let mut weights = Vec::with_capacity(history.len());
@@ -104,13 +158,15 @@ impl CovisitRecommender {
         }
         let h = history.len();
         shopmind_metrics::global().history_length(h);
-        let outputs = self
-            .pool
-            .run(vec![
-                (INPUT_ITEMS.to_owned(), InputTensor::I64 { shape: vec![h], data: items }),
-                (INPUT_WEIGHTS.to_owned(), InputTensor::F32 { shape: vec![h], data: weights }),
-            ])
-            .await?;
+        Ok(Some(vec![
+            (INPUT_ITEMS.to_owned(), InputTensor::I64 { shape: vec![1, h], data: items }),
+            (INPUT_WEIGHTS.to_owned(), InputTensor::F32 { shape: vec![1, h], data: weights }),
+        ]))
+    }
+
+    /// The one row of `scores`.
+    fn scores(&self, outputs: Outputs) -> Result<Vec<f32>> {
+        let n = self.len();
         match outputs.into_iter().find(|(name, _)| name == OUTPUT_SCORES) {
             Some((_, OutputTensor::F32 { data, .. })) if data.len() == n => Ok(data),
             Some((_, other)) => {
@@ -119,7 +175,7 @@ impl CovisitRecommender {
                     OutputTensor::I64 { shape, .. } => ("int64", shape),
                 };
                 Err(ModelError::Runtime(format!(
-                    "`{OUTPUT_SCORES}` is {dtype} {shape:?}, expected float32 [{n}]"
+                    "`{OUTPUT_SCORES}` is {dtype} {shape:?}, expected float32 [1, {n}]"
                 )))
             }
             None => Err(ModelError::Runtime(format!("the model returned no `{OUTPUT_SCORES}`"))),

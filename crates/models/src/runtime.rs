@@ -17,6 +17,7 @@ use ort::value::{DynValue, Tensor, TensorElementType, ValueType};
 use shopmind_metrics::global as metrics;
 use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 
+use crate::batch::BatchOptions;
 use crate::error::{ModelError, Result};
 
 const FIX: &str = "run scripts/setup.sh or set inference.onnxruntime_library";
@@ -136,11 +137,14 @@ pub struct PoolOptions {
     /// Intra-op threads of each session. At least 1.
     pub intra_threads: usize,
     pub device: Device,
+    /// How requests to the model are batched (models that score through a
+    /// [`crate::batch::Batcher`]).
+    pub batch: BatchOptions,
 }
 
 impl Default for PoolOptions {
     fn default() -> Self {
-        Self { sessions: 2, intra_threads: 1, device: Device::Cpu }
+        Self { sessions: 2, intra_threads: 1, device: Device::Cpu, batch: BatchOptions::default() }
     }
 }
 
@@ -287,6 +291,15 @@ impl SessionPool {
     /// blocking thread pool. Returns every output, in graph order. The wait and the run are
     /// measured (`shopmind_model_session_wait_seconds`, `shopmind_model_compute_seconds`).
     pub async fn run(&self, inputs: Vec<(String, InputTensor)>) -> Result<Vec<(String, OutputTensor)>> {
+        self.checkout().await?.run(inputs).await
+    }
+
+    /// Checks a session out of the pool, waiting until one is free (the wait is measured as
+    /// `shopmind_model_session_wait_seconds`). The session goes back to the pool when the
+    /// [`PooledSession`] is dropped or has run. Holding one keeps a session from every other
+    /// caller: check out, run, and let go; [`crate::batch::Batcher`] checks a session out before
+    /// it closes a batch, so that a batch keeps growing while every session is busy.
+    pub async fn checkout(&self) -> Result<PooledSession> {
         let waiting = Instant::now();
         let permit = self
             .inner
@@ -301,7 +314,31 @@ impl SessionPool {
             return Err(ModelError::Runtime("no idle session despite a free permit".into()));
         };
         metrics().session_wait(waiting.elapsed());
-        let mut checkout = Checkout { session: Some(session), pool: self.inner.clone(), _permit: permit };
+        Ok(PooledSession {
+            checkout: Checkout { session: Some(session), pool: self.inner.clone(), _permit: permit },
+        })
+    }
+}
+
+/// A session on loan from a [`SessionPool`] ([`SessionPool::checkout`]); back in the pool when
+/// dropped.
+pub struct PooledSession {
+    checkout: Checkout,
+}
+
+impl std::fmt::Debug for PooledSession {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("PooledSession").finish_non_exhaustive()
+    }
+}
+
+impl PooledSession {
+    /// Runs the model once on this session, on tokio's blocking thread pool, and returns the
+    /// session to its pool. Returns every output, in graph order. The run is measured
+    /// (`shopmind_model_compute_seconds`). If the caller stops waiting, the run finishes on its
+    /// thread and the session still goes back.
+    pub async fn run(self, inputs: Vec<(String, InputTensor)>) -> Result<Vec<(String, OutputTensor)>> {
+        let mut checkout = self.checkout;
         tokio::task::spawn_blocking(move || match checkout.session.as_mut() {
             Some(session) => {
                 let computing = Instant::now();

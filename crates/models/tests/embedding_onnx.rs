@@ -35,8 +35,11 @@ fn random_model(seed: u64, n: usize, dim: usize) -> EmbeddingModel {
 
 fn load(model: &EmbeddingModel) -> EmbeddingRecommender {
     let bytes = model.to_onnx(&model.manifest("recommender", "test", "acme", 1));
-    EmbeddingRecommender::load(&bytes, &PoolOptions { sessions: 1, intra_threads: 1, device: Device::Cpu })
-        .unwrap()
+    EmbeddingRecommender::load(
+        &bytes,
+        &PoolOptions { sessions: 1, intra_threads: 1, device: Device::Cpu, ..PoolOptions::default() },
+    )
+    .unwrap()
 }
 
 fn max_abs_diff(a: &[f32], b: &[f32]) -> f32 {

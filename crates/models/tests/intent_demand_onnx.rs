@@ -18,7 +18,7 @@ fn init() {
 }
 
 fn opts() -> PoolOptions {
-    PoolOptions { sessions: 2, intra_threads: 1, device: Device::Cpu }
+    PoolOptions { sessions: 2, intra_threads: 1, device: Device::Cpu, ..PoolOptions::default() }
 }
 
 fn close(got: f32, want: f32, what: &str) {

@@ -52,7 +52,7 @@ fn assert_close(got: &[f32], want: &[f32]) {
 fn load(model: &CovisitModel, sessions: usize) -> CovisitRecommender {
     let manifest = model.manifest("recommender", "test", "acme", 1);
     let bytes = model.to_onnx(&manifest);
-    CovisitRecommender::load(&bytes, &PoolOptions { sessions, intra_threads: 1, device: Device::Cpu })
+    CovisitRecommender::load(&bytes, &PoolOptions { sessions, intra_threads: 1, ..PoolOptions::default() })
         .unwrap()
 }
 
@@ -175,19 +175,19 @@ async fn session_pool_reports_bad_inputs_as_errors() {
 
     let ok = pool
         .run(vec![
-            ("history_items".into(), InputTensor::I64 { shape: vec![1], data: vec![2] }),
-            ("history_weights".into(), InputTensor::F32 { shape: vec![1], data: vec![2.0] }),
+            ("history_items".into(), InputTensor::I64 { shape: vec![1, 1], data: vec![2] }),
+            ("history_weights".into(), InputTensor::F32 { shape: vec![1, 1], data: vec![2.0] }),
         ])
         .await
         .unwrap();
     let want: Vec<f32> = model.score(&[(2, 2.0)]);
-    assert_eq!(ok, vec![("scores".to_owned(), OutputTensor::F32 { shape: vec![5], data: want })]);
+    assert_eq!(ok, vec![("scores".to_owned(), OutputTensor::F32 { shape: vec![1, 5], data: want })]);
 
     // Wrong type for an input.
     let err = pool
         .run(vec![
-            ("history_items".into(), InputTensor::F32 { shape: vec![1], data: vec![2.0] }),
-            ("history_weights".into(), InputTensor::F32 { shape: vec![1], data: vec![2.0] }),
+            ("history_items".into(), InputTensor::F32 { shape: vec![1, 1], data: vec![2.0] }),
+            ("history_weights".into(), InputTensor::F32 { shape: vec![1, 1], data: vec![2.0] }),
         ])
         .await;
     assert!(matches!(err, Err(ModelError::Runtime(_))), "{err:?}");
@@ -220,6 +220,18 @@ fn garbage_models_are_rejected() {
     onnx.metadata_props[0].value = serde_json::to_string(&other).unwrap();
     let bytes = prost::Message::encode_to_vec(&onnx);
     assert!(matches!(CovisitRecommender::load(&bytes, &opts), Err(ModelError::InvalidModel(_))));
+
+    // A model of an older export, without the batch dimension.
+    let mut old = manifest.clone();
+    for input in &mut old.inputs {
+        input.shape = vec!["history".into()];
+    }
+    onnx.metadata_props[0].value = serde_json::to_string(&old).unwrap();
+    let bytes = prost::Message::encode_to_vec(&onnx);
+    match CovisitRecommender::load(&bytes, &opts) {
+        Err(ModelError::InvalidModel(msg)) => assert!(msg.contains("train it again"), "{msg}"),
+        other => panic!("expected InvalidModel, got {other:?}"),
+    }
 }
 
 #[cfg(not(feature = "cuda"))]
@@ -232,6 +244,33 @@ fn cuda_without_the_feature_is_a_loud_error() {
     match CovisitRecommender::load(&bytes, &opts) {
         Err(ModelError::Runtime(msg)) => assert!(msg.contains("`cuda` feature"), "{msg}"),
         other => panic!("expected a runtime error, got {other:?}"),
+    }
+}
+
+/// With the `cuda` feature, on a machine without CUDA (or with a CPU-only ONNX Runtime, as in
+/// `.cache/`), asking for the GPU fails at load: no silent fallback to the CPU. On a machine with
+/// a GPU and `onnxruntime-gpu`, `SHOPMIND_EXPECT_CUDA=1` makes the test expect the opposite: the
+/// model loads on the GPU and scores as the reference does.
+#[cfg(feature = "cuda")]
+#[tokio::test]
+async fn cuda_is_used_or_fails_loudly() {
+    init();
+    let model = random_model(4, 16);
+    let bytes = model.to_onnx(&model.manifest("recommender", "v", "t", 0));
+    let opts = PoolOptions { device: Device::Cuda { device_id: 0 }, ..PoolOptions::default() };
+    let loaded = CovisitRecommender::load(&bytes, &opts);
+    if std::env::var_os("SHOPMIND_EXPECT_CUDA").is_some() {
+        let rec = loaded.unwrap();
+        let history = [(1, 1.0), (5, 0.5)];
+        assert_close(&rec.score(&history).await.unwrap(), &model.score(&history));
+    } else {
+        match loaded {
+            Err(ModelError::Runtime(msg)) => {
+                assert!(msg.contains("CUDA"), "{msg}");
+                eprintln!("refused as expected: {msg}");
+            }
+            other => panic!("expected a runtime error, got {other:?}"),
+        }
     }
 }
 

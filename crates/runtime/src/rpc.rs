@@ -1,6 +1,6 @@
 //! Conventions of service-to-service request-reply over the bus.
 
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use shopmind_bus::Headers;
 use shopmind_domain::UnixMillis;
@@ -22,6 +22,15 @@ pub fn deadline_passed(headers: &Headers) -> bool {
         .is_some_and(|deadline| UnixMillis::now().0 > deadline)
 }
 
+/// The request's deadline (if any) on this process's monotonic clock: the time left until the
+/// header's Unix milliseconds, from now. A deadline already past is now (so it counts as passed).
+pub fn deadline(headers: &Headers) -> Option<Instant> {
+    let deadline = headers.get(DEADLINE_HEADER)?.parse::<i64>().ok()?;
+    let left = u64::try_from(deadline.saturating_sub(UnixMillis::now().0)).unwrap_or(0);
+    let now = Instant::now();
+    Some(now.checked_add(Duration::from_millis(left)).unwrap_or(now))
+}
+
 pub fn error(code: pb::ServiceErrorCode, message: impl Into<String>) -> pb::ServiceError {
     pb::ServiceError { code: code as i32, message: message.into(), violations: Vec::new() }
 }
@@ -34,5 +43,31 @@ pub fn invalid(violations: Vec<(String, String)>) -> pb::ServiceError {
             .into_iter()
             .map(|(field, description)| pb::FieldViolation { field, description })
             .collect(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn deadline_is_the_time_left_on_the_local_clock() {
+        let mut headers = Headers::new();
+        assert_eq!(deadline(&headers), None);
+        let before = Instant::now();
+        set_deadline(&mut headers, Duration::from_secs(60));
+        let at = deadline(&headers).expect("a deadline");
+        // The header has millisecond resolution: up to 1 ms is lost.
+        assert!(at > before + Duration::from_secs(58) && at <= Instant::now() + Duration::from_secs(60));
+        assert!(!deadline_passed(&headers));
+
+        let mut past = Headers::new();
+        past.insert(DEADLINE_HEADER, (UnixMillis::now().0 - 5_000).to_string());
+        assert!(deadline(&past).is_some_and(|at| at <= Instant::now()));
+        assert!(deadline_passed(&past));
+
+        let mut garbage = Headers::new();
+        garbage.insert(DEADLINE_HEADER, "soon");
+        assert_eq!(deadline(&garbage), None);
     }
 }

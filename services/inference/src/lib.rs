@@ -12,13 +12,19 @@
 //! swaps it in atomically; a version that fails to load leaves the previous one serving
 //! ([`LiveModels`]). Every response names the version that scored it (`model_version`; empty when
 //! the tenant has no model yet and popular items answer).
+//!
+//! Concurrent requests to one model are scored together in micro-batches
+//! (`shopmind_models::batch`; `inference.max_batch`, `max_queue_delay_us`, `queue_capacity`). The
+//! caller's deadline (header `Shopmind-Deadline-Ms`) travels with the request into the batch
+//! queue: a request whose deadline passes before its batch runs is answered DEADLINE_EXCEEDED and
+//! not computed; a full queue is answered UNAVAILABLE at once.
 
 mod live;
 
 use std::collections::HashSet;
 use std::path::PathBuf;
 use std::sync::Arc;
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use bytes::Bytes;
 use prost::Message as _;
@@ -27,8 +33,8 @@ use shopmind_config::Config;
 use shopmind_domain::{InteractionKind, ItemId, TenantId, UserId};
 use shopmind_features::{UserContext, read_user_context};
 use shopmind_metrics::{Success, global as metrics};
-use shopmind_models::ModelError;
 use shopmind_models::recommender::CovisitRecommender;
+use shopmind_models::{BatchOptions, ModelError};
 use shopmind_proto::v1 as pb;
 use shopmind_registry::ModelStore;
 use shopmind_runtime::serve::serve_requests;
@@ -84,6 +90,16 @@ impl Recommender {
         &self,
         req: &pb::RecommendRequest,
     ) -> Result<pb::RecommendResponse, pb::ServiceError> {
+        self.recommend_until(req, None).await
+    }
+
+    /// [`Recommender::recommend`] for a caller that waits until `deadline`: the model does not
+    /// score the request once it has passed.
+    pub async fn recommend_until(
+        &self,
+        req: &pb::RecommendRequest,
+        deadline: Option<Instant>,
+    ) -> Result<pb::RecommendResponse, pb::ServiceError> {
         let (tenant, user, limit) = validate(req)?;
         let popular_n = limit + req.exclude_item_ids.len() + 50;
         let ctx = read_user_context(&*self.store, &tenant, &user, self.history_len, popular_n)
@@ -103,10 +119,7 @@ impl Recommender {
             model_version.clone_from(&model.manifest().version);
             let history = weighted_history(&ctx, |item| model.index_of(item));
             if !history.is_empty() {
-                let scores = model
-                    .score(&history)
-                    .await
-                    .map_err(|e| rpc::error(pb::ServiceErrorCode::Internal, format!("model: {e}")))?;
+                let scores = model.score_until(&history, deadline).await.map_err(model_error)?;
                 let mut ranked: Vec<(usize, f32)> =
                     scores.into_iter().enumerate().filter(|(_, s)| *s > 0.0 && s.is_finite()).collect();
                 ranked.sort_by(|a, b| b.1.total_cmp(&a.1).then(a.0.cmp(&b.0)));
@@ -129,6 +142,26 @@ impl Recommender {
         fill_with_popular(&mut items, &ctx, &excluded, limit);
         Ok(pb::RecommendResponse { items, model_version })
     }
+}
+
+/// The batching options of `inference.*`.
+pub(crate) fn batch_options(config: &Config) -> BatchOptions {
+    BatchOptions {
+        max_batch: config.inference.max_batch,
+        max_queue_delay: Duration::from_micros(config.inference.max_queue_delay_us),
+        queue_capacity: config.inference.queue_capacity,
+    }
+}
+
+/// A model's error as the service's: a full queue or shutdown is UNAVAILABLE (try again, or
+/// another replica), a passed deadline DEADLINE_EXCEEDED, anything else INTERNAL.
+fn model_error(e: ModelError) -> pb::ServiceError {
+    let code = match e {
+        ModelError::Overloaded { .. } | ModelError::ShuttingDown { .. } => pb::ServiceErrorCode::Unavailable,
+        ModelError::DeadlineExceeded { .. } => pb::ServiceErrorCode::DeadlineExceeded,
+        _ => pb::ServiceErrorCode::Internal,
+    };
+    rpc::error(code, format!("model: {e}"))
 }
 
 fn validate(req: &pb::RecommendRequest) -> Result<(TenantId, UserId, usize), pb::ServiceError> {
@@ -249,7 +282,7 @@ async fn handle(recommender: &Recommender, request: IncomingRequest) {
                 "differs from the tenant of the subject".into(),
             )]));
         }
-        recommender.recommend(&req).await
+        recommender.recommend_until(&req, rpc::deadline(headers)).await
     }
     .instrument(span.clone())
     .await;
@@ -287,6 +320,32 @@ mod tests {
         let e = result.unwrap_err();
         assert_eq!(e.code, pb::ServiceErrorCode::InvalidArgument as i32, "{e:?}");
         e.violations.into_iter().map(|v| v.field).collect()
+    }
+
+    #[test]
+    fn model_errors_map_to_service_codes() {
+        let code = |e| model_error(e).code;
+        use pb::ServiceErrorCode as C;
+        assert_eq!(code(ModelError::Overloaded { model: "covisit", capacity: 4 }), C::Unavailable as i32);
+        assert_eq!(code(ModelError::ShuttingDown { model: "covisit" }), C::Unavailable as i32);
+        assert_eq!(code(ModelError::DeadlineExceeded { model: "covisit" }), C::DeadlineExceeded as i32);
+        assert_eq!(code(ModelError::Runtime("boom".into())), C::Internal as i32);
+        assert!(
+            model_error(ModelError::Overloaded { model: "covisit", capacity: 4 }).message.contains("full")
+        );
+    }
+
+    #[test]
+    fn batch_options_come_from_the_inference_section() {
+        let mut config = Config::default();
+        config.inference.max_batch = 7;
+        config.inference.max_queue_delay_us = 250;
+        config.inference.queue_capacity = 9;
+        assert_eq!(
+            batch_options(&config),
+            BatchOptions { max_batch: 7, max_queue_delay: Duration::from_micros(250), queue_capacity: 9 }
+        );
+        assert_eq!(live::pool_options(&config).unwrap().batch, batch_options(&config));
     }
 
     #[test]

@@ -37,6 +37,7 @@ pub(crate) fn pool_options(config: &Config) -> Result<PoolOptions, ModelError> {
         sessions: config.inference.sessions,
         intra_threads: config.inference.intra_threads,
         device,
+        batch: crate::batch_options(config),
     })
 }
 
