@@ -377,7 +377,10 @@ async fn distributed_services_over_nats_and_redis() {
     let dead = tokio::time::timeout(WAIT, async {
         loop {
             let m = dlq.next().await.unwrap().unwrap();
-            if m.message.headers.get("Shopmind-Dlq-Sequence") == Some(&garbage_seq.to_string()) {
+            // Every consumer of SM_EVENTS (feature, notification) dead-letters it for its stage.
+            if m.message.headers.get("Shopmind-Dlq-Sequence") == Some(&garbage_seq.to_string())
+                && m.message.subject == format!("sm.dlq.{TENANT}.feature")
+            {
                 return m;
             }
         }
@@ -408,12 +411,17 @@ async fn distributed_services_over_nats_and_redis() {
         String::from_utf8(out.stdout).unwrap()
     };
     let listed = cli(&["dlq", "list", "--tenant", TENANT]);
+    assert!(
+        listed.contains("malformed") && listed.contains("2 dead letter(s)"),
+        "feature and notification: {listed}"
+    );
+    let listed = cli(&["dlq", "list", "--tenant", TENANT, "--stage", "feature"]);
     assert!(listed.contains("malformed") && listed.contains("1 dead letter(s)"), "{listed}");
     let dlq_seq = dead.sequence.to_string();
     let replayed = cli(&["dlq", "replay", "--seq", &dlq_seq]);
     assert!(replayed.contains("replayed: 1"), "{replayed}");
     eventually(WAIT, "the replayed message is dead-lettered again by the feature stage", || async {
-        let listed = cli(&["dlq", "list", "--tenant", TENANT, "--code", "malformed"]);
+        let listed = cli(&["dlq", "list", "--tenant", TENANT, "--stage", "feature", "--code", "malformed"]);
         (listed.contains("1 dead letter(s)") && !listed.contains(&format!(" {dlq_seq}  "))).then_some(())
     })
     .await;
