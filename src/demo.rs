@@ -94,6 +94,15 @@ pub async fn run(config: Config, data: Option<PathBuf>, users: usize) -> anyhow:
     );
 
     // 2. Train from the event history.
+    match config.trainer.recommender {
+        shopmind_config::RecommenderFamily::Embedding => println!(
+            "\nTraining the embedding recommender ({} epochs) from the event history...",
+            config.trainer.embedding_epochs
+        ),
+        shopmind_config::RecommenderFamily::Covisit => {
+            println!("\nTraining the co-visitation recommender from the event history...")
+        }
+    }
     let bar = progress_bar(0, "training: reading events");
     let progress = |read: u64, total: u64| {
         bar.set_length(total);

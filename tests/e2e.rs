@@ -74,6 +74,10 @@ impl Drop for Proc {
 fn common_env() -> Vec<(&'static str, String)> {
     vec![
         ("SHOPMIND__TRAINER__INTERVAL_S", "1".into()),
+        // The scenario asserts exactly which items answer (the user's own group, `covisited`):
+        // co-visitation gives that from a dozen shoppers. The default embedding recommender is
+        // tested in services/inference/tests/embedding.rs.
+        ("SHOPMIND__TRAINER__RECOMMENDER", "covisit".into()),
         ("SHOPMIND__GATEWAY__REQUEST_TIMEOUT_MS", "5000".into()),
     ]
 }

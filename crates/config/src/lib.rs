@@ -252,6 +252,14 @@ impl Default for FeatureConfig {
     }
 }
 
+/// Which recommender the trainer trains.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum RecommenderFamily {
+    Embedding,
+    Covisit,
+}
+
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]
 pub enum Device {
@@ -575,6 +583,13 @@ pub fn parse_utc_offset(s: &str) -> Option<i32> {
 pub struct TrainerConfig {
     /// Seconds between training runs of the trainer service; 0: train once and stop.
     pub interval_s: u64,
+    /// The recommender family trained: `embedding` (the winner of the offline evaluation,
+    /// docs/EVALUATION.md) or `covisit` (item-to-item co-visitation).
+    pub recommender: RecommenderFamily,
+    /// Floats per embedding of the embedding recommender.
+    pub embedding_dim: usize,
+    /// Training passes of the embedding recommender.
+    pub embedding_epochs: usize,
     /// Items the recommender model covers (the most popular ones).
     pub max_items: usize,
     /// Per user, the most recent items that count as co-visited.
@@ -588,7 +603,16 @@ pub struct TrainerConfig {
 
 impl Default for TrainerConfig {
     fn default() -> Self {
-        Self { interval_s: 300, max_items: 2000, window: 50, shrinkage: 10, auto_promote: true }
+        Self {
+            interval_s: 300,
+            recommender: RecommenderFamily::Embedding,
+            embedding_dim: 64,
+            embedding_epochs: 30,
+            max_items: 2000,
+            window: 50,
+            shrinkage: 10,
+            auto_promote: true,
+        }
     }
 }
 
@@ -891,6 +915,12 @@ impl Config {
         }
         if !(2..=100_000).contains(&self.trainer.max_items) {
             return bad("trainer.max_items", "must be 2..=100000 (the model is a dense item-item matrix)");
+        }
+        if !(2..=512).contains(&self.trainer.embedding_dim) {
+            return bad("trainer.embedding_dim", "must be 2..=512");
+        }
+        if !(1..=1000).contains(&self.trainer.embedding_epochs) {
+            return bad("trainer.embedding_epochs", "must be 1..=1000");
         }
         if self.trainer.window < 2 {
             return bad("trainer.window", "must be at least 2");

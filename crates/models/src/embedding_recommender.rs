@@ -3,9 +3,12 @@
 
 use std::collections::HashMap;
 use std::path::Path;
+use std::sync::Arc;
+use std::time::Instant;
 
 use prost::Message;
 
+use crate::batch::{BatchSpec, BatchStats, Batcher, PadValue};
 use crate::embedding::{
     EMBEDDING_KEY, EmbeddingInfo, INPUT_ITEMS, INPUT_WEIGHTS, ITEM_BIAS, ITEM_EMBEDDINGS, KIND,
     OUTPUT_SCORES, OUTPUT_USER_VECTORS, recency_weights,
@@ -23,8 +26,11 @@ pub struct EmbeddingRecommender {
     index: HashMap<String, usize>,
     item_embeddings: Vec<f32>,
     item_bias: Vec<f32>,
-    pool: SessionPool,
+    batcher: Batcher,
 }
+
+/// The batcher's (and the metrics') name of this model.
+const METRIC_NAME: &str = "embedding";
 
 /// The outputs of one batch, row-major: `scores` is `batch x items`, `user_vectors` `batch x dim`.
 #[derive(Clone, Debug, PartialEq)]
@@ -117,7 +123,10 @@ impl EmbeddingRecommender {
                 return Err(invalid(format!("the graph has no output `{name}`")));
             }
         }
-        Ok(Self { manifest, info, index, item_embeddings, item_bias, pool })
+        let spec =
+            BatchSpec::new().padded(INPUT_ITEMS, PadValue::I64(0)).padded(INPUT_WEIGHTS, PadValue::F32(0.0));
+        let batcher = Batcher::new(METRIC_NAME, Arc::new(pool), spec, opts.batch)?;
+        Ok(Self { manifest, info, index, item_embeddings, item_bias, batcher })
     }
 
     /// [`EmbeddingRecommender::load`] from a file.
@@ -202,7 +211,8 @@ impl EmbeddingRecommender {
             shopmind_metrics::global().history_length(history.len());
         }
         let outputs = self
-            .pool
+            .batcher
+            .pool()
             .run(vec![
                 (INPUT_ITEMS.to_owned(), InputTensor::I64 { shape: vec![batch, h], data: items }),
                 (INPUT_WEIGHTS.to_owned(), InputTensor::F32 { shape: vec![batch, h], data: weights }),
@@ -245,5 +255,53 @@ impl EmbeddingRecommender {
     pub async fn score(&self, history: &[(usize, f32)]) -> Result<Vec<f32>> {
         let out = self.score_batch(&[history.to_vec()]).await?;
         Ok(out.scores)
+    }
+
+    /// Scores one weighted history in a micro-batch with other concurrent requests (see
+    /// [`crate::batch`]); answered with [`ModelError::DeadlineExceeded`] (and not computed) if
+    /// `deadline` passes first, [`ModelError::Overloaded`] if the queue is full. An empty history
+    /// scores by the item biases alone. An index out of range is [`ModelError::InvalidInput`].
+    pub async fn score_until(&self, history: &[(usize, f32)], deadline: Option<Instant>) -> Result<Vec<f32>> {
+        let n = self.len();
+        let h = history.len().max(1);
+        let mut items = vec![0i64; h];
+        let mut weights = vec![0f32; h];
+        for (k, &(idx, w)) in history.iter().enumerate() {
+            let idx = i64::try_from(idx).ok().filter(|_| idx < n).ok_or_else(|| {
+                ModelError::InvalidInput(format!("item index {idx} out of range for {n} items"))
+            })?;
+            items[k] = idx;
+            weights[k] = w;
+        }
+        shopmind_metrics::global().history_length(history.len());
+        let outputs = self
+            .batcher
+            .run(
+                vec![
+                    (INPUT_ITEMS.to_owned(), InputTensor::I64 { shape: vec![1, h], data: items }),
+                    (INPUT_WEIGHTS.to_owned(), InputTensor::F32 { shape: vec![1, h], data: weights }),
+                ],
+                deadline,
+            )
+            .await?;
+        match outputs.into_iter().find(|(name, _)| name == OUTPUT_SCORES) {
+            Some((_, OutputTensor::F32 { data, .. })) if data.len() == n => Ok(data),
+            Some((_, OutputTensor::F32 { shape, .. } | OutputTensor::I64 { shape, .. })) => {
+                Err(ModelError::Runtime(format!(
+                    "`{OUTPUT_SCORES}` has shape {shape:?}, expected float32 [1, {n}]"
+                )))
+            }
+            None => Err(ModelError::Runtime(format!("the model returned no `{OUTPUT_SCORES}`"))),
+        }
+    }
+
+    /// The batcher's counters.
+    pub fn batch_stats(&self) -> BatchStats {
+        self.batcher.stats()
+    }
+
+    /// Stops taking requests, finishes the queued ones; see [`Batcher::shutdown`].
+    pub async fn shutdown(&self) {
+        self.batcher.shutdown().await;
     }
 }

@@ -20,6 +20,7 @@
 //! not computed; a full queue is answered UNAVAILABLE at once.
 
 mod live;
+mod served;
 
 use std::collections::HashSet;
 use std::path::PathBuf;
@@ -33,7 +34,6 @@ use shopmind_config::Config;
 use shopmind_domain::{InteractionKind, ItemId, TenantId, UserId};
 use shopmind_features::{UserContext, read_user_context};
 use shopmind_metrics::{Success, global as metrics};
-use shopmind_models::recommender::CovisitRecommender;
 use shopmind_models::{BatchOptions, ModelError};
 use shopmind_proto::v1 as pb;
 use shopmind_registry::ModelStore;
@@ -43,9 +43,10 @@ use shopmind_store::FeatureStore;
 use tracing::{Instrument, info, warn};
 
 pub use live::{LiveModels, Servable};
+pub use served::RecommenderModel;
 
 /// The recommenders an inference instance serves.
-pub type Recommenders = LiveModels<CovisitRecommender>;
+pub type Recommenders = LiveModels<RecommenderModel>;
 
 /// Largest page of recommendations.
 pub const MAX_LIMIT: u32 = 100;
@@ -116,12 +117,20 @@ impl Recommender {
         let mut items = Vec::with_capacity(limit);
         let mut model_version = String::new();
         if let Some(model) = self.models.get(&tenant) {
-            model_version.clone_from(&model.manifest().version);
-            let history = weighted_history(&ctx, |item| model.index_of(item));
+            model_version = model.version().to_string();
+            let history = match &*model {
+                RecommenderModel::Covisit(m) => weighted_history(&ctx, |item| m.index_of(item)),
+                // The recency weighting the model was trained with, oldest first.
+                RecommenderModel::Embedding(m) => {
+                    let oldest_first: Vec<usize> =
+                        ctx.recent.iter().rev().filter_map(|i| m.index_of(i.item.as_str())).collect();
+                    m.recent_history(&oldest_first)
+                }
+            };
             if !history.is_empty() {
                 let scores = model.score_until(&history, deadline).await.map_err(model_error)?;
                 let mut ranked: Vec<(usize, f32)> =
-                    scores.into_iter().enumerate().filter(|(_, s)| *s > 0.0 && s.is_finite()).collect();
+                    scores.into_iter().enumerate().filter(|(_, s)| model.is_signal(*s)).collect();
                 ranked.sort_by(|a, b| b.1.total_cmp(&a.1).then(a.0.cmp(&b.0)));
                 for (idx, score) in ranked {
                     if items.len() == limit {
@@ -134,7 +143,7 @@ impl Recommender {
                     items.push(pb::ScoredItem {
                         item_id: item.to_string(),
                         score,
-                        reason: "covisited".into(),
+                        reason: model.reason().into(),
                     });
                 }
             }

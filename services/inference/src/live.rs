@@ -19,9 +19,8 @@ use shopmind_config::{Config, Device};
 use shopmind_domain::TenantId;
 use shopmind_metrics::{Success, global as metrics};
 use shopmind_models::ModelError;
-use shopmind_models::recommender::CovisitRecommender;
 use shopmind_models::runtime::{self, PoolOptions};
-use shopmind_registry::{ActiveChange, ModelStore, RECOMMENDER, Version};
+use shopmind_registry::{ActiveChange, ModelStore, Version};
 use shopmind_runtime::Shutdown;
 use tracing::{info, warn};
 
@@ -57,31 +56,6 @@ pub trait Servable: Sized + Send + Sync + 'static {
     /// The version and tenant the model's manifest names.
     fn version(&self) -> &str;
     fn tenant(&self) -> &str;
-}
-
-#[async_trait::async_trait]
-impl Servable for CovisitRecommender {
-    const MODEL: &'static str = RECOMMENDER;
-
-    fn load(bytes: &[u8], options: &PoolOptions) -> Result<Self, ModelError> {
-        CovisitRecommender::load(bytes, options)
-    }
-
-    async fn warm_up(&self) -> Result<(), ModelError> {
-        if self.is_empty() {
-            return Ok(());
-        }
-        // `score` checks the output's type and length.
-        self.score(&[(0, 1.0)]).await.map(drop)
-    }
-
-    fn version(&self) -> &str {
-        &self.manifest().version
-    }
-
-    fn tenant(&self) -> &str {
-        &self.manifest().tenant
-    }
 }
 
 /// Tenant -> the loaded active version of one model. Readers never wait for a load.

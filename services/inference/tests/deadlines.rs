@@ -74,9 +74,11 @@ async fn deadlines_travel_into_the_batcher() {
     let request =
         pb::RecommendRequest { tenant: "acme".into(), user_id: "u9".into(), limit: 5, ..Default::default() };
 
+    // Loading warmed the model up with one real batch.
+    let warm_up = loaded.batch_stats().batches;
     let late = recommender.recommend_until(&request, Some(Instant::now())).await.unwrap_err();
     assert_eq!(late.code, pb::ServiceErrorCode::DeadlineExceeded as i32, "{late:?}");
-    assert_eq!(loaded.batch_stats().batches, 0, "a late request is not scored");
+    assert_eq!(loaded.batch_stats().batches, warm_up, "a late request is not scored");
     assert_eq!(loaded.batch_stats().rejected_deadline, 1);
 
     let answer =
@@ -85,5 +87,5 @@ async fn deadlines_travel_into_the_batcher() {
         answer.items.first().map(|i| (i.item_id.as_str(), i.reason.as_str())),
         Some(("b", "covisited"))
     );
-    assert_eq!(loaded.batch_stats().batches, 1);
+    assert_eq!(loaded.batch_stats().batches, warm_up + 1);
 }

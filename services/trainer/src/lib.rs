@@ -1,5 +1,6 @@
-//! The trainer: reads the whole events stream (an ordered replay), trains one co-visitation
-//! recommender per tenant ([`shopmind_models::covisit`]) and publishes it, as ONNX with its
+//! The trainer: reads the whole events stream (an ordered replay), trains one recommender per
+//! tenant — the embedding recommender ([`shopmind_models::embedding`]) or, with
+//! `trainer.recommender = "covisit"`, co-visitation ([`shopmind_models::covisit`]) — and publishes it, as ONNX with its
 //! manifest inside, as a new version of the tenant's `recommender` in the model registry
 //! ([`shopmind_registry`]). With `trainer.auto_promote` (the default) the new version becomes the
 //! active one, which inference instances watch and swap in without a restart; without it an
@@ -17,8 +18,10 @@ use bytes::Bytes;
 use futures::StreamExt;
 use shopmind_bus::{Bus, BusError, StartAt};
 use shopmind_config::Config;
+use shopmind_config::RecommenderFamily;
 use shopmind_domain::{TenantId, UnixMillis};
 use shopmind_metrics::{Success, global as metrics};
+use shopmind_models::EmbeddingConfig;
 use shopmind_models::Manifest;
 use shopmind_models::covisit::{CovisitConfig, TrainingInteraction, train};
 use shopmind_registry::{ModelKey, ModelStore, RECOMMENDER, RegistryError, Version, VersionInfo};
@@ -133,18 +136,14 @@ impl Trainer {
             warn!(skipped, "events that do not decode were skipped (they are in the dead-letter stream)");
         }
 
-        let covisit = CovisitConfig {
-            max_items: config.trainer.max_items,
-            window: config.trainer.window,
-            shrinkage: config.trainer.shrinkage,
-        };
+        let family = RecommenderTraining::from_config(config);
         let mut trained = Vec::new();
         for (tenant, (interactions, last_seq)) in per_tenant {
             if interactions.is_empty() || self.trained_through.get(&tenant).is_some_and(|&s| s >= last_seq) {
                 continue;
             }
             let model =
-                train_and_publish(config, models, &tenant, interactions, covisit.clone(), last_seq).await?;
+                train_and_publish(config, models, &tenant, interactions, family.clone(), last_seq).await?;
             info!(
                 tenant = %tenant,
                 version = %model.version,
@@ -161,23 +160,59 @@ impl Trainer {
     }
 }
 
+/// The recommender family `trainer.recommender` names, with its training parameters.
+#[derive(Clone, Debug)]
+enum RecommenderTraining {
+    Covisit(CovisitConfig),
+    Embedding(EmbeddingConfig),
+}
+
+impl RecommenderTraining {
+    fn from_config(config: &Config) -> Self {
+        match config.trainer.recommender {
+            RecommenderFamily::Covisit => Self::Covisit(CovisitConfig {
+                max_items: config.trainer.max_items,
+                window: config.trainer.window,
+                shrinkage: config.trainer.shrinkage,
+            }),
+            RecommenderFamily::Embedding => Self::Embedding(EmbeddingConfig {
+                dim: config.trainer.embedding_dim,
+                epochs: config.trainer.embedding_epochs,
+                ..EmbeddingConfig::default()
+            }),
+        }
+    }
+}
+
 async fn train_and_publish(
     config: &Config,
     models: &dyn ModelStore,
     tenant: &TenantId,
     interactions: Vec<TrainingInteraction>,
-    covisit: CovisitConfig,
+    family: RecommenderTraining,
     last_seq: u64,
 ) -> Result<TrainedModel, TrainerError> {
     let tenant_s = tenant.to_string();
     let (info, bytes, items) = tokio::task::spawn_blocking(move || {
-        let model = train(interactions, &covisit);
         let created = UnixMillis::now();
-        let version = format!("covisit-{}-s{last_seq}", created.0);
-        let manifest = model.manifest(RECOMMENDER, &version, &tenant_s, created.0);
-        let bytes = model.to_onnx(&manifest);
+        let (manifest, bytes, items) = match family {
+            RecommenderTraining::Covisit(cfg) => {
+                let model = train(interactions, &cfg);
+                let version = format!("covisit-{}-s{last_seq}", created.0);
+                let manifest = model.manifest(RECOMMENDER, &version, &tenant_s, created.0);
+                let bytes = model.to_onnx(&manifest);
+                (manifest, bytes, model.items.len())
+            }
+            RecommenderTraining::Embedding(cfg) => {
+                let model = shopmind_models::embedding::train(interactions, &cfg);
+                let version = format!("embedding-{}-s{last_seq}", created.0);
+                let manifest = model.manifest(RECOMMENDER, &version, &tenant_s, created.0);
+                let bytes = model.to_onnx(&manifest);
+                (manifest, bytes, model.items.len())
+            }
+        };
         let info = version_info(&manifest, bytes.len() as u64)?;
-        Ok::<_, TrainerError>((info, Bytes::from(bytes), model.items.len()))
+        Ok::<_, TrainerError>((info, Bytes::from(bytes), items))
     })
     .await
     .map_err(|e| TrainerError::Task(e.to_string()))??;
