@@ -36,6 +36,8 @@ fn touched() -> Metrics {
     m.history_length(12);
     m.model_load("recommender", Success::Error);
     m.model_swapped("recommender", 3);
+    m.prediction_request("intent", Success::Ok, Duration::from_millis(2));
+    m.model_fallback("intent", "no_model");
     m.gateway_request(GatewayMethod::Recommend, 0, Duration::from_millis(4));
     m.trainer_round(Success::Ok, Duration::from_secs(2), 1);
     m
