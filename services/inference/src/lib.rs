@@ -12,8 +12,12 @@
 //! swaps it in atomically; a version that fails to load leaves the previous one serving
 //! ([`LiveModels`]). Every response names the version that scored it (`model_version`; empty when
 //! the tenant has no model yet and popular items answer).
+//!
+//! The same service answers `sm.rpc.<tenant>.inference.intent` and `…forecast` from the tenants'
+//! purchase-intent and demand models ([`predict`]).
 
 mod live;
+pub mod predict;
 
 use std::collections::HashSet;
 use std::path::PathBuf;
@@ -206,6 +210,14 @@ pub async fn run(
     shopmind_models::runtime::init_runtime(&library)?;
     let models = Arc::new(Recommenders::new(live::pool_options(&config)?));
     info!(registry = registry.kind(), "following the model registry");
+    let predictions = predict::Serving::start(
+        &config,
+        live::pool_options(&config)?,
+        bus.clone(),
+        store.clone(),
+        registry.clone(),
+        &shutdown,
+    );
     let follower = tokio::spawn(models.clone().follow(registry, shutdown.clone()));
 
     let recommender = Arc::new(Recommender::new(store, models, config.inference.history_len));
@@ -222,6 +234,7 @@ pub async fn run(
     )
     .await?;
     follower.abort();
+    predictions.stopped().await?;
     info!("inference stopped");
     Ok(())
 }
