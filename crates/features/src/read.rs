@@ -317,8 +317,10 @@ pub async fn read_session_and_user_features(
         return Ok(Default::default());
     }
     let mut v = store.read(reads).await?.into_iter();
-    let session = if session.is_some() { parse_session_features(v.next()) } else { SessionFeatures::default() };
-    let user = if user.is_some() { parse_user_features(&mut v, settings, now) } else { UserFeatures::default() };
+    let session =
+        if session.is_some() { parse_session_features(v.next()) } else { SessionFeatures::default() };
+    let user =
+        if user.is_some() { parse_user_features(&mut v, settings, now) } else { UserFeatures::default() };
     Ok((session, user))
 }
 
