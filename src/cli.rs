@@ -247,12 +247,17 @@ async fn train(config: Config) -> anyhow::Result<()> {
         println!("no interactions in the events stream: nothing to train");
     }
     for m in trained {
+        let what = match m.model.as_str() {
+            shopmind_registry::RECOMMENDER => {
+                format!("{} items from {} users, {} interactions", m.items, m.users, m.interactions)
+            }
+            shopmind_registry::INTENT => format!("{} sessions of {} users", m.interactions, m.users),
+            _ => format!("{} items, {} training windows", m.items, m.interactions),
+        };
         println!(
-            "{}: {} items from {} users, {} interactions -> recommender version {} ({})",
+            "{}: {what} -> {} version {} ({})",
             m.tenant,
-            m.items,
-            m.users,
-            m.interactions,
+            m.model,
             m.version,
             if m.promoted {
                 "active"

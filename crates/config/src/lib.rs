@@ -316,6 +316,12 @@ pub struct NotificationConfig {
     pub timer_poll_ms: u64,
     /// How long one replica holds a due timer it works on before another may take it over.
     pub timer_lease_s: u64,
+    /// Whether the rules ask the inference service's `intent` and `forecast` methods for purchase
+    /// intent and demand forecasts (falling back to the feature-based estimates when a tenant has
+    /// no such model or the call fails); false: always the feature-based estimates.
+    pub model_seams: bool,
+    /// Time limit (and request deadline) of one such call, in milliseconds.
+    pub model_timeout_ms: u64,
     /// Webhook delivery (all tenants).
     pub webhook: WebhookDeliveryConfig,
     /// Rules, policies and webhooks of every tenant without its own table in `tenants`.
@@ -331,6 +337,8 @@ impl Default for NotificationConfig {
             max_deliver: 10,
             timer_poll_ms: 1000,
             timer_lease_s: 30,
+            model_seams: true,
+            model_timeout_ms: 500,
             webhook: WebhookDeliveryConfig::default(),
             defaults: TenantNotifications::default(),
             tenants: BTreeMap::new(),
@@ -599,6 +607,15 @@ pub struct TrainerConfig {
     /// Whether a newly trained model becomes the active version at once (else an operator
     /// promotes it with `shopmind models promote`).
     pub auto_promote: bool,
+    /// Whether rounds also train the purchase-intent (`intent`) and demand (`demand`) models.
+    pub predictors: bool,
+    /// Sessions (training samples) a tenant needs before an intent model is trained.
+    pub intent_min_sessions: usize,
+    /// Of them, sessions that ended in an order (and as many that did not).
+    pub intent_min_ordered_sessions: usize,
+    /// Days of events (first to last) a tenant needs before a demand model is trained; at least
+    /// the model's history (56 days) plus its horizon (14) plus one.
+    pub demand_min_days: u32,
 }
 
 impl Default for TrainerConfig {
@@ -612,6 +629,10 @@ impl Default for TrainerConfig {
             window: 50,
             shrinkage: 10,
             auto_promote: true,
+            predictors: true,
+            intent_min_sessions: 200,
+            intent_min_ordered_sessions: 20,
+            demand_min_days: 84,
         }
     }
 }
@@ -924,6 +945,18 @@ impl Config {
         }
         if self.trainer.window < 2 {
             return bad("trainer.window", "must be at least 2");
+        }
+        if self.trainer.intent_min_ordered_sessions == 0 {
+            return bad("trainer.intent_min_ordered_sessions", "must be at least 1");
+        }
+        if self.trainer.demand_min_days < 71 {
+            return bad(
+                "trainer.demand_min_days",
+                "must be at least 71 (56 days of history, 14 of horizon and one more for calibration)",
+            );
+        }
+        if self.notification.model_timeout_ms == 0 {
+            return bad("notification.model_timeout_ms", "must be at least 1");
         }
         if !(1..=1000).contains(&self.models.keep_versions) {
             return bad("models.keep_versions", "must be 1..=1000");

@@ -18,8 +18,8 @@ use shopmind_domain::{InteractionKind, ItemId, SessionId, TenantId, UserId};
 use shopmind_store::{Key, KeyPattern};
 
 pub use read::{
-    ItemFeatures, SessionFeatures, UserContext, UserFeatures, read_item_features, read_session_features,
-    read_user_context, read_user_features,
+    ItemFeatures, SessionFeatures, UserContext, UserFeatures, read_item_features, read_items_demand,
+    read_session_and_user_features, read_session_features, read_user_context, read_user_features,
 };
 pub use write::{Applied, apply_event, writes_for};
 

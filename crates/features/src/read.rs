@@ -169,17 +169,27 @@ pub async fn read_user_features(
     settings: &FeatureSettings,
     now: UnixMillis,
 ) -> Result<UserFeatures, StoreError> {
-    let mut v = store
-        .read(vec![
-            Read::SortedTop { key: keys::user_recent(tenant, user), n: settings.recent_cap },
-            Read::Hash { key: keys::user_counts(tenant, user) },
-            Read::Hash { key: keys::user_affinity(tenant, user) },
-            Read::SortedTop { key: keys::user_cart_log(tenant, user), n: ALL },
-            Read::Hash { key: keys::user_orders(tenant, user) },
-            Read::Hash { key: keys::user_rfm(tenant, user) },
-        ])
-        .await?
-        .into_iter();
+    let mut v = store.read(user_feature_reads(tenant, user, settings)).await?.into_iter();
+    Ok(parse_user_features(&mut v, settings, now))
+}
+
+/// The reads of [`read_user_features`], in the order [`parse_user_features`] takes them.
+fn user_feature_reads(tenant: &TenantId, user: &UserId, settings: &FeatureSettings) -> Vec<Read> {
+    vec![
+        Read::SortedTop { key: keys::user_recent(tenant, user), n: settings.recent_cap },
+        Read::Hash { key: keys::user_counts(tenant, user) },
+        Read::Hash { key: keys::user_affinity(tenant, user) },
+        Read::SortedTop { key: keys::user_cart_log(tenant, user), n: ALL },
+        Read::Hash { key: keys::user_orders(tenant, user) },
+        Read::Hash { key: keys::user_rfm(tenant, user) },
+    ]
+}
+
+fn parse_user_features(
+    v: &mut impl Iterator<Item = Value>,
+    settings: &FeatureSettings,
+    now: UnixMillis,
+) -> UserFeatures {
     let mut next = || v.next().unwrap_or(Value::Exists(false));
     let recent = sorted(next()).iter().filter_map(|(m, _)| parse_recent(m)).collect();
     let counts = hash(next()).into_iter().filter_map(|(k, raw)| int(&raw).map(|n| (k, n))).collect();
@@ -206,7 +216,7 @@ pub async fn read_user_features(
             }
         }
     }
-    Ok(f)
+    f
 }
 
 pub async fn read_item_features(
@@ -265,8 +275,12 @@ pub async fn read_session_features(
     session: &SessionId,
 ) -> Result<SessionFeatures, StoreError> {
     let values = store.read(vec![Read::Hash { key: keys::session(tenant, session) }]).await?;
+    Ok(parse_session_features(values.into_iter().next()))
+}
+
+fn parse_session_features(value: Option<Value>) -> SessionFeatures {
     let mut f = SessionFeatures::default();
-    for (k, raw) in values.into_iter().flat_map(hash) {
+    for (k, raw) in value.into_iter().flat_map(hash) {
         match k.as_str() {
             "first_ms" => f.first_ms = int(&raw),
             "last_ms" => f.last_ms = int(&raw),
@@ -278,7 +292,61 @@ pub async fn read_session_features(
             }
         }
     }
-    Ok(f)
+    f
+}
+
+/// A session's and a user's features together in one round trip: what purchase intent needs
+/// ([`read_session_features`] and [`read_user_features`] in one batch). Without a session the
+/// session features are empty; without a user they are the defaults of a user nobody knows.
+pub async fn read_session_and_user_features(
+    store: &dyn FeatureStore,
+    tenant: &TenantId,
+    session: Option<&SessionId>,
+    user: Option<&UserId>,
+    settings: &FeatureSettings,
+    now: UnixMillis,
+) -> Result<(SessionFeatures, UserFeatures), StoreError> {
+    let mut reads = Vec::with_capacity(7);
+    if let Some(s) = session {
+        reads.push(Read::Hash { key: keys::session(tenant, s) });
+    }
+    if let Some(u) = user {
+        reads.extend(user_feature_reads(tenant, u, settings));
+    }
+    if reads.is_empty() {
+        return Ok(Default::default());
+    }
+    let mut v = store.read(reads).await?.into_iter();
+    let session =
+        if session.is_some() { parse_session_features(v.next()) } else { SessionFeatures::default() };
+    let user =
+        if user.is_some() { parse_user_features(&mut v, settings, now) } else { UserFeatures::default() };
+    Ok((session, user))
+}
+
+/// The daily demand (`ItemFeatures::demand`: (day since 1970-01-01, units), by day) of several
+/// items in one round trip, in the order of `items`.
+pub async fn read_items_demand(
+    store: &dyn FeatureStore,
+    tenant: &TenantId,
+    items: &[ItemId],
+) -> Result<Vec<Vec<(i64, i64)>>, StoreError> {
+    if items.is_empty() {
+        return Ok(Vec::new());
+    }
+    let reads = items.iter().map(|i| Read::Hash { key: keys::item_demand(tenant, i) }).collect();
+    let mut v = store.read(reads).await?.into_iter();
+    Ok(items
+        .iter()
+        .map(|_| {
+            let mut demand: Vec<(i64, i64)> = hash(v.next().unwrap_or(Value::Exists(false)))
+                .into_iter()
+                .filter_map(|(day, raw)| Some((day.parse().ok()?, int(&raw)?)))
+                .collect();
+            demand.sort_unstable();
+            demand
+        })
+        .collect())
 }
 
 #[cfg(test)]

@@ -14,7 +14,8 @@ use shopmind_domain::{
 };
 use shopmind_features::{
     Applied, FeatureSettings, ItemFeatures, UserFeatures, apply_event, keys, read_item_features,
-    read_session_features, read_user_context, read_user_features,
+    read_items_demand, read_session_and_user_features, read_session_features, read_user_context,
+    read_user_features,
 };
 use shopmind_store::FeatureStore;
 
@@ -217,6 +218,21 @@ async fn what_events_do(store: Arc<dyn FeatureStore>) {
     assert_eq!(session.duration_ms(), Some(119 * MIN));
     assert_eq!(session.user.as_deref(), Some("alice"));
     assert_eq!(session.counts.get("product_viewed"), Some(&4));
+
+    // The combined reads return what the single ones do, in one batch.
+    let alice = UserId::parse("alice").unwrap();
+    let s1 = SessionId::parse("alice-s1").unwrap();
+    let settings = FeatureSettings::default();
+    let now = UnixMillis(T0 + 200 * MIN);
+    let (both_s, both_u) =
+        read_session_and_user_features(&*store, &t, Some(&s1), Some(&alice), &settings, now).await.unwrap();
+    assert_eq!(both_s, session);
+    assert_eq!(both_u, read_user_features(&*store, &t, &alice, &settings, now).await.unwrap());
+    let (no_s, only_u) =
+        read_session_and_user_features(&*store, &t, None, Some(&alice), &settings, now).await.unwrap();
+    assert_eq!((no_s, only_u), (Default::default(), both_u));
+    let demands = read_items_demand(&*store, &t, &[item("a2"), item("nothing"), item("a1")]).await.unwrap();
+    assert_eq!(demands, vec![a2.demand.clone(), Vec::new(), a1.demand.clone()]);
 
     let ctx = read_user_context(&*store, &t, &UserId::parse("alice").unwrap(), 3, 2).await.unwrap();
     assert_eq!(ctx.recent.len(), 3);

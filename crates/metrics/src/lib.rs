@@ -315,7 +315,7 @@ pub const CATALOGUE: &[Spec] = &[
         name: "shopmind_model_loads_total",
         kind: Kind::Counter,
         labels: &["model", "result"],
-        values: "`model`: recommender (the registry's model names); `result`: ok, error",
+        values: "`model`: recommender, intent, demand (the registry's model names); `result`: ok, error",
         help: "Model versions inference loaded after the registry's active version changed: ok \
                (loaded and warmed up by one scoring run, then swapped in), error (failed to fetch, \
                load or warm up; the version served before keeps serving).",
@@ -324,7 +324,7 @@ pub const CATALOGUE: &[Spec] = &[
         name: "shopmind_model_swaps_total",
         kind: Kind::Counter,
         labels: &["model"],
-        values: "`model`: recommender",
+        values: "`model`: recommender, intent, demand",
         help: "Times a newly loaded version replaced (or became) the model a tenant is served \
                with, or a tenant's model was removed because no version is active any more.",
     },
@@ -332,7 +332,7 @@ pub const CATALOGUE: &[Spec] = &[
         name: "shopmind_models_served",
         kind: Kind::Gauge,
         labels: &["model"],
-        values: "`model`: recommender",
+        values: "`model`: recommender, intent, demand",
         help: "Tenants this process serves a model to (the others get the fallback: popular \
                items). Which version each serves is in the logs and in every response's \
                model_version.",
@@ -372,6 +372,24 @@ pub const CATALOGUE: &[Spec] = &[
                (inference.queue_capacity), the request's deadline passed first, or the model was \
                shutting down.",
     },
+    // Predictions (inference's intent and forecast methods) and their use by notifications.
+    Spec {
+        name: "shopmind_prediction_request_duration_seconds",
+        kind: Kind::Histogram,
+        labels: &["method", "result"],
+        values: "`method`: intent, forecast; `result`: ok, error (a tenant without a model included)",
+        help: "Time the inference service took to answer an intent or forecast request: store \
+               read, model run.",
+    },
+    Spec {
+        name: "shopmind_notification_model_fallbacks_total",
+        kind: Kind::Counter,
+        labels: &["seam", "reason"],
+        values: "`seam`: intent, demand; `reason`: no_model (the tenant has no active model), error \
+                 (the call failed or timed out, or the service answered another error)",
+        help: "Times a notification rule used the feature-based estimate instead of the model \
+               served by inference (notification.model_seams).",
+    },
     // Gateway.
     Spec {
         name: "shopmind_gateway_request_duration_seconds",
@@ -403,8 +421,9 @@ pub const CATALOGUE: &[Spec] = &[
         kind: Kind::Counter,
         labels: &[],
         values: "",
-        help: "Models the trainer published to the registry as new versions (one per tenant with \
-               new interactions per round).",
+        help: "Models the trainer published to the registry as new versions (per tenant with new \
+               events and round: a recommender, and an intent and a demand model when the tenant \
+               has enough data).",
     },
     // Process.
     Spec {
@@ -509,6 +528,18 @@ struct ModelReason {
 }
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct MethodResult {
+    method: &'static str,
+    result: Success,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct SeamReason {
+    seam: &'static str,
+    reason: &'static str,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 struct VersionLabel {
     version: &'static str,
 }
@@ -567,6 +598,8 @@ pub struct Metrics {
     batch_compute: HistogramFamily<ModelLabel>,
     batch_rows: HistogramFamily<ModelLabel>,
     model_rejected: Family<ModelReason, Counter>,
+    prediction_duration: HistogramFamily<MethodResult>,
+    model_fallbacks: Family<SeamReason, Counter>,
     gateway_duration: HistogramFamily<MethodStatus>,
     trainer_rounds: Family<SuccessLabel, Counter>,
     trainer_duration: Histogram,
@@ -610,6 +643,8 @@ impl Metrics {
             batch_compute: Family::new_with_constructor(model_seconds),
             batch_rows: Family::new_with_constructor(batch_rows),
             model_rejected: Family::default(),
+            prediction_duration: Family::new_with_constructor(request_seconds),
+            model_fallbacks: Family::default(),
             gateway_duration: Family::new_with_constructor(request_seconds),
             trainer_rounds: Family::default(),
             trainer_duration: round_seconds(),
@@ -646,6 +681,8 @@ impl Metrics {
         register(r, &mut specs, m.batch_compute.clone());
         register(r, &mut specs, m.batch_rows.clone());
         register(r, &mut specs, m.model_rejected.clone());
+        register(r, &mut specs, m.prediction_duration.clone());
+        register(r, &mut specs, m.model_fallbacks.clone());
         register(r, &mut specs, m.gateway_duration.clone());
         register(r, &mut specs, m.trainer_rounds.clone());
         register(r, &mut specs, m.trainer_duration.clone());
@@ -771,6 +808,17 @@ impl Metrics {
     /// `model`'s batcher answered a request without computing it, for `reason`.
     pub fn model_rejected(&self, model: &'static str, reason: Rejection) {
         self.model_rejected.get_or_create(&ModelReason { model, reason }).inc();
+    }
+
+    /// The inference service answered a `method` (intent, forecast) request.
+    pub fn prediction_request(&self, method: &'static str, result: Success, took: Duration) {
+        self.prediction_duration.get_or_create(&MethodResult { method, result }).observe(took.as_secs_f64());
+    }
+
+    /// A notification rule fell back from the model behind `seam` (intent, demand) for `reason`
+    /// (no_model, error).
+    pub fn model_fallback(&self, seam: &'static str, reason: &'static str) {
+        self.model_fallbacks.get_or_create(&SeamReason { seam, reason }).inc();
     }
 
     /// The gateway answered a call of `method` with gRPC status `code`.

@@ -521,6 +521,11 @@ impl DemandForecaster {
         self.spec.horizon
     }
 
+    /// The nominal coverage of its intervals.
+    pub fn coverage(&self) -> f64 {
+        self.spec.coverage
+    }
+
     /// Forecasts a batch of windows in one run. Each history must be `history_days` long,
     /// finite and non-negative, and each weekday in 0..7, else [`ModelError::InvalidInput`]. An
     /// empty batch returns nothing without running.

@@ -52,6 +52,10 @@ pub const ACTIVE_HISTORY: i64 = 16;
 pub const MAX_PREVIOUS: usize = 16;
 /// The model name of the recommender.
 pub const RECOMMENDER: &str = "recommender";
+/// The model name of the purchase-intent model (`shopmind_models::intent`).
+pub const INTENT: &str = "intent";
+/// The model name of the demand forecaster (`shopmind_models::demand`).
+pub const DEMAND: &str = "demand";
 
 /// Longest model name, in bytes.
 pub const MAX_MODEL_NAME_LEN: usize = 64;

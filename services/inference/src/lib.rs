@@ -18,8 +18,12 @@
 //! caller's deadline (header `Shopmind-Deadline-Ms`) travels with the request into the batch
 //! queue: a request whose deadline passes before its batch runs is answered DEADLINE_EXCEEDED and
 //! not computed; a full queue is answered UNAVAILABLE at once.
+//!
+//! The same service answers `sm.rpc.<tenant>.inference.intent` and `…forecast` from the tenants'
+//! purchase-intent and demand models ([`predict`]).
 
 mod live;
+pub mod predict;
 mod served;
 
 use std::collections::HashSet;
@@ -248,6 +252,14 @@ pub async fn run(
     shopmind_models::runtime::init_runtime(&library)?;
     let models = Arc::new(Recommenders::new(live::pool_options(&config)?));
     info!(registry = registry.kind(), "following the model registry");
+    let predictions = predict::Serving::start(
+        &config,
+        live::pool_options(&config)?,
+        bus.clone(),
+        store.clone(),
+        registry.clone(),
+        &shutdown,
+    );
     let follower = tokio::spawn(models.clone().follow(registry, shutdown.clone()));
 
     let recommender = Arc::new(Recommender::new(store, models, config.inference.history_len));
@@ -264,6 +276,7 @@ pub async fn run(
     )
     .await?;
     follower.abort();
+    predictions.stopped().await?;
     info!("inference stopped");
     Ok(())
 }

@@ -168,10 +168,16 @@ pub struct Notifier {
 }
 
 impl Notifier {
-    /// With the wall clock and the feature-based fallback seams.
+    /// With the wall clock, and the model-backed seams (`notification.model_seams`, the
+    /// default; they fall back per call) or the feature-based ones.
     pub fn new(config: Config, bus: Arc<dyn Bus>, store: Arc<dyn FeatureStore>) -> Self {
         let history = config.notification.defaults.rules.low_stock.history_days;
-        let seams = Seams::fallbacks(store.clone(), history);
+        let seams = if config.notification.model_seams {
+            let timeout = Duration::from_millis(config.notification.model_timeout_ms);
+            Seams::with_models(bus.clone(), store.clone(), history, timeout)
+        } else {
+            Seams::fallbacks(store.clone(), history)
+        };
         Self { config, bus, store, clock: Arc::new(SystemClock), seams }
     }
 

@@ -187,3 +187,175 @@ mod tests {
         assert_eq!(MeanDemand::from_series(&[], 100, 4, 7), 0.0);
     }
 }
+
+/// Model-backed seams: purchase intent and demand forecasts from the inference service's `intent`
+/// and `forecast` methods (the tenant's active models), each call with a deadline of `timeout`.
+/// When the tenant has no such model (`NOT_FOUND`) or the call fails, the feature-based fallback
+/// answers, and `shopmind_notification_model_fallbacks_total{seam, reason}` counts it.
+pub mod model {
+    use std::sync::Arc;
+    use std::time::Duration;
+
+    use prost::Message as _;
+    use shopmind_bus::{Bus, Headers, Message};
+    use shopmind_domain::{ItemId, TenantId, UnixMillis, UserId};
+    use shopmind_features::UserFeatures;
+    use shopmind_metrics::global as metrics;
+    use shopmind_proto::v1 as pb;
+    use shopmind_runtime::{rpc, topology};
+    use shopmind_store::StoreError;
+    use tracing::debug;
+
+    use super::{DemandForecaster, IntentScorer};
+
+    /// Why a call did not give a model answer; the `reason` label.
+    fn reason(e: &pb::ServiceError) -> &'static str {
+        if e.code == pb::ServiceErrorCode::NotFound as i32 { "no_model" } else { "error" }
+    }
+
+    async fn call(
+        bus: &dyn Bus,
+        tenant: &TenantId,
+        method: &str,
+        payload: Vec<u8>,
+        timeout: Duration,
+    ) -> Result<bytes::Bytes, pb::ServiceError> {
+        let mut headers = Headers::new();
+        rpc::set_deadline(&mut headers, timeout);
+        let message =
+            Message::new(topology::rpc_subject(tenant, "inference", method), payload).with_headers(headers);
+        bus.request(message, timeout)
+            .await
+            .map(|m| m.payload)
+            .map_err(|e| rpc::error(pb::ServiceErrorCode::Unavailable, e.to_string()))
+    }
+
+    /// Purchase intent from the tenant's `intent` model, for the user (no session: the notification
+    /// rules know the user's cart, not a session); [`super::HeuristicIntent`] otherwise.
+    pub struct ModelIntent {
+        pub bus: Arc<dyn Bus>,
+        pub timeout: Duration,
+        pub fallback: Arc<dyn IntentScorer>,
+    }
+
+    impl ModelIntent {
+        async fn ask(
+            &self,
+            tenant: &TenantId,
+            user: &UserId,
+            now: UnixMillis,
+        ) -> Result<f64, pb::ServiceError> {
+            let req = pb::IntentRequest {
+                tenant: tenant.to_string(),
+                user_id: user.to_string(),
+                session_id: String::new(),
+                at_unix_ms: now.0,
+                top_features: 0,
+            };
+            let payload = call(&*self.bus, tenant, "intent", req.encode_to_vec(), self.timeout).await?;
+            let reply = pb::IntentReply::decode(payload.as_ref())
+                .map_err(|e| rpc::error(pb::ServiceErrorCode::Internal, e.to_string()))?;
+            match reply.result {
+                Some(pb::intent_reply::Result::Ok(ok)) => Ok(f64::from(ok.probability)),
+                Some(pb::intent_reply::Result::Error(e)) => Err(e),
+                None => Err(rpc::error(pb::ServiceErrorCode::Internal, "empty reply")),
+            }
+        }
+    }
+
+    #[async_trait::async_trait]
+    impl IntentScorer for ModelIntent {
+        async fn intent(
+            &self,
+            tenant: &TenantId,
+            user: &UserId,
+            features: &UserFeatures,
+            now: UnixMillis,
+        ) -> Result<f64, StoreError> {
+            match self.ask(tenant, user, now).await {
+                Ok(p) => Ok(p),
+                Err(e) => {
+                    metrics().model_fallback("intent", reason(&e));
+                    debug!(tenant = %tenant, error = %e.message, "intent model unavailable; feature-based intent");
+                    self.fallback.intent(tenant, user, features, now).await
+                }
+            }
+        }
+    }
+
+    /// Demand over the next `days` days (from today) from the tenant's `demand` model: the sum of
+    /// its daily forecasts; [`super::MeanDemand`] otherwise (also when `days` exceeds the
+    /// model's horizon).
+    pub struct ModelDemand {
+        pub bus: Arc<dyn Bus>,
+        pub timeout: Duration,
+        pub fallback: Arc<dyn DemandForecaster>,
+    }
+
+    impl ModelDemand {
+        async fn ask(
+            &self,
+            tenant: &TenantId,
+            item: &ItemId,
+            days: u32,
+            now: UnixMillis,
+        ) -> Result<f64, pb::ServiceError> {
+            let req = pb::ForecastRequest {
+                tenant: tenant.to_string(),
+                item_ids: vec![item.to_string()],
+                horizon_days: days,
+                at_unix_ms: now.0,
+            };
+            let payload = call(&*self.bus, tenant, "forecast", req.encode_to_vec(), self.timeout).await?;
+            let reply = pb::ForecastReply::decode(payload.as_ref())
+                .map_err(|e| rpc::error(pb::ServiceErrorCode::Internal, e.to_string()))?;
+            match reply.result {
+                Some(pb::forecast_reply::Result::Ok(ok)) => ok
+                    .items
+                    .first()
+                    .map(|f| f.forecast.iter().map(|v| f64::from(*v)).sum())
+                    .ok_or_else(|| rpc::error(pb::ServiceErrorCode::Internal, "no forecast for the item")),
+                Some(pb::forecast_reply::Result::Error(e)) => Err(e),
+                None => Err(rpc::error(pb::ServiceErrorCode::Internal, "empty reply")),
+            }
+        }
+    }
+
+    #[async_trait::async_trait]
+    impl DemandForecaster for ModelDemand {
+        async fn forecast(
+            &self,
+            tenant: &TenantId,
+            item: &ItemId,
+            days: u32,
+            now: UnixMillis,
+        ) -> Result<f64, StoreError> {
+            match self.ask(tenant, item, days, now).await {
+                Ok(units) => Ok(units),
+                Err(e) => {
+                    metrics().model_fallback("demand", reason(&e));
+                    debug!(tenant = %tenant, error = %e.message, "demand model unavailable; mean demand");
+                    self.fallback.forecast(tenant, item, days, now).await
+                }
+            }
+        }
+    }
+}
+
+impl Seams {
+    /// The model-backed intent and demand seams over `bus` (falling back to [`HeuristicIntent`]
+    /// and [`MeanDemand`]), and [`NeighbourComplements`].
+    pub fn with_models(
+        bus: Arc<dyn shopmind_bus::Bus>,
+        store: Arc<dyn FeatureStore>,
+        history_days: u32,
+        timeout: std::time::Duration,
+    ) -> Self {
+        let fallbacks = Self::fallbacks(store, history_days);
+        Self {
+            intent: Arc::new(model::ModelIntent { bus: bus.clone(), timeout, fallback: fallbacks.intent }),
+            demand: Arc::new(model::ModelDemand { bus, timeout, fallback: fallbacks.demand }),
+            complements: fallbacks.complements,
+        }
+    }
+}

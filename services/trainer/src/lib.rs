@@ -7,6 +7,8 @@
 //! operator promotes it (`shopmind models promote`). After publishing, versions beyond
 //! `models.keep_versions` are pruned (never the active one or those a rollback returns to).
 //!
+//! The same round trains each tenant's purchase-intent and demand models ([`predictors`]).
+//!
 //! `shopmind train` runs one round; the `trainer` service runs a round every
 //! `trainer.interval_s` seconds, skipping tenants with no new events.
 
@@ -27,6 +29,8 @@ use shopmind_models::covisit::{CovisitConfig, TrainingInteraction, train};
 use shopmind_registry::{ModelKey, ModelStore, RECOMMENDER, RegistryError, Version, VersionInfo};
 use shopmind_runtime::{Shutdown, topology};
 use tracing::{info, warn};
+
+mod predictors;
 
 #[derive(Debug, thiserror::Error)]
 pub enum TrainerError {
@@ -61,6 +65,8 @@ pub fn version_info_of_onnx(bytes: &[u8]) -> Result<VersionInfo, TrainerError> {
 /// What one training round did for a tenant.
 #[derive(Debug, Clone, PartialEq)]
 pub struct TrainedModel {
+    /// The registry's model name: `recommender`, `intent` or `demand`.
+    pub model: String,
     pub tenant: TenantId,
     pub version: String,
     pub items: usize,
@@ -79,6 +85,8 @@ pub type Progress<'a> = &'a (dyn Fn(u64, u64) + Sync);
 #[derive(Debug, Default)]
 pub struct Trainer {
     trained_through: BTreeMap<TenantId, u64>,
+    /// The same for the intent and demand models.
+    predictors_through: BTreeMap<TenantId, u64>,
 }
 
 impl Trainer {
@@ -103,6 +111,7 @@ impl Trainer {
         let mut per_tenant: BTreeMap<TenantId, (Vec<TrainingInteraction>, u64)> = BTreeMap::new();
         let mut replay = bus.replay(topology::EVENTS_STREAM, None, StartAt::First).await?;
         let (mut read, mut skipped) = (0u64, 0u64);
+        let mut tenant_events = predictors::TenantEvents::default();
         while let Some(next) = replay.next().await {
             let stored = next?;
             read += 1;
@@ -122,6 +131,9 @@ impl Trainer {
                                 at_ms: i.at.0,
                             });
                         }
+                    }
+                    if config.trainer.predictors {
+                        tenant_events.push(stored.sequence, event);
                     }
                 }
                 Err(_) => skipped += 1,
@@ -156,6 +168,9 @@ impl Trainer {
             self.trained_through.insert(tenant, last_seq);
             trained.push(model);
         }
+        let predicted =
+            predictors::train_predictors(config, models, tenant_events, &mut self.predictors_through).await?;
+        trained.extend(predicted);
         Ok(trained)
     }
 }
@@ -223,6 +238,7 @@ async fn train_and_publish(
     }
     let pruned = shopmind_registry::prune(models, &info.key, config.models.keep_versions).await?.len();
     Ok(TrainedModel {
+        model: RECOMMENDER.to_string(),
         tenant: tenant.clone(),
         version: info.version.to_string(),
         items,

@@ -999,6 +999,131 @@ pub struct FeaturesUpdated {
     #[prost(string, repeated, tag = "4")]
     pub item_ids: ::prost::alloc::vec::Vec<::prost::alloc::string::String>,
 }
+/// anyone (notification) -> inference: `sm.rpc.<tenant>.inference.intent`, the purchase intent of a
+/// session and its user from the tenant's active `intent` model.
+#[derive(Clone, PartialEq, Eq, Hash, ::prost::Message)]
+pub struct IntentRequest {
+    #[prost(string, tag = "1")]
+    pub tenant: ::prost::alloc::string::String,
+    /// At least one of user_id and session_id. Without user_id, the session's user is used.
+    #[prost(string, tag = "2")]
+    pub user_id: ::prost::alloc::string::String,
+    #[prost(string, tag = "3")]
+    pub session_id: ::prost::alloc::string::String,
+    /// The time the features are evaluated at, Unix milliseconds; 0: now.
+    #[prost(int64, tag = "4")]
+    pub at_unix_ms: i64,
+    /// How many of the largest contributions to return (by magnitude); 0: 5; at most 15.
+    #[prost(uint32, tag = "5")]
+    pub top_features: u32,
+}
+/// One feature's share of the intent model's logit.
+#[derive(Clone, PartialEq, ::prost::Message)]
+pub struct FeatureContribution {
+    #[prost(string, tag = "1")]
+    pub name: ::prost::alloc::string::String,
+    /// The feature's value in the model's row.
+    #[prost(float, tag = "2")]
+    pub value: f32,
+    /// Its contribution to the logit (positive: towards an order).
+    #[prost(float, tag = "3")]
+    pub contribution: f32,
+}
+#[derive(Clone, PartialEq, ::prost::Message)]
+pub struct IntentResponse {
+    /// The probability that the session ends in an order.
+    #[prost(float, tag = "1")]
+    pub probability: f32,
+    #[prost(float, tag = "2")]
+    pub logit: f32,
+    /// The largest contributions by magnitude, largest first.
+    #[prost(message, repeated, tag = "3")]
+    pub top_features: ::prost::alloc::vec::Vec<FeatureContribution>,
+    /// The version of the tenant's `intent` model that answered.
+    #[prost(string, tag = "4")]
+    pub model_version: ::prost::alloc::string::String,
+    /// The user whose features were read ("" when none is known).
+    #[prost(string, tag = "5")]
+    pub user_id: ::prost::alloc::string::String,
+}
+#[derive(Clone, PartialEq, ::prost::Message)]
+pub struct IntentReply {
+    #[prost(oneof = "intent_reply::Result", tags = "1, 2")]
+    pub result: ::core::option::Option<intent_reply::Result>,
+}
+/// Nested message and enum types in `IntentReply`.
+pub mod intent_reply {
+    #[derive(Clone, PartialEq, ::prost::Oneof)]
+    pub enum Result {
+        #[prost(message, tag = "1")]
+        Ok(super::IntentResponse),
+        #[prost(message, tag = "2")]
+        Error(super::ServiceError),
+    }
+}
+/// anyone (notification) -> inference: `sm.rpc.<tenant>.inference.forecast`, daily demand forecasts
+/// of items from the tenant's active `demand` model.
+#[derive(Clone, PartialEq, Eq, Hash, ::prost::Message)]
+pub struct ForecastRequest {
+    #[prost(string, tag = "1")]
+    pub tenant: ::prost::alloc::string::String,
+    /// 1 to 100 items.
+    #[prost(string, repeated, tag = "2")]
+    pub item_ids: ::prost::alloc::vec::Vec<::prost::alloc::string::String>,
+    /// Days to forecast; 0: the model's horizon; at most the model's horizon.
+    #[prost(uint32, tag = "3")]
+    pub horizon_days: u32,
+    /// The forecast starts on the UTC day of this time (Unix milliseconds; 0: now); the history is
+    /// the days before it.
+    #[prost(int64, tag = "4")]
+    pub at_unix_ms: i64,
+}
+#[derive(Clone, PartialEq, ::prost::Message)]
+pub struct ItemForecast {
+    #[prost(string, tag = "1")]
+    pub item_id: ::prost::alloc::string::String,
+    /// Units per day, from first_day on; horizon_days values each.
+    #[prost(float, repeated, tag = "2")]
+    pub forecast: ::prost::alloc::vec::Vec<f32>,
+    /// The prediction interval (nominal coverage: ForecastResponse.coverage).
+    #[prost(float, repeated, tag = "3")]
+    pub lower: ::prost::alloc::vec::Vec<f32>,
+    #[prost(float, repeated, tag = "4")]
+    pub upper: ::prost::alloc::vec::Vec<f32>,
+}
+#[derive(Clone, PartialEq, ::prost::Message)]
+pub struct ForecastResponse {
+    /// In the request's order.
+    #[prost(message, repeated, tag = "1")]
+    pub items: ::prost::alloc::vec::Vec<ItemForecast>,
+    /// The first forecast day, in days since 1970-01-01 (UTC).
+    #[prost(int64, tag = "2")]
+    pub first_day: i64,
+    /// The version of the tenant's `demand` model that answered.
+    #[prost(string, tag = "3")]
+    pub model_version: ::prost::alloc::string::String,
+    /// Days the model forecasts at most.
+    #[prost(uint32, tag = "4")]
+    pub model_horizon_days: u32,
+    /// The nominal coverage of \[lower, upper\], e.g. 0.8.
+    #[prost(float, tag = "5")]
+    pub coverage: f32,
+}
+#[derive(Clone, PartialEq, ::prost::Message)]
+pub struct ForecastReply {
+    #[prost(oneof = "forecast_reply::Result", tags = "1, 2")]
+    pub result: ::core::option::Option<forecast_reply::Result>,
+}
+/// Nested message and enum types in `ForecastReply`.
+pub mod forecast_reply {
+    #[derive(Clone, PartialEq, ::prost::Oneof)]
+    pub enum Result {
+        #[prost(message, tag = "1")]
+        Ok(super::ForecastResponse),
+        #[prost(message, tag = "2")]
+        Error(super::ServiceError),
+    }
+}
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord, ::prost::Enumeration)]
 #[repr(i32)]
 pub enum EventOutcomeKind {

@@ -1,0 +1,482 @@
+//! Purchase intent and demand forecasts: `sm.rpc.<tenant>.inference.intent` and
+//! `sm.rpc.<tenant>.inference.forecast`, served from the tenant's active `intent` and `demand`
+//! models ([`LiveModels`] of [`IntentPredictor`] and [`DemandForecaster`], hot-swapped like the
+//! recommender).
+//!
+//! * **intent**: the session's and the user's features are read in one store round trip
+//!   (`read_session_and_user_features`; a request with only a session id first reads the session
+//!   to learn its user, a second round trip), turned into the model's row by
+//!   `intent::intent_features` (the function training used), and scored; the answer has the
+//!   probability, the logit, the largest contributions and the model version.
+//! * **forecast**: the items' daily demand is read in one round trip (`read_items_demand`), each
+//!   becomes the model's window with `HistoryWindow::from_demand` (the days before the UTC day of
+//!   the request's time), and one model run forecasts all of them.
+//!
+//! A tenant without an active version of the model gets `NOT_FOUND`.
+
+use std::sync::Arc;
+use std::time::Instant;
+
+use bytes::Bytes;
+use prost::Message as _;
+use shopmind_bus::{Bus, BusError, Headers, IncomingRequest};
+use shopmind_config::Config;
+use shopmind_domain::{ItemId, SessionId, TenantId, UnixMillis, UserId};
+use shopmind_features::{FeatureSettings, read_items_demand, read_session_and_user_features};
+use shopmind_metrics::{Success, global as metrics};
+use shopmind_models::demand::{self, HistoryWindow};
+use shopmind_models::intent::{self, N_FEATURES};
+use shopmind_models::runtime::PoolOptions;
+use shopmind_models::{DemandForecaster, IntentPredictor, ModelError};
+use shopmind_proto::v1 as pb;
+use shopmind_registry::{DEMAND, INTENT, ModelStore};
+use shopmind_runtime::serve::serve_requests;
+use shopmind_runtime::{Shutdown, rpc, telemetry, topology};
+use shopmind_store::FeatureStore;
+use tracing::{Instrument, warn};
+
+use crate::live::{LiveModels, Servable};
+
+/// The intent models an inference instance serves.
+pub type IntentModels = LiveModels<IntentPredictor>;
+/// The demand models an inference instance serves.
+pub type DemandModels = LiveModels<DemandForecaster>;
+
+/// Most items in one forecast request.
+pub const MAX_FORECAST_ITEMS: usize = 100;
+/// Contributions returned when the request says 0.
+pub const DEFAULT_TOP_FEATURES: u32 = 5;
+/// Requests per method one instance works on at the same time.
+const MAX_CONCURRENT: usize = 256;
+
+#[async_trait::async_trait]
+impl Servable for IntentPredictor {
+    const MODEL: &'static str = INTENT;
+
+    fn load(bytes: &[u8], options: &PoolOptions) -> Result<Self, ModelError> {
+        IntentPredictor::load(bytes, options)
+    }
+
+    async fn warm_up(&self) -> Result<(), ModelError> {
+        let row = intent::intent_features(&Default::default(), &Default::default(), UnixMillis(0));
+        let out = self.predict(&[row]).await?;
+        match out.first() {
+            Some(p) if p.probability.is_finite() && p.contributions.len() == N_FEATURES => Ok(()),
+            _ => Err(ModelError::Runtime("the warm-up run returned no usable row".into())),
+        }
+    }
+
+    fn version(&self) -> &str {
+        &self.manifest().version
+    }
+
+    fn tenant(&self) -> &str {
+        &self.manifest().tenant
+    }
+}
+
+#[async_trait::async_trait]
+impl Servable for DemandForecaster {
+    const MODEL: &'static str = DEMAND;
+
+    fn load(bytes: &[u8], options: &PoolOptions) -> Result<Self, ModelError> {
+        DemandForecaster::load(bytes, options)
+    }
+
+    async fn warm_up(&self) -> Result<(), ModelError> {
+        let window = HistoryWindow { history: vec![1.0; self.history_days()], first_weekday: 0 };
+        let out = self.forecast(&[window]).await?;
+        match out.first() {
+            Some(f) if f.forecast.len() == self.horizon() && f.forecast.iter().all(|v| v.is_finite()) => {
+                Ok(())
+            }
+            _ => Err(ModelError::Runtime("the warm-up run returned no usable forecast".into())),
+        }
+    }
+
+    fn version(&self) -> &str {
+        &self.manifest().version
+    }
+
+    fn tenant(&self) -> &str {
+        &self.manifest().tenant
+    }
+}
+
+/// Answers intent and forecast requests from the store and the tenants' live models.
+pub struct Predictor {
+    store: Arc<dyn FeatureStore>,
+    intents: Arc<IntentModels>,
+    demands: Arc<DemandModels>,
+    settings: FeatureSettings,
+}
+
+fn at_of(at_unix_ms: i64) -> UnixMillis {
+    if at_unix_ms == 0 { UnixMillis::now() } else { UnixMillis(at_unix_ms) }
+}
+
+fn no_model(tenant: &TenantId, model: &str) -> pb::ServiceError {
+    rpc::error(
+        pb::ServiceErrorCode::NotFound,
+        format!(
+            "tenant {tenant} has no active {model} model yet (the trainer publishes one when it has enough data)"
+        ),
+    )
+}
+
+fn store_error(e: impl std::fmt::Display) -> pb::ServiceError {
+    rpc::error(pb::ServiceErrorCode::Unavailable, format!("feature store: {e}"))
+}
+
+fn model_error(e: impl std::fmt::Display) -> pb::ServiceError {
+    rpc::error(pb::ServiceErrorCode::Internal, format!("model: {e}"))
+}
+
+impl Predictor {
+    pub fn new(
+        store: Arc<dyn FeatureStore>,
+        intents: Arc<IntentModels>,
+        demands: Arc<DemandModels>,
+        settings: FeatureSettings,
+    ) -> Self {
+        Self { store, intents, demands, settings }
+    }
+
+    pub async fn intent(&self, req: &pb::IntentRequest) -> Result<pb::IntentResponse, pb::ServiceError> {
+        let (tenant, user, session, top) = validate_intent(req)?;
+        let model = self.intents.get(&tenant).ok_or_else(|| no_model(&tenant, INTENT))?;
+        let now = at_of(req.at_unix_ms);
+        // Only a session: its user comes from the session's features.
+        let user = match (user, &session) {
+            (Some(u), _) => Some(u),
+            (None, Some(s)) => {
+                let (sf, _) =
+                    read_session_and_user_features(&*self.store, &tenant, Some(s), None, &self.settings, now)
+                        .await
+                        .map_err(store_error)?;
+                sf.user.and_then(|u| UserId::parse(u).ok())
+            }
+            (None, None) => None,
+        };
+        let (sf, uf) = read_session_and_user_features(
+            &*self.store,
+            &tenant,
+            session.as_ref(),
+            user.as_ref(),
+            &self.settings,
+            now,
+        )
+        .await
+        .map_err(store_error)?;
+        let row = intent::intent_features(&sf, &uf, now);
+        let p =
+            model.predict(&[row]).await.map_err(model_error)?.pop().ok_or_else(|| model_error("no row"))?;
+        let names = model.feature_names();
+        let top_features = p
+            .top(names, top)
+            .into_iter()
+            .map(|(name, contribution)| {
+                let value =
+                    names.iter().position(|n| n == name).and_then(|i| row.get(i)).copied().unwrap_or(0.0);
+                pb::FeatureContribution { name: name.to_string(), value, contribution }
+            })
+            .collect();
+        Ok(pb::IntentResponse {
+            probability: p.probability,
+            logit: p.logit,
+            top_features,
+            model_version: model.manifest().version.clone(),
+            user_id: user.map(|u| u.to_string()).unwrap_or_default(),
+        })
+    }
+
+    pub async fn forecast(
+        &self,
+        req: &pb::ForecastRequest,
+    ) -> Result<pb::ForecastResponse, pb::ServiceError> {
+        let (tenant, items) = validate_forecast(req)?;
+        let model = self.demands.get(&tenant).ok_or_else(|| no_model(&tenant, DEMAND))?;
+        let model_horizon = model.horizon();
+        let horizon = match req.horizon_days as usize {
+            0 => model_horizon,
+            h if h > model_horizon => {
+                return Err(rpc::invalid(vec![(
+                    "horizon_days".into(),
+                    format!("must be at most the model's horizon, {model_horizon} days, got {h}"),
+                )]));
+            }
+            h => h,
+        };
+        let first_day = demand::day_of(at_of(req.at_unix_ms).0);
+        let demands = read_items_demand(&*self.store, &tenant, &items).await.map_err(store_error)?;
+        let windows: Vec<HistoryWindow> =
+            demands.iter().map(|d| HistoryWindow::from_demand(d, first_day, model.history_days())).collect();
+        let forecasts = model.forecast(&windows).await.map_err(model_error)?;
+        let cut = |v: Vec<f32>| v.into_iter().take(horizon).collect::<Vec<f32>>();
+        Ok(pb::ForecastResponse {
+            items: items
+                .iter()
+                .zip(forecasts)
+                .map(|(item, f)| pb::ItemForecast {
+                    item_id: item.to_string(),
+                    forecast: cut(f.forecast),
+                    lower: cut(f.lower),
+                    upper: cut(f.upper),
+                })
+                .collect(),
+            first_day,
+            model_version: model.manifest().version.clone(),
+            model_horizon_days: u32::try_from(model_horizon).unwrap_or(u32::MAX),
+            coverage: model.coverage() as f32,
+        })
+    }
+}
+
+type IntentArgs = (TenantId, Option<UserId>, Option<SessionId>, usize);
+
+fn validate_intent(req: &pb::IntentRequest) -> Result<IntentArgs, pb::ServiceError> {
+    let mut violations = Vec::new();
+    let tenant = TenantId::parse(req.tenant.clone())
+        .map_err(|e| violations.push(("tenant".to_string(), e.to_string())))
+        .ok();
+    let user = (!req.user_id.is_empty())
+        .then(|| {
+            UserId::parse(req.user_id.clone()).map_err(|e| violations.push(("user_id".into(), e.to_string())))
+        })
+        .and_then(Result::ok);
+    let session = (!req.session_id.is_empty())
+        .then(|| {
+            SessionId::parse(req.session_id.clone())
+                .map_err(|e| violations.push(("session_id".into(), e.to_string())))
+        })
+        .and_then(Result::ok);
+    if req.user_id.is_empty() && req.session_id.is_empty() {
+        violations.push(("user_id".into(), "a user id or a session id is required".into()));
+    }
+    if req.at_unix_ms < 0 {
+        violations.push(("at_unix_ms".into(), format!("must not be negative, got {}", req.at_unix_ms)));
+    }
+    if req.top_features as usize > N_FEATURES {
+        violations
+            .push(("top_features".into(), format!("must be at most {N_FEATURES}, got {}", req.top_features)));
+    }
+    match tenant {
+        Some(t) if violations.is_empty() => {
+            let top = if req.top_features == 0 { DEFAULT_TOP_FEATURES } else { req.top_features };
+            Ok((t, user, session, top as usize))
+        }
+        _ => Err(rpc::invalid(violations)),
+    }
+}
+
+fn validate_forecast(req: &pb::ForecastRequest) -> Result<(TenantId, Vec<ItemId>), pb::ServiceError> {
+    let mut violations = Vec::new();
+    let tenant = TenantId::parse(req.tenant.clone())
+        .map_err(|e| violations.push(("tenant".to_string(), e.to_string())))
+        .ok();
+    if req.item_ids.is_empty() || req.item_ids.len() > MAX_FORECAST_ITEMS {
+        violations.push((
+            "item_ids".into(),
+            format!("must name 1 to {MAX_FORECAST_ITEMS} items, got {}", req.item_ids.len()),
+        ));
+    }
+    let mut items = Vec::with_capacity(req.item_ids.len());
+    for (i, id) in req.item_ids.iter().enumerate() {
+        match ItemId::parse(id.clone()) {
+            Ok(item) => items.push(item),
+            Err(e) => violations.push((format!("item_ids[{i}]"), e.to_string())),
+        }
+    }
+    if req.at_unix_ms < 0 {
+        violations.push(("at_unix_ms".into(), format!("must not be negative, got {}", req.at_unix_ms)));
+    }
+    match tenant {
+        Some(t) if violations.is_empty() => Ok((t, items)),
+        _ => Err(rpc::invalid(violations)),
+    }
+}
+
+/// The intent and forecast methods of a running inference service.
+pub(crate) struct Serving {
+    followers: Vec<tokio::task::JoinHandle<()>>,
+    servers: Vec<tokio::task::JoinHandle<Result<(), BusError>>>,
+}
+
+impl Serving {
+    /// Follows the registry's `intent` and `demand` models and serves both methods until
+    /// `shutdown`.
+    pub(crate) fn start(
+        config: &Config,
+        options: PoolOptions,
+        bus: Arc<dyn Bus>,
+        store: Arc<dyn FeatureStore>,
+        registry: Arc<dyn ModelStore>,
+        shutdown: &Shutdown,
+    ) -> Self {
+        let intents = Arc::new(IntentModels::new(options.clone()));
+        let demands = Arc::new(DemandModels::new(options));
+        let followers = vec![
+            tokio::spawn(intents.clone().follow(registry.clone(), shutdown.clone())),
+            tokio::spawn(demands.clone().follow(registry, shutdown.clone())),
+        ];
+        let settings =
+            FeatureSettings { recent_cap: config.feature.recent_items_cap, ..FeatureSettings::default() };
+        let predictor = Arc::new(Predictor::new(store, intents, demands, settings));
+        let servers = ["intent", "forecast"]
+            .into_iter()
+            .map(|method| {
+                let (bus, predictor, shutdown) = (bus.clone(), predictor.clone(), shutdown.clone());
+                tokio::spawn(async move {
+                    serve_requests(
+                        &*bus,
+                        &topology::rpc_pattern("inference", method),
+                        "inference",
+                        MAX_CONCURRENT,
+                        &shutdown,
+                        move |request| {
+                            let predictor = predictor.clone();
+                            async move { handle(&predictor, method, request).await }
+                        },
+                    )
+                    .await
+                })
+            })
+            .collect();
+        Self { followers, servers }
+    }
+
+    /// Waits for both servers to stop (after `shutdown`), then stops following the registry.
+    pub(crate) async fn stopped(self) -> Result<(), BusError> {
+        let mut result = Ok(());
+        for server in self.servers {
+            match server.await {
+                Ok(Ok(())) => {}
+                Ok(Err(e)) => result = Err(e),
+                Err(e) => warn!(error = %e, "an intent or forecast server ended abnormally"),
+            }
+        }
+        for follower in self.followers {
+            follower.abort();
+        }
+        result
+    }
+}
+
+fn decode<M: prost::Message + Default>(payload: &[u8], what: &str) -> Result<M, pb::ServiceError> {
+    M::decode(payload)
+        .map_err(|e| rpc::invalid(vec![(String::new(), format!("not a shopmind.v1.{what}: {e}"))]))
+}
+
+fn check_tenant(subject: &str, tenant: &str) -> Result<(), pb::ServiceError> {
+    if topology::tenant_of_subject(subject).is_none_or(|t| t.as_str() != tenant) {
+        return Err(rpc::invalid(vec![("tenant".into(), "differs from the tenant of the subject".into())]));
+    }
+    Ok(())
+}
+
+async fn handle(predictor: &Predictor, method: &'static str, request: IncomingRequest) {
+    let started = Instant::now();
+    let headers = &request.message.headers;
+    let incoming = headers.trace();
+    let span = tracing::info_span!("predict", method, subject = %request.message.subject, trace_id = tracing::field::Empty);
+    telemetry::set_remote_parent(&span, incoming);
+    span.record("trace_id", telemetry::outgoing(&span, incoming).trace_id_hex());
+    let subject = request.message.subject.as_str();
+    let payload = request.message.payload.as_ref();
+    let late = rpc::deadline_passed(headers)
+        .then(|| rpc::error(pb::ServiceErrorCode::DeadlineExceeded, "deadline passed before work started"));
+    let (ok, reply) = async {
+        if method == "intent" {
+            let result = match late {
+                Some(e) => Err(e),
+                None => match decode::<pb::IntentRequest>(payload, "IntentRequest") {
+                    Ok(req) => match check_tenant(subject, &req.tenant) {
+                        Ok(()) => predictor.intent(&req).await,
+                        Err(e) => Err(e),
+                    },
+                    Err(e) => Err(e),
+                },
+            };
+            let ok = result.is_ok();
+            let result = Some(match result {
+                Ok(r) => pb::intent_reply::Result::Ok(r),
+                Err(e) => pb::intent_reply::Result::Error(e),
+            });
+            (ok, pb::IntentReply { result }.encode_to_vec())
+        } else {
+            let result = match late {
+                Some(e) => Err(e),
+                None => match decode::<pb::ForecastRequest>(payload, "ForecastRequest") {
+                    Ok(req) => match check_tenant(subject, &req.tenant) {
+                        Ok(()) => predictor.forecast(&req).await,
+                        Err(e) => Err(e),
+                    },
+                    Err(e) => Err(e),
+                },
+            };
+            let ok = result.is_ok();
+            let result = Some(match result {
+                Ok(r) => pb::forecast_reply::Result::Ok(r),
+                Err(e) => pb::forecast_reply::Result::Error(e),
+            });
+            (ok, pb::ForecastReply { result }.encode_to_vec())
+        }
+    }
+    .instrument(span.clone())
+    .await;
+    metrics().prediction_request(method, if ok { Success::Ok } else { Success::Error }, started.elapsed());
+    if let Err(e) = request.respond(Headers::new(), Bytes::from(reply)).instrument(span).await {
+        warn!(error = %e, method, "could not reply");
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used)]
+
+    use super::*;
+
+    fn fields(e: pb::ServiceError) -> Vec<String> {
+        assert_eq!(e.code, pb::ServiceErrorCode::InvalidArgument as i32, "{e:?}");
+        e.violations.into_iter().map(|v| v.field).collect()
+    }
+
+    #[test]
+    fn intent_requests_need_a_user_or_a_session_and_name_bad_fields() {
+        let req = |user: &str, session: &str, top: u32| pb::IntentRequest {
+            tenant: "acme".into(),
+            user_id: user.into(),
+            session_id: session.into(),
+            at_unix_ms: 0,
+            top_features: top,
+        };
+        let (t, u, s, top) = validate_intent(&req("u1", "", 0)).unwrap();
+        assert_eq!((t.as_str(), u.unwrap().as_str(), s, top), ("acme", "u1", None, 5));
+        assert_eq!(validate_intent(&req("", "s1", 3)).unwrap().3, 3);
+        assert_eq!(fields(validate_intent(&req("", "", 0)).unwrap_err()), ["user_id"]);
+        assert_eq!(
+            fields(validate_intent(&req("u 1", "s 1", 16)).unwrap_err()),
+            ["user_id", "session_id", "top_features"]
+        );
+        let bad_tenant = pb::IntentRequest { tenant: "A!".into(), ..req("u1", "", 0) };
+        assert_eq!(fields(validate_intent(&bad_tenant).unwrap_err()), ["tenant"]);
+    }
+
+    #[test]
+    fn forecast_requests_name_bad_items_by_index_and_bound_the_count() {
+        let req = |items: Vec<String>| pb::ForecastRequest {
+            tenant: "acme".into(),
+            item_ids: items,
+            horizon_days: 0,
+            at_unix_ms: 0,
+        };
+        assert_eq!(validate_forecast(&req(vec!["a".into(), "b".into()])).unwrap().1.len(), 2);
+        assert_eq!(fields(validate_forecast(&req(vec![])).unwrap_err()), ["item_ids"]);
+        assert_eq!(
+            fields(validate_forecast(&req(vec!["a".into(), "".into()])).unwrap_err()),
+            ["item_ids[1]"]
+        );
+        let many = (0..=MAX_FORECAST_ITEMS).map(|i| format!("i{i}")).collect();
+        assert_eq!(fields(validate_forecast(&req(many)).unwrap_err()), ["item_ids"]);
+    }
+}
