@@ -45,6 +45,8 @@ async fn a_round_publishes_intent_and_demand_for_a_shop_with_enough_data_and_ski
     let models = NatsModelStore::open(bus.client().clone()).await.unwrap();
     let mut config = Config::default();
     config.nats.url = nats.url();
+    // The recommender is not what this test is about; two passes keep it quick in debug builds.
+    config.trainer.embedding_epochs = 2;
     connect::ensure_streams(&bus, &config).await.unwrap();
 
     let shop = simulated("shop", 30, 90);
