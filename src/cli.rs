@@ -265,6 +265,22 @@ async fn train(config: Config) -> anyhow::Result<()> {
                 "not promoted: trainer.auto_promote is off; see `shopmind models promote`"
             }
         );
+        if let Some(line) = holdout_line(&m.metrics) {
+            println!("    {line}");
+        }
     }
     Ok(())
+}
+
+/// The holdout metrics of a trained recommender, next to popularity's, as one line.
+pub fn holdout_line(metrics: &std::collections::BTreeMap<String, f64>) -> Option<String> {
+    let get = |k: &str| metrics.get(k).copied();
+    Some(format!(
+        "holdout (each user's latest interaction, {} users): NDCG@10 {:.4} (popularity {:.4}), Recall@10 {:.4} (popularity {:.4})",
+        get("holdout_users")?,
+        get("holdout_ndcg_at_10")?,
+        get("holdout_ndcg_at_10_popularity")?,
+        get("holdout_recall_at_10")?,
+        get("holdout_recall_at_10_popularity")?,
+    ))
 }

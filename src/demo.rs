@@ -123,6 +123,9 @@ pub async fn run(config: Config, data: Option<PathBuf>, users: usize) -> anyhow:
             backends.models.kind(),
             if m.promoted { ", active" } else { "" }
         );
+        if let Some(line) = crate::cli::holdout_line(&m.metrics) {
+            println!("  {line}");
+        }
     }
     let version = wait_for_model(&mut client, &MovieLens::user_id(1)).await?;
     println!("Inference now serves model {version}");

@@ -598,6 +598,10 @@ pub struct TrainerConfig {
     pub embedding_dim: usize,
     /// Training passes of the embedding recommender.
     pub embedding_epochs: usize,
+    /// Whether each recommender is first trained without every user's latest interaction and
+    /// measured on them (NDCG@10, Recall@10, next to popularity), the figures going into the
+    /// manifest; costs a second training.
+    pub holdout_eval: bool,
     /// Items the recommender model covers (the most popular ones).
     pub max_items: usize,
     /// Per user, the most recent items that count as co-visited.
@@ -625,6 +629,7 @@ impl Default for TrainerConfig {
             recommender: RecommenderFamily::Embedding,
             embedding_dim: 64,
             embedding_epochs: 30,
+            holdout_eval: true,
             max_items: 2000,
             window: 50,
             shrinkage: 10,

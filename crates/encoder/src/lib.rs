@@ -76,6 +76,8 @@ pub fn import(model_dir: &Path, out_dir: &Path, version: &str, created_at_ms: i6
         version: version.into(),
         tenant: String::new(),
         created_at_ms,
+        feature_schema_version: 0,
+        metrics: Default::default(),
         items: Vec::new(),
         stats: TrainingStats::default(),
         inputs: Vec::new(),

@@ -289,6 +289,8 @@ impl CovisitModel {
             version: version.to_owned(),
             tenant: tenant.to_owned(),
             created_at_ms,
+            feature_schema_version: 0,
+            metrics: Default::default(),
             items: self.items.clone(),
             stats: self.stats,
             inputs: vec![
@@ -328,8 +330,10 @@ impl CovisitModel {
     /// [`CovisitModel::manifest`] builds them.
     pub fn to_onnx(&self, manifest: &Manifest) -> Vec<u8> {
         let n = self.items.len() as i64;
-        let manifest =
-            self.manifest(&manifest.name, &manifest.version, &manifest.tenant, manifest.created_at_ms);
+        let manifest = Manifest {
+            metrics: manifest.metrics.clone(),
+            ..self.manifest(&manifest.name, &manifest.version, &manifest.tenant, manifest.created_at_ms)
+        };
         // Serialising a struct of strings, numbers and vectors cannot fail.
         let manifest_json = serde_json::to_string(&manifest).unwrap_or_default();
 

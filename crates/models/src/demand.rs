@@ -381,6 +381,8 @@ impl DemandModel {
             version: version.into(),
             tenant: tenant.into(),
             created_at_ms,
+            feature_schema_version: 0,
+            metrics: Default::default(),
             items: Vec::new(),
             stats: self.stats,
             inputs: vec![
@@ -413,7 +415,10 @@ impl DemandModel {
     /// ```
     pub fn to_onnx(&self, manifest: &Manifest) -> Vec<u8> {
         let (t, h) = (self.history_days as i64, self.horizon as i64);
-        let manifest = self.manifest(&manifest.version, &manifest.tenant, manifest.created_at_ms);
+        let manifest = Manifest {
+            metrics: manifest.metrics.clone(),
+            ..self.manifest(&manifest.version, &manifest.tenant, manifest.created_at_ms)
+        };
         let batch = || Dim::Symbolic(BATCH_DIM.into());
         let n = |op: &str, inputs: &[&str], output: &str| onnx::node(op, inputs, &[output], vec![]);
         let graph = onnx::GraphProto {

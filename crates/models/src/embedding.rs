@@ -524,6 +524,8 @@ impl EmbeddingModel {
             version: version.to_owned(),
             tenant: tenant.to_owned(),
             created_at_ms,
+            feature_schema_version: 0,
+            metrics: Default::default(),
             items: self.items.clone(),
             stats: self.stats,
             inputs: vec![
@@ -559,8 +561,10 @@ impl EmbeddingModel {
     pub fn to_onnx(&self, manifest: &Manifest) -> Vec<u8> {
         let n = self.items.len() as i64;
         let d = self.factors.dim as i64;
-        let manifest =
-            self.manifest(&manifest.name, &manifest.version, &manifest.tenant, manifest.created_at_ms);
+        let manifest = Manifest {
+            metrics: manifest.metrics.clone(),
+            ..self.manifest(&manifest.name, &manifest.version, &manifest.tenant, manifest.created_at_ms)
+        };
         // Serialising structs of strings, numbers, maps and vectors cannot fail.
         let manifest_json = serde_json::to_string(&manifest).unwrap_or_default();
         let info_json = serde_json::to_string(&self.info()).unwrap_or_default();

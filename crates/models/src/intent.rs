@@ -477,6 +477,8 @@ impl IntentModel {
             version: version.into(),
             tenant: tenant.into(),
             created_at_ms,
+            feature_schema_version: FEATURE_SCHEMA_VERSION,
+            metrics: Default::default(),
             items: Vec::new(),
             stats: self.stats,
             inputs: vec![spec(INPUT_FEATURES, vec![BATCH_DIM.into(), n.clone()])],
@@ -509,7 +511,10 @@ impl IntentModel {
     /// under [`export::SPEC_KEY`].
     pub fn to_onnx(&self, manifest: &Manifest) -> Vec<u8> {
         let n = self.n_features() as i64;
-        let manifest = self.manifest(&manifest.version, &manifest.tenant, manifest.created_at_ms);
+        let manifest = Manifest {
+            metrics: manifest.metrics.clone(),
+            ..self.manifest(&manifest.version, &manifest.tenant, manifest.created_at_ms)
+        };
         let batch = || Dim::Symbolic(BATCH_DIM.into());
         let graph = onnx::GraphProto {
             name: "intent".into(),

@@ -30,6 +30,14 @@ pub struct Manifest {
     pub stats: TrainingStats,
     pub inputs: Vec<TensorSpec>,
     pub outputs: Vec<TensorSpec>,
+    /// The version of the feature schema the model's inputs are computed from; 0 for models that
+    /// read nothing but the items of recent interactions.
+    #[serde(default)]
+    pub feature_schema_version: u32,
+    /// Offline metrics measured when the model was trained, by name (e.g. `holdout_ndcg_at_10`,
+    /// next to the same metric of a baseline such as `holdout_ndcg_at_10_popularity`).
+    #[serde(default)]
+    pub metrics: std::collections::BTreeMap<String, f64>,
 }
 
 /// A graph input or output: name, element type (`"float32"`, `"int64"`) and shape, each dimension

@@ -30,6 +30,7 @@ use shopmind_registry::{ModelKey, ModelStore, RECOMMENDER, RegistryError, Versio
 use shopmind_runtime::{Shutdown, topology};
 use tracing::{info, warn};
 
+mod holdout;
 mod predictors;
 
 #[derive(Debug, thiserror::Error)]
@@ -76,6 +77,9 @@ pub struct TrainedModel {
     pub promoted: bool,
     /// Older versions removed from the registry (`models.keep_versions`).
     pub pruned: usize,
+    /// The offline metrics in the model's manifest (for a recommender: NDCG@10 and Recall@10 of
+    /// each user's held-out latest interaction, and the same for popularity).
+    pub metrics: BTreeMap<String, f64>,
 }
 
 /// Progress of reading the stream: (messages read, messages to read).
@@ -208,26 +212,44 @@ async fn train_and_publish(
     last_seq: u64,
 ) -> Result<TrainedModel, TrainerError> {
     let tenant_s = tenant.to_string();
-    let (info, bytes, items) = tokio::task::spawn_blocking(move || {
+    let holdout_eval = config.trainer.holdout_eval;
+    let (info, bytes, items, metrics) = tokio::task::spawn_blocking(move || {
         let created = UnixMillis::now();
+        // The offline metrics come from a model trained without each user's latest interaction;
+        // the model published is trained on everything (the newest items stay in its vocabulary).
+        let holdout = holdout_eval.then(|| holdout::split(interactions.clone()));
         let (manifest, bytes, items) = match family {
             RecommenderTraining::Covisit(cfg) => {
+                // Newest first, each step back weighing 0.85 of the next, as inference weighs a view.
+                let weighted = |h: &[usize]| -> Vec<(usize, f32)> {
+                    h.iter().rev().enumerate().map(|(r, &i)| (i, 0.85f32.powi(r as i32))).collect()
+                };
+                let metrics = holdout.map(|(train_on, cases)| {
+                    let m = train(train_on.iter().cloned(), &cfg);
+                    holdout::metrics(&m.items, &train_on, &cases, |h| m.score(&weighted(h)))
+                });
                 let model = train(interactions, &cfg);
                 let version = format!("covisit-{}-s{last_seq}", created.0);
-                let manifest = model.manifest(RECOMMENDER, &version, &tenant_s, created.0);
+                let mut manifest = model.manifest(RECOMMENDER, &version, &tenant_s, created.0);
+                manifest.metrics = metrics.unwrap_or_default();
                 let bytes = model.to_onnx(&manifest);
                 (manifest, bytes, model.items.len())
             }
             RecommenderTraining::Embedding(cfg) => {
+                let metrics = holdout.map(|(train_on, cases)| {
+                    let m = shopmind_models::embedding::train(train_on.iter().cloned(), &cfg);
+                    holdout::metrics(&m.items, &train_on, &cases, |h| m.score(&m.recent_history(h)))
+                });
                 let model = shopmind_models::embedding::train(interactions, &cfg);
                 let version = format!("embedding-{}-s{last_seq}", created.0);
-                let manifest = model.manifest(RECOMMENDER, &version, &tenant_s, created.0);
+                let mut manifest = model.manifest(RECOMMENDER, &version, &tenant_s, created.0);
+                manifest.metrics = metrics.unwrap_or_default();
                 let bytes = model.to_onnx(&manifest);
                 (manifest, bytes, model.items.len())
             }
         };
         let info = version_info(&manifest, bytes.len() as u64)?;
-        Ok::<_, TrainerError>((info, Bytes::from(bytes), items))
+        Ok::<_, TrainerError>((info, Bytes::from(bytes), items, manifest.metrics))
     })
     .await
     .map_err(|e| TrainerError::Task(e.to_string()))??;
@@ -246,6 +268,7 @@ async fn train_and_publish(
         interactions: info.interactions,
         promoted,
         pruned,
+        metrics,
     })
 }
 

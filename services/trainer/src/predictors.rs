@@ -198,5 +198,6 @@ async fn publish(
         interactions: info.interactions,
         promoted,
         pruned,
+        metrics: BTreeMap::new(),
     })
 }
