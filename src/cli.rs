@@ -51,7 +51,7 @@ pub enum Command {
     Trainer,
     /// One training round: read the events stream, publish a model version per tenant to the
     /// registry (and make it active with trainer.auto_promote).
-    Train,
+    Train(TrainArgs),
     /// The model registry: list versions, promote one, roll back (needs nats.url).
     Models {
         #[command(subcommand)]
@@ -118,7 +118,7 @@ impl Command {
             Command::Inference => "inference",
             Command::Notification => "notification",
             Command::Trainer => "trainer",
-            Command::Train => "train",
+            Command::Train(_) => "train",
             Command::Models { .. } => "models",
             Command::Demo { .. } => "demo",
             Command::Config => "config",
@@ -179,7 +179,7 @@ pub async fn run(command: Command, config: Config) -> anyhow::Result<()> {
         Command::Bench { what } => crate::bench::run(what, config).await,
         Command::Simulate(args) => crate::simulate::run(args),
         Command::Eval(args) => crate::eval::run(args).await,
-        Command::Train => train(config).await,
+        Command::Train(args) => train(config, args).await,
         service => run_service(service, config).await,
     }
 }
@@ -230,21 +230,55 @@ async fn run_service(command: Command, config: Config) -> anyhow::Result<()> {
     Ok(())
 }
 
-async fn train(config: Config) -> anyhow::Result<()> {
+/// `shopmind train`.
+#[derive(clap::Args, Debug, Clone)]
+pub struct TrainArgs {
+    /// Train only on events that occurred at or after this time: RFC 3339
+    /// (2026-10-01T00:00:00Z) or a date (2026-10-01, midnight UTC). Also see trainer.history_days.
+    #[arg(long, value_parser = parse_since)]
+    since: Option<shopmind_domain::UnixMillis>,
+    /// Train from these event files (.jsonl, .ndjson, .csv; docs/FILES.md) instead of the events
+    /// stream; the models still go to the registry (needs nats.url). Repeatable.
+    #[arg(long = "file")]
+    files: Vec<PathBuf>,
+    /// Sets the tenant of every event read from the files.
+    #[arg(long)]
+    tenant: Option<String>,
+}
+
+fn parse_since(s: &str) -> Result<shopmind_domain::UnixMillis, String> {
+    let s = s.trim();
+    let full = if s.len() == 10 { format!("{s}T00:00:00Z") } else { s.to_string() };
+    let ts: prost_types::Timestamp =
+        full.parse().map_err(|_| format!("{s:?} is not an RFC 3339 time or a YYYY-MM-DD date"))?;
+    Ok(shopmind_domain::UnixMillis::from_proto(&ts))
+}
+
+async fn train(config: Config, args: TrainArgs) -> anyhow::Result<()> {
     let (bus, models) = connect::bus_and_models(&config, "train", Embedded::Forbidden).await?;
-    connect::ensure_streams(&*bus, &config).await?;
-    let bar = indicatif::ProgressBar::new(0).with_style(
-        indicatif::ProgressStyle::with_template("reading events {bar:40} {pos}/{len} ({per_sec})")
-            .unwrap_or_else(|_| indicatif::ProgressStyle::default_bar()),
-    );
-    let progress = |read: u64, total: u64| {
-        bar.set_length(total);
-        bar.set_position(read);
+    let mut trainer = shopmind_trainer::Trainer::new().since(args.since);
+    let trained = if args.files.is_empty() {
+        connect::ensure_streams(&*bus, &config).await?;
+        let bar = indicatif::ProgressBar::new(0).with_style(
+            indicatif::ProgressStyle::with_template("reading events {bar:40} {pos}/{len} ({per_sec})")
+                .unwrap_or_else(|_| indicatif::ProgressStyle::default_bar()),
+        );
+        let progress = |read: u64, total: u64| {
+            bar.set_length(total);
+            bar.set_position(read);
+        };
+        let trained = trainer.round(&config, &*bus, &*models, &progress).await?;
+        bar.finish_and_clear();
+        trained
+    } else {
+        let history = read_history(&args)?;
+        println!("read {} valid events from {} file(s)", history.len(), args.files.len());
+        trainer.train(&config, &*models, history).await?
     };
-    let trained = shopmind_trainer::Trainer::new().round(&config, &*bus, &*models, &progress).await?;
-    bar.finish_and_clear();
     if trained.is_empty() {
-        println!("no interactions in the events stream: nothing to train");
+        println!(
+            "no interactions to train on (in the events, after --since and trainer.history_days): nothing to train"
+        );
     }
     for m in trained {
         let what = match m.model.as_str() {
@@ -270,6 +304,48 @@ async fn train(config: Config) -> anyhow::Result<()> {
         }
     }
     Ok(())
+}
+
+/// The events of `--file`s as training history, validated as the gateway validates them (bad
+/// records are counted and skipped). Positions in the files stand in for stream sequences.
+fn read_history(args: &TrainArgs) -> anyhow::Result<shopmind_trainer::History> {
+    let tenant = args
+        .tenant
+        .as_ref()
+        .map(|t| shopmind_domain::TenantId::parse(t.clone()).with_context(|| format!("--tenant {t:?}")))
+        .transpose()?;
+    let policy = shopmind_domain::ValidationPolicy::stored();
+    let mut history = shopmind_trainer::History::since(args.since);
+    let (mut position, mut rejected) = (0u64, 0u64);
+    let bar = indicatif::ProgressBar::new_spinner();
+    for path in &args.files {
+        for record in shopmind_eventfile::read_events(path)? {
+            position += 1;
+            if position % 4096 == 0 {
+                bar.set_message(format!("reading events: {position}"));
+                bar.tick();
+            }
+            let event = match record {
+                Ok((_, mut wire)) => {
+                    if let Some(t) = &tenant {
+                        wire.tenant = t.to_string();
+                    }
+                    shopmind_domain::Event::from_proto(&wire, None, &policy).ok()
+                }
+                Err(e) if e.is_record_error() => None,
+                Err(e) => return Err(e.into()),
+            };
+            match event {
+                Some(event) => history.push(position, event),
+                None => rejected += 1,
+            }
+        }
+    }
+    bar.finish_and_clear();
+    if rejected > 0 {
+        println!("{rejected} records skipped: not valid events (see `shopmind replay` for the reasons)");
+    }
+    Ok(history)
 }
 
 /// The holdout metrics of a trained recommender, next to popularity's, as one line.

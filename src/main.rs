@@ -34,7 +34,10 @@ async fn main() -> ExitCode {
     let mut log = config.log.clone();
     if matches!(
         cli.command,
-        cli::Command::Demo { .. } | cli::Command::Train | cli::Command::Bench { .. } | cli::Command::Eval(_)
+        cli::Command::Demo { .. }
+            | cli::Command::Train(_)
+            | cli::Command::Bench { .. }
+            | cli::Command::Eval(_)
     ) && log.level == "info"
     {
         // The tools print their own results; service logs would drown them.

@@ -598,6 +598,9 @@ pub struct TrainerConfig {
     pub embedding_dim: usize,
     /// Training passes of the embedding recommender.
     pub embedding_epochs: usize,
+    /// Train on the events of the last `history_days` days before each tenant's newest event
+    /// (event time); 0: all of them.
+    pub history_days: u32,
     /// Whether each recommender is first trained without every user's latest interaction and
     /// measured on them (NDCG@10, Recall@10, next to popularity), the figures going into the
     /// manifest; costs a second training.
@@ -630,6 +633,7 @@ impl Default for TrainerConfig {
             embedding_dim: 64,
             embedding_epochs: 30,
             holdout_eval: true,
+            history_days: 0,
             max_items: 2000,
             window: 50,
             shrinkage: 10,

@@ -21,7 +21,7 @@ use futures::StreamExt;
 use shopmind_bus::{Bus, BusError, StartAt};
 use shopmind_config::Config;
 use shopmind_config::RecommenderFamily;
-use shopmind_domain::{TenantId, UnixMillis};
+use shopmind_domain::{Event, TenantId, UnixMillis};
 use shopmind_metrics::{Success, global as metrics};
 use shopmind_models::EmbeddingConfig;
 use shopmind_models::Manifest;
@@ -91,11 +91,19 @@ pub struct Trainer {
     trained_through: BTreeMap<TenantId, u64>,
     /// The same for the intent and demand models.
     predictors_through: BTreeMap<TenantId, u64>,
+    /// Only events that occurred at or after this time are trained on.
+    since: Option<UnixMillis>,
 }
 
 impl Trainer {
     pub fn new() -> Self {
         Self::default()
+    }
+
+    /// Rounds train only on events that occurred at or after `since` (event time).
+    pub fn since(mut self, since: Option<UnixMillis>) -> Self {
+        self.since = since;
+        self
     }
 
     /// One round: replays the events stream up to its current end and trains a model for every
@@ -112,10 +120,9 @@ impl Trainer {
             return Ok(Vec::new());
         }
         let end = state.last_sequence;
-        let mut per_tenant: BTreeMap<TenantId, (Vec<TrainingInteraction>, u64)> = BTreeMap::new();
+        let mut history = History::since(self.since);
         let mut replay = bus.replay(topology::EVENTS_STREAM, None, StartAt::First).await?;
         let (mut read, mut skipped) = (0u64, 0u64);
-        let mut tenant_events = predictors::TenantEvents::default();
         while let Some(next) = replay.next().await {
             let stored = next?;
             read += 1;
@@ -123,23 +130,7 @@ impl Trainer {
                 progress(read, state.messages);
             }
             match shopmind_feature::decode_event(&stored.message) {
-                Ok(event) => {
-                    if let Some(user) = &event.user {
-                        let entry = per_tenant.entry(event.tenant.clone()).or_default();
-                        entry.1 = stored.sequence;
-                        for i in event.interactions() {
-                            entry.0.push(TrainingInteraction {
-                                user: user.to_string(),
-                                item: i.item.to_string(),
-                                kind: i.kind,
-                                at_ms: i.at.0,
-                            });
-                        }
-                    }
-                    if config.trainer.predictors {
-                        tenant_events.push(stored.sequence, event);
-                    }
-                }
+                Ok(event) => history.push(stored.sequence, event),
                 Err(_) => skipped += 1,
             }
             if stored.sequence >= end || stored.pending == 0 {
@@ -151,10 +142,41 @@ impl Trainer {
         if skipped > 0 {
             warn!(skipped, "events that do not decode were skipped (they are in the dead-letter stream)");
         }
+        self.train(config, models, history).await
+    }
 
+    /// Trains from `history` (e.g. events read from files; their positions stand in for stream
+    /// sequences) as [`Trainer::round`] does from the stream.
+    pub async fn train(
+        &mut self,
+        config: &Config,
+        models: &dyn ModelStore,
+        history: History,
+    ) -> Result<Vec<TrainedModel>, TrainerError> {
         let family = RecommenderTraining::from_config(config);
         let mut trained = Vec::new();
-        for (tenant, (interactions, last_seq)) in per_tenant {
+        let mut tenant_events = predictors::TenantEvents::default();
+        for (tenant, events) in history.per_tenant {
+            let Some(last_seq) = events.iter().map(|(seq, _)| *seq).max() else { continue };
+            let events = within_window(events, config.trainer.history_days, history.since);
+            let mut interactions = Vec::new();
+            for (_, event) in &events {
+                if let Some(user) = &event.user {
+                    for i in event.interactions() {
+                        interactions.push(TrainingInteraction {
+                            user: user.to_string(),
+                            item: i.item.to_string(),
+                            kind: i.kind,
+                            at_ms: i.at.0,
+                        });
+                    }
+                }
+            }
+            if config.trainer.predictors {
+                for (seq, event) in events {
+                    tenant_events.push(seq, event);
+                }
+            }
             if interactions.is_empty() || self.trained_through.get(&tenant).is_some_and(|&s| s >= last_seq) {
                 continue;
             }
@@ -176,6 +198,46 @@ impl Trainer {
             predictors::train_predictors(config, models, tenant_events, &mut self.predictors_through).await?;
         trained.extend(predicted);
         Ok(trained)
+    }
+}
+
+/// Events to train on, per tenant, with their stream sequence (or position in a file).
+#[derive(Debug, Default)]
+pub struct History {
+    per_tenant: BTreeMap<TenantId, Vec<(u64, Event)>>,
+    /// Only events that occurred at or after this time count (`shopmind train --since`).
+    since: Option<UnixMillis>,
+}
+
+impl History {
+    /// Only events that occurred at or after `since` will be trained on.
+    pub fn since(since: Option<UnixMillis>) -> Self {
+        Self { per_tenant: BTreeMap::new(), since }
+    }
+
+    pub fn push(&mut self, sequence: u64, event: Event) {
+        self.per_tenant.entry(event.tenant.clone()).or_default().push((sequence, event));
+    }
+
+    /// Events held.
+    pub fn len(&self) -> usize {
+        self.per_tenant.values().map(Vec::len).sum()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+}
+
+/// The events that occurred at or after `since` and within `days` of the tenant's newest event
+/// (0: no such limit). Event time, not arrival: a replay of last year's data trains alike.
+fn within_window(events: Vec<(u64, Event)>, days: u32, since: Option<UnixMillis>) -> Vec<(u64, Event)> {
+    let newest = events.iter().map(|(_, e)| e.occurred_at.0).max().unwrap_or(0);
+    let by_days = (days > 0).then(|| newest - i64::from(days) * 86_400_000);
+    let from = by_days.into_iter().chain(since.map(|s| s.0)).max();
+    match from {
+        Some(from) => events.into_iter().filter(|(_, e)| e.occurred_at.0 >= from).collect(),
+        None => events,
     }
 }
 
