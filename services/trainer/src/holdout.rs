@@ -37,13 +37,10 @@ pub(crate) fn split(interactions: Vec<TrainingInteraction>) -> (Vec<TrainingInte
         list.sort_by_key(|i| i.at_ms);
         if list.len() >= 2 {
             nth += 1;
-            if nth % step == 0 {
-                if let Some(last) = list.pop() {
-                    cases.push(Case {
-                        history: list.iter().map(|i| i.item.clone()).collect(),
-                        next: last.item,
-                    });
-                }
+            if nth.is_multiple_of(step)
+                && let Some(last) = list.pop()
+            {
+                cases.push(Case { history: list.iter().map(|i| i.item.clone()).collect(), next: last.item });
             }
         }
         train.extend(list);
