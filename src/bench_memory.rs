@@ -9,7 +9,7 @@ use anyhow::Context as _;
 use futures::StreamExt;
 use prost::Message as _;
 use shopmind_domain::{Event, ItemId, SessionId, TenantId, UserId, ValidationPolicy};
-use shopmind_features::{FeatureSettings, apply_event, keys};
+use shopmind_features::{FeatureSettings, apply_events, keys};
 use shopmind_simulator::{SimConfig, Simulator};
 use shopmind_store::{Key, RedisStore};
 
@@ -78,16 +78,21 @@ pub async fn run(redis_url: &str, users: usize, days: u32, seed: u64) -> anyhow:
         }
         parsed.push(event);
     }
-    // Applied concurrently, as the feature service does (updates commute).
+    // Applied in concurrent batches, as the feature service applies them with its default
+    // settings (updates commute).
+    let defaults = shopmind_config::FeatureConfig::default();
     let started = Instant::now();
-    let mut applying = futures::stream::iter(parsed.iter().map(|e| {
+    let mut applying = futures::stream::iter(parsed.chunks(defaults.batch_size).map(|batch| {
         let store = store.clone();
-        async move { apply_event(&*store, e, &settings).await }
+        async move { apply_events(&*store, batch, &settings).await }
     }))
-    .buffer_unordered(64);
+    .buffer_unordered((defaults.concurrency / defaults.batch_size).max(1));
     while let Some(r) = applying.next().await {
-        r.context("applying an event")?;
-        bar.inc(1);
+        let results = r.context("applying events")?;
+        for result in &results {
+            result.as_ref().map_err(|e| anyhow::anyhow!("applying an event: {e}"))?;
+        }
+        bar.inc(results.len() as u64);
     }
     bar.finish_and_clear();
     let apply_s = started.elapsed().as_secs_f64();
