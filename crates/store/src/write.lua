@@ -15,8 +15,9 @@
 --
 -- Adding an op: a function ops.<code>(k, a) (k: the index of its first key in KEYS, a: the
 -- index of its first argument in ARGV), its argument count in ARITY, its key count in
--- KEY_COUNT if not 1, and a call of forget(key) for every key it may delete or whose TTL it may
--- reset (so that the TTL memo of ops.pexpire stays true). Then its encoding in redis_store.rs
+-- KEY_COUNT if not 1, and, before it writes, a call of wrote(key) for every key it may create
+-- and of reset(key) for every key it may delete or whose TTL it may clear (so that what
+-- ops.pexpire remembers stays true). Then its encoding in redis_store.rs
 -- and its mirror in memory.rs.
 
 local WRONGTYPE = 'WRONGTYPE Operation against a key holding the wrong kind of value'
@@ -140,14 +141,22 @@ local ARITY = {
 -- Keys per write where not 1.
 local KEY_COUNT = { cooccur = 2 }
 
--- The TTL each key was given by ops.pexpire in this call (while the key existed). Within one
--- call (Redis runs a script as of one instant) setting the same TTL again would set the same
--- deadline, so it is skipped: a batch of events of one user refreshes each key's TTL once.
--- Ops that may delete a key or reset its TTL forget it.
-local ttl_set = {}
+-- What ops.pexpire knows of a key in this call, so that it sets each key's TTL once: expiry[key]
+-- is the TTL it gave the key (which has existed since, with that TTL), absent[key] is true when
+-- it found the key absent (and nothing has written it since). Within one call (Redis runs a
+-- script as of one instant) setting the same TTL again would set the same deadline, and
+-- expiring an absent key does nothing, so a call carrying many events of one user refreshes
+-- each of its keys once. Every op calls wrote(key) for each key it may create, and reset(key)
+-- instead for each key it may delete or whose TTL it may clear.
+local expiry, absent = {}, {}
 
-local function forget(key)
-  ttl_set[key] = nil
+local function wrote(key)
+  absent[key] = nil
+end
+
+local function reset(key)
+  expiry[key] = nil
+  absent[key] = nil
 end
 
 local ops = {}
@@ -155,74 +164,90 @@ local ops = {}
 -- value, LTRIM start, LTRIM stop
 ops.lpush = function(k, a)
   local key = KEYS[k]
-  forget(key)
+  reset(key)
   call('LPUSH', key, ARGV[a])
   call('LTRIM', key, ARGV[a + 1], ARGV[a + 2])
 end
 
 -- by, member
 ops.zincr = function(k, a)
-  call('ZINCRBY', KEYS[k], ARGV[a], ARGV[a + 1])
+  local key = KEYS[k]
+  wrote(key)
+  call('ZINCRBY', key, ARGV[a], ARGV[a + 1])
 end
 
 -- ZREMRANGEBYRANK stop (-(keep + 1))
 ops.zkeep = function(k, a)
-  local key = KEYS[k]
-  forget(key)
-  call('ZREMRANGEBYRANK', key, '0', ARGV[a])
+  local key, stop = KEYS[k], ARGV[a]
+  -- Keeping at least one member never removes the key; keeping none (stop -1) does.
+  if stop == '-1' then
+    reset(key)
+  end
+  call('ZREMRANGEBYRANK', key, '0', stop)
 end
 
 ops.hset = function(k, a)
-  call('HSET', KEYS[k], ARGV[a], ARGV[a + 1])
+  local key = KEYS[k]
+  wrote(key)
+  call('HSET', key, ARGV[a], ARGV[a + 1])
 end
 
 ops.hincr = function(k, a)
-  call('HINCRBY', KEYS[k], ARGV[a], ARGV[a + 1])
+  local key = KEYS[k]
+  wrote(key)
+  call('HINCRBY', key, ARGV[a], ARGV[a + 1])
 end
 
 ops.hdel = function(k, a)
   local key = KEYS[k]
-  forget(key)
+  reset(key)
   call('HDEL', key, ARGV[a])
 end
 
 ops.sadd = function(k, a)
-  call('SADD', KEYS[k], ARGV[a])
+  local key = KEYS[k]
+  wrote(key)
+  call('SADD', key, ARGV[a])
 end
 
 ops.set = function(k, a)
   local key = KEYS[k]
-  forget(key)
+  reset(key)
   call('SET', key, ARGV[a])
 end
 
 ops.del = function(k)
   local key = KEYS[k]
-  forget(key)
+  reset(key)
   call('DEL', key)
 end
 
 ops.pexpire = function(k, a)
   local key, ttl = KEYS[k], ARGV[a]
-  if ttl_set[key] == ttl then
+  if absent[key] or expiry[key] == ttl then
     return
   end
-  -- PEXPIRE 0 deletes the key: never remembered.
-  if call('PEXPIRE', key, ttl) == 1 and ttl ~= '0' then
-    ttl_set[key] = ttl
+  if call('PEXPIRE', key, ttl) == 0 then
+    expiry[key], absent[key] = nil, true
+  elseif ttl == '0' then
+    -- PEXPIRE 0 deleted the key.
+    expiry[key], absent[key] = nil, true
   else
-    ttl_set[key] = nil
+    expiry[key] = ttl
   end
 end
 
 -- score, member
 ops.zadd = function(k, a)
-  call('ZADD', KEYS[k], ARGV[a], ARGV[a + 1])
+  local key = KEYS[k]
+  wrote(key)
+  call('ZADD', key, ARGV[a], ARGV[a + 1])
 end
 
 -- field, value, at
 ops.hlatest = function(k, a)
   local key, field, value, at = KEYS[k], ARGV[a], ARGV[a + 1], ARGV[a + 2]
+  wrote(key)
   local current = call('HGET', key, field)
   if current then
     local cur_at, cur_value = split(current)
@@ -239,6 +264,7 @@ end
 
 -- field, value; sign 1: max, -1: min
 local function bound(key, field, value, sign)
+  wrote(key)
   local current = call('HGET', key, field)
   if current then
     if not is_int(current) then
@@ -262,6 +288,7 @@ end
 -- field, weight, at, half-life in ms
 ops.hdecay = function(k, a)
   local key, field, at = KEYS[k], ARGV[a], ARGV[a + 2]
+  wrote(key)
   local weight, h = tonumber(ARGV[a + 1]), tonumber(ARGV[a + 3])
   if not finite(weight) then
     fail('ERR weight is not a finite number')
@@ -336,8 +363,11 @@ ops.cooccur = function(k, a)
       end
     end
   end
-  forget(window_set)
-  forget(counted)
+  -- Both are written, and trimmed to nothing by a cap of 0 (stop -1).
+  local mark_window = ARGV[a + 3] == '-1' and reset or wrote
+  local mark_counted = ARGV[a + 7] == '-1' and reset or wrote
+  mark_window(window_set)
+  mark_counted(counted)
   if #new > 0 then
     -- Neighbour keys are computed here: fine on standalone Redis; Redis Cluster would need
     -- them declared in KEYS.
@@ -346,11 +376,12 @@ ops.cooccur = function(k, a)
     for _, p in ipairs(new) do
       check_zset(prefix .. p[1] .. suffix)
     end
-    forget(own)
+    local mark = keep_stop == '-1' and reset or wrote
+    mark(own)
     for _, p in ipairs(new) do
       local partner, pair = p[1], p[2]
       local theirs = prefix .. partner .. suffix
-      forget(theirs)
+      mark(theirs)
       call('ZADD', counted, at, pair)
       call('ZINCRBY', own, '1', partner)
       call('ZINCRBY', theirs, '1', member)

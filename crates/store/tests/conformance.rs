@@ -1325,6 +1325,14 @@ mod cases {
                 // Absent when first expired, created later in the call.
                 batch(vec![expire("late")]),
                 batch(vec![incr("late", "m", 1.0), expire("late")]),
+                // Absent when first expired, created later by a read-modify-write or a co-occurrence.
+                batch(vec![expire("late2"), expire("late3")]),
+                batch(vec![
+                    latest("late2", "f", "v", 1),
+                    co("late3", "a", 1, 10),
+                    expire("late2"),
+                    expire("late3"),
+                ]),
                 // Deleted and recreated.
                 batch(vec![incr("del", "m", 1.0), expire("del")]),
                 batch(vec![Write::Delete { key: k("del") }, incr("del", "m", 1.0), expire("del")]),
@@ -1364,7 +1372,7 @@ mod cases {
             .await
             .unwrap();
         assert!(results.iter().all(Result::is_ok), "{results:?}");
-        for key in ["late", "del", "trim", "hd", "p", "l", "w"] {
+        for key in ["late", "late2", "late3", "del", "trim", "hd", "p", "l", "w"] {
             assert!(exists(s, key).await, "{key} exists");
             let left = s.ttl(&k(key)).await.unwrap();
             assert!(left.is_some_and(|t| t > Duration::from_secs(50) && t <= ttl), "{key}: {left:?}");
