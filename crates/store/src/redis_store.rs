@@ -91,6 +91,15 @@ impl RedisStore {
         Ok(info.lines().find_map(|l| l.strip_prefix("used_memory:")).and_then(|v| v.trim().parse().ok()))
     }
 
+    /// CPU seconds the server has used (`INFO cpu`: `used_cpu_user` + `used_cpu_sys`).
+    pub async fn used_cpu(&self) -> Result<Option<f64>> {
+        let info: String = redis::cmd("INFO").arg("cpu").query_async(&mut self.conn.clone()).await?;
+        let field = |name: &str| {
+            info.lines().find_map(|l| l.strip_prefix(name)).and_then(|v| v.trim().parse::<f64>().ok())
+        };
+        Ok(field("used_cpu_user:").zip(field("used_cpu_sys:")).map(|(u, s)| u + s))
+    }
+
     /// Sends a pipeline and returns one reply per command; a command's error stays a
     /// `Reply::ServerError` in its place, so that the caller can tell which command failed.
     async fn exec(&self, pipe: &mut redis::Pipeline, commands: usize) -> Result<Vec<Reply>> {
