@@ -42,6 +42,18 @@
 //! [`MemoryStore`] applies a batch under one mutex, with the guard checked and set under the
 //! same lock.
 
+//!
+//! # Adding a write
+//!
+//! A new [`Write`] variant needs: its encoding in `redis_store.rs` (`encode`: its keys, an op
+//! code and a fixed number of arguments; `write_type` for WRONGTYPE errors); in `write.lua`, a
+//! function `ops.<code>(k, a)` reading its keys from `KEYS[k]...` and its arguments from
+//! `ARGV[a]...`, its argument count in `ARITY` (and its key count in `KEY_COUNT` if not 1), and,
+//! before it writes, `wrote(key)` for each key it may create or `reset(key)` for each key it
+//! may delete or whose TTL it may clear (the script sets a key's TTL once per call and relies on
+//! these); its mirror in `memory.rs` (`Inner::apply`), same checks, same text written; and a
+//! case in `tests/conformance.rs`, which runs on both backends.
+
 mod memory;
 mod redis_store;
 

@@ -36,6 +36,15 @@ local function call(...)
   return reply
 end
 
+-- call for a command on `key` that is not the write's first key: an error names `key`.
+local function call_on(key, ...)
+  local reply = redis.pcall(...)
+  if type(reply) == 'table' and reply.err then
+    fail(reply.err, key)
+  end
+  return reply
+end
+
 local function fmt(x)
   return string.format('%.17g', x)
 end
@@ -117,6 +126,7 @@ local function split(text)
   return string.sub(text, 1, bar - 1), string.sub(text, bar + 1)
 end
 
+-- Fails with WRONGTYPE (naming key) if key exists and is not a sorted set.
 local function check_zset(key)
   local reply = call('TYPE', key)
   local name = type(reply) == 'table' and reply.ok or reply
@@ -330,9 +340,10 @@ ops.cooccur = function(k, a)
   local member, at, prefix, suffix, keep_stop = ARGV[a], ARGV[a + 1], ARGV[a + 4], ARGV[a + 5], ARGV[a + 6]
   local t, window = tonumber(at), tonumber(ARGV[a + 2])
   local occurrence = member .. '|' .. at
-  check_zset(window_set)
-  check_zset(counted)
+  -- Every key is checked before anything changes: the window set by this ZSCORE (WRONGTYPE
+  -- otherwise), the counted pairs by the ZMSCORE below or, without partners, by TYPE.
   if call('ZSCORE', window_set, occurrence) then
+    check_zset(counted)
     return
   end
   -- The distinct members of the occurrences within the window, but this one, ascending.
@@ -346,7 +357,9 @@ ops.cooccur = function(k, a)
   end
   -- Those paired with member for the first time (one ZMSCORE for all candidate pairs).
   local new = {}
-  if #partners > 0 then
+  if #partners == 0 then
+    check_zset(counted)
+  else
     table.sort(partners, byteless)
     local pairs_ = {}
     for n, partner in ipairs(partners) do
@@ -356,7 +369,7 @@ ops.cooccur = function(k, a)
         pairs_[n] = partner .. ' ' .. member
       end
     end
-    local scores = call('ZMSCORE', counted, unpack(pairs_))
+    local scores = call_on(counted, 'ZMSCORE', counted, unpack(pairs_))
     for n, partner in ipairs(partners) do
       if not scores[n] then
         new[#new + 1] = { partner, pairs_[n] }
@@ -427,7 +440,12 @@ while a <= #ARGV do
     guard = KEYS[k]
     k = k + 1
   end
-  if guarded and redis.call('EXISTS', guard) == 1 then
+  -- The guard is set first (SET NX: only if absent, of any type): the script runs atomically,
+  -- so nobody sees it set before the writes, and it is set even when a write fails.
+  if guarded then
+    reset(guard)
+  end
+  if guarded and not redis.call('SET', guard, '1', 'NX', 'PX', ttl) then
     -- Skip the batch's writes.
     for _ = 1, count do
       local code = ARGV[a]
@@ -457,9 +475,6 @@ while a <= #ARGV do
       end
     end
     a, k = cursor.a, cursor.k
-    if guarded then
-      redis.call('SET', guard, '1', 'PX', ttl)
-    end
     results[#results + 1] = first_error or { 'applied' }
   end
 end
