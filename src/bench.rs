@@ -6,11 +6,13 @@
 //! 2. **raw baseline**: publishes the same N encoded events with JetStream async publish
 //!    (a window of acks in flight) to a scratch stream `SM_BENCH_RAW_<id>`, deleted afterwards;
 //! 3. **end to end**: starts every service in-process as `all-in-one` does, on NATS and Redis,
-//!    sends the events through the gateway's `PublishEvents` (gRPC -> ingest -> JetStream ->
+//!    sends the events through the gateway's `PublishEvents` (gRPC -> gateway -> JetStream ->
 //!    feature -> Redis) and stops the clock when the feature consumer has caught up;
 //! 4. **freshness**: meanwhile, every 100 ms a probe event (a view by a probe user) goes the same
 //!    way, and the time until it is visible in the user's features is recorded; a few more probes
-//!    after the load give the freshness of an idle pipeline.
+//!    after the load give the freshness of an idle pipeline;
+//! 5. **CPU**: the CPU seconds this process and the spawned servers used during the raw baseline
+//!    and the end-to-end run, per event (from `/proc/<pid>/stat`).
 //!
 //! Servers: with `--spawn-servers` (the default when neither `nats.url` nor `redis.url` is set)
 //! private `nats-server` and `redis-server` processes run on free ports and are removed at the

@@ -211,7 +211,7 @@ async fn batches_settle_each_message_by_its_own_outcome() {
             };
             let outcomes: Vec<Outcome> = payloads
                 .iter()
-                .filter(|p| !(*p == "forget-me" && !retried_before))
+                .filter(|p| *p != "forget-me" || retried_before)
                 .map(|p| match p.as_ref() {
                     b"reject-me" => Outcome::Reject { code: "malformed", reason: "bad".into() },
                     b"retry-me" if !retried_before => {
