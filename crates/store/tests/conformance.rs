@@ -1381,6 +1381,67 @@ mod cases {
         assert!(exists(s, "zero").await);
     }
 
+    /// Read-modify-writes of one hash one after another (which the Redis script runs with one
+    /// read and one write of the hash) are each applied as alone: each sees what the ones before
+    /// it left, a refused one changes nothing and the first refusal is reported, a key of
+    /// another type fails each of them.
+    pub async fn hash_read_modify_writes_in_a_row_are_each_applied_as_alone(store: Arc<dyn FeatureStore>) {
+        let s = &*store;
+        let h = Duration::from_secs(1);
+        let set = |key: &str, field: &str, value: &str| Write::HashSet {
+            key: k(key),
+            field: field.into(),
+            value: b(value),
+        };
+        write(s, vec![set("h", "bad", "x"), set("h", "s2", "nostamp"), put("str", "v")]).await;
+        let n = |by: i64| Write::HashIncr { key: k("n"), field: "c".into(), by };
+        let err = write_err(
+            s,
+            vec![
+                latest("h", "s", "x", 10),
+                latest("h", "s", "y", 5),
+                max("h", "m", 7),
+                max("h", "bad", 3),
+                latest("h", "s2", "v", 1),
+                min("h", "m", 2),
+                decay("h", "d", 1.0, 1000, h),
+                decay("h", "d", 1.0, 3000, h),
+                latest("h", "s", "z", 10),
+                n(1),
+                max("h", "m", 4),
+            ],
+        )
+        .await;
+        assert!(err.to_string().contains("not an integer"), "the first refusal: {err}");
+        assert_eq!(
+            hash(s, "h").await,
+            strings(&[("bad", "x"), ("d", "1.25|3000"), ("m", "4"), ("s", "10|z"), ("s2", "nostamp")])
+        );
+        assert_eq!(hash(s, "n").await, strings(&[("c", "1")]));
+
+        // A key of another type fails every write of the run; the first is reported.
+        let err =
+            write_err(s, vec![max("str", "m", 1), min("str", "m", 0), latest("str", "x", "y", 1), n(1)])
+                .await;
+        assert_wrong_type(err, "str", "hash");
+        assert_eq!(hash(s, "n").await, strings(&[("c", "2")]));
+
+        // Runs end with their batch: the next batch of the same call starts afresh.
+        let batch = |writes: Vec<Write>| WriteBatch { writes, atomic: true, guard: None };
+        let results = s
+            .write_all(vec![
+                batch(vec![max("h2", "m", 1)]),
+                batch(vec![max("h2", "bad", 0), min("h2", "m", 0)]),
+                batch(vec![set("h2", "bad", "x"), max("h2", "bad", 0), max("h2", "m", 5)]),
+            ])
+            .await
+            .unwrap();
+        assert!(results[0].is_ok() && results[1].is_ok(), "{results:?}");
+        let mut results = results.into_iter();
+        assert_refused(results.nth(2).unwrap().unwrap_err());
+        assert_eq!(hash(s, "h2").await, strings(&[("bad", "x"), ("m", "5")]));
+    }
+
     pub async fn concurrent_guarded_writes_apply_exactly_once(store: Arc<dyn FeatureStore>) {
         let tasks: Vec<_> = (0..20)
             .map(|i| {
@@ -1713,6 +1774,7 @@ macro_rules! all_cases {
                 guarded_batch_with_a_failed_write_still_sets_the_guard,
                 concurrent_guarded_writes_apply_exactly_once,
                 write_all_applies_each_batch_as_if_alone,
+                hash_read_modify_writes_in_a_row_are_each_applied_as_alone,
                 expire_in_one_call_follows_deletes_and_recreations,
                 mixed_commutative_events_converge_in_any_order,
             ]
