@@ -254,14 +254,11 @@ ops.zadd = function(k, a)
   call('ZADD', key, ARGV[a], ARGV[a + 1])
 end
 
--- The read-modify-writes of one hash field: NEXT[code](current, a) is the text the field gets
--- from its current text (false: absent) and the write's arguments from ARGV[a] on (its field
--- first), or nil when it keeps its value; a refusal is raised with fail().
-local NEXT = {}
-
 -- field, value, at
-NEXT.hlatest = function(current, a)
-  local value, at = ARGV[a + 1], ARGV[a + 2]
+ops.hlatest = function(k, a)
+  local key, field, value, at = KEYS[k], ARGV[a], ARGV[a + 1], ARGV[a + 2]
+  wrote(key)
+  local current = call('HGET', key, field)
   if current then
     local cur_at, cur_value = split(current)
     if not cur_at or not is_int(cur_at) then
@@ -269,41 +266,45 @@ NEXT.hlatest = function(current, a)
     end
     local c = intcmp(at, cur_at)
     if c < 0 or (c == 0 and bytecmp(value, cur_value) <= 0) then
-      return nil
+      return
     end
   end
-  return at .. '|' .. value
+  call('HSET', key, field, at .. '|' .. value)
 end
 
 -- field, value; sign 1: max, -1: min
-local function bound(current, value, sign)
+local function bound(key, field, value, sign)
+  wrote(key)
+  local current = call('HGET', key, field)
   if current then
     if not is_int(current) then
       fail('ERR hash value is not an integer')
     end
     if intcmp(value, current) * sign <= 0 then
-      return nil
+      return
     end
   end
-  return value
+  call('HSET', key, field, value)
 end
 
-NEXT.hmax = function(current, a)
-  return bound(current, ARGV[a + 1], 1)
+ops.hmax = function(k, a)
+  bound(KEYS[k], ARGV[a], ARGV[a + 1], 1)
 end
 
-NEXT.hmin = function(current, a)
-  return bound(current, ARGV[a + 1], -1)
+ops.hmin = function(k, a)
+  bound(KEYS[k], ARGV[a], ARGV[a + 1], -1)
 end
 
 -- field, weight, at, half-life in ms
-NEXT.hdecay = function(current, a)
-  local at = ARGV[a + 2]
+ops.hdecay = function(k, a)
+  local key, field, at = KEYS[k], ARGV[a], ARGV[a + 2]
+  wrote(key)
   local weight, h = tonumber(ARGV[a + 1]), tonumber(ARGV[a + 3])
   if not finite(weight) then
     fail('ERR weight is not a finite number')
   end
   local score
+  local current = call('HGET', key, field)
   if not current then
     score = weight
   else
@@ -322,19 +323,7 @@ NEXT.hdecay = function(current, a)
   if not finite(score) then
     fail('ERR resulting score is not a finite number')
   end
-  return fmt(score) .. '|' .. at
-end
-
--- Alone: HGET, then HSET if the value changes.
-for code, next_value in pairs(NEXT) do
-  ops[code] = function(k, a)
-    local key, field = KEYS[k], ARGV[a]
-    wrote(key)
-    local new = next_value(call('HGET', key, field), a)
-    if new then
-      call('HSET', key, field, new)
-    end
-  end
+  call('HSET', key, field, fmt(score) .. '|' .. at)
 end
 
 -- Whether a sorts before b, byte-wise (for table.sort).
@@ -420,75 +409,7 @@ end
 
 -- The cursor of the batch being applied: next write's ARGV and KEYS index, how many of its
 -- writes have started, and the first key of the one running (for errors).
-local cursor = { a = 0, k = 0, started = 0, key = nil, first_error = nil }
-
--- Records the error of the batch's write number `index` (0-based) if it is the first.
-local function note_error(index, key, msg)
-  if not cursor.first_error then
-    cursor.first_error = { 'applied', index, key, msg }
-  end
-end
-
--- Consecutive read-modify-writes of one hash (the write at the cursor and those right after it
--- in the batch on the same key) run together, with one HMGET and one HSET: each computes its
--- field from the value the writes before it left, exactly as if it ran alone (a refused one
--- changes nothing; a key of another type fails each of them, as its own HGET would, and the
--- first is reported). Returns false, having done nothing, when there are fewer than two.
-local function run_fused(count)
-  local a, k = cursor.a, cursor.k
-  local key = KEYS[k]
-  local members = {}
-  local na, nk = a, k
-  while cursor.started + #members < count and NEXT[ARGV[na]] and KEYS[nk] == key do
-    members[#members + 1] = na
-    na = na + ARITY[ARGV[na]] + 1
-    nk = nk + 1
-  end
-  if #members < 2 then
-    return false
-  end
-  local first = cursor.started
-  cursor.a, cursor.k, cursor.started, cursor.key = na, nk, first + #members, key
-  wrote(key)
-  local fields = {}
-  for i, ma in ipairs(members) do
-    fields[i] = ARGV[ma + 1]
-  end
-  local current = redis.pcall('HMGET', key, unpack(fields))
-  if type(current) == 'table' and current.err then
-    note_error(first, key, current.err)
-    return true
-  end
-  local values, changed = {}, {}
-  for i, field in ipairs(fields) do
-    if values[field] == nil then
-      values[field] = current[i]
-    end
-  end
-  for i, ma in ipairs(members) do
-    local field = fields[i]
-    local ok, new = pcall(NEXT[ARGV[ma]], values[field], ma + 1)
-    if not ok then
-      local err = type(new) == 'table' and new or { msg = 'ERR ' .. tostring(new) }
-      note_error(first + i - 1, err.key or key, err.msg)
-    elseif new then
-      if not changed[field] then
-        changed[field] = true
-        changed[#changed + 1] = field
-      end
-      values[field] = new
-    end
-  end
-  if #changed > 0 then
-    local args = {}
-    for _, field in ipairs(changed) do
-      args[#args + 1] = field
-      args[#args + 1] = values[field]
-    end
-    call('HSET', key, unpack(args))
-  end
-  return true
-end
+local cursor = { a = 0, k = 0, started = 0, key = nil }
 
 -- Runs the batch's writes from the cursor on, up to `count`. A write that fails raises an
 -- error that leaves the cursor past it; the caller records the error and resumes. Only a
@@ -497,17 +418,15 @@ local function run(count)
   while cursor.started < count do
     local a, k = cursor.a, cursor.k
     local code = ARGV[a]
-    if not (NEXT[code] and run_fused(count)) then
-      local n = ARITY[code]
-      if not n then
-        error({ fatal = 'ERR shopmind-store: unknown write op ' .. tostring(code) }, 0)
-      end
-      cursor.a = a + n + 1
-      cursor.k = k + (KEY_COUNT[code] or 1)
-      cursor.started = cursor.started + 1
-      cursor.key = KEYS[k]
-      ops[code](k, a + 1)
+    local n = ARITY[code]
+    if not n then
+      error({ fatal = 'ERR shopmind-store: unknown write op ' .. tostring(code) }, 0)
     end
+    cursor.a = a + n + 1
+    cursor.k = k + (KEY_COUNT[code] or 1)
+    cursor.started = cursor.started + 1
+    cursor.key = KEYS[k]
+    ops[code](k, a + 1)
   end
 end
 
@@ -539,21 +458,24 @@ while a <= #ARGV do
     end
     results[#results + 1] = { 'skipped' }
   else
-    cursor.a, cursor.k, cursor.started, cursor.key, cursor.first_error = a, k, 0, nil, nil
+    cursor.a, cursor.k, cursor.started, cursor.key = a, k, 0, nil
+    local first_error = nil
     while cursor.started < count do
       local ok, err = pcall(run, count)
       if not ok then
         if type(err) == 'table' and err.fatal then
           return redis.error_reply(err.fatal)
         end
-        if type(err) ~= 'table' then
-          err = { msg = 'ERR ' .. tostring(err) }
+        if not first_error then
+          if type(err) ~= 'table' then
+            err = { msg = 'ERR ' .. tostring(err) }
+          end
+          first_error = { 'applied', cursor.started - 1, err.key or cursor.key, err.msg }
         end
-        note_error(cursor.started - 1, err.key or cursor.key, err.msg)
       end
     end
     a, k = cursor.a, cursor.k
-    results[#results + 1] = cursor.first_error or { 'applied' }
+    results[#results + 1] = first_error or { 'applied' }
   end
 end
 return results
