@@ -9,11 +9,13 @@
 //! 2. **raw baseline**: publishes the same N encoded events with JetStream async publish
 //!    (a window of acks in flight) to a scratch stream `SM_BENCH_RAW_<id>`, deleted afterwards;
 //! 3. **end to end**: starts every service in-process as `all-in-one` does, on NATS and Redis,
-//!    sends the events through the gateway's `PublishEvents` (gRPC -> ingest -> JetStream ->
+//!    sends the events through the gateway's `PublishEvents` (gRPC -> gateway -> JetStream ->
 //!    feature -> Redis) and stops the clock when the feature consumer has caught up;
 //! 4. **freshness**: meanwhile, every 100 ms a probe event (a view by a probe user) goes the same
 //!    way, and the time until it is visible in the user's features is recorded; a few more probes
-//!    after the load give the freshness of an idle pipeline.
+//!    after the load give the freshness of an idle pipeline;
+//! 5. **CPU**: the CPU seconds this process and the spawned servers used during the raw baseline
+//!    and the end-to-end run, per event (from `/proc/<pid>/stat`).
 //!
 //! Servers: with `--spawn-servers` (the default when neither `nats.url` nor `redis.url` is set)
 //! private `nats-server` and `redis-server` processes run on free ports and are removed at the
@@ -95,6 +97,13 @@ pub enum BenchTarget {
         days: u32,
         #[arg(long, default_value_t = 1)]
         seed: u64,
+        /// Events per store round trip (default: the feature service's `feature.batch_size`;
+        /// 1 applies one event per call).
+        #[arg(long)]
+        batch: Option<usize>,
+        /// Events in flight (default: `feature.concurrency`).
+        #[arg(long)]
+        in_flight: Option<usize>,
         /// Use a private redis-server on a free port (the default without redis.url).
         #[arg(long)]
         spawn_servers: bool,
@@ -197,14 +206,16 @@ pub async fn run(what: BenchTarget, config: Config) -> anyhow::Result<()> {
             }
             Ok(())
         }
-        BenchTarget::Memory { users, days, seed, spawn_servers, json } => {
+        BenchTarget::Memory { users, days, seed, batch, in_flight, spawn_servers, json } => {
             let servers = if spawn_servers || config.redis.url.is_empty() {
                 Some(Servers::spawn().await?)
             } else {
                 None
             };
             let url = servers.as_ref().map_or_else(|| config.redis.url.clone(), |s| s.redis.url());
-            let report = crate::bench_memory::run(&url, users, days, seed).await;
+            let batch = batch.unwrap_or(config.feature.batch_size).max(1);
+            let in_flight = in_flight.unwrap_or(config.feature.concurrency).max(batch);
+            let report = crate::bench_memory::run(&url, users, days, seed, batch, in_flight).await;
             if let Some(s) = servers {
                 s.stop().await;
             }
@@ -269,11 +280,18 @@ async fn ingest(opts: IngestOptions, mut config: Config) -> anyhow::Result<()> {
     let payloads: Vec<Bytes> = events.iter().map(|e| Bytes::from(e.encode_to_vec())).collect();
     let bytes: usize = payloads.iter().map(Bytes::len).sum();
 
+    let meter = CpuMeter {
+        nats: servers.as_ref().map(|s| s.nats.pid()),
+        redis: servers.as_ref().map(|s| s.redis.pid()),
+    };
+
     // 2. The raw baseline.
+    let before_raw = meter.sample();
     let raw = raw_publish(&config.nats.url, &id, payloads, &config).await?;
+    let raw_cpu = meter.sample().since(&before_raw);
 
     // 3 and 4. End to end, with freshness probes.
-    let e2e = end_to_end(&config, &tenant, events, &opts).await?;
+    let e2e = end_to_end(&config, &tenant, events, &opts, &meter).await?;
     if let Some(servers) = servers {
         servers.stop().await;
     }
@@ -288,6 +306,7 @@ async fn ingest(opts: IngestOptions, mut config: Config) -> anyhow::Result<()> {
         generate_s,
         avg_event_bytes: bytes as f64 / opts.events as f64,
         raw,
+        raw_cpu,
         e2e,
     };
     report.print(opts.json);
@@ -338,6 +357,63 @@ fn generate(tenant: &str, n: usize, seed: u64) -> anyhow::Result<Vec<pb::Event>>
 
 struct RawResult {
     seconds: f64,
+}
+
+/// The processes whose CPU time a run reads: this one (gateway, ingest, feature and the
+/// senders), and the spawned nats-server and redis-server (unknown for external servers).
+#[derive(Clone)]
+struct CpuMeter {
+    nats: Option<u32>,
+    redis: Option<u32>,
+}
+
+/// CPU seconds (user + system) used so far by this process and the servers.
+#[derive(Debug, Clone, Copy, Default)]
+struct CpuSample {
+    shopmind: Option<f64>,
+    nats: Option<f64>,
+    redis: Option<f64>,
+}
+
+impl CpuMeter {
+    fn sample(&self) -> CpuSample {
+        CpuSample {
+            shopmind: cpu_seconds("self"),
+            nats: self.nats.and_then(|p| cpu_seconds(&p.to_string())),
+            redis: self.redis.and_then(|p| cpu_seconds(&p.to_string())),
+        }
+    }
+}
+
+impl CpuSample {
+    /// CPU seconds used between `earlier` and this sample, per process.
+    fn since(&self, earlier: &CpuSample) -> CpuSample {
+        let d = |a: Option<f64>, b: Option<f64>| Some(a? - b?);
+        CpuSample {
+            shopmind: d(self.shopmind, earlier.shopmind),
+            nats: d(self.nats, earlier.nats),
+            redis: d(self.redis, earlier.redis),
+        }
+    }
+
+    fn json(&self, per: Option<f64>) -> serde_json::Value {
+        let v = |x: Option<f64>| x.map(|x| per.map_or(x, |n| x * 1e6 / n));
+        serde_json::json!({
+            "shopmind": v(self.shopmind),
+            "nats_server": v(self.nats),
+            "redis_server": v(self.redis),
+        })
+    }
+}
+
+/// User + system CPU seconds of a process from `/proc/<pid>/stat` (Linux; None elsewhere).
+/// The kernel reports them in USER_HZ ticks, 100 per second.
+fn cpu_seconds(pid: &str) -> Option<f64> {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+    // The command name may hold spaces: fields are counted after its closing parenthesis.
+    let fields: Vec<&str> = stat.rsplit_once(')')?.1.split_whitespace().collect();
+    let ticks = |i: usize| fields.get(i)?.parse::<f64>().ok();
+    Some((ticks(11)? + ticks(12)?) / 100.0)
 }
 
 /// Publishes every payload to a scratch stream with JetStream async publish, keeping
@@ -419,6 +495,8 @@ struct E2eResult {
     dead_letters: u64,
     load_probes: Probes,
     idle_probes: Probes,
+    /// CPU seconds per process from the first send until caught up.
+    cpu: CpuSample,
 }
 
 async fn end_to_end(
@@ -426,6 +504,7 @@ async fn end_to_end(
     tenant: &str,
     events: Vec<pb::Event>,
     opts: &IngestOptions,
+    meter: &CpuMeter,
 ) -> anyhow::Result<E2eResult> {
     let n = events.len() as u64;
     let shutdown = Shutdown::new();
@@ -455,6 +534,7 @@ async fn end_to_end(
         let bars = indicatif::MultiProgress::new();
         let sent_bar = bars.add(counter_bar(n, "gRPC accepted  "));
         let applied_bar = bars.add(counter_bar(n, "feature applied"));
+        let cpu_before = meter.sample();
         let started = Instant::now();
         let mut senders = JoinSet::new();
         for _ in 0..opts.concurrency {
@@ -494,6 +574,7 @@ async fn end_to_end(
             let pause = if accept_s.is_some() { 5 } else { 100 };
             tokio::time::sleep(Duration::from_millis(pause)).await;
         };
+        let cpu = meter.sample().since(&cpu_before);
         applied_bar.finish();
         stop_probes.store(true, Ordering::Relaxed);
         let load_probes = probes.await.context("the probe task failed")??;
@@ -519,6 +600,7 @@ async fn end_to_end(
             dead_letters,
             load_probes: Probes::from(load_probes),
             idle_probes: Probes::from(idle),
+            cpu,
         })
     }
     .await;
@@ -757,6 +839,8 @@ struct Report {
     generate_s: f64,
     avg_event_bytes: f64,
     raw: RawResult,
+    /// CPU seconds per process during the raw baseline.
+    raw_cpu: CpuSample,
     e2e: E2eResult,
 }
 
@@ -816,6 +900,14 @@ impl Report {
             "dead_letters": e.dead_letters,
             "freshness_under_load": Self::probes_json(&e.load_probes),
             "freshness_idle": Self::probes_json(&e.idle_probes),
+            "cpu_s": {
+                "raw": self.raw_cpu.json(None),
+                "e2e": e.cpu.json(None),
+            },
+            "cpu_us_per_event": {
+                "raw": self.raw_cpu.json(Some(self.events as f64)),
+                "e2e": e.cpu.json(Some(self.events as f64)),
+            },
         })
     }
 
@@ -859,6 +951,20 @@ impl Report {
                 if self.ratio() >= TARGET_RATIO { "met" } else { "NOT met" }
             ),
         );
+        let cpu = |c: &CpuSample| {
+            let one = |name: &str, x: Option<f64>| match x {
+                Some(x) => format!("{name} {x:.1} s ({:.0} us/event)", x * 1e6 / self.events as f64),
+                None => format!("{name} ?"),
+            };
+            format!(
+                "{}, {}, {}",
+                one("shopmind", c.shopmind),
+                one("nats-server", c.nats),
+                one("redis-server", c.redis)
+            )
+        };
+        line("CPU, raw baseline", cpu(&self.raw_cpu));
+        line("CPU, end to end", cpu(&e.cpu));
         line("freshness under load", probes(&e.load_probes));
         line("freshness idle", probes(&e.idle_probes));
         line(

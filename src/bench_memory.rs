@@ -9,7 +9,7 @@ use anyhow::Context as _;
 use futures::StreamExt;
 use prost::Message as _;
 use shopmind_domain::{Event, ItemId, SessionId, TenantId, UserId, ValidationPolicy};
-use shopmind_features::{FeatureSettings, apply_event, keys};
+use shopmind_features::{FeatureSettings, apply_events, keys};
 use shopmind_simulator::{SimConfig, Simulator};
 use shopmind_store::{Key, RedisStore};
 
@@ -21,6 +21,11 @@ pub struct MemoryReport {
     pub events: u64,
     pub apply_s: f64,
     pub events_per_s: f64,
+    /// Events per store round trip, and in flight.
+    pub batch: usize,
+    pub in_flight: usize,
+    /// CPU time of the Redis server (`INFO cpu`) while the events were applied, per event.
+    pub redis_cpu_us_per_event: Option<f64>,
     /// Protobuf bytes of all events (the raw baseline).
     pub event_bytes: u64,
     /// Sampled entities and their mean Redis bytes (MEMORY USAGE summed over their keys).
@@ -36,7 +41,14 @@ pub struct MemoryReport {
     pub used_memory_per_user: f64,
 }
 
-pub async fn run(redis_url: &str, users: usize, days: u32, seed: u64) -> anyhow::Result<MemoryReport> {
+pub async fn run(
+    redis_url: &str,
+    users: usize,
+    days: u32,
+    seed: u64,
+    batch: usize,
+    in_flight: usize,
+) -> anyhow::Result<MemoryReport> {
     let store = Arc::new(RedisStore::connect(redis_url).await?);
     let tenant = TenantId::parse(format!("mem-{seed}")).map_err(|e| anyhow::anyhow!("{e}"))?;
     let sim = Simulator::new(SimConfig {
@@ -78,20 +90,28 @@ pub async fn run(redis_url: &str, users: usize, days: u32, seed: u64) -> anyhow:
         }
         parsed.push(event);
     }
-    // Applied concurrently, as the feature service does (updates commute).
+    // Applied in concurrent batches, as the feature service applies them (updates commute).
+    let cpu_before = store.used_cpu().await?;
     let started = Instant::now();
-    let mut applying = futures::stream::iter(parsed.iter().map(|e| {
+    let mut applying = futures::stream::iter(parsed.chunks(batch).map(|events| {
         let store = store.clone();
-        async move { apply_event(&*store, e, &settings).await }
+        async move { apply_events(&*store, events, &settings).await }
     }))
-    .buffer_unordered(64);
+    .buffer_unordered((in_flight / batch).max(1));
     while let Some(r) = applying.next().await {
-        r.context("applying an event")?;
-        bar.inc(1);
+        let results = r.context("applying events")?;
+        for result in &results {
+            result.as_ref().map_err(|e| anyhow::anyhow!("applying an event: {e}"))?;
+        }
+        bar.inc(results.len() as u64);
     }
     bar.finish_and_clear();
     let apply_s = started.elapsed().as_secs_f64();
     let events = parsed.len() as u64;
+    let redis_cpu_s = match (cpu_before, store.used_cpu().await?) {
+        (Some(before), Some(after)) => Some(after - before),
+        _ => None,
+    };
 
     let usage = |keys: Vec<Key>| {
         let store = store.clone();
@@ -141,6 +161,9 @@ pub async fn run(redis_url: &str, users: usize, days: u32, seed: u64) -> anyhow:
         events,
         apply_s,
         events_per_s: events as f64 / apply_s.max(1e-9),
+        batch,
+        in_flight,
+        redis_cpu_us_per_event: redis_cpu_s.map(|s| s * 1e6 / events.max(1) as f64),
         event_bytes,
         sampled_users: sample.len(),
         bytes_per_user: per(user_total, sample.len()),
@@ -156,8 +179,16 @@ pub async fn run(redis_url: &str, users: usize, days: u32, seed: u64) -> anyhow:
 
 pub fn print(r: &MemoryReport) {
     println!(
-        "bench memory: {} users, {} days, {} events applied in {:.1} s ({:.0} events/s)",
-        r.users, r.days, r.events, r.apply_s, r.events_per_s
+        "bench memory: {} users, {} days, {} events applied in {:.1} s ({:.0} events/s; {} per round \
+         trip, {} in flight; Redis CPU {} us/event)",
+        r.users,
+        r.days,
+        r.events,
+        r.apply_s,
+        r.events_per_s,
+        r.batch,
+        r.in_flight,
+        r.redis_cpu_us_per_event.map_or_else(|| "?".to_owned(), |us| format!("{us:.0}"))
     );
     println!(
         "  per user    {:>9.0} B in Redis  vs {:>9.0} B of its events as protobuf (ratio {:.2}; {} sampled)",

@@ -1,4 +1,5 @@
-//! One trace spans the services: gateway -> ingest -> feature for an event, gateway -> inference
+//! One trace spans the services: gateway -> feature for an event (the gateway publishes it to the
+//! stream), gateway -> inference
 //! for a recommendation, with the W3C trace context carried in NATS headers, exported over OTLP
 //! to a collector (an in-memory one in this test) when the process shuts down.
 
@@ -52,7 +53,7 @@ fn traced<T>(message: T, traceparent: &str) -> tonic::Request<T> {
 }
 
 #[tokio::test]
-async fn one_trace_spans_gateway_ingest_feature_and_gateway_inference() {
+async fn one_trace_spans_gateway_feature_and_gateway_inference() {
     let collector = Collector::default();
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let otlp = listener.local_addr().unwrap();
@@ -98,7 +99,7 @@ async fn one_trace_spans_gateway_ingest_feature_and_gateway_inference() {
             source: String::new(),
         })),
     };
-    eventually(Duration::from_secs(30), "ingest answers", || {
+    eventually(Duration::from_secs(30), "the gateway publishes", || {
         let mut c = client.clone();
         let request = pb::PublishEventsRequest { tenant: "acme".into(), events: vec![event.clone()] };
         async move {
@@ -135,10 +136,12 @@ async fn one_trace_spans_gateway_ingest_feature_and_gateway_inference() {
         spans.iter().filter(|s| s.0 == trace).map(|s| (s.3.clone(), (s.1.clone(), s.2.clone()))).collect()
     };
     let publish = by_trace(publish_trace);
-    let (gateway, ingest, feature) = (&publish["PublishEvents"], &publish["ingest"], &publish["consume"]);
+    let (gateway, feature) = (&publish["PublishEvents"], &publish["consume"]);
     assert_eq!(gateway.1, "00f067aa0ba902b7", "the gateway span continues the client's trace");
-    assert_eq!(ingest.1, gateway.0, "ingest is a child of the gateway call (via NATS headers)");
-    assert_eq!(feature.1, ingest.0, "the feature consumer is a child of ingest (via the stream's headers)");
+    assert_eq!(
+        feature.1, gateway.0,
+        "the feature consumer is a child of the gateway call, which published the event (via the stream's headers)"
+    );
     let recommend = by_trace(recommend_trace);
     assert_eq!(
         recommend["recommend"].1, recommend["Recommend"].0,

@@ -189,6 +189,14 @@ impl Acker {
         self.0.settle(Settle::Ack).await
     }
 
+    /// Like [`Acker::ack`], but returns once the ack is sent, without waiting for the bus to
+    /// confirm it. An ack lost on the way (a dropped connection, a crash before it left) means
+    /// the message is delivered again after the ack wait: use it only where processing a message
+    /// twice is harmless (e.g. the consumer's effects are guarded by an idempotency key).
+    pub async fn ack_unconfirmed(self) -> Result<()> {
+        self.0.settle(Settle::AckUnconfirmed).await
+    }
+
     /// Processing failed for now: deliver it again after `delay` (at once when None).
     pub async fn nak(self, delay: Option<Duration>) -> Result<()> {
         self.0.settle(Settle::Nak(delay)).await
@@ -203,6 +211,7 @@ impl Acker {
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(crate) enum Settle {
     Ack,
+    AckUnconfirmed,
     Nak(Option<Duration>),
     Term,
 }

@@ -214,7 +214,7 @@ impl AckHandle for MemoryAck {
                 .get_mut(&self.durable);
             if let Some(d) = durable {
                 match how {
-                    Settle::Ack | Settle::Term => {
+                    Settle::Ack | Settle::AckUnconfirmed | Settle::Term => {
                         d.pending.remove(&self.sequence);
                     }
                     Settle::Nak(delay) => {

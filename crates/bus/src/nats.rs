@@ -117,6 +117,8 @@ struct NatsAck(jetstream::message::Acker);
 impl AckHandle for NatsAck {
     async fn settle(self: Box<Self>, how: Settle) -> Result<()> {
         let kind = match how {
+            // A plain ack: published, not awaited.
+            Settle::AckUnconfirmed => return self.0.ack_with(AckKind::Ack).await.map_err(nats_err),
             Settle::Ack => AckKind::Ack,
             Settle::Nak(delay) => AckKind::Nak(delay),
             Settle::Term => AckKind::Term,

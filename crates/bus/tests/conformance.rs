@@ -94,6 +94,25 @@ pub async fn unacked_message_is_redelivered_after_ack_wait(bus: Arc<dyn Bus>) {
     assert_quiet(&mut deliveries, Duration::from_millis(900)).await;
 }
 
+pub async fn unconfirmed_acks_settle_like_acks(bus: Arc<dyn Bus>) {
+    setup(&*bus).await;
+    for i in 0..5 {
+        publish(&*bus, "ev.t1.a", &format!("u{i}")).await;
+    }
+    let spec = consumer_spec("c", Duration::from_millis(500));
+    let mut deliveries = bus.consume(&spec).await.unwrap();
+    for i in 0..5 {
+        let d = next(&mut deliveries).await;
+        assert_eq!(d.message.payload, Bytes::from(format!("u{i}")));
+        d.acker.ack_unconfirmed().await.unwrap();
+    }
+    bus.flush().await.unwrap();
+    // Well past the ack wait: nothing comes back, and the consumer has nothing outstanding.
+    assert_quiet(&mut deliveries, Duration::from_millis(1200)).await;
+    let lag = bus.consumer_lag("EV", "c").await.unwrap();
+    assert!(lag.is_caught_up(), "{lag:?}");
+}
+
 pub async fn nak_redelivers_and_term_does_not(bus: Arc<dyn Bus>) {
     setup(&*bus).await;
     publish(&*bus, "ev.t1.a", "nak-me").await;
@@ -349,6 +368,7 @@ macro_rules! conformance {
 conformance!(
     publish_consume_ack_in_order_with_headers,
     unacked_message_is_redelivered_after_ack_wait,
+    unconfirmed_acks_settle_like_acks,
     nak_redelivers_and_term_does_not,
     duplicate_message_ids_are_stored_once,
     readers_of_one_durable_share_the_work,

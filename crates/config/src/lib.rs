@@ -195,9 +195,11 @@ pub struct FeatureConfig {
     pub ack_wait_s: u64,
     /// Deliveries of one event before it is dead-lettered.
     pub max_deliver: i64,
-    /// Events one feature instance applies at the same time (updates commute, so order does not
-    /// matter).
+    /// Events one feature instance has taken and not yet settled, across the batches it applies
+    /// at the same time (updates commute, so order does not matter).
     pub concurrency: usize,
+    /// Most events applied in one store round trip (each still guarded on its own).
+    pub batch_size: usize,
     /// Recent interactions kept per user.
     pub recent_items_cap: usize,
     /// Items kept in a tenant's popularity ranking.
@@ -233,7 +235,8 @@ impl Default for FeatureConfig {
         Self {
             ack_wait_s: 30,
             max_deliver: 10,
-            concurrency: 32,
+            concurrency: 512,
+            batch_size: 128,
             recent_items_cap: 100,
             popular_items_cap: 10_000,
             user_ttl_days: 90,
@@ -855,6 +858,9 @@ impl Config {
         }
         if !(1..=1024).contains(&self.feature.concurrency) {
             return bad("feature.concurrency", "must be 1..=1024");
+        }
+        if !(1..=1024).contains(&self.feature.batch_size) {
+            return bad("feature.batch_size", "must be 1..=1024");
         }
         for (key, value) in [
             ("feature.session_ttl_hours", u64::from(self.feature.session_ttl_hours)),

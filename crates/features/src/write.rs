@@ -1,9 +1,11 @@
 //! How an event changes features.
 
-use std::collections::{BTreeMap, BTreeSet};
+use std::collections::{BTreeMap, BTreeSet, HashMap};
 
 use shopmind_domain::{Event, Interaction, InteractionKind, ItemId, Payload};
-use shopmind_store::{FeatureStore, Guard, Read, StoreError, Value, Write, WriteBatch, Written, stamped};
+use shopmind_store::{
+    FeatureStore, Guard, Key, Read, StoreError, Value, Write, WriteBatch, Written, stamped,
+};
 
 use crate::{DAY_MS, FeatureSettings, POPULARITY_WINDOWS, keys, popularity_weight};
 
@@ -27,40 +29,89 @@ pub async fn apply_event(
     event: &Event,
     s: &FeatureSettings,
 ) -> Result<Applied, StoreError> {
-    let categories =
-        if event.user.is_some() { item_categories(store, event).await? } else { BTreeMap::new() };
-    let batch = WriteBatch {
-        writes: writes_for(event, s, &categories),
-        atomic: true,
-        guard: Some(Guard { key: keys::applied(&event.tenant, event.id.as_str()), ttl: s.dedup_ttl }),
-    };
-    Ok(match store.write(batch).await? {
-        Written::Applied => Applied::Applied,
-        Written::Skipped => Applied::Duplicate,
-    })
+    let mut results = apply_events(store, std::slice::from_ref(event), s).await?;
+    results.pop().unwrap_or(Ok(Applied::Duplicate))
 }
 
+/// Applies several events, each exactly once, in two round trips whatever their number: one
+/// read of the categories of all their items, then one [`FeatureStore::write_all`] with one
+/// guarded batch per event (each applied, or skipped, exactly as [`apply_event`] would). One
+/// result per event, in order; the outer error is a failed round trip (then any of the events
+/// may or may not be applied, and applying them again is safe).
+pub async fn apply_events(
+    store: &dyn FeatureStore,
+    events: &[Event],
+    s: &FeatureSettings,
+) -> Result<Vec<Result<Applied, StoreError>>, StoreError> {
+    let categories = item_categories(store, events).await?;
+    let batches = events
+        .iter()
+        .map(|event| WriteBatch {
+            writes: writes_for(event, s, &categories_of(event, &categories)),
+            atomic: true,
+            guard: Some(Guard { key: keys::applied(&event.tenant, event.id.as_str()), ttl: s.dedup_ttl }),
+        })
+        .collect();
+    let written = store.write_all(batches).await?;
+    Ok(written
+        .into_iter()
+        .map(|w| {
+            w.map(|w| match w {
+                Written::Applied => Applied::Applied,
+                Written::Skipped => Applied::Duplicate,
+            })
+        })
+        .collect())
+}
+
+/// The catalog categories of the items the events' users interacted with, by attributes key
+/// (absent: no category), read in one round trip.
 async fn item_categories(
     store: &dyn FeatureStore,
-    event: &Event,
-) -> Result<BTreeMap<ItemId, String>, StoreError> {
-    let items: BTreeSet<ItemId> = event.interactions().into_iter().map(|i| i.item).collect();
-    if items.is_empty() {
-        return Ok(BTreeMap::new());
+    events: &[Event],
+) -> Result<HashMap<Key, Option<String>>, StoreError> {
+    let keys: BTreeSet<Key> = events
+        .iter()
+        .filter(|e| e.user.is_some())
+        .flat_map(|e| e.interactions().into_iter().map(|i| keys::item_attrs(&e.tenant, &i.item)))
+        .collect();
+    if keys.is_empty() {
+        return Ok(HashMap::new());
     }
-    let reads = items.iter().map(|i| Read::Hash { key: keys::item_attrs(&event.tenant, i) }).collect();
+    let reads = keys.iter().map(|key| Read::Hash { key: key.clone() }).collect();
     let values = store.read(reads).await?;
-    let mut out = BTreeMap::new();
-    for (item, value) in items.into_iter().zip(values) {
-        if let Value::Hash(fields) = value
-            && let Some((_, raw)) = fields.iter().find(|(f, _)| f == "category")
-            && let Some((_, category)) = stamped(raw)
-            && !category.is_empty()
-        {
-            out.insert(item, category.to_string());
-        }
+    Ok(keys
+        .into_iter()
+        .zip(values)
+        .map(|(key, value)| {
+            let category = match value {
+                Value::Hash(fields) => fields
+                    .iter()
+                    .find(|(f, _)| f == "category")
+                    .and_then(|(_, raw)| stamped(raw))
+                    .map(|(_, category)| category)
+                    .filter(|c| !c.is_empty())
+                    .map(str::to_owned),
+                _ => None,
+            };
+            (key, category)
+        })
+        .collect())
+}
+
+/// The categories of one event's items, from what [`item_categories`] read.
+fn categories_of(event: &Event, read: &HashMap<Key, Option<String>>) -> BTreeMap<ItemId, String> {
+    if event.user.is_none() {
+        return BTreeMap::new();
     }
-    Ok(out)
+    event
+        .interactions()
+        .into_iter()
+        .filter_map(|i| {
+            let category = read.get(&keys::item_attrs(&event.tenant, &i.item))?.clone()?;
+            Some((i.item, category))
+        })
+        .collect()
 }
 
 /// The writes that apply `event` (without the guard). `categories` maps the event's items to

@@ -13,9 +13,9 @@ use shopmind_domain::{
     TenantId, UnixMillis, UserId,
 };
 use shopmind_features::{
-    Applied, FeatureSettings, ItemFeatures, UserFeatures, apply_event, keys, read_item_features,
-    read_items_demand, read_session_and_user_features, read_session_features, read_user_context,
-    read_user_features,
+    Applied, FeatureSettings, ItemFeatures, UserFeatures, apply_event, apply_events, keys,
+    read_item_features, read_items_demand, read_session_and_user_features, read_session_features,
+    read_user_context, read_user_features,
 };
 use shopmind_store::FeatureStore;
 
@@ -258,6 +258,44 @@ async fn any_order_gives_the_same_features(stores: Vec<Arc<dyn FeatureStore>>) {
     }
 }
 
+/// Applying events in batches ([`apply_events`], as the feature service does), shuffled, with
+/// every event sent twice (in the same batch and again in a later one), gives the features of
+/// applying them one by one; each event is applied exactly once.
+async fn batches_give_the_features_of_one_by_one(stores: Vec<Arc<dyn FeatureStore>>) {
+    let s = FeatureSettings::default();
+    let mut results = Vec::new();
+    for (n, store) in stores.iter().enumerate() {
+        let t = TenantId::parse(format!("batch{n}")).unwrap();
+        let (cat, mut evs) = scenario(&t);
+        if n == 0 {
+            apply_all(&**store, &cat).await;
+            apply_all(&**store, &evs).await;
+        } else {
+            let applied = apply_events(&**store, &cat, &s).await.unwrap();
+            assert!(applied.iter().all(|r| matches!(r, Ok(Applied::Applied))));
+            evs.shuffle(&mut rand::rngs::StdRng::seed_from_u64(n as u64));
+            let twice: Vec<Event> = evs.iter().flat_map(|e| [e.clone(), e.clone()]).collect();
+            let mut counts = (0, 0);
+            for chunk in twice.chunks(n + 2) {
+                for r in apply_events(&**store, chunk, &s).await.unwrap() {
+                    match r.unwrap() {
+                        Applied::Applied => counts.0 += 1,
+                        Applied::Duplicate => counts.1 += 1,
+                    }
+                }
+            }
+            assert_eq!(counts, (evs.len(), evs.len()), "each event applied once, its copy skipped");
+            // Sent once more, all together: all duplicates.
+            let again = apply_events(&**store, &evs, &s).await.unwrap();
+            assert!(again.iter().all(|r| matches!(r, Ok(Applied::Duplicate))));
+        }
+        results.push(features(&**store, &t).await);
+    }
+    for r in &results[1..] {
+        assert_same(&results[0], r);
+    }
+}
+
 mod memory {
     use std::sync::Arc;
 
@@ -272,6 +310,12 @@ mod memory {
     async fn any_order_gives_the_same_features() {
         let stores: Vec<Arc<dyn FeatureStore>> = (0..5).map(|_| Arc::new(MemoryStore::new()) as _).collect();
         super::any_order_gives_the_same_features(stores).await;
+    }
+
+    #[tokio::test]
+    async fn batches_give_the_features_of_one_by_one() {
+        let stores: Vec<Arc<dyn FeatureStore>> = (0..4).map(|_| Arc::new(MemoryStore::new()) as _).collect();
+        super::batches_give_the_features_of_one_by_one(stores).await;
     }
 }
 
@@ -293,5 +337,12 @@ mod redis {
         let store: Arc<dyn FeatureStore> = Arc::new(RedisStore::connect(&server.url()).await.unwrap());
         // One server, five tenants: each order in its own keyspace.
         super::any_order_gives_the_same_features(vec![store; 5]).await;
+    }
+
+    #[tokio::test]
+    async fn batches_give_the_features_of_one_by_one() {
+        let server = RedisServer::start();
+        let store: Arc<dyn FeatureStore> = Arc::new(RedisStore::connect(&server.url()).await.unwrap());
+        super::batches_give_the_features_of_one_by_one(vec![store; 4]).await;
     }
 }

@@ -183,8 +183,9 @@ pub const CATALOGUE: &[Spec] = &[
         values: "`source`: grpc, nats; `outcome`: accepted, duplicate, rejected",
         help: "Events offered to shopmind, by where they came in and what became of them: accepted \
                (published to SM_EVENTS), duplicate (already stored), rejected (invalid). The gateway \
-               counts events it rejects at the edge (in a PublishEvents call refused for invalid \
-               events, only the invalid ones), ingest counts the rest.",
+               counts the events of gRPC calls (in a PublishEvents call refused for invalid events, \
+               only the invalid ones; it publishes the others itself), ingest those it takes from \
+               SM_INTAKE or is sent over request-reply.",
     },
     Spec {
         name: "shopmind_events_rejected_total",

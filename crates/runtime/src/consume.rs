@@ -6,7 +6,7 @@ use std::future::Future;
 use std::sync::Arc;
 use std::time::Duration;
 
-use futures::StreamExt;
+use futures::{FutureExt as _, StreamExt};
 use shopmind_bus::{Bus, BusError, ConsumerSpec, Delivery, Message};
 use shopmind_metrics::{Settlement, global as metrics};
 use tokio::sync::Semaphore;
@@ -136,31 +136,14 @@ where
             }
             None => break,
         };
+        let Some(delivery) = skip_replayed_elsewhere(delivery, stage).await else { continue };
         metrics().delivery(stage);
-        if delivery.message.headers.get(crate::dlq::REPLAY_STAGE_HEADER).is_some_and(|s| s != stage) {
-            // A dead letter replayed for another stage: this one has processed it before.
-            metrics().settled(stage, Settlement::Ack);
-            if let Err(e) = delivery.acker.ack().await {
-                warn!(error = %e, "ack failed");
-            }
-            continue;
-        }
-        let incoming = delivery.message.headers.trace();
-        let span = tracing::info_span!(
-            "consume",
-            stage,
-            subject = %delivery.message.subject,
-            seq = delivery.stream_sequence,
-            delivered = delivery.delivered,
-            trace_id = tracing::field::Empty,
-        );
-        crate::telemetry::set_remote_parent(&span, incoming);
-        span.record("trace_id", crate::telemetry::outgoing(&span, incoming).trace_id_hex());
+        let span = delivery_span(stage, &delivery);
         let work = handle(delivery.message.clone(), delivery.delivered);
         let (bus, spec) = (bus.clone(), spec.clone());
         in_flight.spawn(async move {
             let outcome = work.instrument(span.clone()).await;
-            settle(&*bus, &spec, stage, delivery, outcome).instrument(span).await;
+            settle(&*bus, &spec, stage, delivery, outcome, false).instrument(span).await;
             drop(permit);
         });
         while in_flight.try_join_next().is_some() {}
@@ -173,6 +156,153 @@ where
     lag.abort();
     tracing::info!(durable = %spec.durable, "consumer stopped");
     Ok(())
+}
+
+/// How a batch consumer's deliveries are taken and acked.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct BatchOptions {
+    /// Most messages handed to the handler at once.
+    pub max_batch: usize,
+    /// Most messages taken and not yet settled, across the batches in flight.
+    pub max_in_flight: usize,
+    /// Ack without waiting for the bus to confirm ([`shopmind_bus::Acker::ack_unconfirmed`]):
+    /// only for handlers whose effects are idempotent, as a lost ack means a redelivery.
+    pub unconfirmed_acks: bool,
+}
+
+/// Like [`consume_concurrently`], with the messages handed to `handle` in batches: whatever
+/// deliveries are ready, up to `options.max_batch`, and at least one. The handler returns one
+/// [`Outcome`] per message, in order (a missing one counts as a retry); each message is then
+/// settled as [`consume_loop`] settles it (ack only after the handler returned, so after its
+/// effect is stored; dead letter before the ack). Batches run concurrently (for handlers whose
+/// effects commute), with at most `options.max_in_flight` messages unsettled. On shutdown, no new
+/// message is taken and the batches in flight are finished within [`Shutdown::GRACE`].
+pub async fn consume_batches<F, Fut>(
+    bus: Arc<dyn Bus>,
+    spec: ConsumerSpec,
+    stage: &'static str,
+    options: BatchOptions,
+    shutdown: Shutdown,
+    mut handle: F,
+) -> Result<(), BusError>
+where
+    F: FnMut(Vec<Message>) -> Fut,
+    Fut: Future<Output = Vec<Outcome>> + Send + 'static,
+{
+    let mut deliveries = bus.consume(&spec).await?;
+    let lag = tokio::spawn(refresh_lag(bus.clone(), spec.clone(), stage, shutdown.clone()));
+    let max_batch = options.max_batch.max(1);
+    let limit = Arc::new(Semaphore::new(options.max_in_flight.max(max_batch)));
+    let mut in_flight = JoinSet::new();
+    tracing::info!(
+        durable = %spec.durable,
+        stream = %spec.stream,
+        max_batch,
+        max_in_flight = options.max_in_flight,
+        "consuming in batches"
+    );
+    'taking: loop {
+        // A permit per message: the first is waited for, the rest only taken while free.
+        let first = tokio::select! {
+            () = shutdown.wait() => break,
+            p = limit.clone().acquire_owned() => p,
+        };
+        let Ok(mut permits) = first else { break };
+        let mut batch: Vec<Delivery> = Vec::with_capacity(max_batch);
+        while batch.is_empty() {
+            let next = tokio::select! {
+                () = shutdown.wait() => break 'taking,
+                next = deliveries.next() => next,
+            };
+            match next {
+                Some(Ok(d)) => {
+                    if let Some(d) = skip_replayed_elsewhere(d, stage).await {
+                        batch.push(d);
+                    }
+                }
+                Some(Err(e)) => {
+                    warn!(error = %e, durable = %spec.durable, "consumer error");
+                    tokio::time::sleep(Duration::from_millis(200)).await;
+                }
+                None => break 'taking,
+            }
+        }
+        // Then whatever else is ready now, while permits last.
+        while batch.len() < max_batch {
+            let Ok(permit) = limit.clone().try_acquire_owned() else { break };
+            match deliveries.next().now_or_never() {
+                Some(Some(Ok(d))) => {
+                    if let Some(d) = skip_replayed_elsewhere(d, stage).await {
+                        permits.merge(permit);
+                        batch.push(d);
+                    }
+                }
+                Some(Some(Err(e))) => {
+                    warn!(error = %e, durable = %spec.durable, "consumer error");
+                    break;
+                }
+                Some(None) | None => break,
+            }
+        }
+        for _ in &batch {
+            metrics().delivery(stage);
+        }
+        let spans: Vec<tracing::Span> = batch.iter().map(|d| delivery_span(stage, d)).collect();
+        let work = handle(batch.iter().map(|d| d.message.clone()).collect());
+        let (bus, spec) = (bus.clone(), spec.clone());
+        let unconfirmed = options.unconfirmed_acks;
+        in_flight.spawn(async move {
+            let mut outcomes = work.await.into_iter();
+            let settling = batch.into_iter().zip(spans).map(|(delivery, span)| {
+                let outcome = outcomes.next().unwrap_or_else(|| Outcome::Retry {
+                    delay: Duration::from_secs(1),
+                    reason: "the handler returned no outcome".into(),
+                });
+                settle(&*bus, &spec, stage, delivery, outcome, unconfirmed).instrument(span)
+            });
+            futures::future::join_all(settling).await;
+            drop(permits);
+        });
+        while in_flight.try_join_next().is_some() {}
+    }
+    let drained =
+        tokio::time::timeout(Shutdown::GRACE, async { while in_flight.join_next().await.is_some() {} });
+    if drained.await.is_err() {
+        warn!(durable = %spec.durable, "messages in flight did not finish within the grace period");
+    }
+    lag.abort();
+    tracing::info!(durable = %spec.durable, "consumer stopped");
+    Ok(())
+}
+
+/// A dead letter replayed for another stage has been processed by this one before: acks it and
+/// returns None; any other delivery is returned.
+async fn skip_replayed_elsewhere(delivery: Delivery, stage: &'static str) -> Option<Delivery> {
+    if delivery.message.headers.get(crate::dlq::REPLAY_STAGE_HEADER).is_some_and(|s| s != stage) {
+        metrics().delivery(stage);
+        metrics().settled(stage, Settlement::Ack);
+        if let Err(e) = delivery.acker.ack().await {
+            warn!(error = %e, "ack failed");
+        }
+        return None;
+    }
+    Some(delivery)
+}
+
+/// The span of one delivery: a child of the trace context its headers carry.
+fn delivery_span(stage: &'static str, delivery: &Delivery) -> tracing::Span {
+    let incoming = delivery.message.headers.trace();
+    let span = tracing::info_span!(
+        "consume",
+        stage,
+        subject = %delivery.message.subject,
+        seq = delivery.stream_sequence,
+        delivered = delivery.delivered,
+        trace_id = tracing::field::Empty,
+    );
+    crate::telemetry::set_remote_parent(&span, incoming);
+    span.record("trace_id", crate::telemetry::outgoing(&span, incoming).trace_id_hex());
+    span
 }
 
 /// Every [`LAG_REFRESH`], sets `stage`'s consumer lag gauge from the bus, until `shutdown`.
@@ -189,7 +319,16 @@ async fn refresh_lag(bus: Arc<dyn Bus>, spec: ConsumerSpec, stage: &'static str,
     }
 }
 
-async fn settle(bus: &dyn Bus, spec: &ConsumerSpec, stage: &'static str, d: Delivery, outcome: Outcome) {
+/// Settles one delivery after its handler returned: ack, nak (retry) or dead letter then ack. The
+/// final ack is confirmed by the bus unless `unconfirmed`.
+async fn settle(
+    bus: &dyn Bus,
+    spec: &ConsumerSpec,
+    stage: &'static str,
+    d: Delivery,
+    outcome: Outcome,
+    unconfirmed: bool,
+) {
     let Delivery { message, stream_sequence, delivered, acker } = d;
     let exhausted = spec.max_deliver > 0 && delivered >= spec.max_deliver as u64;
     let dead = match outcome {
@@ -221,7 +360,8 @@ async fn settle(bus: &dyn Bus, spec: &ConsumerSpec, stage: &'static str, d: Deli
     } else {
         metrics().settled(stage, Settlement::Ack);
     }
-    if let Err(e) = acker.ack().await {
+    let acked = if unconfirmed { acker.ack_unconfirmed().await } else { acker.ack().await };
+    if let Err(e) = acked {
         warn!(error = %e, "ack failed; the message will be delivered again (its effect is idempotent)");
     }
 }

@@ -11,7 +11,7 @@ use bytes::Bytes;
 use futures::StreamExt;
 use shopmind_bus::{Bus, ConsumerSpec, Message, NatsBus, StartAt, StoredMessage};
 use shopmind_config::Config;
-use shopmind_runtime::consume::{Outcome, RETRIES_EXHAUSTED, consume_loop};
+use shopmind_runtime::consume::{BatchOptions, Outcome, RETRIES_EXHAUSTED, consume_batches, consume_loop};
 use shopmind_runtime::topology::{
     self, DLQ_CODE_HEADER, DLQ_REASON_HEADER, DLQ_SEQUENCE_HEADER, DLQ_STREAM, DLQ_SUBJECT_HEADER,
     EVENTS_STREAM,
@@ -181,5 +181,65 @@ async fn a_dead_letter_from_a_subject_without_a_tenant_goes_to_the_unknown_tenan
     assert_eq!(dead.message.subject, "sm.dlq._unknown.test-stage");
     assert_eq!(dead.message.headers.get(DLQ_SUBJECT_HEADER), Some("sm.events.Not-A-Tenant.x"));
     wait_caught_up(&*s.bus).await;
+    stop(&shutdown, task).await;
+}
+
+/// `consume_batches`: messages come in batches (never larger than asked), each message of a
+/// batch is settled by its own outcome (done: acked without confirmation; retry: delivered
+/// again; reject: dead-lettered; none returned: retried), and every message ends settled.
+#[tokio::test]
+async fn batches_settle_each_message_by_its_own_outcome() {
+    let s = setup().await;
+    for i in 0..40 {
+        s.bus.publish(Message::new(SUBJECT, format!("m{i}")), None).await.unwrap();
+    }
+    s.bus.publish(Message::new(SUBJECT, "reject-me"), None).await.unwrap();
+    s.bus.publish(Message::new(SUBJECT, "retry-me"), None).await.unwrap();
+    s.bus.publish(Message::new(SUBJECT, "forget-me"), None).await.unwrap();
+    let shutdown = Shutdown::new();
+    let batches: Arc<Mutex<Vec<Vec<Bytes>>>> = Arc::new(Mutex::new(Vec::new()));
+    let recorder = batches.clone();
+    let options = BatchOptions { max_batch: 8, max_in_flight: 16, unconfirmed_acks: true };
+    let task = tokio::spawn(consume_batches(s.bus.clone(), spec(5), STAGE, options, shutdown.clone(), {
+        move |messages: Vec<Message>| {
+            let payloads: Vec<Bytes> = messages.iter().map(|m| m.payload.clone()).collect();
+            let retried_before = {
+                let mut seen = recorder.lock().unwrap();
+                let before = seen.iter().flatten().any(|p| p == "retry-me");
+                seen.push(payloads.clone());
+                before
+            };
+            let outcomes: Vec<Outcome> = payloads
+                .iter()
+                .filter(|p| *p != "forget-me" || retried_before)
+                .map(|p| match p.as_ref() {
+                    b"reject-me" => Outcome::Reject { code: "malformed", reason: "bad".into() },
+                    b"retry-me" if !retried_before => {
+                        Outcome::Retry { delay: RETRY_DELAY, reason: "later".into() }
+                    }
+                    _ => Outcome::Done,
+                })
+                .collect();
+            std::future::ready(outcomes)
+        }
+    }));
+    let dead = dead_letter(&*s.bus).await;
+    assert_eq!(dead.message.payload, Bytes::from_static(b"reject-me"));
+    wait_caught_up(&*s.bus).await;
+    let seen = batches.lock().unwrap().clone();
+    assert!(
+        seen.iter().all(|b| !b.is_empty() && b.len() <= 8),
+        "batch sizes {:?}",
+        seen.iter().map(Vec::len)
+    );
+    let all: Vec<Bytes> = seen.into_iter().flatten().collect();
+    for i in 0..40 {
+        let m = Bytes::from(format!("m{i}"));
+        assert_eq!(all.iter().filter(|p| **p == m).count(), 1, "m{i} handled once, acked");
+    }
+    assert_eq!(all.iter().filter(|p| *p == "reject-me").count(), 1, "no retry of a reject");
+    assert!(all.iter().filter(|p| *p == "retry-me").count() >= 2, "a retry is delivered again");
+    assert!(all.iter().filter(|p| *p == "forget-me").count() >= 2, "a missing outcome is a retry");
+    assert_eq!(s.bus.stream_state(DLQ_STREAM).await.unwrap().messages, 1, "one dead letter");
     stop(&shutdown, task).await;
 }

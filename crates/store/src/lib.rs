@@ -28,15 +28,31 @@
 //!
 //! # How each backend applies a batch
 //!
-//! [`RedisStore`] sends every batch as one `EVALSHA` of one Lua script that interprets an
-//! encoded list of writes (`KEYS`: the guard key, then the keys each write names: one, or two
-//! for `CoOccur`; `ARGV`: op codes and arguments, numbers as strings that round-trip). Redis runs a script atomically, so every
+//! [`RedisStore`] sends every batch (or every list of batches, [`FeatureStore::write_all`]) as
+//! one `EVALSHA` of one Lua script that interprets an encoded list of writes (`KEYS`: the guard
+//! key, then the keys each write names: one, or two for `CoOccur`; `ARGV`: a header per batch,
+//! then op codes and arguments, numbers as strings that round-trip). Within one call, a key's
+//! TTL is set once per TTL value while the key lives ([`Write::Expire`] again with the same TTL
+//! would set the same deadline, as Redis runs a script as of one instant), so a call carrying
+//! many events of one user refreshes each of its keys once. Redis runs a script atomically, so every
 //! batch is isolated, guarded or not. The read-modify-writes (`HashSetLatest`, `HashMax`,
 //! `HashMin`, `HashDecayAdd`, `CoOccur`) run inside the script. `CoOccur` computes the neighbour
 //! keys of the partners it finds inside the script, which is fine on standalone Redis; on Redis
 //! Cluster they would have to be declared in `KEYS` and share the batch's hash slot.
 //! [`MemoryStore`] applies a batch under one mutex, with the guard checked and set under the
 //! same lock.
+
+//!
+//! # Adding a write
+//!
+//! A new [`Write`] variant needs: its encoding in `redis_store.rs` (`encode`: its keys, an op
+//! code and a fixed number of arguments; `write_type` for WRONGTYPE errors); in `write.lua`, a
+//! function `ops.<code>(k, a)` reading its keys from `KEYS[k]...` and its arguments from
+//! `ARGV[a]...`, its argument count in `ARITY` (and its key count in `KEY_COUNT` if not 1), and,
+//! before it writes, `wrote(key)` for each key it may create or `reset(key)` for each key it
+//! may delete or whose TTL it may clear (the script sets a key's TTL once per call and relies on
+//! these); its mirror in `memory.rs` (`Inner::apply`), same checks, same text written; and a
+//! case in `tests/conformance.rs`, which runs on both backends.
 
 mod memory;
 mod redis_store;
@@ -315,6 +331,21 @@ pub trait FeatureStore: Send + Sync + 'static {
     /// [`Written::Skipped`] when the batch's guard key existed. An error is the first failed
     /// write's (see [`Write`]); the other writes, and the guard, were applied.
     async fn write(&self, batch: WriteBatch) -> Result<Written>;
+
+    /// Applies several batches in one round trip, one after another in the given order, each
+    /// exactly as [`FeatureStore::write`] applies it alone (its guard, its writes in order, its
+    /// first error): one result per batch. An outer error means the round trip failed, and any
+    /// of the batches may or may not have been applied (their guards make a retry safe).
+    ///
+    /// The default sends one [`FeatureStore::write`] after another (for wrappers, e.g. in
+    /// tests); both backends override it.
+    async fn write_all(&self, batches: Vec<WriteBatch>) -> Result<Vec<Result<Written>>> {
+        let mut results = Vec::with_capacity(batches.len());
+        for batch in batches {
+            results.push(self.write(batch).await);
+        }
+        Ok(results)
+    }
 
     /// Answers the reads in order, in one round trip. Absent keys read as empty values.
     async fn read(&self, reads: Vec<Read>) -> Result<Vec<Value>>;

@@ -66,24 +66,13 @@ impl FeatureStore for MemoryStore {
         // write is skipped, the rest of the batch (and the guard) still applies, and the first
         // error is returned.
         let (mut inner, now) = self.lock();
-        if let Some(guard) = &batch.guard
-            && inner.live(&guard.key, now).is_some()
-        {
-            return Ok(Written::Skipped);
-        }
-        let mut first_error = None;
-        for write in &batch.writes {
-            if let Err(e) = inner.apply(write, now) {
-                first_error.get_or_insert(e);
-            }
-        }
-        if let Some(guard) = &batch.guard {
-            // SET key 1 PX ttl: at least 1 ms, as Redis refuses PX 0.
-            let expires_at = deadline(now, ttl_millis(guard.ttl).max(1));
-            let marker = Entry { data: Data::Str(Bytes::from_static(b"1")), expires_at };
-            inner.entries.insert(guard.key.clone(), marker);
-        }
-        first_error.map_or(Ok(Written::Applied), Err)
+        inner.write(&batch, now)
+    }
+
+    async fn write_all(&self, batches: Vec<WriteBatch>) -> Result<Vec<Result<Written>>> {
+        // Under one lock, as one script call applies them on Redis.
+        let (mut inner, now) = self.lock();
+        Ok(batches.iter().map(|batch| inner.write(batch, now)).collect())
     }
 
     async fn read(&self, reads: Vec<Read>) -> Result<Vec<Value>> {
@@ -182,6 +171,28 @@ macro_rules! typed {
 }
 
 impl Inner {
+    /// One batch, its guard included.
+    fn write(&mut self, batch: &WriteBatch, now: Instant) -> Result<Written> {
+        if let Some(guard) = &batch.guard
+            && self.live(&guard.key, now).is_some()
+        {
+            return Ok(Written::Skipped);
+        }
+        let mut first_error = None;
+        for write in &batch.writes {
+            if let Err(e) = self.apply(write, now) {
+                first_error.get_or_insert(e);
+            }
+        }
+        if let Some(guard) = &batch.guard {
+            // SET key 1 PX ttl: at least 1 ms, as Redis refuses PX 0.
+            let expires_at = deadline(now, ttl_millis(guard.ttl).max(1));
+            let marker = Entry { data: Data::Str(Bytes::from_static(b"1")), expires_at };
+            self.entries.insert(guard.key.clone(), marker);
+        }
+        first_error.map_or(Ok(Written::Applied), Err)
+    }
+
     fn sweep_if_due(&mut self, now: Instant) {
         if now.saturating_duration_since(self.last_sweep) >= self.sweep_every {
             self.entries.retain(|_, entry| !entry.expired(now));

@@ -1,7 +1,7 @@
 //! The Redis [`FeatureStore`]: each call is one round trip over a [`ConnectionManager`] (which
-//! reconnects by itself). Reads are one pipeline; a write batch is one call of the Lua script
-//! `write.lua` (EVALSHA, loaded on first use), which applies the batch atomically, guard
-//! included. The script gets the keys each write names (one per write, two for `CoOccur`: its
+//! reconnects by itself). Reads are one pipeline; a write batch, or several
+//! ([`FeatureStore::write_all`]), is one call of the Lua script `write.lua` (EVALSHA, loaded on
+//! first use), which applies each batch atomically, guard included. The script gets the keys each write names (one per write, two for `CoOccur`: its
 //! window set and its counted pairs; the guard key first), so a batch's declared keys are
 //! exactly the keys it names; the neighbour keys of `CoOccur` are computed inside the script,
 //! which standalone Redis allows and Redis Cluster would not. Needs Redis 6.2 or later
@@ -91,6 +91,15 @@ impl RedisStore {
         Ok(info.lines().find_map(|l| l.strip_prefix("used_memory:")).and_then(|v| v.trim().parse().ok()))
     }
 
+    /// CPU seconds the server has used (`INFO cpu`: `used_cpu_user` + `used_cpu_sys`).
+    pub async fn used_cpu(&self) -> Result<Option<f64>> {
+        let info: String = redis::cmd("INFO").arg("cpu").query_async(&mut self.conn.clone()).await?;
+        let field = |name: &str| {
+            info.lines().find_map(|l| l.strip_prefix(name)).and_then(|v| v.trim().parse::<f64>().ok())
+        };
+        Ok(field("used_cpu_user:").zip(field("used_cpu_sys:")).map(|(u, s)| u + s))
+    }
+
     /// Sends a pipeline and returns one reply per command; a command's error stays a
     /// `Reply::ServerError` in its place, so that the caller can tell which command failed.
     async fn exec(&self, pipe: &mut redis::Pipeline, commands: usize) -> Result<Vec<Reply>> {
@@ -108,21 +117,41 @@ impl FeatureStore for RedisStore {
         if batch.writes.is_empty() && batch.guard.is_none() {
             return Ok(Written::Applied);
         }
-        let mut invocation = WRITE_SCRIPT.prepare_invoke();
-        match &batch.guard {
-            Some(guard) => {
-                // SET PX refuses 0, so the TTL is at least 1 ms.
-                invocation.key(guard.key.as_str()).arg("1").arg(ttl_millis(guard.ttl).max(1));
-            }
-            None => {
-                invocation.arg("0").arg("0");
-            }
+        let mut results = self.write_all(vec![batch]).await?;
+        results.pop().unwrap_or_else(|| {
+            Err(StoreError::UnexpectedReply { op: "write script", reply: "no result".to_owned() })
+        })
+    }
+
+    async fn write_all(&self, batches: Vec<WriteBatch>) -> Result<Vec<Result<Written>>> {
+        if batches.iter().all(|b| b.writes.is_empty() && b.guard.is_none()) {
+            return Ok(batches.iter().map(|_| Ok(Written::Applied)).collect());
         }
-        for write in &batch.writes {
-            encode(&mut invocation, write);
+        let mut invocation = WRITE_SCRIPT.prepare_invoke();
+        for batch in &batches {
+            match &batch.guard {
+                Some(guard) => {
+                    // SET PX refuses 0, so the TTL is at least 1 ms.
+                    invocation.key(guard.key.as_str()).arg("1").arg(ttl_millis(guard.ttl).max(1));
+                }
+                None => {
+                    invocation.arg("0").arg("0");
+                }
+            }
+            invocation.arg(batch.writes.len());
+            for write in &batch.writes {
+                encode(&mut invocation, write);
+            }
         }
         let reply: Reply = invocation.invoke_async(&mut self.conn.clone()).await?;
-        parse_written(&batch.writes, reply)
+        let replies = elements(strip_attributes(reply), "write script")?;
+        if replies.len() != batches.len() {
+            return Err(StoreError::UnexpectedReply {
+                op: "write script",
+                reply: format!("{} results for {} batches", replies.len(), batches.len()),
+            });
+        }
+        Ok(batches.iter().zip(replies).map(|(batch, reply)| parse_written(&batch.writes, reply)).collect())
     }
 
     async fn read(&self, reads: Vec<Read>) -> Result<Vec<Value>> {
@@ -295,7 +324,7 @@ fn encode(inv: &mut redis::ScriptInvocation<'_>, write: &Write) {
     }
 }
 
-/// The answer of the write script: `[status]` or `[status, index, key, error]`.
+/// The script's answer for one batch: `[status]` or `[status, index, key, error]`.
 fn parse_written(writes: &[Write], reply: Reply) -> Result<Written> {
     let mut items = elements(strip_attributes(reply), "write script")?.into_iter();
     let status = match items.next() {

@@ -1296,6 +1296,192 @@ mod cases {
         assert_eq!(hash(s, "h").await, strings(&[("m", "4"), ("n", "1")]));
     }
 
+    /// Several batches in one call: each applied, skipped or failed exactly as alone, in order;
+    /// a guard set by an earlier batch of the same call skips a later one.
+    pub async fn write_all_applies_each_batch_as_if_alone(store: Arc<dyn FeatureStore>) {
+        let s = &*store;
+        let ttl = Duration::from_secs(30);
+        write(s, vec![put("str", "v")]).await;
+        assert_eq!(
+            s.write(guarded(vec![incr("z", "old", 1.0)], "seen", ttl)).await.unwrap(),
+            Written::Applied
+        );
+        let n = |by: i64| Write::HashIncr { key: k("h"), field: "n".into(), by };
+        let results = s
+            .write_all(vec![
+                guarded(vec![n(1), incr("z", "a", 1.0)], "e1", ttl),
+                // The same guard again in the same call: skipped, even with other writes.
+                guarded(vec![n(100)], "e1", ttl),
+                // Guarded before this call: skipped.
+                guarded(vec![n(1000), incr("z", "old", 5.0)], "seen", ttl),
+                // A failing write: the others of its batch apply, and the guard is set.
+                guarded(vec![n(2), push("str", "x", 3), max("h", "m", 7)], "e2", ttl),
+                // No guard; an empty batch.
+                WriteBatch { writes: vec![n(4)], atomic: false, guard: None },
+                WriteBatch::default(),
+                guarded(vec![], "e3", ttl),
+            ])
+            .await
+            .unwrap();
+        assert_eq!(results.len(), 7);
+        assert!(matches!(results[0], Ok(Written::Applied)), "{:?}", results[0]);
+        assert!(matches!(results[1], Ok(Written::Skipped)), "{:?}", results[1]);
+        assert!(matches!(results[2], Ok(Written::Skipped)), "{:?}", results[2]);
+        let mut results = results.into_iter();
+        let failed = results.nth(3).unwrap().unwrap_err();
+        assert_wrong_type(failed, "str", "list");
+        assert!(matches!(results.next(), Some(Ok(Written::Applied))));
+        assert!(matches!(results.next(), Some(Ok(Written::Applied))));
+        assert!(matches!(results.next(), Some(Ok(Written::Applied))));
+        assert_eq!(hash(s, "h").await, strings(&[("m", "7"), ("n", "7")]));
+        assert_eq!(top(s, "z").await, sorted(&[("old", 1.0), ("a", 1.0)]));
+        for guard in ["e1", "e2", "e3"] {
+            assert!(exists(s, guard).await, "{guard}");
+        }
+        // Sent again: every guarded batch is skipped; the unguarded ones apply again.
+        let again = s
+            .write_all(vec![
+                guarded(vec![n(1)], "e1", ttl),
+                guarded(vec![n(2)], "e2", ttl),
+                WriteBatch { writes: vec![n(4)], atomic: false, guard: None },
+            ])
+            .await
+            .unwrap();
+        let again: Vec<Written> = again.into_iter().map(Result::unwrap).collect();
+        assert_eq!(again, vec![Written::Skipped, Written::Skipped, Written::Applied]);
+        assert_eq!(field(s, "h", "n").await.as_deref(), Some("11"));
+        assert!(s.write_all(Vec::new()).await.unwrap().is_empty());
+    }
+
+    /// Within one call, a TTL set again on a key is the same TTL, also after the key was
+    /// deleted, emptied or replaced and written again, or created after an earlier expire.
+    pub async fn expire_in_one_call_follows_deletes_and_recreations(store: Arc<dyn FeatureStore>) {
+        let s = &*store;
+        let ttl = Duration::from_secs(60);
+        let expire = |key: &str| Write::Expire { key: k(key), ttl };
+        let batch = |writes: Vec<Write>| WriteBatch { writes, atomic: true, guard: None };
+        let results = s
+            .write_all(vec![
+                // Absent when first expired, created later in the call.
+                batch(vec![expire("late")]),
+                batch(vec![incr("late", "m", 1.0), expire("late")]),
+                // Absent when first expired, created later by a read-modify-write or a co-occurrence.
+                batch(vec![expire("late2"), expire("late3")]),
+                batch(vec![
+                    latest("late2", "f", "v", 1),
+                    co("late3", "a", 1, 10),
+                    expire("late2"),
+                    expire("late3"),
+                ]),
+                // Deleted and recreated.
+                batch(vec![incr("del", "m", 1.0), expire("del")]),
+                batch(vec![Write::Delete { key: k("del") }, incr("del", "m", 1.0), expire("del")]),
+                // Emptied by a trim and recreated.
+                batch(vec![incr("trim", "m", 1.0), expire("trim")]),
+                batch(vec![
+                    Write::SortedKeepTop { key: k("trim"), keep: 0 },
+                    incr("trim", "m", 1.0),
+                    expire("trim"),
+                ]),
+                // Emptied by removing its last field and recreated.
+                batch(vec![Write::HashSet { key: k("hd"), field: "f".into(), value: b("v") }, expire("hd")]),
+                batch(vec![
+                    Write::HashDel { key: k("hd"), field: "f".into() },
+                    Write::HashSet { key: k("hd"), field: "g".into(), value: b("v") },
+                    expire("hd"),
+                ]),
+                // Replaced by Put (which clears the TTL).
+                batch(vec![put("p", "a"), expire("p")]),
+                batch(vec![put("p", "b"), expire("p")]),
+                // Capped list emptied by cap 0, then pushed again.
+                batch(vec![push("l", "x", 3), expire("l")]),
+                batch(vec![push("l", "y", 0), push("l", "z", 3), expire("l")]),
+                // Expired at once by a zero TTL, recreated, expired again at once... and kept.
+                batch(vec![incr("zero", "m", 1.0), Write::Expire { key: k("zero"), ttl: Duration::ZERO }]),
+                batch(vec![incr("zero", "m", 1.0), Write::Expire { key: k("zero"), ttl: Duration::ZERO }]),
+                batch(vec![incr("zero", "m", 1.0)]),
+                // Occurrence windows trimmed to nothing by a cap of 0, then written again.
+                batch(vec![co_capped("w", "a", 1, 10, [5, 5, 5]), expire("w"), expire("w:c")]),
+                batch(vec![
+                    co_capped("w", "b", 2, 10, [0, 0, 5]),
+                    co_capped("w", "c", 3, 10, [5, 5, 5]),
+                    expire("w"),
+                    expire("w:c"),
+                ]),
+            ])
+            .await
+            .unwrap();
+        assert!(results.iter().all(Result::is_ok), "{results:?}");
+        for key in ["late", "late2", "late3", "del", "trim", "hd", "p", "l", "w"] {
+            assert!(exists(s, key).await, "{key} exists");
+            let left = s.ttl(&k(key)).await.unwrap();
+            assert!(left.is_some_and(|t| t > Duration::from_secs(50) && t <= ttl), "{key}: {left:?}");
+        }
+        assert_eq!(s.ttl(&k("zero")).await.unwrap(), None, "recreated after the zero TTL, no TTL");
+        assert!(exists(s, "zero").await);
+    }
+
+    /// Read-modify-writes of one hash one after another (which the Redis script runs with one
+    /// read and one write of the hash) are each applied as alone: each sees what the ones before
+    /// it left, a refused one changes nothing and the first refusal is reported, a key of
+    /// another type fails each of them.
+    pub async fn hash_read_modify_writes_in_a_row_are_each_applied_as_alone(store: Arc<dyn FeatureStore>) {
+        let s = &*store;
+        let h = Duration::from_secs(1);
+        let set = |key: &str, field: &str, value: &str| Write::HashSet {
+            key: k(key),
+            field: field.into(),
+            value: b(value),
+        };
+        write(s, vec![set("h", "bad", "x"), set("h", "s2", "nostamp"), put("str", "v")]).await;
+        let n = |by: i64| Write::HashIncr { key: k("n"), field: "c".into(), by };
+        let err = write_err(
+            s,
+            vec![
+                latest("h", "s", "x", 10),
+                latest("h", "s", "y", 5),
+                max("h", "m", 7),
+                max("h", "bad", 3),
+                latest("h", "s2", "v", 1),
+                min("h", "m", 2),
+                decay("h", "d", 1.0, 1000, h),
+                decay("h", "d", 1.0, 3000, h),
+                latest("h", "s", "z", 10),
+                n(1),
+                max("h", "m", 4),
+            ],
+        )
+        .await;
+        assert!(err.to_string().contains("not an integer"), "the first refusal: {err}");
+        assert_eq!(
+            hash(s, "h").await,
+            strings(&[("bad", "x"), ("d", "1.25|3000"), ("m", "4"), ("s", "10|z"), ("s2", "nostamp")])
+        );
+        assert_eq!(hash(s, "n").await, strings(&[("c", "1")]));
+
+        // A key of another type fails every write of the run; the first is reported.
+        let err =
+            write_err(s, vec![max("str", "m", 1), min("str", "m", 0), latest("str", "x", "y", 1), n(1)])
+                .await;
+        assert_wrong_type(err, "str", "hash");
+        assert_eq!(hash(s, "n").await, strings(&[("c", "2")]));
+
+        // Runs end with their batch: the next batch of the same call starts afresh.
+        let batch = |writes: Vec<Write>| WriteBatch { writes, atomic: true, guard: None };
+        let results = s
+            .write_all(vec![
+                batch(vec![max("h2", "m", 1)]),
+                batch(vec![max("h2", "bad", 0), min("h2", "m", 0)]),
+                batch(vec![set("h2", "bad", "x"), max("h2", "bad", 0), max("h2", "m", 5)]),
+            ])
+            .await
+            .unwrap();
+        assert!(results[0].is_ok() && results[1].is_ok(), "{results:?}");
+        let mut results = results.into_iter();
+        assert_refused(results.nth(2).unwrap().unwrap_err());
+        assert_eq!(hash(s, "h2").await, strings(&[("bad", "x"), ("m", "5")]));
+    }
+
     pub async fn concurrent_guarded_writes_apply_exactly_once(store: Arc<dyn FeatureStore>) {
         let tasks: Vec<_> = (0..20)
             .map(|i| {
@@ -1629,6 +1815,9 @@ macro_rules! all_cases {
                 guarded_batch_is_applied_once,
                 guarded_batch_with_a_failed_write_still_sets_the_guard,
                 concurrent_guarded_writes_apply_exactly_once,
+                write_all_applies_each_batch_as_if_alone,
+                hash_read_modify_writes_in_a_row_are_each_applied_as_alone,
+                expire_in_one_call_follows_deletes_and_recreations,
                 mixed_commutative_events_converge_in_any_order,
             ]
         );

@@ -116,6 +116,11 @@ impl NatsServer {
         self.port
     }
 
+    /// The server's process id (e.g. to read its CPU time).
+    pub fn pid(&self) -> u32 {
+        self.child.id()
+    }
+
     /// Stops the server (for tests of what happens when it goes away).
     pub fn kill(&mut self) {
         let _ = self.child.kill();
@@ -185,6 +190,11 @@ impl RedisServer {
 
     pub fn port(&self) -> u16 {
         self.port
+    }
+
+    /// The server's process id (e.g. to read its CPU time).
+    pub fn pid(&self) -> u32 {
+        self.child.id()
     }
 }
 

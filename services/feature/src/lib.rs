@@ -10,10 +10,10 @@ use prost::Message as _;
 use shopmind_bus::{Bus, BusError, Message};
 use shopmind_config::Config;
 use shopmind_domain::{Event, RejectCode, ValidationPolicy};
-use shopmind_features::{Applied, FeatureSettings, apply_event};
+use shopmind_features::{Applied, FeatureSettings, apply_events};
 use shopmind_metrics::global as metrics;
 use shopmind_proto::v1 as pb;
-use shopmind_runtime::consume::{Outcome, consume_concurrently};
+use shopmind_runtime::consume::{BatchOptions, Outcome, consume_batches};
 use shopmind_runtime::{Shutdown, topology};
 use shopmind_store::FeatureStore;
 use tracing::debug;
@@ -60,26 +60,75 @@ pub fn decode_event(message: &Message) -> Result<Event, (&'static str, String)> 
 
 /// Applies one message; the outcome tells the consumer loop how to settle it.
 pub async fn process(store: &dyn FeatureStore, settings: &FeatureSettings, message: Message) -> Outcome {
-    let event = match decode_event(&message) {
-        Ok(e) => e,
-        Err((code, reason)) => return Outcome::Reject { code, reason },
-    };
-    match apply_event(store, &event, settings).await {
-        Ok(Applied::Applied) => {
-            metrics().feature_event(shopmind_metrics::Applied::Applied);
-            debug!(tenant = %event.tenant, event_id = %event.id, kind = event.kind().as_str(), "applied");
-            Outcome::Done
-        }
-        Ok(Applied::Duplicate) => {
-            metrics().feature_event(shopmind_metrics::Applied::Duplicate);
-            debug!(tenant = %event.tenant, event_id = %event.id, "already applied");
-            Outcome::Done
-        }
-        Err(e) => Outcome::Retry { delay: Duration::from_secs(1), reason: format!("store: {e}") },
-    }
+    process_batch(store, settings, vec![message]).await.pop().unwrap_or(Outcome::Done)
 }
 
+/// Applies a batch of messages in two store round trips (the categories of their items, then
+/// one guarded write per event, see [`apply_events`]); one outcome per message, in order.
+/// Undecodable events are rejected (dead-lettered by the loop); an event whose effect could not
+/// be stored is retried.
+pub async fn process_batch(
+    store: &dyn FeatureStore,
+    settings: &FeatureSettings,
+    messages: Vec<Message>,
+) -> Vec<Outcome> {
+    let mut outcomes: Vec<Option<Outcome>> = Vec::with_capacity(messages.len());
+    let mut events = Vec::with_capacity(messages.len());
+    for message in &messages {
+        match decode_event(message) {
+            Ok(e) => {
+                events.push(e);
+                outcomes.push(None);
+            }
+            Err((code, reason)) => outcomes.push(Some(Outcome::Reject { code, reason })),
+        }
+    }
+    let mut applied = match apply_events(store, &events, settings).await {
+        Ok(results) => results.into_iter(),
+        Err(e) => {
+            let reason = format!("store: {e}");
+            return outcomes
+                .into_iter()
+                .map(|o| o.unwrap_or_else(|| Outcome::Retry { delay: RETRY_DELAY, reason: reason.clone() }))
+                .collect();
+        }
+    };
+    let mut events = events.iter();
+    outcomes
+        .into_iter()
+        .map(|outcome| {
+            if let Some(rejected) = outcome {
+                return rejected;
+            }
+            let (Some(event), Some(result)) = (events.next(), applied.next()) else {
+                return Outcome::Retry { delay: RETRY_DELAY, reason: "no result from the store".into() };
+            };
+            match result {
+                Ok(Applied::Applied) => {
+                    metrics().feature_event(shopmind_metrics::Applied::Applied);
+                    debug!(tenant = %event.tenant, event_id = %event.id, kind = event.kind().as_str(), "applied");
+                    Outcome::Done
+                }
+                Ok(Applied::Duplicate) => {
+                    metrics().feature_event(shopmind_metrics::Applied::Duplicate);
+                    debug!(tenant = %event.tenant, event_id = %event.id, "already applied");
+                    Outcome::Done
+                }
+                Err(e) => Outcome::Retry { delay: RETRY_DELAY, reason: format!("store: {e}") },
+            }
+        })
+        .collect()
+}
+
+/// Redelivery delay of an event whose effect could not be stored.
+const RETRY_DELAY: Duration = Duration::from_secs(1);
+
 /// Runs the feature consumer until `shutdown`.
+///
+/// Deliveries are applied in batches of up to `feature.batch_size` (one store round trip each),
+/// with up to `feature.concurrency` events in flight, and acked without waiting for the server's
+/// confirmation: each event's effect is guarded by its idempotency key, so an ack that is lost
+/// only means a redelivery that changes nothing (see docs/FEATURES.md).
 pub async fn run(
     config: Config,
     bus: Arc<dyn Bus>,
@@ -93,9 +142,14 @@ pub async fn run(
         Duration::from_secs(config.feature.ack_wait_s),
         config.feature.max_deliver,
     );
-    consume_concurrently(bus, spec, "feature", config.feature.concurrency, shutdown, move |message| {
+    let options = BatchOptions {
+        max_batch: config.feature.batch_size,
+        max_in_flight: config.feature.concurrency,
+        unconfirmed_acks: true,
+    };
+    consume_batches(bus, spec, "feature", options, shutdown, move |messages| {
         let store = store.clone();
-        async move { process(&*store, &settings, message).await }
+        async move { process_batch(&*store, &settings, messages).await }
     })
     .await?;
     Ok(())

@@ -58,6 +58,21 @@ impl FeatureStore for CrashingStore {
         }
         Ok(written)
     }
+    /// The feature service's path: one round trip for a batch of events, crashing before or
+    /// after it when the batch carries the event.
+    async fn write_all(&self, batches: Vec<WriteBatch>) -> StoreResult<Vec<StoreResult<Written>>> {
+        let hit = batches.iter().any(|b| b.guard.as_ref().is_some_and(|g| g.key.0 == self.guard_key));
+        if hit && self.point == CrashPoint::BeforeStore {
+            *self.crashed.lock().unwrap() = true;
+            std::future::pending::<()>().await;
+        }
+        let written = self.inner.write_all(batches).await?;
+        if hit && self.point == CrashPoint::AfterStore {
+            *self.crashed.lock().unwrap() = true;
+            std::future::pending::<()>().await;
+        }
+        Ok(written)
+    }
     async fn read(&self, reads: Vec<Read>) -> StoreResult<Vec<Value>> {
         self.inner.read(reads).await
     }

@@ -1,8 +1,10 @@
 //! The gRPC gateway: serves `shopmind.v1.Gateway`, the gRPC health service and server
 //! reflection. It validates requests at the edge (`INVALID_ARGUMENT` with
-//! `google.rpc.BadRequest` field violations), then calls the services over NATS request-reply:
-//! `ingest` for events, `inference` for recommendations. Notifications are streamed from the
-//! `SM_NOTIFICATIONS` stream.
+//! `google.rpc.BadRequest` field violations). Valid events it publishes to the events stream
+//! itself, with the admission rules and publishing code ingest uses
+//! ([`shopmind_runtime::admission`], [`shopmind_runtime::intake`]): no second hop, no second
+//! validation. Recommendations it asks `inference` for over NATS request-reply. Notifications
+//! are streamed from the `SM_NOTIFICATIONS` stream.
 
 mod error;
 
@@ -20,14 +22,14 @@ use shopmind_metrics::{GatewayMethod, Source, global as metrics};
 use shopmind_proto::v1 as pb;
 use shopmind_proto::v1::gateway_server::{Gateway, GatewayServer};
 use shopmind_runtime::admission::Admission;
-use shopmind_runtime::{Shutdown, rpc, telemetry, topology};
+use shopmind_runtime::{Shutdown, intake, rpc, telemetry, topology};
 use tokio::net::TcpListener;
 use tonic::{Request, Response, Status, Streaming};
 use tracing::{Instrument, info, warn};
 
 pub use error::GatewayError;
 
-/// Events of a `StreamEvents` call are sent to ingest in batches of at most this many.
+/// Events of a `StreamEvents` call are published in batches of at most this many.
 const STREAM_BATCH: usize = 500;
 
 #[derive(Debug, thiserror::Error)]
@@ -77,28 +79,30 @@ impl GatewayService {
             .map_err(|e| GatewayError::Internal(format!("undecodable reply from {service}: {e}")))
     }
 
-    async fn ingest(
+    /// Publishes validated events to the events stream (pipelined, within `timeout`) and counts
+    /// each as stored or duplicate. Their trace context is the current span's.
+    async fn publish(
         &self,
-        tenant: &TenantId,
-        events: Vec<pb::Event>,
+        events: &[Event],
         trace: &TraceContext,
         timeout: Duration,
-    ) -> Result<Vec<pb::EventOutcome>, GatewayError> {
-        let batch = pb::IngestBatch { tenant: tenant.to_string(), events, source: "grpc".into() };
-        let reply: pb::IngestReply = self
-            .call(
-                "ingest",
-                topology::rpc_subject(tenant, "ingest", "publish"),
-                batch.encode_to_vec(),
-                trace,
-                timeout,
-            )
-            .await?;
-        match reply.result {
-            Some(pb::ingest_reply::Result::Ok(ok)) => Ok(ok.outcomes),
-            Some(pb::ingest_reply::Result::Error(e)) => Err(GatewayError::from_service("ingest", e)),
-            None => Err(GatewayError::Internal("empty reply from ingest".into())),
+    ) -> Result<pb::PublishEventsResponse, GatewayError> {
+        let mut headers = Headers::new();
+        headers.set_trace(trace);
+        let published = tokio::time::timeout(timeout, intake::publish_events(&*self.bus, events, &headers))
+            .await
+            .map_err(|_| GatewayError::DeadlineExceeded { service: "the event stream" })?
+            .map_err(|e| GatewayError::from_bus("the event stream", e))?;
+        let mut response = pb::PublishEventsResponse::default();
+        for p in published {
+            metrics().event_stored(Source::Grpc, p.duplicate);
+            if p.duplicate {
+                response.duplicates += 1;
+            } else {
+                response.accepted += 1;
+            }
         }
+        Ok(response)
     }
 
     /// Validates one event of a stream, where each event names its own tenant.
@@ -162,21 +166,6 @@ fn parse_tenant(raw: &str) -> Result<TenantId, GatewayError> {
     TenantId::parse(raw).map_err(|e| GatewayError::invalid("tenant", e.to_string()))
 }
 
-fn summarize(outcomes: &[pb::EventOutcome], offset: u32, into: &mut pb::PublishEventsResponse) {
-    for o in outcomes {
-        match pb::EventOutcomeKind::try_from(o.kind) {
-            Ok(pb::EventOutcomeKind::Accepted) => into.accepted += 1,
-            Ok(pb::EventOutcomeKind::Duplicate) => into.duplicates += 1,
-            _ => {
-                if let Some(mut r) = o.rejection.clone() {
-                    r.index += offset;
-                    into.rejected.push(r);
-                }
-            }
-        }
-    }
-}
-
 type NotificationStream = Pin<Box<dyn Stream<Item = Result<pb::Notification, Status>> + Send>>;
 
 #[tonic::async_trait]
@@ -209,10 +198,10 @@ impl Gateway for GatewayService {
                 .check_tenant(&tenant)
                 .map_err(|v| GatewayError::invalid("tenant", format!("{}: {}", v.code, v.description)))?;
             let mut violations = Vec::new();
-            let mut canonical = Vec::with_capacity(req.events.len());
+            let mut admitted = Vec::with_capacity(req.events.len());
             for (i, wire) in req.events.iter().enumerate() {
                 match self.admission.check(wire, &tenant) {
-                    Ok(e) => canonical.push(e.to_proto()),
+                    Ok(e) => admitted.push(e),
                     Err(vs) => violations.extend(
                         rejected(vs)
                             .into_iter()
@@ -223,10 +212,7 @@ impl Gateway for GatewayService {
             if !violations.is_empty() {
                 return Err(GatewayError::InvalidArgument(violations).into());
             }
-            let outcomes = self.ingest(&tenant, canonical, &trace, timeout).await?;
-            let mut response = pb::PublishEventsResponse::default();
-            summarize(&outcomes, 0, &mut response);
-            Ok(Response::new(response))
+            Ok(Response::new(self.publish(&admitted, &trace, timeout).await?))
         }
         .instrument(span)
         .await;
@@ -249,7 +235,7 @@ impl Gateway for GatewayService {
         let result = async move {
             let mut response = pb::PublishEventsResponse::default();
             let mut index: u32 = 0;
-            let mut batch: Vec<(u32, pb::Event)> = Vec::with_capacity(STREAM_BATCH);
+            let mut batch: Vec<Event> = Vec::with_capacity(STREAM_BATCH);
             let mut batch_tenant: Option<TenantId> = None;
             loop {
                 let next = stream.message().await?;
@@ -260,17 +246,17 @@ impl Gateway for GatewayService {
                             || batch_tenant.as_ref().is_some_and(|t| t.as_str() != ev.tenant)
                     }
                 };
-                if flush && let Some(tenant) = batch_tenant.take() {
-                    let offset = batch.first().map_or(0, |(i, _)| *i);
-                    let events = batch.drain(..).map(|(_, e)| e).collect();
-                    let outcomes = self.ingest(&tenant, events, &trace, timeout).await?;
-                    summarize(&outcomes, offset, &mut response);
+                if flush && batch_tenant.take().is_some() {
+                    let published = self.publish(&batch, &trace, timeout).await?;
+                    batch.clear();
+                    response.accepted += published.accepted;
+                    response.duplicates += published.duplicates;
                 }
                 let Some(ev) = next else { break };
                 match self.validate_streamed(&ev) {
                     Ok(event) => {
                         batch_tenant = Some(event.tenant.clone());
-                        batch.push((index, event.to_proto()));
+                        batch.push(event);
                     }
                     Err((code, field, description)) => {
                         metrics().event_rejected(Source::Grpc, code);

@@ -1,9 +1,10 @@
 //! The ingest service: the one door of events into the system.
 //!
-//! It answers `sm.rpc.<tenant>.ingest.publish` (an `IngestBatch`, from the gateway) with one
-//! `EventOutcome` per event: each event is validated ([`shopmind_domain::Event::from_proto`]) and,
-//! if valid, published in canonical form to `sm.events.<tenant>.<kind>` with the JetStream
-//! message id `<tenant>:<event_id>`, so a re-published event is stored once.
+//! It answers `sm.rpc.<tenant>.ingest.publish` (an `IngestBatch`) with one `EventOutcome` per
+//! event: each event is validated ([`shopmind_domain::Event::from_proto`]) and, if valid,
+//! published in canonical form to `sm.events.<tenant>.<kind>` with the JetStream message id
+//! `<tenant>:<event_id>` ([`shopmind_runtime::intake`]), so a re-published event is stored once.
+//! (The gateway validates and publishes the events of gRPC calls itself, with the same code.)
 //!
 //! It also consumes the intake stream `SM_INTAKE` (durable consumer `ingest`), where backends
 //! publish protobuf events directly to `sm.in.<tenant>`: valid events are published the same way,
@@ -23,7 +24,7 @@ use shopmind_proto::v1 as pb;
 use shopmind_runtime::admission::Admission;
 use shopmind_runtime::consume::{Outcome, consume_loop};
 use shopmind_runtime::serve::serve_requests;
-use shopmind_runtime::{Shutdown, rpc, telemetry, topology};
+use shopmind_runtime::{Shutdown, intake, rpc, telemetry, topology};
 use tracing::{Instrument, info, warn};
 
 #[derive(Debug, thiserror::Error)]
@@ -61,11 +62,7 @@ impl Ingestor {
             Ok(e) => e,
             Err(violations) => return Ok(Admitted::Rejected(violations)),
         };
-        let subject = topology::event_subject(&event.tenant, event.kind());
-        let payload = Bytes::from(event.to_proto().encode_to_vec());
-        let msg_id = format!("{}:{}", event.tenant, event.id);
-        let message = Message { subject, headers: headers.clone(), payload };
-        Ok(Admitted::Published(self.bus.publish(message, Some(&msg_id)).await?))
+        Ok(Admitted::Published(intake::publish_event(&*self.bus, &event, headers).await?))
     }
 
     /// Validates and publishes each event; the outcomes are in the events' order. Publishes are
@@ -158,8 +155,7 @@ impl Ingestor {
     }
 }
 
-/// Publishes of one batch awaiting their acks at the same time.
-pub const PUBLISH_WINDOW: usize = 256;
+pub use shopmind_runtime::intake::PUBLISH_WINDOW;
 
 /// The durable consumer of the intake stream shared by all ingest replicas.
 pub const INTAKE_DURABLE: &str = "ingest";
