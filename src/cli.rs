@@ -348,15 +348,24 @@ fn read_history(args: &TrainArgs) -> anyhow::Result<shopmind_trainer::History> {
     Ok(history)
 }
 
-/// The holdout metrics of a trained recommender, next to popularity's, as one line.
+/// The offline metrics a trained model carries, as one line: a recommender's holdout NDCG@10 and
+/// Recall@10 next to popularity's; the other models' figures by name.
 pub fn holdout_line(metrics: &std::collections::BTreeMap<String, f64>) -> Option<String> {
     let get = |k: &str| metrics.get(k).copied();
-    Some(format!(
-        "holdout (each user's latest interaction, {} users): NDCG@10 {:.4} (popularity {:.4}), Recall@10 {:.4} (popularity {:.4})",
-        get("holdout_users")?,
-        get("holdout_ndcg_at_10")?,
-        get("holdout_ndcg_at_10_popularity")?,
-        get("holdout_recall_at_10")?,
-        get("holdout_recall_at_10_popularity")?,
-    ))
+    if let (Some(users), Some(ndcg), Some(pop_ndcg), Some(recall), Some(pop_recall)) = (
+        get("holdout_users"),
+        get("holdout_ndcg_at_10"),
+        get("holdout_ndcg_at_10_popularity"),
+        get("holdout_recall_at_10"),
+        get("holdout_recall_at_10_popularity"),
+    ) {
+        return Some(format!(
+            "holdout (each user's latest interaction, {users} users): NDCG@10 {ndcg:.4} (popularity \
+             {pop_ndcg:.4}), Recall@10 {recall:.4} (popularity {pop_recall:.4})"
+        ));
+    }
+    (!metrics.is_empty()).then(|| {
+        let parts: Vec<String> = metrics.iter().map(|(k, v)| format!("{k} {v:.4}")).collect();
+        parts.join(", ")
+    })
 }

@@ -20,6 +20,7 @@ use shopmind_config::Config;
 use shopmind_domain::{Event, TenantId, UnixMillis};
 use shopmind_features::FeatureSettings;
 use shopmind_models::demand::{self, DemandConfig};
+use shopmind_models::evaluation::roc_auc;
 use shopmind_models::intent::{self, IntentConfig, SampleOptions};
 use shopmind_models::{Manifest, ModelError};
 use shopmind_registry::{DEMAND, INTENT, ModelStore};
@@ -109,9 +110,11 @@ async fn intent_model(
     }
     let tenant_s = tenant.to_string();
     let built = tokio::task::spawn_blocking(move || {
+        let metrics = intent_holdout(&samples);
         let model = intent::train(&samples, &IntentConfig::default())?;
         let created = UnixMillis::now().0;
-        let manifest = model.manifest(&format!("intent-{created}-s{last_seq}"), &tenant_s, created);
+        let mut manifest = model.manifest(&format!("intent-{created}-s{last_seq}"), &tenant_s, created);
+        manifest.metrics = metrics;
         let bytes = model.to_onnx(&manifest);
         Ok::<_, ModelError>((manifest, bytes))
     })
@@ -147,8 +150,10 @@ async fn demand_model(
             Err(ModelError::Training(why)) => return Ok(Err(why)),
             Err(e) => return Err(e),
         };
+        let metrics = demand_holdout(&data, model.horizon);
         let created = UnixMillis::now().0;
-        let manifest = model.manifest(&format!("demand-{created}-s{last_seq}"), &tenant_s, created);
+        let mut manifest = model.manifest(&format!("demand-{created}-s{last_seq}"), &tenant_s, created);
+        manifest.metrics = metrics;
         let bytes = model.to_onnx(&manifest);
         Ok(Ok((manifest, bytes, data.series.len())))
     })
@@ -161,6 +166,55 @@ async fn demand_model(
         }
         Err(why) => Ok(skipped(tenant, DEMAND, &why)),
     }
+}
+
+/// The intent model's offline metrics: trained on the sessions that started first (80%), ROC-AUC
+/// on the latest 20%, next to the open-cart rule's; empty when the held-out sessions are of one
+/// class or training fails.
+fn intent_holdout(samples: &[intent::IntentSample]) -> BTreeMap<String, f64> {
+    let mut ordered: Vec<&intent::IntentSample> = samples.iter().collect();
+    ordered.sort_by_key(|s| (s.started_ms, s.session.clone()));
+    let cut = ordered.len() - (ordered.len() / 5).max(1);
+    let (train, test) = ordered.split_at(cut);
+    let train: Vec<intent::IntentSample> = train.iter().map(|s| (*s).clone()).collect();
+    let Ok(model) = intent::train(&train, &IntentConfig::default()) else { return BTreeMap::new() };
+    let labels: Vec<bool> = test.iter().map(|s| s.label).collect();
+    let scores: Vec<f64> =
+        test.iter().map(|s| f64::from(model.predict_row(&s.features).probability)).collect();
+    let open_cart = intent::FEATURE_NAMES.iter().position(|n| *n == "session_open_cart");
+    let rule: Vec<f64> = test.iter().map(|s| open_cart.map_or(0.0, |i| f64::from(s.features[i]))).collect();
+    let (Some(auc), Some(rule_auc)) = (roc_auc(&scores, &labels), roc_auc(&rule, &labels)) else {
+        return BTreeMap::new();
+    };
+    BTreeMap::from([
+        ("holdout_sessions".to_string(), test.len() as f64),
+        ("holdout_roc_auc".to_string(), auc),
+        ("holdout_roc_auc_open_cart_rule".to_string(), rule_auc),
+    ])
+}
+
+/// The demand model's offline metrics: trained on all but the last `horizon` days, forecast
+/// from there, MASE next to the seasonal-naive forecast's and the interval coverage; empty when
+/// the shortened data cannot train a model.
+fn demand_holdout(data: &demand::DemandData, horizon: usize) -> BTreeMap<String, f64> {
+    let origin = data.end_day - horizon as i64;
+    let mut before = data.clone();
+    before.end_day = origin;
+    for s in &mut before.series {
+        s.days.retain(|(day, _)| *day < origin);
+    }
+    before.series.retain(|s| !s.days.is_empty());
+    let Ok(model) = demand::train(&before, &DemandConfig::default()) else { return BTreeMap::new() };
+    let report = demand::backtest(&model, data, &[origin], 0);
+    if report.scored == 0 {
+        return BTreeMap::new();
+    }
+    BTreeMap::from([
+        ("holdout_windows".to_string(), report.scored as f64),
+        ("holdout_mase".to_string(), report.mase_model),
+        ("holdout_mase_seasonal_naive".to_string(), report.mase_seasonal_naive),
+        ("holdout_interval_coverage".to_string(), report.coverage),
+    ])
 }
 
 /// Puts a version, promotes it with `trainer.auto_promote`, prunes to `models.keep_versions`.
@@ -198,6 +252,6 @@ async fn publish(
         interactions: info.interactions,
         promoted,
         pruned,
-        metrics: BTreeMap::new(),
+        metrics: manifest.metrics.clone(),
     })
 }

@@ -86,6 +86,12 @@ async fn a_round_publishes_intent_and_demand_for_a_shop_with_enough_data_and_ski
     }
     let intent = trained.iter().find(|m| m.model == "intent").unwrap();
     assert!(intent.interactions >= config.trainer.intent_min_sessions as u64, "{intent:?}");
+    // Both carry offline metrics measured on held-out data (the latest sessions; the last days).
+    let auc = intent.metrics.get("holdout_roc_auc").copied().unwrap_or(f64::NAN);
+    assert!((0.0..=1.0).contains(&auc) && intent.metrics["holdout_sessions"] >= 1.0, "{intent:?}");
+    let demand = trained.iter().find(|m| m.model == "demand").unwrap();
+    let mase = demand.metrics.get("holdout_mase").copied().unwrap_or(f64::NAN);
+    assert!(mase.is_finite() && mase >= 0.0 && demand.metrics["holdout_windows"] >= 1.0, "{demand:?}");
     // The tiny tenant has neither model.
     for model in ["intent", "demand"] {
         assert!(models.active(&ModelKey::parse("tiny", model).unwrap()).await.unwrap().is_none());
