@@ -112,19 +112,22 @@ pub async fn run(config: Config, data: Option<PathBuf>, users: usize) -> anyhow:
     let trained =
         shopmind_trainer::Trainer::new().round(&config, &*backends.bus, &*backends.models, &progress).await?;
     bar.finish_and_clear();
+    println!(
+        "\nTrained in {:.1} s (ONNX, in the {} model registry):",
+        t.elapsed().as_secs_f64(),
+        backends.models.kind()
+    );
     for m in &trained {
-        println!(
-            "\nTrained {} in {:.1} s: {} items, {} users, {} interactions (ONNX, in the {} model registry{})",
-            m.version,
-            t.elapsed().as_secs_f64(),
-            m.items,
-            m.users,
-            m.interactions,
-            backends.models.kind(),
-            if m.promoted { ", active" } else { "" }
-        );
+        let what = match m.model.as_str() {
+            shopmind_registry::RECOMMENDER => {
+                format!("{} items, {} users, {} interactions", m.items, m.users, m.interactions)
+            }
+            shopmind_registry::INTENT => format!("{} sessions of {} users", m.interactions, m.users),
+            _ => format!("{} items' daily demand", m.items),
+        };
+        println!("  {} {}: {what}{}", m.model, m.version, if m.promoted { ", active" } else { "" });
         if let Some(line) = crate::cli::holdout_line(&m.metrics) {
-            println!("  {line}");
+            println!("    {line}");
         }
     }
     let version = wait_for_model(&mut client, &MovieLens::user_id(1)).await?;
