@@ -88,6 +88,10 @@ pub async fn run(action: NotificationsAction, config: Config) -> anyhow::Result<
     match action {
         NotificationsAction::DeadLetters { action } => dead_letters(action, config).await,
         NotificationsAction::Prefs { action } => {
+            // Flags are checked before connecting, so a typo is reported as such.
+            if let PrefsAction::Set { time_zone: Some(zone), .. } = &action {
+                prefs::validate_time_zone(zone).map_err(|e| anyhow::anyhow!("--time-zone: {e}"))?;
+            }
             let store = connect::store(&config, "notifications", Embedded::Forbidden).await?;
             match action {
                 PrefsAction::Set { tenant, user, time_zone, utc_offset, opt_out } => {
@@ -98,9 +102,6 @@ pub async fn run(action: NotificationsAction, config: Config) -> anyhow::Result<
                         }
                         None => None,
                     };
-                    if let Some(zone) = &time_zone {
-                        prefs::validate_time_zone(zone).map_err(|e| anyhow::anyhow!("--time-zone: {e}"))?;
-                    }
                     let opted_out = opt_out
                         .iter()
                         .map(|c| {
