@@ -16,7 +16,7 @@ pub enum NotificationsAction {
         #[command(subcommand)]
         action: DeadLetterAction,
     },
-    /// A user's notification preferences: UTC offset (quiet hours) and channel opt-outs.
+    /// A user's notification preferences: time zone (quiet hours) and channel opt-outs.
     Prefs {
         #[command(subcommand)]
         action: PrefsAction,
@@ -60,7 +60,12 @@ pub enum PrefsAction {
         tenant: String,
         #[arg(long)]
         user: String,
-        /// `+HH:MM` or `-HH:MM`; unset: the tenant's policy.default_utc_offset.
+        /// An IANA time zone, e.g. Europe/Berlin (daylight saving time followed); it wins over
+        /// --utc-offset. Unset: --utc-offset, else the tenant's policy.default_time_zone, else
+        /// policy.default_utc_offset.
+        #[arg(long)]
+        time_zone: Option<String>,
+        /// A fixed offset all year, `+HH:MM` or `-HH:MM`.
         #[arg(long)]
         utc_offset: Option<String>,
         /// A channel the user opts out of: stream, webhook (repeatable).
@@ -83,9 +88,13 @@ pub async fn run(action: NotificationsAction, config: Config) -> anyhow::Result<
     match action {
         NotificationsAction::DeadLetters { action } => dead_letters(action, config).await,
         NotificationsAction::Prefs { action } => {
+            // Flags are checked before connecting, so a typo is reported as such.
+            if let PrefsAction::Set { time_zone: Some(zone), .. } = &action {
+                prefs::validate_time_zone(zone).map_err(|e| anyhow::anyhow!("--time-zone: {e}"))?;
+            }
             let store = connect::store(&config, "notifications", Embedded::Forbidden).await?;
             match action {
-                PrefsAction::Set { tenant, user, utc_offset, opt_out } => {
+                PrefsAction::Set { tenant, user, time_zone, utc_offset, opt_out } => {
                     let (t, u) = (TenantId::parse(tenant)?, UserId::parse(user)?);
                     let utc_offset_min = match utc_offset {
                         Some(o) => {
@@ -99,12 +108,14 @@ pub async fn run(action: NotificationsAction, config: Config) -> anyhow::Result<
                             Channel::parse(c).with_context(|| format!("--opt-out {c:?}: stream or webhook"))
                         })
                         .collect::<anyhow::Result<_>>()?;
-                    prefs::write(&*store, &t, &u, &Preferences { utc_offset_min, opted_out }).await?;
+                    prefs::write(&*store, &t, &u, &Preferences { time_zone, utc_offset_min, opted_out })
+                        .await?;
                     println!("saved");
                 }
                 PrefsAction::Show { tenant, user } => {
                     let (t, u) = (TenantId::parse(tenant)?, UserId::parse(user)?);
                     let p = prefs::read(&*store, &t, &u).await?;
+                    println!("time_zone: {:?}", p.time_zone);
                     println!("utc_offset_min: {:?}", p.utc_offset_min);
                     println!("opted_out: {:?}", p.opted_out.iter().map(|c| c.as_str()).collect::<Vec<_>>());
                 }

@@ -368,6 +368,9 @@ pub struct WebhookDeliveryConfig {
     pub backoff_max_ms: u64,
     /// Deliveries in flight at once per process.
     pub concurrency: usize,
+    /// A PEM file of extra CA certificates that `https://` endpoints may chain to, besides the
+    /// platform's roots (for private CAs); empty: the platform's roots only.
+    pub ca_file: String,
 }
 
 impl Default for WebhookDeliveryConfig {
@@ -378,6 +381,7 @@ impl Default for WebhookDeliveryConfig {
             backoff_base_ms: 1000,
             backoff_max_ms: 300_000,
             concurrency: 16,
+            ca_file: String::new(),
         }
     }
 }
@@ -535,8 +539,12 @@ pub struct PolicyConfig {
     pub quiet_start_hour: u32,
     pub quiet_end_hour: u32,
     pub quiet_kinds: Vec<String>,
-    /// The UTC offset of users who set none, e.g. "+00:00", "-05:00".
+    /// The UTC offset of users who set no time zone, e.g. "+00:00", "-05:00" (used when
+    /// `default_time_zone` is empty).
     pub default_utc_offset: String,
+    /// The IANA time zone of users who set none, e.g. "Europe/Berlin" (daylight saving time
+    /// followed); empty: `default_utc_offset`.
+    pub default_time_zone: String,
 }
 
 impl Default for PolicyConfig {
@@ -551,6 +559,7 @@ impl Default for PolicyConfig {
             quiet_end_hour: 8,
             quiet_kinds: marketing.map(String::from).to_vec(),
             default_utc_offset: "+00:00".into(),
+            default_time_zone: String::new(),
         }
     }
 }
@@ -561,7 +570,8 @@ impl Default for PolicyConfig {
 pub struct WebhookEndpoint {
     /// Names the endpoint in subjects and dead letters: 1-64 of `a-z 0-9 - _`.
     pub name: String,
-    /// `http://host:port/path` (plain HTTP; terminate TLS in front of the receiver).
+    /// `http://host[:port]/path` or `https://host[:port]/path` (TLS, verified against the
+    /// platform's roots and `notification.webhook.ca_file`).
     pub url: String,
     /// HMAC-SHA256 key of the `Shopmind-Signature` header.
     pub secret: String,
@@ -587,6 +597,24 @@ pub fn parse_utc_offset(s: &str) -> Option<i32> {
     }
     let (h, m): (i32, i32) = (h.parse().ok()?, m.parse().ok()?);
     (h <= 14 && m < 60).then_some(sign * (h * 60 + m))
+}
+
+/// Parses a time zone: an IANA name of the bundled tz database (`Europe/Berlin`, daylight saving
+/// time followed) or a fixed UTC offset (see [`parse_utc_offset`]). None: neither.
+pub fn parse_time_zone(s: &str) -> Option<jiff::tz::TimeZone> {
+    if let Some(minutes) = parse_utc_offset(s) {
+        return Some(fixed_time_zone(minutes));
+    }
+    if s.is_empty() || s.starts_with(['+', '-']) {
+        return None;
+    }
+    jiff::tz::db().get(s).ok()
+}
+
+/// The time zone `minutes` east of UTC, all year (UTC when out of range).
+pub fn fixed_time_zone(minutes: i32) -> jiff::tz::TimeZone {
+    jiff::tz::Offset::from_seconds(minutes.saturating_mul(60))
+        .map_or(jiff::tz::TimeZone::UTC, jiff::tz::TimeZone::fixed)
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -725,6 +753,12 @@ impl TenantNotifications {
         if parse_utc_offset(&p.default_utc_offset).is_none() {
             return bad("policy.default_utc_offset", "must be +HH:MM or -HH:MM (or UTC)");
         }
+        if !p.default_time_zone.is_empty() && parse_time_zone(&p.default_time_zone).is_none() {
+            return bad(
+                "policy.default_time_zone",
+                &format!("unknown time zone {:?}: an IANA name such as Europe/Berlin", p.default_time_zone),
+            );
+        }
         for (key, kinds) in [("policy.capped_kinds", &p.capped_kinds), ("policy.quiet_kinds", &p.quiet_kinds)]
         {
             if let Some(k) = kinds.iter().find(|k| !NOTIFICATION_KINDS.contains(&k.as_str())) {
@@ -737,8 +771,8 @@ impl TenantNotifications {
             if TenantId::parse(w.name.clone()).is_err() || !names.insert(w.name.as_str()) {
                 return bad(&format!("{key}.name"), "must be unique and 1-64 of a-z 0-9 - _");
             }
-            if !w.url.starts_with("http://") {
-                return bad(&format!("{key}.url"), "must be an http:// URL");
+            if !w.url.starts_with("http://") && !w.url.starts_with("https://") {
+                return bad(&format!("{key}.url"), "must be an http:// or https:// URL");
             }
             if w.secret.is_empty() {
                 return bad(&format!("{key}.secret"), "must not be empty");

@@ -177,11 +177,13 @@ secret = "s"
     assert_eq!(other.policy.frequency_cap, 7);
     assert!(other.webhooks.is_empty());
 
-    std::fs::write(
-        &path,
-        "[[notification.tenants.acme.webhooks]]\nname = \"x\"\nurl = \"https://a/\"\nsecret = \"s\"\n",
-    )
-    .unwrap();
+    let webhook = |url: &str| {
+        format!("[[notification.tenants.acme.webhooks]]\nname = \"x\"\nurl = \"{url}\"\nsecret = \"s\"\n")
+    };
+    std::fs::write(&path, webhook("https://hooks.example.com/x")).unwrap();
+    let c = Config::load(Some(&path), env(&[])).unwrap();
+    assert_eq!(c.notification.tenant("acme").webhooks[0].url, "https://hooks.example.com/x");
+    std::fs::write(&path, webhook("ftp://a/")).unwrap();
     let err = Config::load(Some(&path), env(&[])).unwrap_err();
     assert!(
         matches!(&err, ConfigError::Invalid { key, .. } if key == "notification.tenants.acme.webhooks[0].url"),
@@ -194,6 +196,31 @@ secret = "s"
         matches!(&err, ConfigError::Invalid { key, .. } if key == "notification.defaults.policy.default_utc_offset"),
         "{err}"
     );
+    let zone = |z: &str| env(&[("SHOPMIND__NOTIFICATION__DEFAULTS__POLICY__DEFAULT_TIME_ZONE", z)]);
+    let c = Config::load(None, zone("Europe/Berlin")).unwrap();
+    assert_eq!(c.notification.defaults.policy.default_time_zone, "Europe/Berlin");
+    let err = Config::load(None, zone("Europe/Atlantis")).unwrap_err();
+    assert!(
+        matches!(&err, ConfigError::Invalid { key, .. } if key == "notification.defaults.policy.default_time_zone"),
+        "{err}"
+    );
+}
+
+#[test]
+fn time_zones_parse_iana_names_and_offsets() {
+    use shopmind_config::parse_time_zone;
+    let berlin = parse_time_zone("Europe/Berlin").unwrap();
+    assert_eq!(berlin.iana_name(), Some("Europe/Berlin"));
+    // Summer (CEST, +02:00) and winter (CET, +01:00): daylight saving time is followed.
+    let summer = jiff::Timestamp::from_second(1_783_000_000).unwrap(); // 2026-07-02
+    let winter = jiff::Timestamp::from_second(1_768_000_000).unwrap(); // 2026-01-09
+    assert_eq!(berlin.to_offset(summer).seconds(), 7200);
+    assert_eq!(berlin.to_offset(winter).seconds(), 3600);
+    assert_eq!(parse_time_zone("+05:30").unwrap().to_offset(summer).seconds(), 19_800);
+    assert_eq!(parse_time_zone("UTC").unwrap().to_offset(winter).seconds(), 0);
+    for bad in ["", "Europe/Atlantis", "Mars/Olympus", "+5:00", "-25:00", "../etc/passwd"] {
+        assert!(parse_time_zone(bad).is_none(), "{bad}");
+    }
 }
 
 #[test]

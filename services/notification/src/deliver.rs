@@ -4,9 +4,11 @@
 use std::time::Duration;
 
 use bytes::Bytes;
+use jiff::Timestamp;
+use jiff::tz::TimeZone;
 use prost::Message as _;
 use shopmind_bus::{Headers, Message};
-use shopmind_config::{TenantNotifications, parse_utc_offset};
+use shopmind_config::TenantNotifications;
 use shopmind_domain::{TenantId, UserId};
 use shopmind_metrics::global as metrics;
 use shopmind_runtime::topology;
@@ -15,9 +17,6 @@ use tracing::info;
 
 use crate::prefs::{self, Channel};
 use crate::{Draft, NotificationError, Notifier, keys, timers};
-
-const HOUR_MS: i64 = 3_600_000;
-const DAY_MS: i64 = 86_400_000;
 
 /// What became of a draft.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -49,22 +48,24 @@ impl Delivered {
     }
 }
 
-/// When the quiet hours `[start, end)` (local hours at `offset_min` east of UTC) that `now_ms` is
-/// in end, in unix ms; None when `now_ms` is not in them.
-pub fn quiet_until(now_ms: i64, offset_min: i32, start: u32, end: u32) -> Option<i64> {
+/// When the quiet hours `[start, end)` (local hours in `zone`, daylight saving time followed)
+/// that `now_ms` is in end, in unix ms; None when `now_ms` is not in them. The end is the first
+/// local `end:00` after `now_ms`; when a clock change skips it, the first instant after the gap.
+pub fn quiet_until(now_ms: i64, zone: &TimeZone, start: u32, end: u32) -> Option<i64> {
     if start == end {
         return None;
     }
-    let offset = i64::from(offset_min) * 60_000;
-    let local = now_ms + offset;
-    let hour = u32::try_from(local.rem_euclid(DAY_MS) / HOUR_MS).unwrap_or(0);
+    let local = zone.to_datetime(Timestamp::from_millisecond(now_ms).ok()?);
+    let hour = u32::try_from(local.hour()).unwrap_or(0);
     let quiet = if start < end { hour >= start && hour < end } else { hour >= start || hour < end };
     if !quiet {
         return None;
     }
-    let end_today = local.div_euclid(DAY_MS) * DAY_MS + i64::from(end) * HOUR_MS;
-    let end_local = if end_today > local { end_today } else { end_today + DAY_MS };
-    Some(end_local - offset)
+    let end_today = local.date().at(i8::try_from(end).ok()?, 0, 0, 0);
+    let end_local = if end_today > local { end_today } else { end_today.tomorrow().ok()? };
+    let until = zone.to_ambiguous_timestamp(end_local).compatible().ok()?.as_millisecond();
+    // A repeated (fall-back) hour can map the local end to an instant not after now.
+    (until > now_ms).then_some(until)
 }
 
 impl Notifier {
@@ -139,12 +140,8 @@ impl Notifier {
 
             // Quiet hours: deferred to their end.
             if customer && policy.quiet_kinds.iter().any(|k| k == kind) {
-                let offset = prefs
-                    .utc_offset_min
-                    .or_else(|| parse_utc_offset(&policy.default_utc_offset))
-                    .unwrap_or(0);
-                if let Some(until) = quiet_until(now, offset, policy.quiet_start_hour, policy.quiet_end_hour)
-                {
+                let zone = prefs.zone(policy);
+                if let Some(until) = quiet_until(now, &zone, policy.quiet_start_hour, policy.quiet_end_hour) {
                     let bytes = Bytes::from(n.encode_to_vec());
                     timers::defer(&*self.store, &tenant, &n.notification_id, bytes, until).await?;
                     return Ok(Delivered::Deferred);
@@ -256,25 +253,59 @@ impl Notifier {
 }
 
 #[cfg(test)]
+#[allow(clippy::unwrap_used)]
 mod tests {
     use super::*;
 
-    const H: i64 = HOUR_MS;
+    const H: i64 = 3_600_000;
+    const DAY_MS: i64 = 86_400_000;
+
+    fn offset(minutes: i32) -> TimeZone {
+        shopmind_config::fixed_time_zone(minutes)
+    }
+
+    fn ms(utc: &str) -> i64 {
+        utc.parse::<Timestamp>().unwrap().as_millisecond()
+    }
 
     #[test]
     fn quiet_hours_span_midnight_in_local_time() {
         let day = 20_000 * DAY_MS;
+        let utc = offset(0);
         // 22:00-08:00 UTC.
-        assert_eq!(quiet_until(day + 23 * H, 0, 22, 8), Some(day + DAY_MS + 8 * H));
-        assert_eq!(quiet_until(day + 3 * H, 0, 22, 8), Some(day + 8 * H));
-        assert_eq!(quiet_until(day + 8 * H, 0, 22, 8), None, "the end is not quiet");
-        assert_eq!(quiet_until(day + 12 * H, 0, 22, 8), None);
+        assert_eq!(quiet_until(day + 23 * H, &utc, 22, 8), Some(day + DAY_MS + 8 * H));
+        assert_eq!(quiet_until(day + 3 * H, &utc, 22, 8), Some(day + 8 * H));
+        assert_eq!(quiet_until(day + 8 * H, &utc, 22, 8), None, "the end is not quiet");
+        assert_eq!(quiet_until(day + 12 * H, &utc, 22, 8), None);
         // At UTC+02:00, 21:00 UTC is 23:00 local: quiet until 08:00 local = 06:00 UTC.
-        assert_eq!(quiet_until(day + 21 * H, 120, 22, 8), Some(day + DAY_MS + 6 * H));
+        assert_eq!(quiet_until(day + 21 * H, &offset(120), 22, 8), Some(day + DAY_MS + 6 * H));
         // At UTC-05:00, 02:00 UTC is 21:00 local: not quiet.
-        assert_eq!(quiet_until(day + 2 * H, -300, 22, 8), None);
+        assert_eq!(quiet_until(day + 2 * H, &offset(-300), 22, 8), None);
         // A window within one day, and none.
-        assert_eq!(quiet_until(day + 13 * H, 0, 12, 14), Some(day + 14 * H));
-        assert_eq!(quiet_until(day + 13 * H, 0, 5, 5), None);
+        assert_eq!(quiet_until(day + 13 * H, &utc, 12, 14), Some(day + 14 * H));
+        assert_eq!(quiet_until(day + 13 * H, &utc, 5, 5), None);
+    }
+
+    #[test]
+    fn quiet_hours_follow_daylight_saving_time() {
+        let berlin = shopmind_config::parse_time_zone("Europe/Berlin").unwrap();
+        // 21:30 UTC is 23:30 CEST in summer (quiet until 08:00 CEST = 06:00 UTC) but 22:30 CET
+        // in winter (quiet until 08:00 CET = 07:00 UTC).
+        assert_eq!(quiet_until(ms("2026-07-15T21:30:00Z"), &berlin, 22, 8), Some(ms("2026-07-16T06:00:00Z")));
+        assert_eq!(quiet_until(ms("2026-01-15T21:30:00Z"), &berlin, 22, 8), Some(ms("2026-01-16T07:00:00Z")));
+        // 20:30 UTC: 22:30 CEST (quiet) in summer, 21:30 CET (not quiet) in winter.
+        assert!(quiet_until(ms("2026-07-15T20:30:00Z"), &berlin, 22, 8).is_some());
+        assert_eq!(quiet_until(ms("2026-01-15T20:30:00Z"), &berlin, 22, 8), None);
+        // A night the clocks go forward (29 March 2026, 02:00 CET -> 03:00 CEST): 23:00 CET
+        // on the 28th ends at 08:00 CEST = 06:00 UTC, nine local hours but eight real ones.
+        assert_eq!(quiet_until(ms("2026-03-28T22:00:00Z"), &berlin, 22, 8), Some(ms("2026-03-29T06:00:00Z")));
+        // A night they go back (25 October 2026): 23:00 CEST ends at 08:00 CET = 07:00 UTC.
+        assert_eq!(quiet_until(ms("2026-10-24T21:00:00Z"), &berlin, 22, 8), Some(ms("2026-10-25T07:00:00Z")));
+        // An end hour the spring change skips (02:00 on 29 March): the first instant after it.
+        assert_eq!(quiet_until(ms("2026-03-29T00:30:00Z"), &berlin, 1, 2), Some(ms("2026-03-29T01:00:00Z")));
+        // New York: 03:30 UTC is 23:30 EDT in summer, 22:30 EST in winter; both quiet to 08:00 local.
+        let ny = shopmind_config::parse_time_zone("America/New_York").unwrap();
+        assert_eq!(quiet_until(ms("2026-07-16T03:30:00Z"), &ny, 22, 8), Some(ms("2026-07-16T12:00:00Z")));
+        assert_eq!(quiet_until(ms("2026-01-16T03:30:00Z"), &ny, 22, 8), Some(ms("2026-01-16T13:00:00Z")));
     }
 }

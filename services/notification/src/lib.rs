@@ -50,6 +50,9 @@ pub enum NotificationError {
     Bus(#[from] BusError),
     #[error("store: {0}")]
     Store(#[from] StoreError),
+    /// The webhook client could not be set up (e.g. an unreadable `notification.webhook.ca_file`).
+    #[error("webhook client: {0}")]
+    Webhook(String),
 }
 
 /// A notification kind; its name is the one configuration and metrics use.
@@ -233,8 +236,10 @@ pub async fn run_notifier(n: Arc<Notifier>, shutdown: Shutdown) -> Result<(), No
         Duration::from_secs(c.ack_wait_s),
         c.max_deliver,
     );
+    // Built first: an unreadable `notification.webhook.ca_file` stops the service at start.
+    let client = webhook::WebhookClient::new(&c.webhook.ca_file)?;
     let timer_loop = tokio::spawn(timers::run(n.clone(), shutdown.clone()));
-    let webhook_loop = tokio::spawn(webhook::run(n.clone(), shutdown.clone()));
+    let webhook_loop = tokio::spawn(webhook::run(n.clone(), client, shutdown.clone()));
     let engine = n.clone();
     let events = consume_loop(n.bus.clone(), spec, "notification", shutdown, move |message| {
         let n = engine.clone();

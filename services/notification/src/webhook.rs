@@ -9,9 +9,17 @@
 //! `Shopmind-Notification-Id` (for the receiver to drop repeats: delivery is at least once),
 //! `Shopmind-Attempt`, `Shopmind-Timestamp` (unix seconds) and
 //! `Shopmind-Signature: v1=<hex HMAC-SHA256(secret, "<timestamp>.<body>")>`.
+//!
+//! `https://` endpoints are reached over TLS (rustls, ring provider) and verified against the
+//! platform's root certificates plus those of `notification.webhook.ca_file`; a certificate that
+//! does not verify fails the attempt like any other error.
 
 use std::sync::Arc;
 use std::time::{Duration, Instant};
+
+use rustls_pki_types::pem::PemObject as _;
+use rustls_pki_types::{CertificateDer, ServerName};
+use tokio::io::{AsyncRead, AsyncWrite};
 
 use bytes::Bytes;
 use http_body_util::Full;
@@ -25,7 +33,7 @@ use shopmind_runtime::consume::{Outcome, consume_with_attempts};
 use shopmind_runtime::{Shutdown, topology};
 use tracing::{debug, warn};
 
-use crate::{Kind, Notifier, WEBHOOK_DURABLE};
+use crate::{Kind, NotificationError, Notifier, WEBHOOK_DURABLE};
 
 pub const SIGNATURE_HEADER: &str = "Shopmind-Signature";
 pub const TIMESTAMP_HEADER: &str = "Shopmind-Timestamp";
@@ -93,52 +101,130 @@ pub enum PostError {
     Url(String),
     #[error("timed out after {0:?}")]
     Timeout(Duration),
+    #[error("tls: {0}")]
+    Tls(String),
     #[error("{0}")]
     Io(String),
 }
 
-/// POSTs `body` to `url` (`http://host[:port]/path`); the response status, or why there is none.
-pub async fn post(
-    url: &str,
-    headers: &[(&str, String)],
-    body: Vec<u8>,
-    timeout: Duration,
-) -> Result<u16, PostError> {
-    let uri: hyper::Uri = url.parse().map_err(|_| PostError::Url(url.to_string()))?;
-    let (Some(host), Some(authority)) = (uri.host(), uri.authority()) else {
-        return Err(PostError::Url(url.to_string()));
-    };
-    if uri.scheme_str() != Some("http") {
-        return Err(PostError::Url(url.to_string()));
+/// The HTTP/1.1 client of webhook deliveries: plain TCP for `http://`, TLS for `https://`
+/// (verified against the platform's roots and the extra CA certificates it was given).
+#[derive(Clone)]
+pub struct WebhookClient {
+    tls: tokio_rustls::TlsConnector,
+}
+
+impl std::fmt::Debug for WebhookClient {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("WebhookClient").finish_non_exhaustive()
     }
-    let port = uri.port_u16().unwrap_or(80);
-    let path = uri.path_and_query().map_or("/", |p| p.as_str()).to_string();
-    let authority = authority.to_string();
-    let host = host.trim_start_matches('[').trim_end_matches(']').to_string();
-    let attempt = async move {
-        let stream = tokio::net::TcpStream::connect((host.as_str(), port))
-            .await
-            .map_err(|e| PostError::Io(format!("connect: {e}")))?;
-        let (mut sender, conn) = hyper::client::conn::http1::handshake(TokioIo::new(stream))
-            .await
-            .map_err(|e| PostError::Io(format!("handshake: {e}")))?;
-        let connection = tokio::spawn(conn);
+}
+
+impl WebhookClient {
+    /// Trusts the platform's root certificates and those in the PEM file `ca_file` (none when
+    /// empty). An unreadable `ca_file`, or one without certificates, is an error.
+    pub fn new(ca_file: &str) -> Result<Self, NotificationError> {
+        let native = rustls_native_certs::load_native_certs();
+        for e in &native.errors {
+            warn!(error = %e, "could not load some platform root certificates");
+        }
+        let extra = if ca_file.is_empty() {
+            Vec::new()
+        } else {
+            let certs = CertificateDer::pem_file_iter(ca_file)
+                .and_then(|certs| certs.collect::<Result<Vec<_>, _>>())
+                .map_err(|e| NotificationError::Webhook(format!("ca_file {ca_file:?}: {e}")))?;
+            if certs.is_empty() {
+                return Err(NotificationError::Webhook(format!("ca_file {ca_file:?}: no certificates")));
+            }
+            certs
+        };
+        Self::with_roots(native.certs, extra)
+    }
+
+    /// Trusts `platform` (certificates that do not parse are skipped) and `extra` (each must parse).
+    pub fn with_roots(
+        platform: Vec<CertificateDer<'static>>,
+        extra: Vec<CertificateDer<'static>>,
+    ) -> Result<Self, NotificationError> {
+        let mut roots = rustls::RootCertStore::empty();
+        let (added, ignored) = roots.add_parsable_certificates(platform);
+        debug!(added, ignored, "platform root certificates");
+        for cert in extra {
+            roots.add(cert).map_err(|e| NotificationError::Webhook(format!("ca_file certificate: {e}")))?;
+        }
+        if roots.is_empty() {
+            warn!("no trusted root certificates: https:// webhooks will fail");
+        }
+        let provider = Arc::new(rustls::crypto::ring::default_provider());
+        let mut config = rustls::ClientConfig::builder_with_provider(provider)
+            .with_safe_default_protocol_versions()
+            .map_err(|e| NotificationError::Webhook(format!("tls: {e}")))?
+            .with_root_certificates(roots)
+            .with_no_client_auth();
+        config.alpn_protocols = vec![b"http/1.1".to_vec()];
+        Ok(Self { tls: tokio_rustls::TlsConnector::from(Arc::new(config)) })
+    }
+
+    /// POSTs `body` to `url` (`http[s]://host[:port]/path`); the response status, or why there
+    /// is none. `timeout` bounds the whole exchange (connect, TLS, request, response headers).
+    pub async fn post(
+        &self,
+        url: &str,
+        headers: &[(&str, String)],
+        body: Vec<u8>,
+        timeout: Duration,
+    ) -> Result<u16, PostError> {
+        let uri: hyper::Uri = url.parse().map_err(|_| PostError::Url(url.to_string()))?;
+        let (Some(host), Some(authority)) = (uri.host(), uri.authority()) else {
+            return Err(PostError::Url(url.to_string()));
+        };
+        let tls = match uri.scheme_str() {
+            Some("http") => false,
+            Some("https") => true,
+            _ => return Err(PostError::Url(url.to_string())),
+        };
+        let port = uri.port_u16().unwrap_or(if tls { 443 } else { 80 });
+        let path = uri.path_and_query().map_or("/", |p| p.as_str()).to_string();
+        let host = host.trim_start_matches('[').trim_end_matches(']').to_string();
         let mut request = Request::post(path)
-            .header(hyper::header::HOST, authority)
+            .header(hyper::header::HOST, authority.as_str())
             .header(hyper::header::CONTENT_TYPE, "application/json");
         for (name, value) in headers {
             request = request.header(*name, value);
         }
         let request = request.body(Full::new(Bytes::from(body))).map_err(|e| PostError::Io(e.to_string()))?;
-        let response = sender.send_request(request).await.map_err(|e| PostError::Io(format!("request: {e}")));
-        connection.abort();
-        Ok(response?.status().as_u16())
-    };
-    tokio::time::timeout(timeout, attempt).await.map_err(|_| PostError::Timeout(timeout))?
+        let attempt = async move {
+            let stream = tokio::net::TcpStream::connect((host.as_str(), port))
+                .await
+                .map_err(|e| PostError::Io(format!("connect: {e}")))?;
+            if !tls {
+                return exchange(stream, request).await;
+            }
+            let name = ServerName::try_from(host).map_err(|e| PostError::Tls(e.to_string()))?;
+            let stream = self.tls.connect(name, stream).await.map_err(|e| PostError::Tls(e.to_string()))?;
+            exchange(stream, request).await
+        };
+        tokio::time::timeout(timeout, attempt).await.map_err(|_| PostError::Timeout(timeout))?
+    }
+}
+
+/// Sends `request` over `stream` (HTTP/1.1) and returns the response status.
+async fn exchange<S>(stream: S, request: Request<Full<Bytes>>) -> Result<u16, PostError>
+where
+    S: AsyncRead + AsyncWrite + Unpin + Send + 'static,
+{
+    let (mut sender, conn) = hyper::client::conn::http1::handshake(TokioIo::new(stream))
+        .await
+        .map_err(|e| PostError::Io(format!("handshake: {e}")))?;
+    let connection = tokio::spawn(conn);
+    let response = sender.send_request(request).await.map_err(|e| PostError::Io(format!("request: {e}")));
+    connection.abort();
+    Ok(response?.status().as_u16())
 }
 
 /// Delivers one message of `SM_WEBHOOKS`, attempt `attempt`.
-async fn deliver(n: &Notifier, message: Message, attempt: u64) -> Outcome {
+async fn deliver(n: &Notifier, client: &WebhookClient, message: Message, attempt: u64) -> Outcome {
     let mut tokens = message.subject.split('.').skip(2);
     let (tenant, endpoint) = (tokens.next().unwrap_or_default(), tokens.next().unwrap_or_default());
     let w = &n.config.notification.webhook;
@@ -162,7 +248,7 @@ async fn deliver(n: &Notifier, message: Message, attempt: u64) -> Outcome {
         (SIGNATURE_HEADER, sign(&target.secret, timestamp, &body)),
     ];
     let started = Instant::now();
-    let result = post(&target.url, &headers, body, Duration::from_millis(w.timeout_ms)).await;
+    let result = client.post(&target.url, &headers, body, Duration::from_millis(w.timeout_ms)).await;
     let label = match &result {
         Ok(s) if (200..300).contains(s) => "ok",
         Ok(_) => "http_error",
@@ -184,8 +270,8 @@ async fn deliver(n: &Notifier, message: Message, attempt: u64) -> Outcome {
     Outcome::Retry { delay, reason }
 }
 
-/// Consumes `SM_WEBHOOKS` until `shutdown`.
-pub async fn run(n: Arc<Notifier>, shutdown: Shutdown) -> Result<(), BusError> {
+/// Consumes `SM_WEBHOOKS` with `client` until `shutdown`.
+pub async fn run(n: Arc<Notifier>, client: WebhookClient, shutdown: Shutdown) -> Result<(), BusError> {
     let w = &n.config.notification.webhook;
     let ack_wait = Duration::from_millis(w.timeout_ms.saturating_mul(2))
         .max(Duration::from_secs(n.config.notification.ack_wait_s));
@@ -193,13 +279,14 @@ pub async fn run(n: Arc<Notifier>, shutdown: Shutdown) -> Result<(), BusError> {
         topology::consumer(topology::WEBHOOKS_STREAM, WEBHOOK_DURABLE, Vec::new(), ack_wait, w.max_attempts);
     let concurrency = w.concurrency;
     consume_with_attempts(n.bus.clone(), spec, "webhook", concurrency, shutdown, move |message, attempt| {
-        let n = n.clone();
-        async move { deliver(&n, message, attempt).await }
+        let (n, client) = (n.clone(), client.clone());
+        async move { deliver(&n, &client, message, attempt).await }
     })
     .await
 }
 
 #[cfg(test)]
+#[allow(clippy::unwrap_used)]
 mod tests {
     use super::*;
 
@@ -212,6 +299,17 @@ mod tests {
         assert!(!verify("other", 1_700_000_000, b"{\"a\":1}", &s));
         assert!(!verify("secret", 1_700_000_000, b"{\"a\":2}", &s));
         assert!(!verify("secret", 1_700_000_000, b"{\"a\":1}", "v1=zz"));
+    }
+
+    #[test]
+    fn the_ca_file_must_hold_certificates() {
+        let dir = env!("CARGO_MANIFEST_DIR");
+        assert!(WebhookClient::new("").is_ok(), "the platform's roots only");
+        assert!(WebhookClient::new(&format!("{dir}/tests/fixtures/ca.pem")).is_ok());
+        for bad in [format!("{dir}/tests/fixtures/missing.pem"), format!("{dir}/Cargo.toml")] {
+            let err = WebhookClient::new(&bad).unwrap_err();
+            assert!(matches!(&err, NotificationError::Webhook(m) if m.contains("ca_file")), "{err}");
+        }
     }
 
     #[test]

@@ -1,5 +1,6 @@
 //! The policies hold on a real nats-server and redis-server: dedup, frequency cap, quiet hours
-//! (deferred, then delivered once), opt-out per channel; and timers survive a restart.
+//! (deferred, then delivered once; in a fixed offset and in an IANA zone across daylight saving
+//! time), opt-out per channel; and timers survive a restart.
 
 #![allow(clippy::unwrap_used)]
 
@@ -84,7 +85,7 @@ async fn quiet_hours_defer_in_the_users_time_zone_and_deliver_once_at_their_end(
     let start = noon() + 11 * HOUR;
     let mut h = Harness::start(start, |_| {}).await;
     let tokyo = UserId::parse("far").unwrap();
-    let p = Preferences { utc_offset_min: Some(600), opted_out: vec![] };
+    let p = Preferences { utc_offset_min: Some(600), ..Preferences::default() };
     prefs::write(&*h.store, &tenant(), &tokyo, &p).await.unwrap();
     let t0 = start - HOUR;
     h.price("p", 1000, t0).await;
@@ -113,6 +114,72 @@ async fn quiet_hours_defer_in_the_users_time_zone_and_deliver_once_at_their_end(
     assert!(h.pending_timers().await.iter().all(|(m, _)| !m.starts_with("deliver|")));
 }
 
+fn utc(at: &str) -> i64 {
+    at.parse::<jiff::Timestamp>().unwrap().as_millisecond()
+}
+
+/// Price drops for three users at `start` (UTC): `zoned` sets Europe/Berlin in their preferences,
+/// `default` sets nothing (the tenant's `default_time_zone` is Europe/Berlin), `fixed` sets the
+/// fixed offset +00:00. Returns the harness, the users notified at once and the deferred timers.
+async fn berlin_night(start: i64) -> (Harness, Vec<String>, Vec<(String, i64)>) {
+    let mut h = Harness::start(start, |c| {
+        c.notification.defaults.policy.default_time_zone = "Europe/Berlin".into();
+    })
+    .await;
+    let zoned = Preferences { time_zone: Some("Europe/Berlin".into()), ..Preferences::default() };
+    prefs::write(&*h.store, &tenant(), &UserId::parse("zoned").unwrap(), &zoned).await.unwrap();
+    let fixed = Preferences { utc_offset_min: Some(0), ..Preferences::default() };
+    prefs::write(&*h.store, &tenant(), &UserId::parse("fixed").unwrap(), &fixed).await.unwrap();
+    let t0 = start - HOUR;
+    h.price("p", 1000, t0).await;
+    for (i, user) in ["zoned", "default", "fixed"].into_iter().enumerate() {
+        h.view(user, "p", t0 + 1 + i as i64).await;
+    }
+    h.price("p", 500, t0 + 10).await;
+    h.status("fixed", "o1", shopmind_domain::OrderStatus::Shipped, t0 + 11).await; // not a quiet kind
+    h.caught_up().await;
+    h.wait_for(K::OrderStatus, 1).await;
+    let sent = h.of_kind(K::PriceDrop).await.into_iter().map(|n| n.user_id).collect();
+    let deferred = h.pending_timers().await.into_iter().filter(|(m, _)| m.starts_with("deliver|")).collect();
+    (h, sent, deferred)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn quiet_hours_in_an_iana_time_zone_follow_daylight_saving_time() {
+    // 21:30 UTC in summer is 23:30 CEST: quiet (22-08) in Berlin until 08:00 CEST = 06:00 UTC.
+    let (h, mut sent, deferred) = berlin_night(utc("2026-07-15T21:30:00Z")).await;
+    h.wait_for(K::PriceDrop, 1).await;
+    assert_eq!(sent, ["fixed"], "21:30 at +00:00 is not quiet");
+    let due: Vec<i64> = deferred.iter().map(|(_, at)| *at).collect();
+    assert_eq!(due, [utc("2026-07-16T06:00:00Z"); 2], "{deferred:?}");
+    // Delivered once at the end of the quiet hours, local time.
+    h.clock.set(shopmind_domain::UnixMillis(utc("2026-07-16T05:59:00Z")));
+    h.timers_settled().await;
+    assert_eq!(h.of_kind(K::PriceDrop).await.len(), 1, "not before 08:00 CEST");
+    h.clock.set(shopmind_domain::UnixMillis(utc("2026-07-16T06:00:00Z")));
+    h.timers_settled().await;
+    let all = h.wait_for(K::PriceDrop, 3).await;
+    sent = all.into_iter().map(|n| n.user_id).collect();
+    sent.sort();
+    assert_eq!(sent, ["default", "fixed", "zoned"]);
+    assert!(h.pending_timers().await.iter().all(|(m, _)| !m.starts_with("deliver|")));
+
+    // The same 21:30 UTC in winter is 22:30 CET: quiet until 08:00 CET = 07:00 UTC.
+    let (_h, sent, deferred) = berlin_night(utc("2026-01-15T21:30:00Z")).await;
+    assert_eq!(sent, ["fixed"]);
+    let due: Vec<i64> = deferred.iter().map(|(_, at)| *at).collect();
+    assert_eq!(due, [utc("2026-01-16T07:00:00Z"); 2], "{deferred:?}");
+
+    // 20:30 UTC: 22:30 CEST in summer (deferred), 21:30 CET in winter (sent at once).
+    let (_h, sent, deferred) = berlin_night(utc("2026-07-15T20:30:00Z")).await;
+    assert_eq!((sent.len(), deferred.len()), (1, 2), "{sent:?} {deferred:?}");
+    let (h, _, deferred) = berlin_night(utc("2026-01-15T20:30:00Z")).await;
+    let mut sent: Vec<String> = h.wait_for(K::PriceDrop, 3).await.into_iter().map(|n| n.user_id).collect();
+    sent.sort();
+    assert_eq!(sent, ["default", "fixed", "zoned"]);
+    assert!(deferred.is_empty(), "{deferred:?}");
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn opt_outs_remove_a_users_channels() {
     let mut h = Harness::start(noon(), |c| {
@@ -130,7 +197,7 @@ async fn opt_outs_remove_a_users_channels() {
     let set = |u: &str, out: Vec<Channel>| {
         let (store, u) = (h.store.clone(), UserId::parse(u).unwrap());
         async move {
-            prefs::write(&*store, &tenant(), &u, &Preferences { utc_offset_min: None, opted_out: out })
+            prefs::write(&*store, &tenant(), &u, &Preferences { opted_out: out, ..Preferences::default() })
                 .await
                 .unwrap()
         }
