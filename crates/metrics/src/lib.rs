@@ -342,7 +342,7 @@ pub const CATALOGUE: &[Spec] = &[
         name: "shopmind_model_queue_wait_seconds",
         kind: Kind::Histogram,
         labels: &["model"],
-        values: "`model`: the model's name in the code (covisit, …)",
+        values: "`model`: the model's name in the code (covisit, embedding)",
         help: "Time a request waited in a model's batching queue, from submission until its batch \
                started (waiting for more requests and for a free session; see \
                inference.max_queue_delay_us and inference.sessions).",
@@ -351,7 +351,7 @@ pub const CATALOGUE: &[Spec] = &[
         name: "shopmind_model_batch_compute_seconds",
         kind: Kind::Histogram,
         labels: &["model"],
-        values: "`model`: the model's name in the code (covisit, …)",
+        values: "`model`: the model's name in the code (covisit, embedding)",
         help: "Time one batch took from its start to its outputs: stacking (and padding) the \
                requests' inputs and the ONNX Runtime run.",
     },
@@ -359,7 +359,7 @@ pub const CATALOGUE: &[Spec] = &[
         name: "shopmind_model_batch_rows",
         kind: Kind::Histogram,
         labels: &["model"],
-        values: "`model`: the model's name in the code (covisit, …)",
+        values: "`model`: the model's name in the code (covisit, embedding)",
         help: "Rows (requests' rows stacked along the batch dimension) in one batch a model \
                computed; at most inference.max_batch unless one request is larger.",
     },
@@ -367,7 +367,7 @@ pub const CATALOGUE: &[Spec] = &[
         name: "shopmind_model_rejected_total",
         kind: Kind::Counter,
         labels: &["model", "reason"],
-        values: "`model`: the model's name in the code (covisit, …); `reason`: queue_full, deadline, \
+        values: "`model`: the model's name in the code (covisit, embedding); `reason`: queue_full, deadline, \
                  shutting_down",
         help: "Requests a model's batcher answered without computing them: its queue was full \
                (inference.queue_capacity), the request's deadline passed first, or the model was \
