@@ -1,0 +1,30 @@
+use std::path::PathBuf;
+
+/// The one error type of this crate.
+#[derive(Debug, thiserror::Error)]
+pub enum AssistantError {
+    /// Reading a data or model file failed.
+    #[error("i/o on {path}: {source}")]
+    Io {
+        path: PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
+    /// A line of a training file is not `{"text": ..., "intent": ...}` with a known intent.
+    #[error("training data, line {line}: {message}")]
+    Data { line: usize, message: String },
+    /// Training could not produce a model (no data, a missing intent, non-finite values).
+    #[error("training: {0}")]
+    Training(String),
+    /// A configuration value is out of range, or the encoder and the head do not fit together.
+    #[error("config: {0}")]
+    Config(String),
+    /// The sentence encoder failed.
+    #[error(transparent)]
+    Encoder(#[from] shopmind_encoder::EncoderError),
+    /// ONNX Runtime failed, or a model file is not an intent head.
+    #[error(transparent)]
+    Model(#[from] shopmind_models::ModelError),
+}
+
+pub type Result<T, E = AssistantError> = std::result::Result<T, E>;
