@@ -4,6 +4,7 @@
 //! - `--task recommend` (default; `--dataset ml-100k`): the recommenders, see [`crate::eval_recommend`].
 //! - `--task intent` (simulated sessions): the purchase-intent model, see [`crate::eval_intent`].
 //! - `--task demand` (simulated demand): the demand forecaster, see [`crate::eval_demand`].
+//! - `--task support-intents`: the customer-service intent classifier, see [`crate::eval_support`].
 
 use std::path::PathBuf;
 
@@ -18,6 +19,9 @@ pub enum EvalTask {
     Intent,
     /// Demand forecasts: MASE against the seasonal-naive forecast on simulated demand.
     Demand,
+    /// The customer-service intent classifier: held-out accuracy and confusion matrix on the
+    /// project's messages.
+    SupportIntents,
 }
 
 #[derive(Args, Clone, Debug)]
@@ -28,7 +32,8 @@ pub struct EvalArgs {
     /// The data: `ml-100k` (see scripts/setup.sh) for `recommend`, `simulated` for the others.
     #[arg(long)]
     pub dataset: Option<String>,
-    /// Directory of the ml-100k files (default: .cache/data/ml-100k).
+    /// Directory of the ml-100k files (default: .cache/data/ml-100k); for `support-intents`, the
+    /// encoder's model directory (default: .cache/models/all-MiniLM-L6-v2).
     #[arg(long)]
     pub data: Option<PathBuf>,
     /// Seed of the simulator and of any randomised training.
@@ -51,5 +56,6 @@ pub async fn run(args: EvalArgs) -> anyhow::Result<()> {
         EvalTask::Recommend => crate::eval_recommend::run(&args).await,
         EvalTask::Intent => crate::eval_intent::run(&args).await,
         EvalTask::Demand => crate::eval_demand::run(&args).await,
+        EvalTask::SupportIntents => crate::eval_support::run(&args).await,
     }
 }

@@ -12,6 +12,7 @@ mod eval;
 mod eval_demand;
 mod eval_intent;
 mod eval_recommend;
+mod eval_support;
 mod models;
 mod notifications;
 mod replay;
