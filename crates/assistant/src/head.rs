@@ -21,7 +21,7 @@ use shopmind_models::covisit::TrainingStats;
 use shopmind_models::export::{SPEC_KEY, read_spec};
 use shopmind_models::onnx::{self, DataType, Dim};
 use shopmind_models::runtime::{InputTensor, OutputTensor, PoolOptions, SessionPool};
-use shopmind_models::{MANIFEST_KEY, Manifest, TensorSpec, read_manifest};
+use shopmind_models::{MANIFEST_KEY, Manifest, TensorSpec, read_manifest_of_kind};
 
 use crate::error::{AssistantError, Result};
 
@@ -364,10 +364,7 @@ impl HeadModel {
     /// [`shopmind_models::init_runtime`].
     pub fn load(bytes: &[u8], opts: &PoolOptions) -> Result<Self> {
         let invalid = |m: String| AssistantError::Model(shopmind_models::ModelError::InvalidModel(m));
-        let manifest = read_manifest(bytes)?;
-        if manifest.kind != KIND {
-            return Err(invalid(format!("model kind is `{}`, expected `{KIND}`", manifest.kind)));
-        }
+        let manifest = read_manifest_of_kind(bytes, KIND)?;
         let spec: HeadSpec = read_spec(bytes)?;
         if spec.labels.len() < 2 || spec.dimension == 0 {
             return Err(invalid(format!("{} labels, input width {}", spec.labels.len(), spec.dimension)));

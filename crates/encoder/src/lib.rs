@@ -115,13 +115,7 @@ impl SentenceEncoder {
     /// Loads a converted model and its tokenizer. Needs [`shopmind_models::init_runtime`].
     /// Texts longer than `max_tokens` tokens are truncated.
     pub fn load(model: &[u8], tokenizer_json: &[u8], max_tokens: usize, opts: &PoolOptions) -> Result<Self> {
-        let manifest = shopmind_models::read_manifest(model)?;
-        if manifest.kind != KIND {
-            return Err(EncoderError::Model(shopmind_models::ModelError::InvalidModel(format!(
-                "model kind is `{}`, expected `{KIND}`",
-                manifest.kind
-            ))));
-        }
+        let manifest = shopmind_models::read_manifest_of_kind(model, KIND)?;
         let dimension = manifest
             .output(OUTPUT_EMBEDDINGS)
             .and_then(|o| o.shape.last())

@@ -28,7 +28,7 @@ use crate::error::{ModelError, Result};
 use crate::evaluation::{interval_coverage, mase, quantile, seasonal_naive};
 use crate::export::{self, check_io, read_spec, take_f32};
 use crate::linalg::solve_spd;
-use crate::manifest::{Manifest, TensorSpec, read_manifest};
+use crate::manifest::{Manifest, TensorSpec, read_manifest_of_kind};
 use crate::onnx::{self, DataType, Dim};
 use crate::runtime::{InputTensor, PoolOptions, SessionPool};
 
@@ -486,13 +486,7 @@ impl DemandForecaster {
     /// Loads a model exported by [`DemandModel::to_onnx`]; checks its kind, window lengths,
     /// inputs and outputs. Needs [`crate::init_runtime`].
     pub fn load(bytes: &[u8], opts: &PoolOptions) -> Result<Self> {
-        let manifest = read_manifest(bytes)?;
-        if manifest.kind != KIND {
-            return Err(ModelError::InvalidModel(format!(
-                "model kind is `{}`, expected `{KIND}`",
-                manifest.kind
-            )));
-        }
+        let manifest = read_manifest_of_kind(bytes, KIND)?;
         let spec: DemandSpec = read_spec(bytes)?;
         if spec.history_days == 0 || spec.horizon == 0 {
             return Err(ModelError::InvalidModel("the model's window lengths are zero".into()));

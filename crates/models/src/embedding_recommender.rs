@@ -14,7 +14,7 @@ use crate::embedding::{
     OUTPUT_SCORES, OUTPUT_USER_VECTORS, recency_weights,
 };
 use crate::error::{ModelError, Result};
-use crate::manifest::{Manifest, read_manifest};
+use crate::manifest::{Manifest, read_manifest_of_kind};
 use crate::onnx::ModelProto;
 use crate::runtime::{InputTensor, OutputTensor, PoolOptions, SessionPool};
 
@@ -65,10 +65,7 @@ impl EmbeddingRecommender {
     /// have the `history_items` and `history_weights` inputs and the `scores` and `user_vectors`
     /// outputs. Needs [`crate::init_runtime`].
     pub fn load(bytes: &[u8], opts: &PoolOptions) -> Result<Self> {
-        let manifest = read_manifest(bytes)?;
-        if manifest.kind != KIND {
-            return Err(invalid(format!("model kind is `{}`, expected `{KIND}`", manifest.kind)));
-        }
+        let manifest = read_manifest_of_kind(bytes, KIND)?;
         for name in [INPUT_ITEMS, INPUT_WEIGHTS] {
             if manifest.input(name).is_none() {
                 return Err(invalid(format!("the manifest lists no input `{name}`")));

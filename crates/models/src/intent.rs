@@ -30,7 +30,7 @@ use crate::covisit::TrainingStats;
 use crate::error::{ModelError, Result};
 use crate::export::{self, check_io, read_spec, take_f32};
 use crate::linalg::solve_spd;
-use crate::manifest::{Manifest, TensorSpec, read_manifest};
+use crate::manifest::{Manifest, TensorSpec, read_manifest_of_kind};
 use crate::onnx::{self, DataType, Dim};
 use crate::runtime::{InputTensor, PoolOptions, SessionPool};
 
@@ -565,13 +565,7 @@ impl IntentPredictor {
     /// that the graph has the `features` input and the three outputs. Needs
     /// [`crate::init_runtime`].
     pub fn load(bytes: &[u8], opts: &PoolOptions) -> Result<Self> {
-        let manifest = read_manifest(bytes)?;
-        if manifest.kind != KIND {
-            return Err(ModelError::InvalidModel(format!(
-                "model kind is `{}`, expected `{KIND}`",
-                manifest.kind
-            )));
-        }
+        let manifest = read_manifest_of_kind(bytes, KIND)?;
         let spec: IntentSpec = read_spec(bytes)?;
         if spec.feature_schema_version != FEATURE_SCHEMA_VERSION || spec.features != FEATURE_NAMES {
             return Err(ModelError::InvalidModel(format!(

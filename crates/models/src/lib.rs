@@ -47,7 +47,7 @@ pub use intent::{
     IntentConfig, IntentModel, IntentPrediction, IntentPredictor, IntentSample, SampleOptions,
     intent_features,
 };
-pub use manifest::{MANIFEST_KEY, Manifest, TensorSpec, read_manifest};
+pub use manifest::{MANIFEST_KEY, Manifest, TensorSpec, read_manifest, read_manifest_of_kind};
 pub use recommender::CovisitRecommender;
 pub use runtime::{
     Device, InputTensor, OutputTensor, PoolOptions, PooledSession, SessionPool, default_library_path,

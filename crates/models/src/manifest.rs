@@ -75,3 +75,16 @@ pub fn read_manifest(onnx_bytes: &[u8]) -> Result<Manifest> {
         ModelError::InvalidModel(format!("the `{MANIFEST_KEY}` entry is not a valid manifest: {e}"))
     })
 }
+
+/// [`read_manifest`], refusing a model whose manifest names another `kind` than `kind`
+/// ([`ModelError::InvalidModel`]): what every loader checks first.
+pub fn read_manifest_of_kind(onnx_bytes: &[u8], kind: &str) -> Result<Manifest> {
+    let manifest = read_manifest(onnx_bytes)?;
+    if manifest.kind != kind {
+        return Err(ModelError::InvalidModel(format!(
+            "model kind is `{}`, expected `{kind}`",
+            manifest.kind
+        )));
+    }
+    Ok(manifest)
+}

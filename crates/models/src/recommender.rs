@@ -8,7 +8,7 @@ use std::time::Instant;
 use crate::batch::{BatchSpec, BatchStats, Batcher, Outputs, PadValue};
 use crate::covisit::{INPUT_ITEMS, INPUT_WEIGHTS, KIND, OUTPUT_SCORES};
 use crate::error::{ModelError, Result};
-use crate::manifest::{Manifest, read_manifest};
+use crate::manifest::{Manifest, read_manifest_of_kind};
 use crate::runtime::{InputTensor, OutputTensor, PoolOptions, SessionPool};
 
 /// The model's name in metrics (`model` label) and errors.
@@ -29,13 +29,7 @@ impl CovisitRecommender {
     /// `history_items` and `history_weights` inputs (`[batch, history]`) and the `scores` output.
     /// Requests are batched as `opts.batch` says. Needs [`crate::init_runtime`].
     pub fn load(bytes: &[u8], opts: &PoolOptions) -> Result<Self> {
-        let manifest = read_manifest(bytes)?;
-        if manifest.kind != KIND {
-            return Err(ModelError::InvalidModel(format!(
-                "model kind is `{}`, expected `{KIND}`",
-                manifest.kind
-            )));
-        }
+        let manifest = read_manifest_of_kind(bytes, KIND)?;
         for name in [INPUT_ITEMS, INPUT_WEIGHTS] {
             match manifest.input(name) {
                 None => {
