@@ -15,13 +15,12 @@
 //! [`IntentHead::probabilities`] is the same computation in plain Rust and f32, the reference the
 //! ONNX Runtime output is checked against.
 
-use prost::Message;
 use serde::{Deserialize, Serialize};
 use shopmind_models::covisit::TrainingStats;
 use shopmind_models::export::{SPEC_KEY, read_spec};
 use shopmind_models::onnx::{self, DataType, Dim};
 use shopmind_models::runtime::{InputTensor, OutputTensor, PoolOptions, SessionPool};
-use shopmind_models::{MANIFEST_KEY, Manifest, TensorSpec, read_manifest_of_kind};
+use shopmind_models::{Manifest, TensorSpec, read_manifest_of_kind};
 
 use crate::error::{AssistantError, Result};
 
@@ -332,21 +331,8 @@ impl IntentHead {
             ..Default::default()
         };
         // Serialising structs of strings and numbers cannot fail.
-        let manifest_json = serde_json::to_string(&manifest).unwrap_or_default();
         let spec_json = serde_json::to_string(&self.spec()).unwrap_or_default();
-        onnx::ModelProto {
-            ir_version: Some(onnx::IR_VERSION),
-            producer_name: "shopmind".into(),
-            producer_version: env!("CARGO_PKG_VERSION").into(),
-            graph: Some(graph),
-            opset_import: vec![onnx::opset("", onnx::OPSET_VERSION)],
-            metadata_props: vec![
-                onnx::StringStringEntryProto { key: MANIFEST_KEY.into(), value: manifest_json },
-                onnx::StringStringEntryProto { key: SPEC_KEY.into(), value: spec_json },
-            ],
-            ..Default::default()
-        }
-        .encode_to_vec()
+        shopmind_models::export::model_file(graph, &manifest, vec![(SPEC_KEY, spec_json)])
     }
 }
 

@@ -10,9 +10,8 @@
 
 use std::collections::HashMap;
 
-use prost::Message;
 use serde::Deserialize;
-use shopmind_models::manifest::{MANIFEST_KEY, Manifest, TensorSpec};
+use shopmind_models::manifest::{Manifest, TensorSpec};
 use shopmind_models::onnx::{self, DataType, Dim};
 
 use crate::error::{EncoderError, Result};
@@ -282,9 +281,6 @@ pub fn export_onnx(
         spec(INPUT_MASK, "int64", &[batch.clone(), sequence]),
     ];
     manifest.outputs = vec![spec(OUTPUT_EMBEDDINGS, "float32", &[batch, Dim::Fixed(h as i64)])];
-    let manifest_json = serde_json::to_string(&manifest)
-        .map_err(|e| EncoderError::Config(format!("manifest does not serialise: {e}")))?;
-
     let graph = onnx::GraphProto {
         name: "sentence_encoder".into(),
         node: g.nodes,
@@ -293,16 +289,7 @@ pub fn export_onnx(
         output: outputs,
         ..Default::default()
     };
-    let model = onnx::ModelProto {
-        ir_version: Some(onnx::IR_VERSION),
-        producer_name: "shopmind".into(),
-        producer_version: env!("CARGO_PKG_VERSION").into(),
-        graph: Some(graph),
-        opset_import: vec![onnx::opset("", onnx::OPSET_VERSION)],
-        metadata_props: vec![onnx::StringStringEntryProto { key: MANIFEST_KEY.into(), value: manifest_json }],
-        ..Default::default()
-    };
-    Ok(model.encode_to_vec())
+    Ok(shopmind_models::export::model_file(graph, &manifest, Vec::new()))
 }
 
 /// `0.5 * x * (1 + erf(x / sqrt(2)))`: BERT's exact GELU.

@@ -9,11 +9,10 @@
 
 use std::collections::HashMap;
 
-use prost::Message;
 use serde::{Deserialize, Serialize};
 use shopmind_domain::InteractionKind;
 
-use crate::manifest::{MANIFEST_KEY, Manifest, TensorSpec};
+use crate::manifest::{Manifest, TensorSpec};
 use crate::onnx::{self, DataType, Dim};
 
 /// Model family name written to [`Manifest::kind`].
@@ -334,9 +333,6 @@ impl CovisitModel {
             metrics: manifest.metrics.clone(),
             ..self.manifest(&manifest.name, &manifest.version, &manifest.tenant, manifest.created_at_ms)
         };
-        // Serialising a struct of strings, numbers and vectors cannot fail.
-        let manifest_json = serde_json::to_string(&manifest).unwrap_or_default();
-
         let graph = onnx::GraphProto {
             name: "covisit".into(),
             node: vec![
@@ -367,25 +363,15 @@ impl CovisitModel {
             output: vec![onnx::tensor_value_info(OUTPUT_SCORES, DataType::Float, &[batch(), Dim::Fixed(n)])],
             ..Default::default()
         };
-        let model = onnx::ModelProto {
-            ir_version: Some(onnx::IR_VERSION),
-            producer_name: "shopmind".into(),
-            producer_version: env!("CARGO_PKG_VERSION").into(),
-            graph: Some(graph),
-            opset_import: vec![onnx::opset("", onnx::OPSET_VERSION)],
-            metadata_props: vec![onnx::StringStringEntryProto {
-                key: MANIFEST_KEY.into(),
-                value: manifest_json,
-            }],
-            ..Default::default()
-        };
-        model.encode_to_vec()
+        crate::export::model_file(graph, &manifest, Vec::new())
     }
 }
 
 #[cfg(test)]
 mod tests {
     #![allow(clippy::unwrap_used)]
+
+    use prost::Message;
 
     use super::*;
 

@@ -26,11 +26,10 @@
 
 use std::collections::{BTreeMap, HashMap};
 
-use prost::Message;
 use serde::{Deserialize, Serialize};
 
 use crate::covisit::{TrainingInteraction, TrainingStats};
-use crate::manifest::{MANIFEST_KEY, Manifest, TensorSpec};
+use crate::manifest::{Manifest, TensorSpec};
 use crate::onnx::{self, DataType, Dim};
 use crate::rng::SplitMix64;
 
@@ -565,8 +564,7 @@ impl EmbeddingModel {
             metrics: manifest.metrics.clone(),
             ..self.manifest(&manifest.name, &manifest.version, &manifest.tenant, manifest.created_at_ms)
         };
-        // Serialising structs of strings, numbers, maps and vectors cannot fail.
-        let manifest_json = serde_json::to_string(&manifest).unwrap_or_default();
+        // Serialising a struct of strings, numbers, maps and vectors cannot fail.
         let info_json = serde_json::to_string(&self.info()).unwrap_or_default();
         let bh = [Dim::Symbolic(BATCH_DIM.into()), Dim::Symbolic(HISTORY_DIM.into())];
         let graph = onnx::GraphProto {
@@ -627,25 +625,15 @@ impl EmbeddingModel {
             ],
             ..Default::default()
         };
-        let model = onnx::ModelProto {
-            ir_version: Some(onnx::IR_VERSION),
-            producer_name: "shopmind".into(),
-            producer_version: env!("CARGO_PKG_VERSION").into(),
-            graph: Some(graph),
-            opset_import: vec![onnx::opset("", onnx::OPSET_VERSION)],
-            metadata_props: vec![
-                onnx::StringStringEntryProto { key: MANIFEST_KEY.into(), value: manifest_json },
-                onnx::StringStringEntryProto { key: EMBEDDING_KEY.into(), value: info_json },
-            ],
-            ..Default::default()
-        };
-        model.encode_to_vec()
+        crate::export::model_file(graph, &manifest, vec![(EMBEDDING_KEY, info_json)])
     }
 }
 
 #[cfg(test)]
 mod tests {
     #![allow(clippy::unwrap_used)]
+
+    use prost::Message;
 
     use super::*;
     use shopmind_domain::InteractionKind;

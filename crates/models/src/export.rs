@@ -1,4 +1,4 @@
-//! What the intent and demand exporters share: wrapping a graph into a model file with its
+//! What the exporters share: wrapping a graph into a model file with its
 //! manifest and a model-specific description, reading that description back, and checking a
 //! loaded graph against the names the code expects.
 
@@ -15,18 +15,26 @@ pub const SPEC_KEY: &str = "shopmind.spec";
 
 /// A model file: IR 8, opset 17, the manifest and the spec in its metadata.
 pub(crate) fn model_bytes(graph: onnx::GraphProto, manifest: &Manifest, spec_json: String) -> Vec<u8> {
+    model_file(graph, manifest, vec![(SPEC_KEY, spec_json)])
+}
+
+/// The bytes of a model file every exporter writes: IR 8, opset 17, `graph`, the manifest under
+/// [`MANIFEST_KEY`] and then each `(key, value)` of `extra` in `metadata_props`.
+pub fn model_file(graph: onnx::GraphProto, manifest: &Manifest, extra: Vec<(&str, String)>) -> Vec<u8> {
     // Serialising a struct of strings, numbers and vectors cannot fail.
     let manifest_json = serde_json::to_string(manifest).unwrap_or_default();
+    let mut metadata_props =
+        vec![onnx::StringStringEntryProto { key: MANIFEST_KEY.into(), value: manifest_json }];
+    metadata_props.extend(
+        extra.into_iter().map(|(key, value)| onnx::StringStringEntryProto { key: key.into(), value }),
+    );
     onnx::ModelProto {
         ir_version: Some(onnx::IR_VERSION),
         producer_name: "shopmind".into(),
         producer_version: env!("CARGO_PKG_VERSION").into(),
         graph: Some(graph),
         opset_import: vec![onnx::opset("", onnx::OPSET_VERSION)],
-        metadata_props: vec![
-            onnx::StringStringEntryProto { key: MANIFEST_KEY.into(), value: manifest_json },
-            onnx::StringStringEntryProto { key: SPEC_KEY.into(), value: spec_json },
-        ],
+        metadata_props,
         ..Default::default()
     }
     .encode_to_vec()
