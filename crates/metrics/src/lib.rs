@@ -99,7 +99,13 @@ label_values! {
         PublishEvents => "PublishEvents",
         StreamEvents => "StreamEvents",
         Recommend => "Recommend",
+        PredictPurchaseIntent => "PredictPurchaseIntent",
+        ForecastDemand => "ForecastDemand",
+        GetCustomerProfile => "GetCustomerProfile",
+        Assist => "Assist",
+        GetAgentReport => "GetAgentReport",
         StreamNotifications => "StreamNotifications",
+        EraseCustomer => "EraseCustomer",
     }
 }
 

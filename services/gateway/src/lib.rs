@@ -283,40 +283,68 @@ impl Gateway for GatewayService {
         &self,
         request: Request<pb::RecommendRequest>,
     ) -> Result<Response<pb::RecommendResponse>, Status> {
-        let started = Instant::now();
-        let incoming = incoming_trace(request.metadata());
-        let timeout = self.timeout_of(&request);
-        let req = request.into_inner();
-        let span = tracing::info_span!("Recommend", tenant = %req.tenant, trace_id = tracing::field::Empty);
-        telemetry::set_remote_parent(&span, incoming);
-        let trace = telemetry::outgoing(&span, incoming);
-        span.record("trace_id", trace.trace_id_hex());
-        let result = async move {
-            let tenant = parse_tenant(&req.tenant)?;
+        self.forward(GatewayMethod::Recommend, "inference", "recommend", request, |req| {
+            let scenario = pb::Scenario::try_from(req.scenario).unwrap_or(pb::Scenario::Unspecified);
+            let needs_user = matches!(
+                scenario,
+                pb::Scenario::Unspecified | pb::Scenario::ForYou | pb::Scenario::CartComplement
+            );
+            if needs_user && req.user_id.is_empty() {
+                return Err(GatewayError::invalid("user_id", "required"));
+            }
+            Ok(())
+        })
+        .await
+    }
+
+    async fn predict_purchase_intent(
+        &self,
+        request: Request<pb::IntentRequest>,
+    ) -> Result<Response<pb::IntentResponse>, Status> {
+        self.forward(GatewayMethod::PredictPurchaseIntent, "inference", "intent", request, |req| {
+            if req.user_id.is_empty() && req.session_id.is_empty() {
+                return Err(GatewayError::InvalidArgument(vec![
+                    ("user_id".into(), "user_id or session_id is required".into()),
+                    ("session_id".into(), "user_id or session_id is required".into()),
+                ]));
+            }
+            Ok(())
+        })
+        .await
+    }
+
+    async fn forecast_demand(
+        &self,
+        request: Request<pb::ForecastRequest>,
+    ) -> Result<Response<pb::ForecastResponse>, Status> {
+        self.forward(GatewayMethod::ForecastDemand, "inference", "forecast", request, |_| Ok(())).await
+    }
+
+    async fn get_customer_profile(
+        &self,
+        request: Request<pb::GetCustomerProfileRequest>,
+    ) -> Result<Response<pb::CustomerProfile>, Status> {
+        self.forward(GatewayMethod::GetCustomerProfile, "inference", "profile", request, |req| {
             if req.user_id.is_empty() {
-                return Err(GatewayError::invalid("user_id", "required").into());
+                return Err(GatewayError::invalid("user_id", "required"));
             }
-            let reply: pb::RecommendReply = self
-                .call(
-                    "inference",
-                    topology::rpc_subject(&tenant, "inference", "recommend"),
-                    req.encode_to_vec(),
-                    &trace,
-                    timeout,
-                )
-                .await?;
-            match reply.result {
-                Some(pb::recommend_reply::Result::Ok(ok)) => Ok(Response::new(ok)),
-                Some(pb::recommend_reply::Result::Error(e)) => {
-                    Err(GatewayError::from_service("inference", e).into())
-                }
-                None => Err(GatewayError::Internal("empty reply from inference".into()).into()),
-            }
-        }
-        .instrument(span)
-        .await;
-        observe(GatewayMethod::Recommend, started, &result);
-        result
+            Ok(())
+        })
+        .await
+    }
+
+    async fn assist(
+        &self,
+        request: Request<pb::AssistRequest>,
+    ) -> Result<Response<pb::AssistResponse>, Status> {
+        self.forward(GatewayMethod::Assist, "inference", "assist", request, |_| Ok(())).await
+    }
+
+    async fn get_agent_report(
+        &self,
+        request: Request<pb::GetAgentReportRequest>,
+    ) -> Result<Response<pb::AgentReport>, Status> {
+        self.forward(GatewayMethod::GetAgentReport, "inference", "agent_report", request, |_| Ok(())).await
     }
 
     type StreamNotificationsStream = NotificationStream;
@@ -371,6 +399,101 @@ impl GatewayService {
                 }
             });
         Ok(Response::new(Box::pin(notifications)))
+    }
+}
+
+/// A request the gateway forwards to a service over NATS request-reply.
+trait TenantRequest: prost::Message + Send + 'static {
+    /// What the service answers.
+    type Reply: ServiceReply;
+    fn tenant(&self) -> &str;
+}
+
+/// A service's reply to a forwarded request: its response or the error it answered.
+trait ServiceReply: prost::Message + Default {
+    type Ok;
+    fn into_result(self) -> Option<Result<Self::Ok, pb::ServiceError>>;
+}
+
+macro_rules! forwarded {
+    ($($request:ty => $reply:ident($module:ident) -> $response:ty;)*) => {$(
+        impl TenantRequest for $request {
+            type Reply = pb::$reply;
+            fn tenant(&self) -> &str {
+                &self.tenant
+            }
+        }
+        impl ServiceReply for pb::$reply {
+            type Ok = $response;
+            fn into_result(self) -> Option<Result<$response, pb::ServiceError>> {
+                match self.result? {
+                    pb::$module::Result::Ok(ok) => Some(Ok(ok)),
+                    pb::$module::Result::Error(e) => Some(Err(e)),
+                }
+            }
+        }
+    )*};
+}
+
+forwarded! {
+    pb::RecommendRequest => RecommendReply(recommend_reply) -> pb::RecommendResponse;
+    pb::IntentRequest => IntentReply(intent_reply) -> pb::IntentResponse;
+    pb::ForecastRequest => ForecastReply(forecast_reply) -> pb::ForecastResponse;
+    pb::GetCustomerProfileRequest => ProfileReply(profile_reply) -> pb::CustomerProfile;
+    pb::AssistRequest => AssistReply(assist_reply) -> pb::AssistResponse;
+    pb::GetAgentReportRequest => AgentReportReply(agent_report_reply) -> pb::AgentReport;
+}
+
+impl GatewayService {
+    /// A unary call answered by `service` at `sm.rpc.<tenant>.<service>.<rpc_method>`: the
+    /// tenant and the gateway's own checks (`check`) first, then the request travels with the
+    /// caller's trace context and deadline, and the service's answer or error comes back.
+    async fn forward<Q>(
+        &self,
+        method: GatewayMethod,
+        service: &'static str,
+        rpc_method: &'static str,
+        request: Request<Q>,
+        check: impl FnOnce(&Q) -> Result<(), GatewayError>,
+    ) -> Result<Response<<Q::Reply as ServiceReply>::Ok>, Status>
+    where
+        Q: TenantRequest,
+    {
+        let started = Instant::now();
+        let incoming = incoming_trace(request.metadata());
+        let timeout = self.timeout_of(&request);
+        let req = request.into_inner();
+        let span = tracing::info_span!(
+            "rpc",
+            otel.name = method.as_str(),
+            tenant = %req.tenant(),
+            trace_id = tracing::field::Empty
+        );
+        telemetry::set_remote_parent(&span, incoming);
+        let trace = telemetry::outgoing(&span, incoming);
+        span.record("trace_id", trace.trace_id_hex());
+        let result = async move {
+            let tenant = parse_tenant(req.tenant())?;
+            check(&req)?;
+            let reply: Q::Reply = self
+                .call(
+                    service,
+                    topology::rpc_subject(&tenant, service, rpc_method),
+                    req.encode_to_vec(),
+                    &trace,
+                    timeout,
+                )
+                .await?;
+            match reply.into_result() {
+                Some(Ok(ok)) => Ok(Response::new(ok)),
+                Some(Err(e)) => Err(GatewayError::from_service(service, e).into()),
+                None => Err(GatewayError::Internal(format!("empty reply from {service}")).into()),
+            }
+        }
+        .instrument(span)
+        .await;
+        observe(method, started, &result);
+        result
     }
 }
 

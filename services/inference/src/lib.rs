@@ -148,12 +148,13 @@ impl Recommender {
                         item_id: item.to_string(),
                         score,
                         reason: model.reason().into(),
+                        ..Default::default()
                     });
                 }
             }
         }
         fill_with_popular(&mut items, &ctx, &excluded, limit);
-        Ok(pb::RecommendResponse { items, model_version })
+        Ok(pb::RecommendResponse { items, model_version, ..Default::default() })
     }
 }
 
@@ -226,7 +227,12 @@ fn fill_with_popular(
         if excluded.contains(item.as_str()) || items.iter().any(|i| i.item_id == item.as_str()) {
             continue;
         }
-        items.push(pb::ScoredItem { item_id: item.to_string(), score: 0.0, reason: "popular".into() });
+        items.push(pb::ScoredItem {
+            item_id: item.to_string(),
+            score: 0.0,
+            reason: "popular".into(),
+            ..Default::default()
+        });
     }
 }
 

@@ -253,16 +253,52 @@ pub struct EventRejection {
 pub struct RecommendRequest {
     #[prost(string, tag = "1")]
     pub tenant: ::prost::alloc::string::String,
+    /// Required for FOR_YOU and CART_COMPLEMENT; optional elsewhere (used for filters).
     #[prost(string, tag = "2")]
     pub user_id: ::prost::alloc::string::String,
-    /// 1-100; 0 means 10.
+    /// Page size, 1-100; 0 means 10.
     #[prost(uint32, tag = "3")]
     pub limit: u32,
-    /// Also exclude items the user has viewed or carted (purchased items are always excluded).
+    /// Exclude items the user has viewed or carted.
     #[prost(bool, tag = "4")]
     pub exclude_seen: bool,
+    /// Exclude these items.
     #[prost(string, repeated, tag = "5")]
     pub exclude_item_ids: ::prost::alloc::vec::Vec<::prost::alloc::string::String>,
+    #[prost(enumeration = "Scenario", tag = "6")]
+    pub scenario: i32,
+    /// The anchor items of SIMILAR_ITEMS and BOUGHT_TOGETHER (1-20; each must exist: NOT_FOUND).
+    #[prost(string, repeated, tag = "7")]
+    pub item_ids: ::prost::alloc::vec::Vec<::prost::alloc::string::String>,
+    /// TRENDING within this category (any level of an item's category path); empty: the whole shop.
+    #[prost(string, tag = "8")]
+    pub category: ::prost::alloc::string::String,
+    /// Only items in one of these categories (any level of the item's category path).
+    #[prost(string, repeated, tag = "9")]
+    pub categories: ::prost::alloc::vec::Vec<::prost::alloc::string::String>,
+    /// Only items priced at least / at most this (minor units of the item's currency).
+    #[prost(int64, optional, tag = "10")]
+    pub min_price_minor: ::core::option::Option<i64>,
+    #[prost(int64, optional, tag = "11")]
+    pub max_price_minor: ::core::option::Option<i64>,
+    /// Only items with stock available (items whose stock was never reported count as in stock).
+    #[prost(bool, tag = "12")]
+    pub in_stock_only: bool,
+    /// Purchased items are excluded unless this is set.
+    #[prost(bool, tag = "13")]
+    pub include_purchased: bool,
+    /// At most this many items of one (leaf) category per page; 0: no cap.
+    #[prost(uint32, tag = "14")]
+    pub max_per_category: u32,
+    /// Fill ScoredItem.reasons.
+    #[prost(bool, tag = "15")]
+    pub explain: bool,
+    /// From a previous response's next_page_token; the other fields must be the same.
+    #[prost(string, tag = "16")]
+    pub page_token: ::prost::alloc::string::String,
+    /// The current session, for context; optional.
+    #[prost(string, tag = "17")]
+    pub session_id: ::prost::alloc::string::String,
 }
 #[derive(Clone, PartialEq, ::prost::Message)]
 pub struct RecommendResponse {
@@ -271,6 +307,15 @@ pub struct RecommendResponse {
     /// The version of the model that ranked the items; empty when no model was available.
     #[prost(string, tag = "2")]
     pub model_version: ::prost::alloc::string::String,
+    /// Pass as page_token for the next page; empty on the last page.
+    #[prost(string, tag = "3")]
+    pub next_page_token: ::prost::alloc::string::String,
+    /// The scenario that answered.
+    #[prost(enumeration = "Scenario", tag = "4")]
+    pub scenario: i32,
+    /// The user had no usable history: the answer is trending / catalog based.
+    #[prost(bool, tag = "5")]
+    pub cold_start: bool,
 }
 #[derive(Clone, PartialEq, ::prost::Message)]
 pub struct ScoredItem {
@@ -278,9 +323,327 @@ pub struct ScoredItem {
     pub item_id: ::prost::alloc::string::String,
     #[prost(float, tag = "2")]
     pub score: f32,
-    /// Why the item is here, e.g. "covisited" or "popular".
+    /// The main reason code, e.g. "personalized", "covisited", "similar", "bought_together",
+    /// "trending", "popular", "new_item".
     #[prost(string, tag = "3")]
     pub reason: ::prost::alloc::string::String,
+    /// With `explain`: every reason, most important first.
+    #[prost(message, repeated, tag = "4")]
+    pub reasons: ::prost::alloc::vec::Vec<Reason>,
+    /// The item's leaf category, when known.
+    #[prost(string, tag = "5")]
+    pub category: ::prost::alloc::string::String,
+}
+/// Why an item was recommended: a stable code and what it refers to.
+#[derive(Clone, PartialEq, Eq, Hash, ::prost::Message)]
+pub struct Reason {
+    /// e.g. "viewed", "carted", "purchased", "similar_to", "bought_with", "trending_in_category",
+    /// "trending", "new_in_category", "popular".
+    #[prost(string, tag = "1")]
+    pub code: ::prost::alloc::string::String,
+    /// The item this reason refers to ("viewed <item_id>"), if any.
+    #[prost(string, tag = "2")]
+    pub item_id: ::prost::alloc::string::String,
+    /// The category this reason refers to ("trending in <category>"), if any.
+    #[prost(string, tag = "3")]
+    pub category: ::prost::alloc::string::String,
+    /// A readable rendering, e.g. "viewed item-42", "trending in Comedy".
+    #[prost(string, tag = "4")]
+    pub text: ::prost::alloc::string::String,
+}
+/// PredictPurchaseIntent (and notification -> inference, `sm.rpc.<tenant>.inference.intent`): the
+/// purchase intent of a session and its user from the tenant's active `intent` model.
+#[derive(Clone, PartialEq, Eq, Hash, ::prost::Message)]
+pub struct IntentRequest {
+    #[prost(string, tag = "1")]
+    pub tenant: ::prost::alloc::string::String,
+    /// At least one of user_id and session_id. Without user_id, the session's user is used.
+    #[prost(string, tag = "2")]
+    pub user_id: ::prost::alloc::string::String,
+    #[prost(string, tag = "3")]
+    pub session_id: ::prost::alloc::string::String,
+    /// The time the features are evaluated at, Unix milliseconds; 0: now.
+    #[prost(int64, tag = "4")]
+    pub at_unix_ms: i64,
+    /// How many of the largest contributions to return (by magnitude); 0: 5; at most 15.
+    #[prost(uint32, tag = "5")]
+    pub top_features: u32,
+}
+/// One feature's share of the intent model's logit.
+#[derive(Clone, PartialEq, ::prost::Message)]
+pub struct FeatureContribution {
+    #[prost(string, tag = "1")]
+    pub name: ::prost::alloc::string::String,
+    /// The feature's value in the model's row.
+    #[prost(float, tag = "2")]
+    pub value: f32,
+    /// Its contribution to the logit (positive: towards an order).
+    #[prost(float, tag = "3")]
+    pub contribution: f32,
+}
+#[derive(Clone, PartialEq, ::prost::Message)]
+pub struct IntentResponse {
+    /// The probability that the session ends in an order.
+    #[prost(float, tag = "1")]
+    pub probability: f32,
+    #[prost(float, tag = "2")]
+    pub logit: f32,
+    /// The largest contributions by magnitude, largest first.
+    #[prost(message, repeated, tag = "3")]
+    pub top_features: ::prost::alloc::vec::Vec<FeatureContribution>,
+    /// The version of the tenant's `intent` model that answered.
+    #[prost(string, tag = "4")]
+    pub model_version: ::prost::alloc::string::String,
+    /// The user whose features were read ("" when none is known).
+    #[prost(string, tag = "5")]
+    pub user_id: ::prost::alloc::string::String,
+}
+/// ForecastDemand (and notification -> inference, `sm.rpc.<tenant>.inference.forecast`): daily demand
+/// forecasts of items from the tenant's active `demand` model.
+#[derive(Clone, PartialEq, Eq, Hash, ::prost::Message)]
+pub struct ForecastRequest {
+    #[prost(string, tag = "1")]
+    pub tenant: ::prost::alloc::string::String,
+    /// 1 to 100 items.
+    #[prost(string, repeated, tag = "2")]
+    pub item_ids: ::prost::alloc::vec::Vec<::prost::alloc::string::String>,
+    /// Days to forecast; 0: the model's horizon; at most the model's horizon.
+    #[prost(uint32, tag = "3")]
+    pub horizon_days: u32,
+    /// The forecast starts on the UTC day of this time (Unix milliseconds; 0: now); the history is
+    /// the days before it.
+    #[prost(int64, tag = "4")]
+    pub at_unix_ms: i64,
+}
+#[derive(Clone, PartialEq, ::prost::Message)]
+pub struct ItemForecast {
+    #[prost(string, tag = "1")]
+    pub item_id: ::prost::alloc::string::String,
+    /// Units per day, from first_day on; horizon_days values each.
+    #[prost(float, repeated, tag = "2")]
+    pub forecast: ::prost::alloc::vec::Vec<f32>,
+    /// The prediction interval (nominal coverage: ForecastResponse.coverage).
+    #[prost(float, repeated, tag = "3")]
+    pub lower: ::prost::alloc::vec::Vec<f32>,
+    #[prost(float, repeated, tag = "4")]
+    pub upper: ::prost::alloc::vec::Vec<f32>,
+}
+#[derive(Clone, PartialEq, ::prost::Message)]
+pub struct ForecastResponse {
+    /// In the request's order.
+    #[prost(message, repeated, tag = "1")]
+    pub items: ::prost::alloc::vec::Vec<ItemForecast>,
+    /// The first forecast day, in days since 1970-01-01 (UTC).
+    #[prost(int64, tag = "2")]
+    pub first_day: i64,
+    /// The version of the tenant's `demand` model that answered.
+    #[prost(string, tag = "3")]
+    pub model_version: ::prost::alloc::string::String,
+    /// Days the model forecasts at most.
+    #[prost(uint32, tag = "4")]
+    pub model_horizon_days: u32,
+    /// The nominal coverage of \[lower, upper\], e.g. 0.8.
+    #[prost(float, tag = "5")]
+    pub coverage: f32,
+}
+#[derive(Clone, PartialEq, Eq, Hash, ::prost::Message)]
+pub struct GetCustomerProfileRequest {
+    #[prost(string, tag = "1")]
+    pub tenant: ::prost::alloc::string::String,
+    #[prost(string, tag = "2")]
+    pub user_id: ::prost::alloc::string::String,
+    /// How many recent interactions to return; 0: 10; at most 100.
+    #[prost(uint32, tag = "3")]
+    pub recent_limit: u32,
+}
+#[derive(Clone, PartialEq, ::prost::Message)]
+pub struct CustomerProfile {
+    #[prost(string, tag = "1")]
+    pub user_id: ::prost::alloc::string::String,
+    /// e.g. "champion", "loyal", "promising", "new", "at_risk", "hibernating", "browser".
+    #[prost(string, tag = "2")]
+    pub rfm_segment: ::prost::alloc::string::String,
+    /// Days since the last order; -1 without orders.
+    #[prost(int32, tag = "3")]
+    pub recency_days: i32,
+    /// Orders placed.
+    #[prost(uint32, tag = "4")]
+    pub frequency: u32,
+    /// Money spent, in minor units of `currency`.
+    #[prost(int64, tag = "5")]
+    pub monetary_minor: i64,
+    #[prost(string, tag = "6")]
+    pub currency: ::prost::alloc::string::String,
+    /// The probability that the customer does not come back (0-1).
+    #[prost(float, tag = "7")]
+    pub churn_risk: f32,
+    #[prost(message, repeated, tag = "8")]
+    pub top_categories: ::prost::alloc::vec::Vec<CategoryAffinity>,
+    #[prost(message, repeated, tag = "9")]
+    pub recent_activity: ::prost::alloc::vec::Vec<Activity>,
+    #[prost(message, optional, tag = "10")]
+    pub first_seen: ::core::option::Option<::prost_types::Timestamp>,
+    #[prost(message, optional, tag = "11")]
+    pub last_seen: ::core::option::Option<::prost_types::Timestamp>,
+    /// Items in the cart now.
+    #[prost(string, repeated, tag = "12")]
+    pub cart_item_ids: ::prost::alloc::vec::Vec<::prost::alloc::string::String>,
+}
+#[derive(Clone, PartialEq, ::prost::Message)]
+pub struct CategoryAffinity {
+    #[prost(string, tag = "1")]
+    pub category: ::prost::alloc::string::String,
+    /// Decayed interaction weight.
+    #[prost(float, tag = "2")]
+    pub score: f32,
+}
+#[derive(Clone, PartialEq, Eq, Hash, ::prost::Message)]
+pub struct Activity {
+    /// "view", "cart" or "purchase".
+    #[prost(string, tag = "1")]
+    pub kind: ::prost::alloc::string::String,
+    #[prost(string, tag = "2")]
+    pub item_id: ::prost::alloc::string::String,
+    #[prost(message, optional, tag = "3")]
+    pub at: ::core::option::Option<::prost_types::Timestamp>,
+}
+#[derive(Clone, PartialEq, Eq, Hash, ::prost::Message)]
+pub struct AssistRequest {
+    #[prost(string, tag = "1")]
+    pub tenant: ::prost::alloc::string::String,
+    /// The conversation this message belongs to; a new id starts a conversation.
+    #[prost(string, tag = "2")]
+    pub conversation_id: ::prost::alloc::string::String,
+    /// The customer (their orders and profile ground the answers).
+    #[prost(string, tag = "3")]
+    pub user_id: ::prost::alloc::string::String,
+    /// The customer's message, 1-2000 characters.
+    #[prost(string, tag = "4")]
+    pub text: ::prost::alloc::string::String,
+}
+#[derive(Clone, PartialEq, ::prost::Message)]
+pub struct AssistResponse {
+    #[prost(string, tag = "1")]
+    pub conversation_id: ::prost::alloc::string::String,
+    /// One of the 12 intents (docs/ASSISTANT.md); "out_of_scope" below the confidence threshold.
+    #[prost(string, tag = "2")]
+    pub intent: ::prost::alloc::string::String,
+    #[prost(float, tag = "3")]
+    pub confidence: f32,
+    #[prost(string, tag = "4")]
+    pub answer: ::prost::alloc::string::String,
+    /// Where the answer's facts come from (FAQ entries, orders, policies).
+    #[prost(message, repeated, tag = "5")]
+    pub citations: ::prost::alloc::vec::Vec<Citation>,
+    /// What the assistant did or decided, e.g. "order_status", "cancel_refused".
+    #[prost(message, repeated, tag = "6")]
+    pub actions: ::prost::alloc::vec::Vec<AssistAction>,
+    /// A human agent takes over the conversation.
+    #[prost(bool, tag = "7")]
+    pub escalated: bool,
+    /// The assistant needs an answer from the customer (e.g. which order).
+    #[prost(bool, tag = "8")]
+    pub needs_clarification: bool,
+}
+#[derive(Clone, PartialEq, Eq, Hash, ::prost::Message)]
+pub struct Citation {
+    /// "faq", "order", "policy" or "catalog".
+    #[prost(string, tag = "1")]
+    pub source: ::prost::alloc::string::String,
+    /// The entry's id, e.g. "faq/shipping.md#delivery-times" or an order id.
+    #[prost(string, tag = "2")]
+    pub id: ::prost::alloc::string::String,
+    #[prost(string, tag = "3")]
+    pub title: ::prost::alloc::string::String,
+    #[prost(string, tag = "4")]
+    pub snippet: ::prost::alloc::string::String,
+}
+#[derive(Clone, PartialEq, Eq, Hash, ::prost::Message)]
+pub struct AssistAction {
+    /// e.g. "order_status", "cancel_refused", "return_allowed", "escalated", "asked_which_order".
+    #[prost(string, tag = "1")]
+    pub kind: ::prost::alloc::string::String,
+    #[prost(string, tag = "2")]
+    pub order_id: ::prost::alloc::string::String,
+    #[prost(string, tag = "3")]
+    pub detail: ::prost::alloc::string::String,
+}
+#[derive(Clone, PartialEq, Eq, Hash, ::prost::Message)]
+pub struct GetAgentReportRequest {
+    #[prost(string, tag = "1")]
+    pub tenant: ::prost::alloc::string::String,
+    /// One agent; empty: every agent of the tenant.
+    #[prost(string, tag = "2")]
+    pub agent_id: ::prost::alloc::string::String,
+    /// The period (by message time); unset: the last 30 days.
+    #[prost(message, optional, tag = "3")]
+    pub from: ::core::option::Option<::prost_types::Timestamp>,
+    #[prost(message, optional, tag = "4")]
+    pub to: ::core::option::Option<::prost_types::Timestamp>,
+}
+#[derive(Clone, PartialEq, ::prost::Message)]
+pub struct AgentReport {
+    #[prost(message, repeated, tag = "1")]
+    pub agents: ::prost::alloc::vec::Vec<AgentStats>,
+    #[prost(message, optional, tag = "2")]
+    pub from: ::core::option::Option<::prost_types::Timestamp>,
+    #[prost(message, optional, tag = "3")]
+    pub to: ::core::option::Option<::prost_types::Timestamp>,
+}
+#[derive(Clone, PartialEq, ::prost::Message)]
+pub struct AgentStats {
+    #[prost(string, tag = "1")]
+    pub agent_id: ::prost::alloc::string::String,
+    /// Conversations the agent wrote in during the period.
+    #[prost(uint32, tag = "2")]
+    pub conversations: u32,
+    /// From the customer's first message to the agent's first reply.
+    #[prost(double, tag = "3")]
+    pub mean_first_response_seconds: f64,
+    #[prost(double, tag = "4")]
+    pub median_first_response_seconds: f64,
+    /// From the conversation's first message to its last agent message before a quiet period.
+    #[prost(double, tag = "5")]
+    pub mean_resolution_seconds: f64,
+    /// Share of the agent's conversations that had been escalated by the assistant.
+    #[prost(double, tag = "6")]
+    pub escalation_rate: f64,
+    /// Share of resolved conversations in which the customer wrote again later.
+    #[prost(double, tag = "7")]
+    pub reopen_rate: f64,
+    /// The customers' mean sentiment (-1..1) per day of the period.
+    #[prost(message, repeated, tag = "8")]
+    pub sentiment_trend: ::prost::alloc::vec::Vec<SentimentPoint>,
+}
+#[derive(Clone, Copy, PartialEq, ::prost::Message)]
+pub struct SentimentPoint {
+    /// Days since 1970-01-01 (UTC).
+    #[prost(int64, tag = "1")]
+    pub day: i64,
+    #[prost(double, tag = "2")]
+    pub mean_sentiment: f64,
+    #[prost(uint32, tag = "3")]
+    pub messages: u32,
+}
+#[derive(Clone, PartialEq, Eq, Hash, ::prost::Message)]
+pub struct EraseCustomerRequest {
+    #[prost(string, tag = "1")]
+    pub tenant: ::prost::alloc::string::String,
+    #[prost(string, tag = "2")]
+    pub user_id: ::prost::alloc::string::String,
+}
+#[derive(Clone, PartialEq, ::prost::Message)]
+pub struct EraseCustomerResponse {
+    /// What was removed, by kind, e.g. {what: "feature keys", count: 12}.
+    #[prost(message, repeated, tag = "1")]
+    pub removed: ::prost::alloc::vec::Vec<ErasedCount>,
+}
+#[derive(Clone, PartialEq, Eq, Hash, ::prost::Message)]
+pub struct ErasedCount {
+    #[prost(string, tag = "1")]
+    pub what: ::prost::alloc::string::String,
+    #[prost(uint64, tag = "2")]
+    pub count: u64,
 }
 #[derive(Clone, PartialEq, Eq, Hash, ::prost::Message)]
 pub struct StreamNotificationsRequest {
@@ -325,6 +688,51 @@ pub struct Notification {
     /// Position in the tenant's notification stream; pass it back as from_sequence to resume.
     #[prost(uint64, tag = "11")]
     pub sequence: u64,
+}
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord, ::prost::Enumeration)]
+#[repr(i32)]
+pub enum Scenario {
+    /// Treated as SCENARIO_FOR_YOU.
+    Unspecified = 0,
+    /// Personalized from the user's recent interactions; trending and catalog-based results for a
+    /// user without history (cold start).
+    ForYou = 1,
+    /// Items like the given ones (item embeddings, co-visitation, catalog attributes).
+    SimilarItems = 2,
+    /// Items bought in the same orders as the given ones.
+    BoughtTogether = 3,
+    /// What is popular now, for the whole shop or within `category`.
+    Trending = 4,
+    /// Items that go with what is in the user's cart.
+    CartComplement = 5,
+}
+impl Scenario {
+    /// String value of the enum field names used in the ProtoBuf definition.
+    ///
+    /// The values are not transformed in any way and thus are considered stable
+    /// (if the ProtoBuf definition does not change) and safe for programmatic use.
+    pub fn as_str_name(&self) -> &'static str {
+        match self {
+            Self::Unspecified => "SCENARIO_UNSPECIFIED",
+            Self::ForYou => "SCENARIO_FOR_YOU",
+            Self::SimilarItems => "SCENARIO_SIMILAR_ITEMS",
+            Self::BoughtTogether => "SCENARIO_BOUGHT_TOGETHER",
+            Self::Trending => "SCENARIO_TRENDING",
+            Self::CartComplement => "SCENARIO_CART_COMPLEMENT",
+        }
+    }
+    /// Creates an enum from field names used in the ProtoBuf definition.
+    pub fn from_str_name(value: &str) -> ::core::option::Option<Self> {
+        match value {
+            "SCENARIO_UNSPECIFIED" => Some(Self::Unspecified),
+            "SCENARIO_FOR_YOU" => Some(Self::ForYou),
+            "SCENARIO_SIMILAR_ITEMS" => Some(Self::SimilarItems),
+            "SCENARIO_BOUGHT_TOGETHER" => Some(Self::BoughtTogether),
+            "SCENARIO_TRENDING" => Some(Self::Trending),
+            "SCENARIO_CART_COMPLEMENT" => Some(Self::CartComplement),
+            _ => None,
+        }
+    }
 }
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord, ::prost::Enumeration)]
 #[repr(i32)]
@@ -381,6 +789,10 @@ pub mod gateway_client {
     )]
     use tonic::codegen::*;
     use tonic::codegen::http::Uri;
+    /// Every call carries the caller's API key as `authorization: Bearer <key>` metadata when the
+    /// gateway has keys configured; a key is bound to one tenant and sees only that tenant
+    /// (PERMISSION_DENIED for another, UNAUTHENTICATED without a valid key). Per-tenant rate limits
+    /// answer RESOURCE_EXHAUSTED. Deadlines (`grpc-timeout`) travel to the services that answer.
     #[derive(Debug, Clone)]
     pub struct GatewayClient<T> {
         inner: tonic::client::Grpc<T>,
@@ -512,7 +924,9 @@ pub mod gateway_client {
                 .insert(GrpcMethod::new("shopmind.v1.Gateway", "StreamEvents"));
             self.inner.client_streaming(req, path, codec).await
         }
-        /// Personalized recommendations for a user, reflecting their latest events.
+        /// Recommendations for a scenario (personalized, similar items, bought together, trending, cart
+        /// complement) with filters, a diversity cap, explanations and paging. Personalized answers
+        /// reflect the user's latest events.
         pub async fn recommend(
             &mut self,
             request: impl tonic::IntoRequest<super::RecommendRequest>,
@@ -535,6 +949,125 @@ pub mod gateway_client {
             let mut req = request.into_request();
             req.extensions_mut()
                 .insert(GrpcMethod::new("shopmind.v1.Gateway", "Recommend"));
+            self.inner.unary(req, path, codec).await
+        }
+        /// The probability that a user's (or session's) visit ends in an order, with the features that
+        /// contribute most. NOT_FOUND while the tenant has no intent model.
+        pub async fn predict_purchase_intent(
+            &mut self,
+            request: impl tonic::IntoRequest<super::IntentRequest>,
+        ) -> std::result::Result<tonic::Response<super::IntentResponse>, tonic::Status> {
+            self.inner
+                .ready()
+                .await
+                .map_err(|e| {
+                    tonic::Status::unknown(
+                        format!("Service was not ready: {}", e.into()),
+                    )
+                })?;
+            let codec = tonic_prost::ProstCodec::default();
+            let path = http::uri::PathAndQuery::from_static(
+                "/shopmind.v1.Gateway/PredictPurchaseIntent",
+            );
+            let mut req = request.into_request();
+            req.extensions_mut()
+                .insert(GrpcMethod::new("shopmind.v1.Gateway", "PredictPurchaseIntent"));
+            self.inner.unary(req, path, codec).await
+        }
+        /// Daily demand forecasts with prediction intervals. NOT_FOUND while the tenant has no demand model.
+        pub async fn forecast_demand(
+            &mut self,
+            request: impl tonic::IntoRequest<super::ForecastRequest>,
+        ) -> std::result::Result<
+            tonic::Response<super::ForecastResponse>,
+            tonic::Status,
+        > {
+            self.inner
+                .ready()
+                .await
+                .map_err(|e| {
+                    tonic::Status::unknown(
+                        format!("Service was not ready: {}", e.into()),
+                    )
+                })?;
+            let codec = tonic_prost::ProstCodec::default();
+            let path = http::uri::PathAndQuery::from_static(
+                "/shopmind.v1.Gateway/ForecastDemand",
+            );
+            let mut req = request.into_request();
+            req.extensions_mut()
+                .insert(GrpcMethod::new("shopmind.v1.Gateway", "ForecastDemand"));
+            self.inner.unary(req, path, codec).await
+        }
+        /// What the shop knows about a customer: RFM segment, churn risk, top categories, recent
+        /// activity. NOT_FOUND for a user without any recorded event.
+        pub async fn get_customer_profile(
+            &mut self,
+            request: impl tonic::IntoRequest<super::GetCustomerProfileRequest>,
+        ) -> std::result::Result<
+            tonic::Response<super::CustomerProfile>,
+            tonic::Status,
+        > {
+            self.inner
+                .ready()
+                .await
+                .map_err(|e| {
+                    tonic::Status::unknown(
+                        format!("Service was not ready: {}", e.into()),
+                    )
+                })?;
+            let codec = tonic_prost::ProstCodec::default();
+            let path = http::uri::PathAndQuery::from_static(
+                "/shopmind.v1.Gateway/GetCustomerProfile",
+            );
+            let mut req = request.into_request();
+            req.extensions_mut()
+                .insert(GrpcMethod::new("shopmind.v1.Gateway", "GetCustomerProfile"));
+            self.inner.unary(req, path, codec).await
+        }
+        /// The customer-service assistant: one customer message in, the answer out (intent, grounded
+        /// answer with citations, actions taken, escalation to a human).
+        pub async fn assist(
+            &mut self,
+            request: impl tonic::IntoRequest<super::AssistRequest>,
+        ) -> std::result::Result<tonic::Response<super::AssistResponse>, tonic::Status> {
+            self.inner
+                .ready()
+                .await
+                .map_err(|e| {
+                    tonic::Status::unknown(
+                        format!("Service was not ready: {}", e.into()),
+                    )
+                })?;
+            let codec = tonic_prost::ProstCodec::default();
+            let path = http::uri::PathAndQuery::from_static(
+                "/shopmind.v1.Gateway/Assist",
+            );
+            let mut req = request.into_request();
+            req.extensions_mut()
+                .insert(GrpcMethod::new("shopmind.v1.Gateway", "Assist"));
+            self.inner.unary(req, path, codec).await
+        }
+        /// Support-agent analytics from agents' SupportMessage events.
+        pub async fn get_agent_report(
+            &mut self,
+            request: impl tonic::IntoRequest<super::GetAgentReportRequest>,
+        ) -> std::result::Result<tonic::Response<super::AgentReport>, tonic::Status> {
+            self.inner
+                .ready()
+                .await
+                .map_err(|e| {
+                    tonic::Status::unknown(
+                        format!("Service was not ready: {}", e.into()),
+                    )
+                })?;
+            let codec = tonic_prost::ProstCodec::default();
+            let path = http::uri::PathAndQuery::from_static(
+                "/shopmind.v1.Gateway/GetAgentReport",
+            );
+            let mut req = request.into_request();
+            req.extensions_mut()
+                .insert(GrpcMethod::new("shopmind.v1.Gateway", "GetAgentReport"));
             self.inner.unary(req, path, codec).await
         }
         /// Notifications of a tenant as they are created; resumable from a sequence number.
@@ -594,7 +1127,9 @@ pub mod gateway_server {
             tonic::Response<super::PublishEventsResponse>,
             tonic::Status,
         >;
-        /// Personalized recommendations for a user, reflecting their latest events.
+        /// Recommendations for a scenario (personalized, similar items, bought together, trending, cart
+        /// complement) with filters, a diversity cap, explanations and paging. Personalized answers
+        /// reflect the user's latest events.
         async fn recommend(
             &self,
             request: tonic::Request<super::RecommendRequest>,
@@ -602,6 +1137,37 @@ pub mod gateway_server {
             tonic::Response<super::RecommendResponse>,
             tonic::Status,
         >;
+        /// The probability that a user's (or session's) visit ends in an order, with the features that
+        /// contribute most. NOT_FOUND while the tenant has no intent model.
+        async fn predict_purchase_intent(
+            &self,
+            request: tonic::Request<super::IntentRequest>,
+        ) -> std::result::Result<tonic::Response<super::IntentResponse>, tonic::Status>;
+        /// Daily demand forecasts with prediction intervals. NOT_FOUND while the tenant has no demand model.
+        async fn forecast_demand(
+            &self,
+            request: tonic::Request<super::ForecastRequest>,
+        ) -> std::result::Result<
+            tonic::Response<super::ForecastResponse>,
+            tonic::Status,
+        >;
+        /// What the shop knows about a customer: RFM segment, churn risk, top categories, recent
+        /// activity. NOT_FOUND for a user without any recorded event.
+        async fn get_customer_profile(
+            &self,
+            request: tonic::Request<super::GetCustomerProfileRequest>,
+        ) -> std::result::Result<tonic::Response<super::CustomerProfile>, tonic::Status>;
+        /// The customer-service assistant: one customer message in, the answer out (intent, grounded
+        /// answer with citations, actions taken, escalation to a human).
+        async fn assist(
+            &self,
+            request: tonic::Request<super::AssistRequest>,
+        ) -> std::result::Result<tonic::Response<super::AssistResponse>, tonic::Status>;
+        /// Support-agent analytics from agents' SupportMessage events.
+        async fn get_agent_report(
+            &self,
+            request: tonic::Request<super::GetAgentReportRequest>,
+        ) -> std::result::Result<tonic::Response<super::AgentReport>, tonic::Status>;
         /// Server streaming response type for the StreamNotifications method.
         type StreamNotificationsStream: tonic::codegen::tokio_stream::Stream<
                 Item = std::result::Result<super::Notification, tonic::Status>,
@@ -617,6 +1183,10 @@ pub mod gateway_server {
             tonic::Status,
         >;
     }
+    /// Every call carries the caller's API key as `authorization: Bearer <key>` metadata when the
+    /// gateway has keys configured; a key is bound to one tenant and sees only that tenant
+    /// (PERMISSION_DENIED for another, UNAUTHENTICATED without a valid key). Per-tenant rate limits
+    /// answer RESOURCE_EXHAUSTED. Deadlines (`grpc-timeout`) travel to the services that answer.
     #[derive(Debug)]
     pub struct GatewayServer<T> {
         inner: Arc<T>,
@@ -824,6 +1394,226 @@ pub mod gateway_server {
                     };
                     Box::pin(fut)
                 }
+                "/shopmind.v1.Gateway/PredictPurchaseIntent" => {
+                    #[allow(non_camel_case_types)]
+                    struct PredictPurchaseIntentSvc<T: Gateway>(pub Arc<T>);
+                    impl<T: Gateway> tonic::server::UnaryService<super::IntentRequest>
+                    for PredictPurchaseIntentSvc<T> {
+                        type Response = super::IntentResponse;
+                        type Future = BoxFuture<
+                            tonic::Response<Self::Response>,
+                            tonic::Status,
+                        >;
+                        fn call(
+                            &mut self,
+                            request: tonic::Request<super::IntentRequest>,
+                        ) -> Self::Future {
+                            let inner = Arc::clone(&self.0);
+                            let fut = async move {
+                                <T as Gateway>::predict_purchase_intent(&inner, request)
+                                    .await
+                            };
+                            Box::pin(fut)
+                        }
+                    }
+                    let accept_compression_encodings = self.accept_compression_encodings;
+                    let send_compression_encodings = self.send_compression_encodings;
+                    let max_decoding_message_size = self.max_decoding_message_size;
+                    let max_encoding_message_size = self.max_encoding_message_size;
+                    let inner = self.inner.clone();
+                    let fut = async move {
+                        let method = PredictPurchaseIntentSvc(inner);
+                        let codec = tonic_prost::ProstCodec::default();
+                        let mut grpc = tonic::server::Grpc::new(codec)
+                            .apply_compression_config(
+                                accept_compression_encodings,
+                                send_compression_encodings,
+                            )
+                            .apply_max_message_size_config(
+                                max_decoding_message_size,
+                                max_encoding_message_size,
+                            );
+                        let res = grpc.unary(method, req).await;
+                        Ok(res)
+                    };
+                    Box::pin(fut)
+                }
+                "/shopmind.v1.Gateway/ForecastDemand" => {
+                    #[allow(non_camel_case_types)]
+                    struct ForecastDemandSvc<T: Gateway>(pub Arc<T>);
+                    impl<T: Gateway> tonic::server::UnaryService<super::ForecastRequest>
+                    for ForecastDemandSvc<T> {
+                        type Response = super::ForecastResponse;
+                        type Future = BoxFuture<
+                            tonic::Response<Self::Response>,
+                            tonic::Status,
+                        >;
+                        fn call(
+                            &mut self,
+                            request: tonic::Request<super::ForecastRequest>,
+                        ) -> Self::Future {
+                            let inner = Arc::clone(&self.0);
+                            let fut = async move {
+                                <T as Gateway>::forecast_demand(&inner, request).await
+                            };
+                            Box::pin(fut)
+                        }
+                    }
+                    let accept_compression_encodings = self.accept_compression_encodings;
+                    let send_compression_encodings = self.send_compression_encodings;
+                    let max_decoding_message_size = self.max_decoding_message_size;
+                    let max_encoding_message_size = self.max_encoding_message_size;
+                    let inner = self.inner.clone();
+                    let fut = async move {
+                        let method = ForecastDemandSvc(inner);
+                        let codec = tonic_prost::ProstCodec::default();
+                        let mut grpc = tonic::server::Grpc::new(codec)
+                            .apply_compression_config(
+                                accept_compression_encodings,
+                                send_compression_encodings,
+                            )
+                            .apply_max_message_size_config(
+                                max_decoding_message_size,
+                                max_encoding_message_size,
+                            );
+                        let res = grpc.unary(method, req).await;
+                        Ok(res)
+                    };
+                    Box::pin(fut)
+                }
+                "/shopmind.v1.Gateway/GetCustomerProfile" => {
+                    #[allow(non_camel_case_types)]
+                    struct GetCustomerProfileSvc<T: Gateway>(pub Arc<T>);
+                    impl<
+                        T: Gateway,
+                    > tonic::server::UnaryService<super::GetCustomerProfileRequest>
+                    for GetCustomerProfileSvc<T> {
+                        type Response = super::CustomerProfile;
+                        type Future = BoxFuture<
+                            tonic::Response<Self::Response>,
+                            tonic::Status,
+                        >;
+                        fn call(
+                            &mut self,
+                            request: tonic::Request<super::GetCustomerProfileRequest>,
+                        ) -> Self::Future {
+                            let inner = Arc::clone(&self.0);
+                            let fut = async move {
+                                <T as Gateway>::get_customer_profile(&inner, request).await
+                            };
+                            Box::pin(fut)
+                        }
+                    }
+                    let accept_compression_encodings = self.accept_compression_encodings;
+                    let send_compression_encodings = self.send_compression_encodings;
+                    let max_decoding_message_size = self.max_decoding_message_size;
+                    let max_encoding_message_size = self.max_encoding_message_size;
+                    let inner = self.inner.clone();
+                    let fut = async move {
+                        let method = GetCustomerProfileSvc(inner);
+                        let codec = tonic_prost::ProstCodec::default();
+                        let mut grpc = tonic::server::Grpc::new(codec)
+                            .apply_compression_config(
+                                accept_compression_encodings,
+                                send_compression_encodings,
+                            )
+                            .apply_max_message_size_config(
+                                max_decoding_message_size,
+                                max_encoding_message_size,
+                            );
+                        let res = grpc.unary(method, req).await;
+                        Ok(res)
+                    };
+                    Box::pin(fut)
+                }
+                "/shopmind.v1.Gateway/Assist" => {
+                    #[allow(non_camel_case_types)]
+                    struct AssistSvc<T: Gateway>(pub Arc<T>);
+                    impl<T: Gateway> tonic::server::UnaryService<super::AssistRequest>
+                    for AssistSvc<T> {
+                        type Response = super::AssistResponse;
+                        type Future = BoxFuture<
+                            tonic::Response<Self::Response>,
+                            tonic::Status,
+                        >;
+                        fn call(
+                            &mut self,
+                            request: tonic::Request<super::AssistRequest>,
+                        ) -> Self::Future {
+                            let inner = Arc::clone(&self.0);
+                            let fut = async move {
+                                <T as Gateway>::assist(&inner, request).await
+                            };
+                            Box::pin(fut)
+                        }
+                    }
+                    let accept_compression_encodings = self.accept_compression_encodings;
+                    let send_compression_encodings = self.send_compression_encodings;
+                    let max_decoding_message_size = self.max_decoding_message_size;
+                    let max_encoding_message_size = self.max_encoding_message_size;
+                    let inner = self.inner.clone();
+                    let fut = async move {
+                        let method = AssistSvc(inner);
+                        let codec = tonic_prost::ProstCodec::default();
+                        let mut grpc = tonic::server::Grpc::new(codec)
+                            .apply_compression_config(
+                                accept_compression_encodings,
+                                send_compression_encodings,
+                            )
+                            .apply_max_message_size_config(
+                                max_decoding_message_size,
+                                max_encoding_message_size,
+                            );
+                        let res = grpc.unary(method, req).await;
+                        Ok(res)
+                    };
+                    Box::pin(fut)
+                }
+                "/shopmind.v1.Gateway/GetAgentReport" => {
+                    #[allow(non_camel_case_types)]
+                    struct GetAgentReportSvc<T: Gateway>(pub Arc<T>);
+                    impl<
+                        T: Gateway,
+                    > tonic::server::UnaryService<super::GetAgentReportRequest>
+                    for GetAgentReportSvc<T> {
+                        type Response = super::AgentReport;
+                        type Future = BoxFuture<
+                            tonic::Response<Self::Response>,
+                            tonic::Status,
+                        >;
+                        fn call(
+                            &mut self,
+                            request: tonic::Request<super::GetAgentReportRequest>,
+                        ) -> Self::Future {
+                            let inner = Arc::clone(&self.0);
+                            let fut = async move {
+                                <T as Gateway>::get_agent_report(&inner, request).await
+                            };
+                            Box::pin(fut)
+                        }
+                    }
+                    let accept_compression_encodings = self.accept_compression_encodings;
+                    let send_compression_encodings = self.send_compression_encodings;
+                    let max_decoding_message_size = self.max_decoding_message_size;
+                    let max_encoding_message_size = self.max_encoding_message_size;
+                    let inner = self.inner.clone();
+                    let fut = async move {
+                        let method = GetAgentReportSvc(inner);
+                        let codec = tonic_prost::ProstCodec::default();
+                        let mut grpc = tonic::server::Grpc::new(codec)
+                            .apply_compression_config(
+                                accept_compression_encodings,
+                                send_compression_encodings,
+                            )
+                            .apply_max_message_size_config(
+                                max_decoding_message_size,
+                                max_encoding_message_size,
+                            );
+                        let res = grpc.unary(method, req).await;
+                        Ok(res)
+                    };
+                    Box::pin(fut)
+                }
                 "/shopmind.v1.Gateway/StreamNotifications" => {
                     #[allow(non_camel_case_types)]
                     struct StreamNotificationsSvc<T: Gateway>(pub Arc<T>);
@@ -908,6 +1698,311 @@ pub mod gateway_server {
     /// Generated gRPC service name
     pub const SERVICE_NAME: &str = "shopmind.v1.Gateway";
     impl<T> tonic::server::NamedService for GatewayServer<T> {
+        const NAME: &'static str = SERVICE_NAME;
+    }
+}
+/// Generated client implementations.
+pub mod admin_client {
+    #![allow(
+        unused_variables,
+        dead_code,
+        missing_docs,
+        clippy::wildcard_imports,
+        clippy::let_unit_value,
+    )]
+    use tonic::codegen::*;
+    use tonic::codegen::http::Uri;
+    /// Operator calls; they need an admin key (`gateway.admin_keys`), never a tenant's key.
+    #[derive(Debug, Clone)]
+    pub struct AdminClient<T> {
+        inner: tonic::client::Grpc<T>,
+    }
+    impl AdminClient<tonic::transport::Channel> {
+        /// Attempt to create a new client by connecting to a given endpoint.
+        pub async fn connect<D>(dst: D) -> Result<Self, tonic::transport::Error>
+        where
+            D: TryInto<tonic::transport::Endpoint>,
+            D::Error: Into<StdError>,
+        {
+            let conn = tonic::transport::Endpoint::new(dst)?.connect().await?;
+            Ok(Self::new(conn))
+        }
+    }
+    impl<T> AdminClient<T>
+    where
+        T: tonic::client::GrpcService<tonic::body::Body>,
+        T::Error: Into<StdError>,
+        T::ResponseBody: Body<Data = Bytes> + std::marker::Send + 'static,
+        <T::ResponseBody as Body>::Error: Into<StdError> + std::marker::Send,
+    {
+        pub fn new(inner: T) -> Self {
+            let inner = tonic::client::Grpc::new(inner);
+            Self { inner }
+        }
+        pub fn with_origin(inner: T, origin: Uri) -> Self {
+            let inner = tonic::client::Grpc::with_origin(inner, origin);
+            Self { inner }
+        }
+        pub fn with_interceptor<F>(
+            inner: T,
+            interceptor: F,
+        ) -> AdminClient<InterceptedService<T, F>>
+        where
+            F: tonic::service::Interceptor,
+            T::ResponseBody: Default,
+            T: tonic::codegen::Service<
+                http::Request<tonic::body::Body>,
+                Response = http::Response<
+                    <T as tonic::client::GrpcService<tonic::body::Body>>::ResponseBody,
+                >,
+            >,
+            <T as tonic::codegen::Service<
+                http::Request<tonic::body::Body>,
+            >>::Error: Into<StdError> + std::marker::Send + std::marker::Sync,
+        {
+            AdminClient::new(InterceptedService::new(inner, interceptor))
+        }
+        /// Compress requests with the given encoding.
+        ///
+        /// This requires the server to support it otherwise it might respond with an
+        /// error.
+        #[must_use]
+        pub fn send_compressed(mut self, encoding: CompressionEncoding) -> Self {
+            self.inner = self.inner.send_compressed(encoding);
+            self
+        }
+        /// Enable decompressing responses.
+        #[must_use]
+        pub fn accept_compressed(mut self, encoding: CompressionEncoding) -> Self {
+            self.inner = self.inner.accept_compressed(encoding);
+            self
+        }
+        /// Limits the maximum size of a decoded message.
+        ///
+        /// Default: `4MB`
+        #[must_use]
+        pub fn max_decoding_message_size(mut self, limit: usize) -> Self {
+            self.inner = self.inner.max_decoding_message_size(limit);
+            self
+        }
+        /// Limits the maximum size of an encoded message.
+        ///
+        /// Default: `usize::MAX`
+        #[must_use]
+        pub fn max_encoding_message_size(mut self, limit: usize) -> Self {
+            self.inner = self.inner.max_encoding_message_size(limit);
+            self
+        }
+        /// Erases a customer: features, conversations, notification state and dedup entries, and makes
+        /// their events in the streams unreadable; later training runs exclude them.
+        pub async fn erase_customer(
+            &mut self,
+            request: impl tonic::IntoRequest<super::EraseCustomerRequest>,
+        ) -> std::result::Result<
+            tonic::Response<super::EraseCustomerResponse>,
+            tonic::Status,
+        > {
+            self.inner
+                .ready()
+                .await
+                .map_err(|e| {
+                    tonic::Status::unknown(
+                        format!("Service was not ready: {}", e.into()),
+                    )
+                })?;
+            let codec = tonic_prost::ProstCodec::default();
+            let path = http::uri::PathAndQuery::from_static(
+                "/shopmind.v1.Admin/EraseCustomer",
+            );
+            let mut req = request.into_request();
+            req.extensions_mut()
+                .insert(GrpcMethod::new("shopmind.v1.Admin", "EraseCustomer"));
+            self.inner.unary(req, path, codec).await
+        }
+    }
+}
+/// Generated server implementations.
+pub mod admin_server {
+    #![allow(
+        unused_variables,
+        dead_code,
+        missing_docs,
+        clippy::wildcard_imports,
+        clippy::let_unit_value,
+    )]
+    use tonic::codegen::*;
+    /// Generated trait containing gRPC methods that should be implemented for use with AdminServer.
+    #[async_trait]
+    pub trait Admin: std::marker::Send + std::marker::Sync + 'static {
+        /// Erases a customer: features, conversations, notification state and dedup entries, and makes
+        /// their events in the streams unreadable; later training runs exclude them.
+        async fn erase_customer(
+            &self,
+            request: tonic::Request<super::EraseCustomerRequest>,
+        ) -> std::result::Result<
+            tonic::Response<super::EraseCustomerResponse>,
+            tonic::Status,
+        >;
+    }
+    /// Operator calls; they need an admin key (`gateway.admin_keys`), never a tenant's key.
+    #[derive(Debug)]
+    pub struct AdminServer<T> {
+        inner: Arc<T>,
+        accept_compression_encodings: EnabledCompressionEncodings,
+        send_compression_encodings: EnabledCompressionEncodings,
+        max_decoding_message_size: Option<usize>,
+        max_encoding_message_size: Option<usize>,
+    }
+    impl<T> AdminServer<T> {
+        pub fn new(inner: T) -> Self {
+            Self::from_arc(Arc::new(inner))
+        }
+        pub fn from_arc(inner: Arc<T>) -> Self {
+            Self {
+                inner,
+                accept_compression_encodings: Default::default(),
+                send_compression_encodings: Default::default(),
+                max_decoding_message_size: None,
+                max_encoding_message_size: None,
+            }
+        }
+        pub fn with_interceptor<F>(
+            inner: T,
+            interceptor: F,
+        ) -> InterceptedService<Self, F>
+        where
+            F: tonic::service::Interceptor,
+        {
+            InterceptedService::new(Self::new(inner), interceptor)
+        }
+        /// Enable decompressing requests with the given encoding.
+        #[must_use]
+        pub fn accept_compressed(mut self, encoding: CompressionEncoding) -> Self {
+            self.accept_compression_encodings.enable(encoding);
+            self
+        }
+        /// Compress responses with the given encoding, if the client supports it.
+        #[must_use]
+        pub fn send_compressed(mut self, encoding: CompressionEncoding) -> Self {
+            self.send_compression_encodings.enable(encoding);
+            self
+        }
+        /// Limits the maximum size of a decoded message.
+        ///
+        /// Default: `4MB`
+        #[must_use]
+        pub fn max_decoding_message_size(mut self, limit: usize) -> Self {
+            self.max_decoding_message_size = Some(limit);
+            self
+        }
+        /// Limits the maximum size of an encoded message.
+        ///
+        /// Default: `usize::MAX`
+        #[must_use]
+        pub fn max_encoding_message_size(mut self, limit: usize) -> Self {
+            self.max_encoding_message_size = Some(limit);
+            self
+        }
+    }
+    impl<T, B> tonic::codegen::Service<http::Request<B>> for AdminServer<T>
+    where
+        T: Admin,
+        B: Body + std::marker::Send + 'static,
+        B::Error: Into<StdError> + std::marker::Send + 'static,
+    {
+        type Response = http::Response<tonic::body::Body>;
+        type Error = std::convert::Infallible;
+        type Future = BoxFuture<Self::Response, Self::Error>;
+        fn poll_ready(
+            &mut self,
+            _cx: &mut Context<'_>,
+        ) -> Poll<std::result::Result<(), Self::Error>> {
+            Poll::Ready(Ok(()))
+        }
+        fn call(&mut self, req: http::Request<B>) -> Self::Future {
+            match req.uri().path() {
+                "/shopmind.v1.Admin/EraseCustomer" => {
+                    #[allow(non_camel_case_types)]
+                    struct EraseCustomerSvc<T: Admin>(pub Arc<T>);
+                    impl<
+                        T: Admin,
+                    > tonic::server::UnaryService<super::EraseCustomerRequest>
+                    for EraseCustomerSvc<T> {
+                        type Response = super::EraseCustomerResponse;
+                        type Future = BoxFuture<
+                            tonic::Response<Self::Response>,
+                            tonic::Status,
+                        >;
+                        fn call(
+                            &mut self,
+                            request: tonic::Request<super::EraseCustomerRequest>,
+                        ) -> Self::Future {
+                            let inner = Arc::clone(&self.0);
+                            let fut = async move {
+                                <T as Admin>::erase_customer(&inner, request).await
+                            };
+                            Box::pin(fut)
+                        }
+                    }
+                    let accept_compression_encodings = self.accept_compression_encodings;
+                    let send_compression_encodings = self.send_compression_encodings;
+                    let max_decoding_message_size = self.max_decoding_message_size;
+                    let max_encoding_message_size = self.max_encoding_message_size;
+                    let inner = self.inner.clone();
+                    let fut = async move {
+                        let method = EraseCustomerSvc(inner);
+                        let codec = tonic_prost::ProstCodec::default();
+                        let mut grpc = tonic::server::Grpc::new(codec)
+                            .apply_compression_config(
+                                accept_compression_encodings,
+                                send_compression_encodings,
+                            )
+                            .apply_max_message_size_config(
+                                max_decoding_message_size,
+                                max_encoding_message_size,
+                            );
+                        let res = grpc.unary(method, req).await;
+                        Ok(res)
+                    };
+                    Box::pin(fut)
+                }
+                _ => {
+                    Box::pin(async move {
+                        let mut response = http::Response::new(
+                            tonic::body::Body::default(),
+                        );
+                        let headers = response.headers_mut();
+                        headers
+                            .insert(
+                                tonic::Status::GRPC_STATUS,
+                                (tonic::Code::Unimplemented as i32).into(),
+                            );
+                        headers
+                            .insert(
+                                http::header::CONTENT_TYPE,
+                                tonic::metadata::GRPC_CONTENT_TYPE,
+                            );
+                        Ok(response)
+                    })
+                }
+            }
+        }
+    }
+    impl<T> Clone for AdminServer<T> {
+        fn clone(&self) -> Self {
+            let inner = self.inner.clone();
+            Self {
+                inner,
+                accept_compression_encodings: self.accept_compression_encodings,
+                send_compression_encodings: self.send_compression_encodings,
+                max_decoding_message_size: self.max_decoding_message_size,
+                max_encoding_message_size: self.max_encoding_message_size,
+            }
+        }
+    }
+    /// Generated gRPC service name
+    pub const SERVICE_NAME: &str = "shopmind.v1.Admin";
+    impl<T> tonic::server::NamedService for AdminServer<T> {
         const NAME: &'static str = SERVICE_NAME;
     }
 }
@@ -999,53 +2094,6 @@ pub struct FeaturesUpdated {
     #[prost(string, repeated, tag = "4")]
     pub item_ids: ::prost::alloc::vec::Vec<::prost::alloc::string::String>,
 }
-/// anyone (notification) -> inference: `sm.rpc.<tenant>.inference.intent`, the purchase intent of a
-/// session and its user from the tenant's active `intent` model.
-#[derive(Clone, PartialEq, Eq, Hash, ::prost::Message)]
-pub struct IntentRequest {
-    #[prost(string, tag = "1")]
-    pub tenant: ::prost::alloc::string::String,
-    /// At least one of user_id and session_id. Without user_id, the session's user is used.
-    #[prost(string, tag = "2")]
-    pub user_id: ::prost::alloc::string::String,
-    #[prost(string, tag = "3")]
-    pub session_id: ::prost::alloc::string::String,
-    /// The time the features are evaluated at, Unix milliseconds; 0: now.
-    #[prost(int64, tag = "4")]
-    pub at_unix_ms: i64,
-    /// How many of the largest contributions to return (by magnitude); 0: 5; at most 15.
-    #[prost(uint32, tag = "5")]
-    pub top_features: u32,
-}
-/// One feature's share of the intent model's logit.
-#[derive(Clone, PartialEq, ::prost::Message)]
-pub struct FeatureContribution {
-    #[prost(string, tag = "1")]
-    pub name: ::prost::alloc::string::String,
-    /// The feature's value in the model's row.
-    #[prost(float, tag = "2")]
-    pub value: f32,
-    /// Its contribution to the logit (positive: towards an order).
-    #[prost(float, tag = "3")]
-    pub contribution: f32,
-}
-#[derive(Clone, PartialEq, ::prost::Message)]
-pub struct IntentResponse {
-    /// The probability that the session ends in an order.
-    #[prost(float, tag = "1")]
-    pub probability: f32,
-    #[prost(float, tag = "2")]
-    pub logit: f32,
-    /// The largest contributions by magnitude, largest first.
-    #[prost(message, repeated, tag = "3")]
-    pub top_features: ::prost::alloc::vec::Vec<FeatureContribution>,
-    /// The version of the tenant's `intent` model that answered.
-    #[prost(string, tag = "4")]
-    pub model_version: ::prost::alloc::string::String,
-    /// The user whose features were read ("" when none is known).
-    #[prost(string, tag = "5")]
-    pub user_id: ::prost::alloc::string::String,
-}
 #[derive(Clone, PartialEq, ::prost::Message)]
 pub struct IntentReply {
     #[prost(oneof = "intent_reply::Result", tags = "1, 2")]
@@ -1061,54 +2109,6 @@ pub mod intent_reply {
         Error(super::ServiceError),
     }
 }
-/// anyone (notification) -> inference: `sm.rpc.<tenant>.inference.forecast`, daily demand forecasts
-/// of items from the tenant's active `demand` model.
-#[derive(Clone, PartialEq, Eq, Hash, ::prost::Message)]
-pub struct ForecastRequest {
-    #[prost(string, tag = "1")]
-    pub tenant: ::prost::alloc::string::String,
-    /// 1 to 100 items.
-    #[prost(string, repeated, tag = "2")]
-    pub item_ids: ::prost::alloc::vec::Vec<::prost::alloc::string::String>,
-    /// Days to forecast; 0: the model's horizon; at most the model's horizon.
-    #[prost(uint32, tag = "3")]
-    pub horizon_days: u32,
-    /// The forecast starts on the UTC day of this time (Unix milliseconds; 0: now); the history is
-    /// the days before it.
-    #[prost(int64, tag = "4")]
-    pub at_unix_ms: i64,
-}
-#[derive(Clone, PartialEq, ::prost::Message)]
-pub struct ItemForecast {
-    #[prost(string, tag = "1")]
-    pub item_id: ::prost::alloc::string::String,
-    /// Units per day, from first_day on; horizon_days values each.
-    #[prost(float, repeated, tag = "2")]
-    pub forecast: ::prost::alloc::vec::Vec<f32>,
-    /// The prediction interval (nominal coverage: ForecastResponse.coverage).
-    #[prost(float, repeated, tag = "3")]
-    pub lower: ::prost::alloc::vec::Vec<f32>,
-    #[prost(float, repeated, tag = "4")]
-    pub upper: ::prost::alloc::vec::Vec<f32>,
-}
-#[derive(Clone, PartialEq, ::prost::Message)]
-pub struct ForecastResponse {
-    /// In the request's order.
-    #[prost(message, repeated, tag = "1")]
-    pub items: ::prost::alloc::vec::Vec<ItemForecast>,
-    /// The first forecast day, in days since 1970-01-01 (UTC).
-    #[prost(int64, tag = "2")]
-    pub first_day: i64,
-    /// The version of the tenant's `demand` model that answered.
-    #[prost(string, tag = "3")]
-    pub model_version: ::prost::alloc::string::String,
-    /// Days the model forecasts at most.
-    #[prost(uint32, tag = "4")]
-    pub model_horizon_days: u32,
-    /// The nominal coverage of \[lower, upper\], e.g. 0.8.
-    #[prost(float, tag = "5")]
-    pub coverage: f32,
-}
 #[derive(Clone, PartialEq, ::prost::Message)]
 pub struct ForecastReply {
     #[prost(oneof = "forecast_reply::Result", tags = "1, 2")]
@@ -1120,6 +2120,66 @@ pub mod forecast_reply {
     pub enum Result {
         #[prost(message, tag = "1")]
         Ok(super::ForecastResponse),
+        #[prost(message, tag = "2")]
+        Error(super::ServiceError),
+    }
+}
+#[derive(Clone, PartialEq, ::prost::Message)]
+pub struct ProfileReply {
+    #[prost(oneof = "profile_reply::Result", tags = "1, 2")]
+    pub result: ::core::option::Option<profile_reply::Result>,
+}
+/// Nested message and enum types in `ProfileReply`.
+pub mod profile_reply {
+    #[derive(Clone, PartialEq, ::prost::Oneof)]
+    pub enum Result {
+        #[prost(message, tag = "1")]
+        Ok(super::CustomerProfile),
+        #[prost(message, tag = "2")]
+        Error(super::ServiceError),
+    }
+}
+#[derive(Clone, PartialEq, ::prost::Message)]
+pub struct AssistReply {
+    #[prost(oneof = "assist_reply::Result", tags = "1, 2")]
+    pub result: ::core::option::Option<assist_reply::Result>,
+}
+/// Nested message and enum types in `AssistReply`.
+pub mod assist_reply {
+    #[derive(Clone, PartialEq, ::prost::Oneof)]
+    pub enum Result {
+        #[prost(message, tag = "1")]
+        Ok(super::AssistResponse),
+        #[prost(message, tag = "2")]
+        Error(super::ServiceError),
+    }
+}
+#[derive(Clone, PartialEq, ::prost::Message)]
+pub struct AgentReportReply {
+    #[prost(oneof = "agent_report_reply::Result", tags = "1, 2")]
+    pub result: ::core::option::Option<agent_report_reply::Result>,
+}
+/// Nested message and enum types in `AgentReportReply`.
+pub mod agent_report_reply {
+    #[derive(Clone, PartialEq, ::prost::Oneof)]
+    pub enum Result {
+        #[prost(message, tag = "1")]
+        Ok(super::AgentReport),
+        #[prost(message, tag = "2")]
+        Error(super::ServiceError),
+    }
+}
+#[derive(Clone, PartialEq, ::prost::Message)]
+pub struct EraseReply {
+    #[prost(oneof = "erase_reply::Result", tags = "1, 2")]
+    pub result: ::core::option::Option<erase_reply::Result>,
+}
+/// Nested message and enum types in `EraseReply`.
+pub mod erase_reply {
+    #[derive(Clone, PartialEq, ::prost::Oneof)]
+    pub enum Result {
+        #[prost(message, tag = "1")]
+        Ok(super::EraseCustomerResponse),
         #[prost(message, tag = "2")]
         Error(super::ServiceError),
     }
