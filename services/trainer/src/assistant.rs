@@ -12,17 +12,19 @@
 //! [`TrainedModel::report`].
 //!
 //! A tenant's head is trained again only when its training messages change (a fingerprint of
-//! them is remembered per tenant). Without the encoder or ONNX Runtime the model is skipped,
-//! logged at warn, and the round goes on.
+//! them is remembered per tenant). Without the encoder or ONNX Runtime, with a tenant file that
+//! does not load, or when training fails, the head is skipped, logged at warn, and the round
+//! goes on; only a failing registry fails the round.
 
 use std::collections::BTreeMap;
 use std::hash::{Hash, Hasher};
 use std::path::{Path, PathBuf};
 
-use shopmind_assistant::{BUILTIN_DATA, Example, HeadConfig, INTENTS};
+use shopmind_assistant::{BUILTIN_DATA, Example, HeadConfig, INTENTS, IntentHead, Report};
 use shopmind_config::Config;
 use shopmind_domain::{TenantId, UnixMillis};
 use shopmind_encoder::SentenceEncoder;
+use shopmind_models::Manifest;
 use shopmind_models::runtime::PoolOptions;
 use shopmind_registry::{INTENT_HEAD, ModelStore};
 use tracing::{Instrument, info, warn};
@@ -147,42 +149,15 @@ pub(crate) async fn train_intent_heads(
     };
     let mut published = Vec::new();
     for (tenant, own, print) in due {
-        let own_texts: Vec<&str> = own.iter().map(|e| e.text.as_str()).collect();
-        let own_embeddings = shopmind_assistant::encode_all(&encoded.encoder, &own_texts, ENCODE_BATCH)
-            .await
-            .map_err(|e| TrainerError::Task(format!("{INTENT_HEAD}: {e}")))?;
-        let mut examples = encoded.builtin.clone();
-        examples.extend(own);
-        let mut embeddings = encoded.builtin_embeddings.clone();
-        embeddings.extend(own_embeddings);
-        let report =
-            shopmind_assistant::evaluate_embedded(&embeddings, &examples, config.trainer.assistant.seed)
-                .await
-                .map_err(|e| TrainerError::Task(format!("{INTENT_HEAD} held-out evaluation: {e}")))?;
-        let tenant_s = tenant.to_string();
-        let built = tokio::task::spawn_blocking(move || {
-            let targets: Vec<usize> = examples
-                .iter()
-                .map(|e| shopmind_assistant::data::intent_index(&e.intent).unwrap_or(INTENTS.len() - 1))
-                .collect();
-            let labels = INTENTS.iter().map(|s| (*s).to_owned()).collect();
-            let head = shopmind_assistant::fit(&embeddings, &targets, labels, &HeadConfig::default())?;
-            let created = UnixMillis::now().0;
-            let mut manifest = head.manifest(&format!("intent-head-{created}"), created);
-            manifest.name = INTENT_HEAD.into();
-            manifest.tenant = tenant_s;
-            Ok::<_, shopmind_assistant::AssistantError>((head, manifest))
-        })
-        .await
-        .map_err(|e| TrainerError::Task(e.to_string()))?
-        .map_err(|e| TrainerError::Task(format!("{INTENT_HEAD}: {e}")))?;
-        let (head, mut manifest) = built;
-        manifest.metrics = BTreeMap::from([
-            ("holdout_messages".to_string(), report.held_out_rows as f64),
-            ("holdout_accuracy".to_string(), report.accuracy),
-            ("holdout_accuracy_nearest_centroid".to_string(), report.nearest_centroid_accuracy),
-            ("holdout_accuracy_majority".to_string(), report.majority_accuracy),
-        ]);
+        let span = tracing::info_span!("train_intent_head", tenant = %tenant);
+        let (head, manifest, report) = match train_one(config, &encoded, &tenant, own).instrument(span).await
+        {
+            Ok(trained) => trained,
+            Err(why) => {
+                warn!(tenant = %tenant, model = INTENT_HEAD, reason = %why, "intent head not trained; the round goes on");
+                continue;
+            }
+        };
         let bytes = head.to_onnx_with(&manifest);
         let mut model = publish(config, models, &tenant, &manifest, bytes, 0).await?;
         model.report = Some(report.to_string());
@@ -198,4 +173,49 @@ pub(crate) async fn train_intent_heads(
         published.push(model);
     }
     Ok(published)
+}
+
+/// Embeds the tenant's own messages, measures the held-out accuracy on the bundled and own
+/// messages, and trains the head to publish on all of them, with its manifest.
+async fn train_one(
+    config: &Config,
+    encoded: &Encoded,
+    tenant: &TenantId,
+    own: Vec<Example>,
+) -> Result<(IntentHead, Manifest, Report), String> {
+    let own_texts: Vec<&str> = own.iter().map(|e| e.text.as_str()).collect();
+    let own_embeddings = shopmind_assistant::encode_all(&encoded.encoder, &own_texts, ENCODE_BATCH)
+        .await
+        .map_err(|e| format!("embedding the tenant's messages: {e}"))?;
+    let mut examples = encoded.builtin.clone();
+    examples.extend(own);
+    let mut embeddings = encoded.builtin_embeddings.clone();
+    embeddings.extend(own_embeddings);
+    let report = shopmind_assistant::evaluate_embedded(&embeddings, &examples, config.trainer.assistant.seed)
+        .await
+        .map_err(|e| format!("held-out evaluation: {e}"))?;
+    let tenant_s = tenant.to_string();
+    let (head, mut manifest) = tokio::task::spawn_blocking(move || {
+        let targets: Vec<usize> = examples
+            .iter()
+            .map(|e| shopmind_assistant::data::intent_index(&e.intent).unwrap_or(INTENTS.len() - 1))
+            .collect();
+        let labels = INTENTS.iter().map(|s| (*s).to_owned()).collect();
+        let head = shopmind_assistant::fit(&embeddings, &targets, labels, &HeadConfig::default())?;
+        let created = UnixMillis::now().0;
+        let mut manifest = head.manifest(&format!("intent-head-{created}"), created);
+        manifest.name = INTENT_HEAD.into();
+        manifest.tenant = tenant_s;
+        Ok::<_, shopmind_assistant::AssistantError>((head, manifest))
+    })
+    .await
+    .map_err(|e| e.to_string())?
+    .map_err(|e| format!("training: {e}"))?;
+    manifest.metrics = BTreeMap::from([
+        ("holdout_messages".to_string(), report.held_out_rows as f64),
+        ("holdout_accuracy".to_string(), report.accuracy),
+        ("holdout_accuracy_nearest_centroid".to_string(), report.nearest_centroid_accuracy),
+        ("holdout_accuracy_majority".to_string(), report.majority_accuracy),
+    ]);
+    Ok((head, manifest, report))
 }
