@@ -1055,6 +1055,12 @@ impl Config {
         if self.trainer.window < 2 {
             return bad("trainer.window", "must be at least 2");
         }
+        if self.trainer.assistant.enabled && self.trainer.assistant.encoder_dir.trim().is_empty() {
+            return bad(
+                "trainer.assistant.encoder_dir",
+                "must name the sentence encoder's directory when trainer.assistant.enabled is true",
+            );
+        }
         if self.trainer.intent_min_ordered_sessions == 0 {
             return bad("trainer.intent_min_ordered_sessions", "must be at least 1");
         }
