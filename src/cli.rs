@@ -286,6 +286,7 @@ async fn train(config: Config, args: TrainArgs) -> anyhow::Result<()> {
                 format!("{} items from {} users, {} interactions", m.items, m.users, m.interactions)
             }
             shopmind_registry::INTENT => format!("{} sessions of {} users", m.interactions, m.users),
+            shopmind_registry::INTENT_HEAD => format!("{} labelled support messages", m.interactions),
             _ => format!("{} items, {} training windows", m.items, m.interactions),
         };
         println!(
@@ -301,6 +302,12 @@ async fn train(config: Config, args: TrainArgs) -> anyhow::Result<()> {
         );
         if let Some(line) = holdout_line(&m.metrics) {
             println!("    {line}");
+        }
+        if let Some(report) = &m.report {
+            println!();
+            for line in report.lines() {
+                println!("    {line}");
+            }
         }
     }
     Ok(())

@@ -90,11 +90,24 @@ pub async fn evaluate(encoder_dir: &Path, seed: u64) -> Result<Report> {
 /// head on the training part, exports it to ONNX, loads it in ONNX Runtime and scores the
 /// held-out part with it; the baselines see the same split.
 pub async fn evaluate_examples(encoder: &SentenceEncoder, examples: &[Example], seed: u64) -> Result<Report> {
+    let texts: Vec<&str> = examples.iter().map(|e| e.text.as_str()).collect();
+    let embeddings = encode_all(encoder, &texts, 64).await?;
+    evaluate_embedded(&embeddings, examples, seed).await
+}
+
+/// [`evaluate_examples`] with the examples already embedded (`embeddings[i]` of `examples[i]`),
+/// for a caller that trains on the same embeddings afterwards (the trainer).
+pub async fn evaluate_embedded(embeddings: &[Vec<f32>], examples: &[Example], seed: u64) -> Result<Report> {
     let k = INTENTS.len();
     let labels: Vec<String> = INTENTS.iter().map(|s| (*s).to_owned()).collect();
-    let texts: Vec<&str> = examples.iter().map(|e| e.text.as_str()).collect();
     let targets: Vec<usize> = examples.iter().map(|e| intent_index(&e.intent).unwrap_or(k - 1)).collect();
-    let embeddings = encode_all(encoder, &texts, 64).await?;
+    if embeddings.len() != examples.len() {
+        return Err(crate::AssistantError::Training(format!(
+            "{} embeddings for {} examples",
+            embeddings.len(),
+            examples.len()
+        )));
+    }
     let (train, held) = stratified_split(examples, HELD_OUT_FRACTION, seed);
 
     let train_x: Vec<Vec<f32>> = train.iter().map(|&i| embeddings[i].clone()).collect();
@@ -126,7 +139,7 @@ pub async fn evaluate_examples(encoder: &SentenceEncoder, examples: &[Example], 
         .collect();
 
     // Nearest centroid: each intent's mean training embedding, normalised; cosine.
-    let d = encoder.dimension();
+    let d = embeddings.first().map_or(0, Vec::len);
     let mut centroids = vec![vec![0f32; d]; k];
     for (x, &y) in train_x.iter().zip(&train_y) {
         for (c, v) in centroids[y].iter_mut().zip(x) {

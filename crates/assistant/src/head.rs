@@ -303,9 +303,16 @@ impl IntentHead {
     /// ([`IntentHead::manifest`], with `metrics` added) and the [`HeadSpec`] go in the model's
     /// metadata.
     pub fn to_onnx(&self, version: &str, created_at_ms: i64, metrics: &[(&str, f64)]) -> Vec<u8> {
-        let (d, k) = (self.dimension as i64, self.labels.len() as i64);
         let mut manifest = self.manifest(version, created_at_ms);
         manifest.metrics = metrics.iter().map(|(n, v)| ((*n).to_owned(), *v)).collect();
+        self.to_onnx_with(&manifest)
+    }
+
+    /// [`IntentHead::to_onnx`] with a manifest of the caller's (e.g. one naming the tenant and
+    /// the registry's model name, as the trainer publishes it); its kind should stay [`KIND`],
+    /// which [`HeadModel::load`] checks.
+    pub fn to_onnx_with(&self, manifest: &Manifest) -> Vec<u8> {
+        let (d, k) = (self.dimension as i64, self.labels.len() as i64);
         let batch = || Dim::Symbolic(BATCH_DIM.into());
         let graph = onnx::GraphProto {
             name: NAME.into(),
@@ -332,7 +339,7 @@ impl IntentHead {
         };
         // Serialising structs of strings and numbers cannot fail.
         let spec_json = serde_json::to_string(&self.spec()).unwrap_or_default();
-        shopmind_models::export::model_file(graph, &manifest, vec![(SPEC_KEY, spec_json)])
+        shopmind_models::export::model_file(graph, manifest, vec![(SPEC_KEY, spec_json)])
     }
 }
 

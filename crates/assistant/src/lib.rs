@@ -22,5 +22,5 @@ pub use data::{
     BUILTIN_DATA, Example, INTENTS, OUT_OF_SCOPE, load_examples, parse_examples, stratified_split,
 };
 pub use error::{AssistantError, Result};
-pub use evaluation::{Report, evaluate, evaluate_examples};
+pub use evaluation::{Report, evaluate, evaluate_embedded, evaluate_examples};
 pub use head::{HeadConfig, HeadModel, HeadSpec, IntentHead, fit};

@@ -228,6 +228,10 @@ pub struct FeatureConfig {
     pub demand_days: u32,
     /// Half-life of a user's category affinity, in days.
     pub affinity_half_life_days: u32,
+    /// Messages kept per support conversation (the newest), for the agent report.
+    pub conversation_messages_cap: usize,
+    /// Days a support conversation's statistics are kept after its last message was applied.
+    pub conversation_ttl_days: u32,
 }
 
 impl Default for FeatureConfig {
@@ -251,6 +255,8 @@ impl Default for FeatureConfig {
             pairs_cap: 2000,
             demand_days: 400,
             affinity_half_life_days: 14,
+            conversation_messages_cap: 1000,
+            conversation_ttl_days: 400,
         }
     }
 }
@@ -290,6 +296,14 @@ pub struct InferenceConfig {
     pub max_queue_delay_us: u64,
     /// Most requests waiting for one model; beyond it requests are refused at once (UNAVAILABLE).
     pub queue_capacity: usize,
+    /// Agent report: a support conversation is resolved by an agent message after which nobody
+    /// writes for this many seconds; a customer message after that reopens it.
+    pub resolution_idle_s: u64,
+    /// Agent report: the longest period one request may ask for, in days.
+    pub agent_report_max_days: u32,
+    /// Agent report: the most conversations one report reads (beyond: INVALID_ARGUMENT, asking
+    /// for a shorter period).
+    pub agent_report_max_conversations: usize,
 }
 
 impl Default for InferenceConfig {
@@ -304,6 +318,9 @@ impl Default for InferenceConfig {
             max_batch: 32,
             max_queue_delay_us: 500,
             queue_capacity: 1024,
+            resolution_idle_s: 86_400,
+            agent_report_max_days: 366,
+            agent_report_max_conversations: 20_000,
         }
     }
 }
@@ -654,6 +671,37 @@ pub struct TrainerConfig {
     /// Days of events (first to last) a tenant needs before a demand model is trained; at least
     /// the model's history (56 days) plus its horizon (14) plus one.
     pub demand_min_days: u32,
+    /// The customer-service assistant's intent classifier head (`intent_head`).
+    pub assistant: TrainerAssistantConfig,
+}
+
+/// `[trainer.assistant]`: training the assistant's intent head per tenant.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct TrainerAssistantConfig {
+    /// Whether rounds train and publish each tenant's `intent_head`.
+    pub enabled: bool,
+    /// The sentence encoder: a directory with `encoder.onnx` and `tokenizer.json` (written by
+    /// `shopmind models import-encoder`) or the sentence-transformers model itself
+    /// (`model.safetensors`, converted at the start of a round). Missing: the model is skipped
+    /// (logged), the round goes on.
+    pub encoder_dir: String,
+    /// A directory of tenants' own labelled messages, `<tenant>.jsonl` (the format of
+    /// `crates/assistant/data/intents.jsonl`), added to the bundled ones; empty: none.
+    pub examples_dir: String,
+    /// Seed of the stratified held-out split the reported accuracy is measured on.
+    pub seed: u64,
+}
+
+impl Default for TrainerAssistantConfig {
+    fn default() -> Self {
+        Self {
+            enabled: false,
+            encoder_dir: ".cache/models/all-MiniLM-L6-v2".into(),
+            examples_dir: String::new(),
+            seed: 42,
+        }
+    }
 }
 
 impl Default for TrainerConfig {
@@ -673,6 +721,7 @@ impl Default for TrainerConfig {
             intent_min_sessions: 200,
             intent_min_ordered_sessions: 20,
             demand_min_days: 84,
+            assistant: TrainerAssistantConfig::default(),
         }
     }
 }
@@ -907,6 +956,8 @@ impl Config {
             ("feature.pairs_cap", self.feature.pairs_cap as u64),
             ("feature.demand_days", u64::from(self.feature.demand_days)),
             ("feature.affinity_half_life_days", u64::from(self.feature.affinity_half_life_days)),
+            ("feature.conversation_messages_cap", self.feature.conversation_messages_cap as u64),
+            ("feature.conversation_ttl_days", u64::from(self.feature.conversation_ttl_days)),
         ] {
             if value == 0 {
                 return bad(key, "must be at least 1");
@@ -944,6 +995,15 @@ impl Config {
         }
         if !(1..=1_000_000).contains(&self.inference.queue_capacity) {
             return bad("inference.queue_capacity", "must be 1..=1000000");
+        }
+        if self.inference.resolution_idle_s == 0 {
+            return bad("inference.resolution_idle_s", "must be at least 1");
+        }
+        if !(1..=3660).contains(&self.inference.agent_report_max_days) {
+            return bad("inference.agent_report_max_days", "must be 1..=3660");
+        }
+        if !(1..=1_000_000).contains(&self.inference.agent_report_max_conversations) {
+            return bad("inference.agent_report_max_conversations", "must be 1..=1000000");
         }
         if self.notification.ack_wait_s == 0 {
             return bad("notification.ack_wait_s", "must be at least 1");
@@ -994,6 +1054,12 @@ impl Config {
         }
         if self.trainer.window < 2 {
             return bad("trainer.window", "must be at least 2");
+        }
+        if self.trainer.assistant.enabled && self.trainer.assistant.encoder_dir.trim().is_empty() {
+            return bad(
+                "trainer.assistant.encoder_dir",
+                "must name the sentence encoder's directory when trainer.assistant.enabled is true",
+            );
         }
         if self.trainer.intent_min_ordered_sessions == 0 {
             return bad("trainer.intent_min_ordered_sessions", "must be at least 1");

@@ -234,3 +234,33 @@ fn utc_offsets_parse() {
         assert_eq!(parse_utc_offset(bad), None, "{bad}");
     }
 }
+
+#[test]
+fn the_agent_report_and_the_intent_head_settings_are_checked() {
+    let err = Config::load(None, env(&[("SHOPMIND__INFERENCE__RESOLUTION_IDLE_S", "0")])).unwrap_err();
+    assert!(
+        matches!(&err, ConfigError::Invalid { key, .. } if key == "inference.resolution_idle_s"),
+        "{err}"
+    );
+    let err = Config::load(None, env(&[("SHOPMIND__INFERENCE__AGENT_REPORT_MAX_DAYS", "0")])).unwrap_err();
+    assert!(
+        matches!(&err, ConfigError::Invalid { key, .. } if key == "inference.agent_report_max_days"),
+        "{err}"
+    );
+    let err = Config::load(None, env(&[("SHOPMIND__FEATURE__CONVERSATION_MESSAGES_CAP", "0")])).unwrap_err();
+    assert!(
+        matches!(&err, ConfigError::Invalid { key, .. } if key == "feature.conversation_messages_cap"),
+        "{err}"
+    );
+    let enabled = [
+        ("SHOPMIND__TRAINER__ASSISTANT__ENABLED", "true"),
+        ("SHOPMIND__TRAINER__ASSISTANT__ENCODER_DIR", ""),
+    ];
+    let err = Config::load(None, env(&enabled)).unwrap_err();
+    assert!(
+        matches!(&err, ConfigError::Invalid { key, .. } if key == "trainer.assistant.encoder_dir"),
+        "{err}"
+    );
+    let c = Config::load(None, env(&enabled[..1])).unwrap();
+    assert!(c.trainer.assistant.enabled);
+}

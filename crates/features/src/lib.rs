@@ -9,12 +9,14 @@
 //! one consumer, applying a user's events in any order, and reach the same state; and an event's
 //! effect is written together with a guard named after the event, so it is applied exactly once.
 
+pub mod conversations;
 mod read;
+pub mod sentiment;
 mod write;
 
 use std::time::Duration;
 
-use shopmind_domain::{InteractionKind, ItemId, SessionId, TenantId, UserId};
+use shopmind_domain::{ConversationId, InteractionKind, ItemId, SessionId, TenantId, UserId};
 use shopmind_store::{Key, KeyPattern};
 
 pub use read::{
@@ -136,6 +138,27 @@ pub mod keys {
         Key(format!("sm:{{{t}}}:popular"))
     }
 
+    /// A support conversation's statistics (hash; fields in docs/FEATURES.md and
+    /// [`crate::conversations`]): first and last customer and agent message times, the first
+    /// agent and every agent's first message, the customer, sentiment per day, `escalated_at`.
+    pub fn conversation_stats(t: &TenantId, conversation_id: &ConversationId) -> Key {
+        Key(format!("sm:{{{t}}}:conv_stats:{conversation_id}"))
+    }
+    /// A support conversation's messages in time order: sorted set of
+    /// `<unix_ms>|c|<event_id>` (customer) and `<unix_ms>|a:<agent>|<event_id>` (agent), scored
+    /// by time; the newest `feature.conversation_messages_cap` kept.
+    pub fn conversation_messages(t: &TenantId, conversation_id: &ConversationId) -> Key {
+        Key(format!("sm:{{{t}}}:conv_msgs:{conversation_id}"))
+    }
+    /// The conversations with a message on `day` (days since 1970-01-01, UTC): a set of ids.
+    pub fn conversations_on(t: &TenantId, day: i64) -> Key {
+        Key(format!("sm:{{{t}}}:conv_day:{day}"))
+    }
+    /// Every support agent that wrote a message: a set of agent ids.
+    pub fn support_agents(t: &TenantId) -> Key {
+        Key(format!("sm:{{{t}}}:agents"))
+    }
+
     /// The guard of an applied event.
     pub fn applied(t: &TenantId, event_id: &str) -> Key {
         Key(format!("sm:{{{t}:e:{event_id}}}:applied"))
@@ -166,6 +189,10 @@ pub struct FeatureSettings {
     pub demand_days: u32,
     /// Half-life of category affinity.
     pub affinity_half_life: Duration,
+    /// Messages kept per support conversation (the newest).
+    pub conversation_messages_cap: usize,
+    /// Time to live of a support conversation's keys since its last message was applied.
+    pub conversation_ttl: Duration,
 }
 
 impl Default for FeatureSettings {
@@ -185,6 +212,8 @@ impl Default for FeatureSettings {
             pairs_cap: 2000,
             demand_days: 400,
             affinity_half_life: Duration::from_secs(14 * 86_400),
+            conversation_messages_cap: 1000,
+            conversation_ttl: Duration::from_secs(400 * 86_400),
         }
     }
 }

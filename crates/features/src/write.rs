@@ -300,6 +300,9 @@ pub fn writes_for(event: &Event, s: &FeatureSettings, categories: &BTreeMap<Item
                 at_ms: at,
             });
         }
+        Payload::SupportMessage { conversation, author, text } => {
+            w.extend(crate::conversations::writes(event, conversation, author, text, s));
+        }
         _ => {}
     }
     w

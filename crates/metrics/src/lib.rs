@@ -389,6 +389,14 @@ pub const CATALOGUE: &[Spec] = &[
                read, model run.",
     },
     Spec {
+        name: "shopmind_agent_report_duration_seconds",
+        kind: Kind::Histogram,
+        labels: &["result"],
+        values: "`result`: ok, error (invalid period, unknown agent, store unavailable)",
+        help: "Time the inference service took to answer a GetAgentReport request: reading the \
+               period's support conversations from the store and computing each agent's figures.",
+    },
+    Spec {
         name: "shopmind_notification_model_fallbacks_total",
         kind: Kind::Counter,
         labels: &["seam", "reason"],
@@ -606,6 +614,7 @@ pub struct Metrics {
     batch_rows: HistogramFamily<ModelLabel>,
     model_rejected: Family<ModelReason, Counter>,
     prediction_duration: HistogramFamily<MethodResult>,
+    agent_report_duration: HistogramFamily<SuccessLabel>,
     model_fallbacks: Family<SeamReason, Counter>,
     gateway_duration: HistogramFamily<MethodStatus>,
     trainer_rounds: Family<SuccessLabel, Counter>,
@@ -651,6 +660,7 @@ impl Metrics {
             batch_rows: Family::new_with_constructor(batch_rows),
             model_rejected: Family::default(),
             prediction_duration: Family::new_with_constructor(request_seconds),
+            agent_report_duration: Family::new_with_constructor(request_seconds),
             model_fallbacks: Family::default(),
             gateway_duration: Family::new_with_constructor(request_seconds),
             trainer_rounds: Family::default(),
@@ -689,6 +699,7 @@ impl Metrics {
         register(r, &mut specs, m.batch_rows.clone());
         register(r, &mut specs, m.model_rejected.clone());
         register(r, &mut specs, m.prediction_duration.clone());
+        register(r, &mut specs, m.agent_report_duration.clone());
         register(r, &mut specs, m.model_fallbacks.clone());
         register(r, &mut specs, m.gateway_duration.clone());
         register(r, &mut specs, m.trainer_rounds.clone());
@@ -820,6 +831,11 @@ impl Metrics {
     /// The inference service answered a `method` (intent, forecast) request.
     pub fn prediction_request(&self, method: &'static str, result: Success, took: Duration) {
         self.prediction_duration.get_or_create(&MethodResult { method, result }).observe(took.as_secs_f64());
+    }
+
+    /// The inference service answered a GetAgentReport request.
+    pub fn agent_report(&self, result: Success, took: Duration) {
+        self.agent_report_duration.get_or_create(&SuccessLabel { result }).observe(took.as_secs_f64());
     }
 
     /// A notification rule fell back from the model behind `seam` (intent, demand) for `reason`

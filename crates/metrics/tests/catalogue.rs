@@ -40,6 +40,7 @@ fn touched() -> Metrics {
     m.model_batch("covisit", 5, Duration::from_micros(400));
     m.model_rejected("covisit", Rejection::QueueFull);
     m.prediction_request("intent", Success::Ok, Duration::from_millis(2));
+    m.agent_report(Success::Ok, Duration::from_millis(2));
     m.model_fallback("intent", "no_model");
     m.gateway_request(GatewayMethod::Recommend, 0, Duration::from_millis(4));
     m.trainer_round(Success::Ok, Duration::from_secs(2), 1);

@@ -56,6 +56,9 @@ pub const RECOMMENDER: &str = "recommender";
 pub const INTENT: &str = "intent";
 /// The model name of the demand forecaster (`shopmind_models::demand`).
 pub const DEMAND: &str = "demand";
+/// The model name of the customer-service assistant's intent classifier head
+/// (`shopmind_assistant::IntentHead`, run on the sentence encoder's embeddings).
+pub const INTENT_HEAD: &str = "intent_head";
 
 /// Longest model name, in bytes.
 pub const MAX_MODEL_NAME_LEN: usize = 64;

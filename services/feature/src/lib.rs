@@ -46,6 +46,8 @@ pub fn settings(config: &Config) -> FeatureSettings {
         pairs_cap: f.pairs_cap,
         demand_days: f.demand_days,
         affinity_half_life: days(f.affinity_half_life_days),
+        conversation_messages_cap: f.conversation_messages_cap,
+        conversation_ttl: days(f.conversation_ttl_days),
     }
 }
 

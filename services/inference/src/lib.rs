@@ -20,8 +20,10 @@
 //! not computed; a full queue is answered UNAVAILABLE at once.
 //!
 //! The same service answers `sm.rpc.<tenant>.inference.intent` and `…forecast` from the tenants'
-//! purchase-intent and demand models ([`predict`]).
+//! purchase-intent and demand models ([`predict`]), and `…agent_report` from the support
+//! conversations in the store ([`agents`]).
 
+pub mod agents;
 mod live;
 pub mod predict;
 mod served;
@@ -267,6 +269,7 @@ pub async fn run(
         &shutdown,
     );
     let follower = tokio::spawn(models.clone().follow(registry, shutdown.clone()));
+    let agent_reports = agents::start(&config, bus.clone(), store.clone(), &shutdown);
 
     let recommender = Arc::new(Recommender::new(store, models, config.inference.history_len));
     serve_requests(
@@ -283,6 +286,7 @@ pub async fn run(
     .await?;
     follower.abort();
     predictions.stopped().await?;
+    agents::stopped(agent_reports).await?;
     info!("inference stopped");
     Ok(())
 }

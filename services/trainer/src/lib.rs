@@ -7,7 +7,9 @@
 //! operator promotes it (`shopmind models promote`). After publishing, versions beyond
 //! `models.keep_versions` are pruned (never the active one or those a rollback returns to).
 //!
-//! The same round trains each tenant's purchase-intent and demand models ([`predictors`]).
+//! The same round trains each tenant's purchase-intent and demand models ([`predictors`]) and,
+//! with `trainer.assistant.enabled`, the customer-service assistant's intent head
+//! ([`assistant`], model name `intent_head`).
 //!
 //! `shopmind train` runs one round; the `trainer` service runs a round every
 //! `trainer.interval_s` seconds, skipping tenants with no new events.
@@ -30,6 +32,7 @@ use shopmind_registry::{ModelKey, ModelStore, RECOMMENDER, RegistryError, Versio
 use shopmind_runtime::{Shutdown, topology};
 use tracing::{info, warn};
 
+mod assistant;
 mod holdout;
 mod predictors;
 
@@ -80,6 +83,9 @@ pub struct TrainedModel {
     /// The offline metrics in the model's manifest (for a recommender: NDCG@10 and Recall@10 of
     /// each user's held-out latest interaction, and the same for popularity).
     pub metrics: BTreeMap<String, f64>,
+    /// A longer held-out report, in Markdown, where the model has one (the intent head's
+    /// per-intent precision and recall and confusion matrix).
+    pub report: Option<String>,
 }
 
 /// Progress of reading the stream: (messages read, messages to read).
@@ -91,6 +97,8 @@ pub struct Trainer {
     trained_through: BTreeMap<TenantId, u64>,
     /// The same for the intent and demand models.
     predictors_through: BTreeMap<TenantId, u64>,
+    /// What each tenant's intent head was last trained on.
+    intent_heads: assistant::TrainedOn,
     /// Only events that occurred at or after this time are trained on.
     since: Option<UnixMillis>,
 }
@@ -156,6 +164,7 @@ impl Trainer {
         let family = RecommenderTraining::from_config(config);
         let mut trained = Vec::new();
         let mut tenant_events = predictors::TenantEvents::default();
+        let tenants: Vec<TenantId> = history.per_tenant.keys().cloned().collect();
         for (tenant, events) in history.per_tenant {
             let Some(last_seq) = events.iter().map(|(seq, _)| *seq).max() else { continue };
             let events = within_window(events, config.trainer.history_days, history.since);
@@ -197,6 +206,8 @@ impl Trainer {
         let predicted =
             predictors::train_predictors(config, models, tenant_events, &mut self.predictors_through).await?;
         trained.extend(predicted);
+        let heads = assistant::train_intent_heads(config, models, tenants, &mut self.intent_heads).await?;
+        trained.extend(heads);
         Ok(trained)
     }
 }
@@ -331,6 +342,7 @@ async fn train_and_publish(
         promoted,
         pruned,
         metrics,
+        report: None,
     })
 }
 

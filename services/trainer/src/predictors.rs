@@ -218,7 +218,7 @@ fn demand_holdout(data: &demand::DemandData, horizon: usize) -> BTreeMap<String,
 }
 
 /// Puts a version, promotes it with `trainer.auto_promote`, prunes to `models.keep_versions`.
-async fn publish(
+pub(crate) async fn publish(
     config: &Config,
     models: &dyn ModelStore,
     tenant: &TenantId,
@@ -253,5 +253,6 @@ async fn publish(
         promoted,
         pruned,
         metrics: manifest.metrics.clone(),
+        report: None,
     })
 }
