@@ -37,8 +37,9 @@ pub const RETRIES_EXHAUSTED: &str = "retries_exhausted";
 /// How often a consumer loop refreshes its consumer's lag (`shopmind_consumer_lag_messages`).
 pub const LAG_REFRESH: Duration = Duration::from_secs(5);
 
-/// Publishes `original` unchanged to `sm.dlq.<tenant>.<stage>`, with the reason in headers.
-/// Idempotent per (stage, stream sequence).
+/// Publishes `original` to `sm.dlq.<tenant>.<stage>`, with the reason in headers and its free
+/// text masked ([`shopmind_privacy::redact_payload`]: a rejected raw intake message may hold PII
+/// that admission never got to mask). Idempotent per (stage, stream sequence).
 pub async fn dead_letter(
     bus: &dyn Bus,
     original: &Message,
@@ -56,7 +57,11 @@ pub async fn dead_letter(
         .insert(DLQ_SUBJECT_HEADER, original.subject.clone())
         .insert(DLQ_SEQUENCE_HEADER, sequence.to_string());
     let message =
-        Message { subject: dlq_subject(&tenant, stage), headers, payload: original.payload.clone() };
+        Message {
+            subject: dlq_subject(&tenant, stage),
+            headers,
+            payload: shopmind_privacy::redact_payload(&original.payload).into(),
+        };
     bus.publish(message, Some(&format!("dlq:{stage}:{sequence}"))).await?;
     Ok(())
 }

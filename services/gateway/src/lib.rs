@@ -55,7 +55,7 @@ impl GatewayService {
             bus,
             request_timeout: Duration::from_millis(config.gateway.request_timeout_ms),
             max_batch: config.gateway.max_batch,
-            admission: Admission::new(&config.ingest),
+            admission: Admission::new(config),
             shutdown,
         }
     }
