@@ -368,5 +368,13 @@ async fn settle(
     let acked = if unconfirmed { acker.ack_unconfirmed().await } else { acker.ack().await };
     if let Err(e) = acked {
         warn!(error = %e, "ack failed; the message will be delivered again (its effect is idempotent)");
+        return;
+    }
+    if spec.stream == crate::topology::INTAKE_STREAM {
+        // Raw intake messages may hold unmasked PII and the shop's own customer ids: once
+        // settled (published masked to SM_EVENTS, or dead-lettered masked) they are erased.
+        if let Err(e) = bus.delete_message(&spec.stream, stream_sequence).await {
+            warn!(error = %e, "could not delete the settled intake message; the stream's max_age removes it");
+        }
     }
 }
