@@ -3,6 +3,9 @@
 //! It acks an event only after its effect is stored; an undecodable event goes to the dead-letter
 //! stream with its reason; a store outage is retried, then dead-lettered, never dropped.
 
+pub mod erase;
+pub mod retention;
+
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -14,6 +17,7 @@ use shopmind_features::{Applied, FeatureSettings, apply_events};
 use shopmind_metrics::global as metrics;
 use shopmind_proto::v1 as pb;
 use shopmind_runtime::consume::{BatchOptions, Outcome, consume_batches};
+use shopmind_runtime::serve::serve_requests;
 use shopmind_runtime::{Shutdown, topology};
 use shopmind_store::FeatureStore;
 use tracing::debug;
@@ -26,6 +30,9 @@ pub enum FeatureError {
     #[error("bus: {0}")]
     Bus(#[from] BusError),
 }
+
+/// Requests handled at once by `sm.rpc.*.feature.erase`.
+const ERASE_CONCURRENCY: usize = 4;
 
 pub fn settings(config: &Config) -> FeatureSettings {
     let f = &config.feature;
@@ -147,10 +154,36 @@ pub async fn run(
         max_in_flight: config.feature.concurrency,
         unconfirmed_acks: true,
     };
-    consume_batches(bus, spec, "feature", options, shutdown, move |messages| {
+    let erasures = {
+        let (config, bus, store) = (Arc::new(config.clone()), bus.clone(), store.clone());
+        let subject = topology::rpc_pattern("feature", "erase");
+        let shutdown = shutdown.clone();
+        async move {
+            serve_requests(&*bus.clone(), &subject, "feature", ERASE_CONCURRENCY, &shutdown, move |request| {
+                let (config, bus, store) = (config.clone(), bus.clone(), store.clone());
+                async move {
+                    let reply = erase::handle_request(
+                        &config,
+                        &*bus,
+                        &*store,
+                        &request.message.subject,
+                        &request.message.payload,
+                    )
+                    .await;
+                    if let Err(e) = request.respond(Default::default(), reply.encode_to_vec().into()).await {
+                        tracing::warn!(error = %e, "could not reply to an erase request");
+                    }
+                }
+            })
+            .await
+        }
+    };
+    let consumed = consume_batches(bus, spec, "feature", options, shutdown, move |messages| {
         let store = store.clone();
         async move { process_batch(&*store, &settings, messages).await }
-    })
-    .await?;
+    });
+    let (served, consumed) = tokio::join!(erasures, consumed);
+    served?;
+    consumed?;
     Ok(())
 }
