@@ -112,12 +112,17 @@ fn event(id: &str, user: &str, session: &str, payload: pb::event::Payload) -> pb
 }
 
 fn view(id: &str, user: &str, item: &str) -> pb::Event {
-    let p = pb::event::Payload::ProductViewed(pb::ProductViewed { item_id: item.into(), source: String::new() });
+    let p =
+        pb::event::Payload::ProductViewed(pb::ProductViewed { item_id: item.into(), source: String::new() });
     event(id, user, &format!("s-{id}"), p)
 }
 
 fn cart(id: &str, user: &str, item: &str) -> pb::Event {
-    let p = pb::event::Payload::AddedToCart(pb::AddedToCart { item_id: item.into(), quantity: 1, unit_price: None });
+    let p = pb::event::Payload::AddedToCart(pb::AddedToCart {
+        item_id: item.into(),
+        quantity: 1,
+        unit_price: None,
+    });
     event(id, user, "", p)
 }
 
@@ -140,7 +145,10 @@ fn support(id: &str, user: &str, text: &str) -> pb::Event {
 }
 
 fn search(id: &str, user: &str, query: &str) -> pb::Event {
-    let p = pb::event::Payload::SearchPerformed(pb::SearchPerformed { query: query.into(), result_item_ids: vec![] });
+    let p = pb::event::Payload::SearchPerformed(pb::SearchPerformed {
+        query: query.into(),
+        result_item_ids: vec![],
+    });
     event(id, user, "", p)
 }
 
@@ -339,7 +347,8 @@ async fn pii_is_masked_everywhere_and_an_erased_customer_leaves_no_trace() {
     assert_eq!(invalid.code(), tonic::Code::InvalidArgument);
 
     // A new event of Bob's starts a new training round (the trainer skips unchanged tenants).
-    let request = pb::PublishEventsRequest { tenant: TENANT.into(), events: vec![view("b-v9", BOB, "sku-1")] };
+    let request =
+        pb::PublishEventsRequest { tenant: TENANT.into(), events: vec![view("b-v9", BOB, "sku-1")] };
     assert_eq!(gateway.publish_events(request).await.unwrap().into_inner().accepted, 1);
     caught_up(&bus).await;
     let after = eventually(WAIT, "a recommender retrained after the erasure", || async {

@@ -89,8 +89,8 @@ impl Customer {
     pub fn from_config(config: &Config, tenant: &str, user: &str) -> Result<Self, EraseError> {
         let tenant = TenantId::parse(tenant)
             .map_err(|e| EraseError::Invalid { field: "tenant", reason: e.to_string() })?;
-        let user =
-            UserId::parse(user).map_err(|e| EraseError::Invalid { field: "user_id", reason: e.to_string() })?;
+        let user = UserId::parse(user)
+            .map_err(|e| EraseError::Invalid { field: "user_id", reason: e.to_string() })?;
         if !config.privacy.tenant(tenant.as_str()).pseudonymize {
             return Ok(Self { tenant, stored: user, raw: None });
         }
@@ -148,8 +148,18 @@ fn streams_of(tenant: &TenantId) -> [(&'static str, String, Carried, &'static st
         (topology::EVENTS_STREAM, format!("sm.events.{tenant}."), Carried::Event, "events"),
         (topology::INTAKE_STREAM, topology::intake_subject(tenant), Carried::Event, "intake messages"),
         (topology::DLQ_STREAM, format!("sm.dlq.{tenant}."), Carried::Event, "dead letters"),
-        (topology::NOTIFICATIONS_STREAM, format!("sm.notify.{tenant}."), Carried::Notification, "notifications"),
-        (topology::WEBHOOKS_STREAM, format!("sm.webhook.{tenant}."), Carried::Notification, "webhook deliveries"),
+        (
+            topology::NOTIFICATIONS_STREAM,
+            format!("sm.notify.{tenant}."),
+            Carried::Notification,
+            "notifications",
+        ),
+        (
+            topology::WEBHOOKS_STREAM,
+            format!("sm.webhook.{tenant}."),
+            Carried::Notification,
+            "webhook deliveries",
+        ),
     ]
 }
 
@@ -199,7 +209,11 @@ pub async fn erase_customer(
     erase(bus, store, customer).instrument(span).await
 }
 
-async fn erase(bus: &dyn Bus, store: &dyn FeatureStore, customer: &Customer) -> Result<ErasureReport, EraseError> {
+async fn erase(
+    bus: &dyn Bus,
+    store: &dyn FeatureStore,
+    customer: &Customer,
+) -> Result<ErasureReport, EraseError> {
     let t = &customer.tenant;
     let mut report = ErasureReport::default();
 
@@ -266,7 +280,10 @@ async fn erase(bus: &dyn Bus, store: &dyn FeatureStore, customer: &Customer) -> 
             }
             KeyFamily::Indexed { what, index, records } => {
                 let fill = |template: &str, id: &str| {
-                    Key(template.replace("<t>", t.as_str()).replace("<u>", customer.stored.as_str()).replace("<id>", id))
+                    Key(template
+                        .replace("<t>", t.as_str())
+                        .replace("<u>", customer.stored.as_str())
+                        .replace("<id>", id))
                 };
                 let index = fill(index, "");
                 let ids = match store.read(vec![Read::Set { key: index.clone() }]).await?.pop() {
@@ -306,7 +323,12 @@ async fn erase_notification_timers(store: &dyn FeatureStore, customer: &Customer
     let deferred = Key(format!("sm:{{{t}}}:ndeferred"));
     let values = store
         .read(vec![
-            Read::SortedRange { key: timers.clone(), min: f64::NEG_INFINITY, max: f64::INFINITY, limit: 1_000_000 },
+            Read::SortedRange {
+                key: timers.clone(),
+                min: f64::NEG_INFINITY,
+                max: f64::INFINITY,
+                limit: 1_000_000,
+            },
             Read::Hash { key: deferred.clone() },
         ])
         .await?;
@@ -383,7 +405,10 @@ pub async fn handle_request(
     match erase_customer(bus, store, &customer).await {
         Ok(report) => pb::EraseReply { result: Some(R::Ok(report.to_proto())) },
         Err(e) => pb::EraseReply {
-            result: Some(R::Error(rpc::error(pb::ServiceErrorCode::Unavailable, format!("erasure failed: {e}")))),
+            result: Some(R::Error(rpc::error(
+                pb::ServiceErrorCode::Unavailable,
+                format!("erasure failed: {e}"),
+            ))),
         },
     }
 }

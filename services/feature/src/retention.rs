@@ -56,7 +56,8 @@ pub async fn sweep(
             let Some(tenant) = topology::tenant_of_subject(&stored.message.subject) else { continue };
             let Some(&(events_days, conversation_days)) = limits.get(&tenant) else { continue };
             let Ok(event) = pb::Event::decode(stored.message.payload.as_ref()) else { continue };
-            let Some(at) = event.occurred_at.as_ref().map(|ts| ts.seconds * 1000 + i64::from(ts.nanos) / 1_000_000)
+            let Some(at) =
+                event.occurred_at.as_ref().map(|ts| ts.seconds * 1000 + i64::from(ts.nanos) / 1_000_000)
             else {
                 continue;
             };
