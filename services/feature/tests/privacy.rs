@@ -102,8 +102,8 @@ async fn seed(infra: &Infra, u: &str, at: i64) {
         user_id: u.into(),
         ..Default::default()
     };
-    publish(&*infra.bus, format!("sm.notify.acme.customer"), n.encode_to_vec()).await;
-    publish(&*infra.bus, format!("sm.webhook.acme.crm"), n.encode_to_vec()).await;
+    publish(&*infra.bus, "sm.notify.acme.customer".to_string(), n.encode_to_vec()).await;
+    publish(&*infra.bus, "sm.webhook.acme.crm".to_string(), n.encode_to_vec()).await;
     write(
         &*infra.store,
         vec![
