@@ -210,7 +210,10 @@ impl Trainer {
 /// Whether the event is about a customer with a tombstone (docs/PRIVACY.md, "Erasure").
 fn is_erased(erased: &std::collections::BTreeSet<String>, event: &Event) -> bool {
     !erased.is_empty()
-        && event.user.as_ref().is_some_and(|u| erased.contains(&shopmind_privacy::tombstone_of(&event.tenant, u)))
+        && event
+            .user
+            .as_ref()
+            .is_some_and(|u| erased.contains(&shopmind_privacy::tombstone_of(&event.tenant, u)))
 }
 
 /// Events to train on, per tenant, with their stream sequence (or position in a file).
