@@ -9,8 +9,9 @@ pub mod retention;
 use std::sync::Arc;
 use std::time::Duration;
 
+use futures::StreamExt;
 use prost::Message as _;
-use shopmind_bus::{Bus, BusError, Message};
+use shopmind_bus::{Bus, BusError, Message, StartAt};
 use shopmind_config::Config;
 use shopmind_domain::{Event, RejectCode, ValidationPolicy};
 use shopmind_features::{Applied, FeatureSettings, apply_events};
@@ -65,6 +66,62 @@ pub fn decode_event(message: &Message) -> Result<Event, (&'static str, String)> 
         .map_err(|v| (v.first().code.as_str(), v.to_string()))
 }
 
+/// The tombstones of erased customers ([`erase`]), loaded at start and followed live from
+/// `SM_ERASURES`: events of erased customers that arrive after the erasure (stragglers) are
+/// acked without being applied.
+#[derive(Debug, Clone, Default)]
+pub struct Erased(Arc<std::sync::RwLock<std::collections::HashSet<String>>>);
+
+impl Erased {
+    /// Whether the event is about an erased customer.
+    pub fn covers(&self, event: &Event) -> bool {
+        let Some(user) = &event.user else { return false };
+        let stones = self.0.read().unwrap_or_else(std::sync::PoisonError::into_inner);
+        !stones.is_empty() && stones.contains(&shopmind_privacy::tombstone_of(&event.tenant, user))
+    }
+
+    fn insert(&self, payload: &[u8]) {
+        if let Ok(stone) = std::str::from_utf8(payload) {
+            self.0.write().unwrap_or_else(std::sync::PoisonError::into_inner).insert(stone.to_string());
+        }
+    }
+
+    /// Loads the tombstones there are, then follows new ones until `shutdown` (in a task).
+    pub async fn follow(bus: Arc<dyn Bus>, shutdown: Shutdown) -> Result<Self, BusError> {
+        let erased = Self::default();
+        let known = erase::read_stream(&*bus, topology::ERASURES_STREAM).await?;
+        for m in &known {
+            erased.insert(&m.message.payload);
+        }
+        let start = known.last().map_or(StartAt::First, |m| StartAt::Sequence(m.sequence + 1));
+        let mut replay = match bus.replay(topology::ERASURES_STREAM, None, start).await {
+            Ok(r) => r,
+            Err(BusError::UnknownStream(_)) => {
+                tracing::warn!(
+                    "no tombstone stream (SM_ERASURES): stragglers of erased customers are not skipped"
+                );
+                return Ok(erased);
+            }
+            Err(e) => return Err(e),
+        };
+        let following = erased.clone();
+        tokio::spawn(async move {
+            loop {
+                let next = tokio::select! {
+                    () = shutdown.wait() => break,
+                    next = replay.next() => next,
+                };
+                match next {
+                    Some(Ok(m)) => following.insert(&m.message.payload),
+                    Some(Err(e)) => tracing::warn!(error = %e, "following tombstones failed"),
+                    None => break,
+                }
+            }
+        });
+        Ok(erased)
+    }
+}
+
 /// Applies one message; the outcome tells the consumer loop how to settle it.
 pub async fn process(store: &dyn FeatureStore, settings: &FeatureSettings, message: Message) -> Outcome {
     process_batch(store, settings, vec![message]).await.pop().unwrap_or(Outcome::Done)
@@ -79,10 +136,24 @@ pub async fn process_batch(
     settings: &FeatureSettings,
     messages: Vec<Message>,
 ) -> Vec<Outcome> {
+    process_batch_excluding(store, settings, &Erased::default(), messages).await
+}
+
+/// [`process_batch`], skipping (acking without applying) the events of erased customers.
+pub async fn process_batch_excluding(
+    store: &dyn FeatureStore,
+    settings: &FeatureSettings,
+    erased: &Erased,
+    messages: Vec<Message>,
+) -> Vec<Outcome> {
     let mut outcomes: Vec<Option<Outcome>> = Vec::with_capacity(messages.len());
     let mut events = Vec::with_capacity(messages.len());
     for message in &messages {
         match decode_event(message) {
+            Ok(e) if erased.covers(&e) => {
+                debug!(tenant = %e.tenant, event_id = %e.id, "event of an erased customer skipped");
+                outcomes.push(Some(Outcome::Done));
+            }
             Ok(e) => {
                 events.push(e);
                 outcomes.push(None);
@@ -178,9 +249,10 @@ pub async fn run(
             .await
         }
     };
+    let erased = Erased::follow(bus.clone(), shutdown.clone()).await?;
     let consumed = consume_batches(bus, spec, "feature", options, shutdown, move |messages| {
-        let store = store.clone();
-        async move { process_batch(&*store, &settings, messages).await }
+        let (store, erased) = (store.clone(), erased.clone());
+        async move { process_batch_excluding(&*store, &settings, &erased, messages).await }
     });
     let (served, consumed) = tokio::join!(erasures, consumed);
     served?;

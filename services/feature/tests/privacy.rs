@@ -248,6 +248,27 @@ async fn erasure_removes_every_family_and_only_the_customers() {
         let Some(pb::erase_reply::Result::Error(e)) = reply.result else { panic!("{reply:?}") };
         assert_eq!(e.code, pb::ServiceErrorCode::InvalidArgument as i32, "{e:?}");
     }
+
+    // A straggler of Alice's published after the erasure is skipped by the feature service;
+    // Bob's next event is applied.
+    let late = event("acme", "late-a", alice.stored.as_str(), now, view("sku-3"));
+    publish_event(&*infra.bus, &late).await;
+    let bobs = event("acme", "late-b", bob.stored.as_str(), now, view("sku-3"));
+    publish_event(&*infra.bus, &bobs).await;
+    let bob_recent = format!("sm:{{acme:u:{}}}:recent", bob.stored);
+    eventually(WAIT, "the feature service applied Bob's late event", || async {
+        let top = infra.store.read(vec![Read::SortedTop { key: k(&bob_recent), n: 10 }]).await.ok()?;
+        matches!(&top[0], Value::Sorted(m) if m.iter().any(|(member, _)| member.contains("sku-3")))
+            .then_some(())
+    })
+    .await;
+    eventually(WAIT, "the feature consumer caught up", || async {
+        let lag = infra.bus.consumer_lag(topology::EVENTS_STREAM, shopmind_feature::DURABLE).await.ok()?;
+        lag.is_caught_up().then_some(())
+    })
+    .await;
+    let store_text = everything(&*infra.store).await;
+    assert!(!store_text.contains(alice.stored.as_str()), "the straggler was not applied:\n{store_text}");
     shutdown.trigger();
     task.await.unwrap().unwrap();
 }
