@@ -10,6 +10,8 @@
 
 mod redact;
 
+use std::collections::BTreeMap;
+
 use ring::{digest, hmac};
 use shopmind_domain::{Event, Payload, TenantId, UserId};
 use shopmind_proto::v1 as pb;
@@ -20,19 +22,18 @@ pub use redact::{PiiKind, Redacted, redact};
 pub const PSEUDONYM_PREFIX: &str = "p_";
 
 /// Masks the free text of an event in place: a support message's text and a search query.
-/// Returns how many pieces of PII were masked.
-pub fn redact_event(event: &mut Event) -> usize {
+/// Returns how many pieces of each kind were masked.
+pub fn redact_event(event: &mut Event) -> BTreeMap<PiiKind, usize> {
     let text = match &mut event.payload {
         Payload::SupportMessage { text, .. } => text,
         Payload::SearchPerformed { query, .. } => query,
-        _ => return 0,
+        _ => return BTreeMap::new(),
     };
     let redacted = redact(text);
-    let found = redacted.count();
-    if found > 0 {
+    if redacted.count() > 0 {
         *text = redacted.text;
     }
-    found
+    redacted.found
 }
 
 /// Masks the free text of a wire event in place (support message text, search query, the
@@ -200,7 +201,7 @@ mod tests {
     #[test]
     fn events_and_wire_events_are_masked() {
         let mut e = support("mail me at alice@example.com about ord-1042");
-        assert_eq!(redact_event(&mut e), 1);
+        assert_eq!(redact_event(&mut e), BTreeMap::from([(PiiKind::Email, 1)]));
         let Payload::SupportMessage { text, .. } = &e.payload else { panic!() };
         assert_eq!(text, "mail me at [email] about ord-1042");
 

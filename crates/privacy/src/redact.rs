@@ -84,7 +84,9 @@ fn re(pattern: &str) -> Regex {
 }
 
 static EMAIL: LazyLock<Regex> = LazyLock::new(|| {
-    re(r"(?i)[a-z0-9][a-z0-9._%+\-]*@[a-z0-9](?:[a-z0-9\-]*[a-z0-9])?(?:\.[a-z0-9](?:[a-z0-9\-]*[a-z0-9])?)*\.[a-z]{2,24}\b")
+    re(
+        r"(?i)[a-z0-9][a-z0-9._%+\-]*@[a-z0-9](?:[a-z0-9\-]*[a-z0-9])?(?:\.[a-z0-9](?:[a-z0-9\-]*[a-z0-9])?)*\.[a-z]{2,24}\b",
+    )
 });
 static IBAN: LazyLock<Regex> =
     LazyLock::new(|| re(r"\b[A-Z]{2}[0-9]{2}(?: ?[A-Z0-9]{4}){2,7}(?: ?[A-Z0-9]{1,4})?\b"));
@@ -92,18 +94,26 @@ static IBAN: LazyLock<Regex> =
 static DIGIT_RUN: LazyLock<Regex> = LazyLock::new(|| re(r"\b[0-9]+(?:[ \-][0-9]+)*\b"));
 static NATIONAL_ID: LazyLock<Regex> = LazyLock::new(|| re(r"\b[0-9]{3}-[0-9]{2}-[0-9]{4}\b"));
 static IPV4: LazyLock<Regex> = LazyLock::new(|| {
-    re(r"\b(?:(?:25[0-5]|2[0-4][0-9]|1[0-9][0-9]|[1-9]?[0-9])\.){3}(?:25[0-5]|2[0-4][0-9]|1[0-9][0-9]|[1-9]?[0-9])\b")
+    re(
+        r"\b(?:(?:25[0-5]|2[0-4][0-9]|1[0-9][0-9]|[1-9]?[0-9])\.){3}(?:25[0-5]|2[0-4][0-9]|1[0-9][0-9]|[1-9]?[0-9])\b",
+    )
 });
 static PHONE: LazyLock<Regex> = LazyLock::new(|| re(r"(?:\+ ?|\(\+?)?[0-9][0-9 ().\-/]{5,24}[0-9]"));
 static NANP: LazyLock<Regex> = LazyLock::new(|| re(r"^\(?[0-9]{3}\)?[ .\-]?[0-9]{3}[ .\-][0-9]{4}$"));
 static ADDRESS_EN: LazyLock<Regex> = LazyLock::new(|| {
-    re(r"\b[0-9]{1,5}[A-Za-z]?,?(?: [A-Z][A-Za-z'\-]*){1,4} (?:(?i:street|avenue|road|boulevard|lane|drive|court|way|place|terrace|square|parkway|highway|crescent|close|row|mews)\b|(?i:st|ave|rd|blvd|ln|dr|ct|pl|sq|pkwy|hwy)\b\.?)")
+    re(
+        r"\b[0-9]{1,5}[A-Za-z]?,?(?: [A-Z][A-Za-z'\-]*){1,4} (?:(?i:street|avenue|road|boulevard|lane|drive|court|way|place|terrace|square|parkway|highway|crescent|close|row|mews)\b|(?i:st|ave|rd|blvd|ln|dr|ct|pl|sq|pkwy|hwy)\b\.?)",
+    )
 });
 static ADDRESS_DE: LazyLock<Regex> = LazyLock::new(|| {
-    re(r"\b[A-ZÄÖÜ][a-zäöüß\-]+(?:straße|strasse|str\.|weg|gasse|allee|platz|ring|damm|ufer|laan|straat|gracht|gatan|vej)(?: [0-9]{1,4}[a-z]?\b)|\b[A-ZÄÖÜ][a-zäöüß\-]+ (?:Straße|Strasse|Str\.|Weg|Gasse|Allee|Platz) [0-9]{1,4}[a-z]?\b")
+    re(
+        r"\b[A-ZÄÖÜ][a-zäöüß\-]+(?:straße|strasse|str\.|weg|gasse|allee|platz|ring|damm|ufer|laan|straat|gracht|gatan|vej)(?: [0-9]{1,4}[a-z]?\b)|\b[A-ZÄÖÜ][a-zäöüß\-]+ (?:Straße|Strasse|Str\.|Weg|Gasse|Allee|Platz) [0-9]{1,4}[a-z]?\b",
+    )
 });
 static ADDRESS_ROMANCE: LazyLock<Regex> = LazyLock::new(|| {
-    re(r"\b[0-9]{1,4}(?: ?(?:bis|ter))?,? (?i:rue|avenue|boulevard|bd|place|chemin|impasse|quai|allée|via|viale|piazza|calle|avenida|rua|travessa)(?: (?:de|la|du|des|le|les|del|della|di|do|da|d'[A-Za-zÀ-ÿ]+|[A-ZÀ-Ý][A-Za-zÀ-ÿ'\-]*)){1,6}|\b(?i:via|calle|rua|carrer|avenida) (?:(?:de|del|della|di|do|da|la) )?[A-ZÀ-Ý][A-Za-zÀ-ÿ'\-]*(?: [A-ZÀ-Ý][A-Za-zÀ-ÿ'\-]*)*,? [0-9]{1,4}\b")
+    re(
+        r"\b[0-9]{1,4}(?: ?(?:bis|ter))?,? (?i:rue|avenue|boulevard|bd|place|chemin|impasse|quai|allée|via|viale|piazza|calle|avenida|rua|travessa)(?: (?:de|la|du|des|le|les|del|della|di|do|da|d'[A-Za-zÀ-ÿ]+|[A-ZÀ-Ý][A-Za-zÀ-ÿ'\-]*)){1,6}|\b(?i:via|calle|rua|carrer|avenida) (?:(?:de|del|della|di|do|da|la) )?[A-ZÀ-Ý][A-Za-zÀ-ÿ'\-]*(?: [A-ZÀ-Ý][A-Za-zÀ-ÿ'\-]*)*,? [0-9]{1,4}\b",
+    )
 });
 
 /// Masks the personal data in `text` (see the module docs for what is recognised).

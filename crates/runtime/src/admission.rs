@@ -7,8 +7,8 @@ use std::collections::BTreeSet;
 use std::time::Duration;
 
 use shopmind_config::{Config, IngestConfig};
-use shopmind_privacy::Pseudonymizer;
 use shopmind_domain::{Event, RejectCode, TenantId, UnixMillis, ValidationPolicy, Violation, Violations};
+use shopmind_privacy::Pseudonymizer;
 use shopmind_proto::v1 as pb;
 
 /// The admission rules of `[ingest]`: known tenants, event size, clock skew, and the domain's
@@ -30,13 +30,8 @@ impl Admission {
     /// The rules of `[ingest]` and `[privacy]`. The pseudonymisation secret is read here
     /// (`Config::load` has checked it is readable).
     pub fn new(config: &Config) -> Self {
-        let pseudonymized: BTreeSet<String> = config
-            .privacy
-            .tenants
-            .iter()
-            .filter(|(_, p)| p.pseudonymize)
-            .map(|(t, _)| t.clone())
-            .collect();
+        let pseudonymized: BTreeSet<String> =
+            config.privacy.tenants.iter().filter(|(_, p)| p.pseudonymize).map(|(t, _)| t.clone()).collect();
         let pseudonymizer = match config.privacy.read_secret() {
             Ok(secret) => secret.map(|s| Pseudonymizer::new(&s)),
             Err(e) => {
@@ -44,7 +39,12 @@ impl Admission {
                 None
             }
         };
-        Self { redact: config.privacy.redact, pseudonymized, pseudonymizer, ..Self::validation(&config.ingest) }
+        Self {
+            redact: config.privacy.redact,
+            pseudonymized,
+            pseudonymizer,
+            ..Self::validation(&config.ingest)
+        }
     }
 
     /// Only the validation rules of `[ingest]`: no redaction, no pseudonyms.
@@ -83,7 +83,9 @@ impl Admission {
         };
         let mut event = Event::from_proto(wire, Some(tenant), &policy)?;
         if self.redact {
-            shopmind_privacy::redact_event(&mut event);
+            for (kind, n) in shopmind_privacy::redact_event(&mut event) {
+                shopmind_metrics::global().pii_masked(kind.as_str(), n as u64);
+            }
         }
         if self.pseudonymized.contains(tenant.as_str()) {
             match &self.pseudonymizer {
@@ -195,6 +197,8 @@ mod tests {
             &shopmind_domain::UserId::parse("alice").expect("valid"),
         );
         assert_eq!(e.user.as_ref(), Some(&pseudonym));
+        let exposed = shopmind_metrics::global().encode().expect("encodes");
+        assert!(exposed.contains("shopmind_pii_masked_total{kind=\"email\"}"), "{exposed}");
 
         // Another tenant keeps its ids; its text is masked all the same.
         let e = admission.check(&wire, &globex).expect("valid");

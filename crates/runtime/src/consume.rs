@@ -56,12 +56,11 @@ pub async fn dead_letter(
         .insert(DLQ_CODE_HEADER, code)
         .insert(DLQ_SUBJECT_HEADER, original.subject.clone())
         .insert(DLQ_SEQUENCE_HEADER, sequence.to_string());
-    let message =
-        Message {
-            subject: dlq_subject(&tenant, stage),
-            headers,
-            payload: shopmind_privacy::redact_payload(&original.payload).into(),
-        };
+    let message = Message {
+        subject: dlq_subject(&tenant, stage),
+        headers,
+        payload: shopmind_privacy::redact_payload(&original.payload).into(),
+    };
     bus.publish(message, Some(&format!("dlq:{stage}:{sequence}"))).await?;
     Ok(())
 }

@@ -453,7 +453,10 @@ mod cases {
         write(s, writes).await;
         tokio::time::sleep(Duration::from_millis(20)).await;
         let names = |keys: Vec<Key>| keys.into_iter().map(|k| k.0).collect::<Vec<_>>();
-        assert_eq!(names(s.scan("sm:{t:u:alice}:*").await.unwrap()), ["sm:{t:u:alice}:a", "sm:{t:u:alice}:b"]);
+        assert_eq!(
+            names(s.scan("sm:{t:u:alice}:*").await.unwrap()),
+            ["sm:{t:u:alice}:a", "sm:{t:u:alice}:b"]
+        );
         let escaped = format!("sm:{{t:u:{}}}:*", shopmind_store::glob_escape(weird));
         assert_eq!(
             names(s.scan(&escaped).await.unwrap()),
