@@ -39,12 +39,15 @@ pub async fn run(action: PrivacyAction, config: Config) -> anyhow::Result<()> {
             println!("  {:<22} {}", "total", report.total());
         }
         PrivacyAction::Sweep => {
-            let report = shopmind_feature::retention::sweep(&config, &*bus, &*store, UnixMillis::now()).await?;
+            let report =
+                shopmind_feature::retention::sweep(&config, &*bus, &*store, UnixMillis::now()).await?;
             if report.tenants.is_empty() {
                 println!("nothing older than a tenant's limit");
             }
             for (tenant, (messages, conversations)) in &report.tenants {
-                println!("{tenant}: {messages} messages deleted, {conversations} conversation keys given a TTL");
+                println!(
+                    "{tenant}: {messages} messages deleted, {conversations} conversation keys given a TTL"
+                );
             }
         }
     }
