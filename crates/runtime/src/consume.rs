@@ -37,9 +37,10 @@ pub const RETRIES_EXHAUSTED: &str = "retries_exhausted";
 /// How often a consumer loop refreshes its consumer's lag (`shopmind_consumer_lag_messages`).
 pub const LAG_REFRESH: Duration = Duration::from_secs(5);
 
-/// Publishes `original` to `sm.dlq.<tenant>.<stage>`, with the reason in headers and its free
-/// text masked ([`shopmind_privacy::redact_payload`]: a rejected raw intake message may hold PII
-/// that admission never got to mask). Idempotent per (stage, stream sequence).
+/// Publishes `original` to `sm.dlq.<tenant>.<stage>`, with the reason in headers and, for events
+/// (`sm.in.…`, `sm.events.…`), its free text masked ([`shopmind_privacy::redact_payload`]: a
+/// rejected raw intake message may hold PII that admission never got to mask). Idempotent per
+/// (stage, stream sequence).
 pub async fn dead_letter(
     bus: &dyn Bus,
     original: &Message,
@@ -59,7 +60,12 @@ pub async fn dead_letter(
     let message = Message {
         subject: dlq_subject(&tenant, stage),
         headers,
-        payload: shopmind_privacy::redact_payload(&original.payload).into(),
+        payload: if original.subject.starts_with("sm.in.") || original.subject.starts_with("sm.events.") {
+            shopmind_privacy::redact_payload(&original.payload).into()
+        } else {
+            // Notifications (webhook stage) hold only what masked events gave them.
+            original.payload.clone()
+        },
     };
     bus.publish(message, Some(&format!("dlq:{stage}:{sequence}"))).await?;
     Ok(())

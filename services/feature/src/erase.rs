@@ -141,13 +141,14 @@ impl ErasureReport {
 enum Carried {
     Event,
     Notification,
+    EventOrNotification,
 }
 
 fn streams_of(tenant: &TenantId) -> [(&'static str, String, Carried, &'static str); 5] {
     [
         (topology::EVENTS_STREAM, format!("sm.events.{tenant}."), Carried::Event, "events"),
         (topology::INTAKE_STREAM, topology::intake_subject(tenant), Carried::Event, "intake messages"),
-        (topology::DLQ_STREAM, format!("sm.dlq.{tenant}."), Carried::Event, "dead letters"),
+        (topology::DLQ_STREAM, format!("sm.dlq.{tenant}."), Carried::EventOrNotification, "dead letters"),
         (
             topology::NOTIFICATIONS_STREAM,
             format!("sm.notify.{tenant}."),
@@ -163,25 +164,48 @@ fn streams_of(tenant: &TenantId) -> [(&'static str, String, Carried, &'static st
     ]
 }
 
-/// Every message a stream holds now, in order (a replay up to the last sequence at the start).
-pub async fn read_stream(bus: &dyn Bus, stream: &str) -> Result<Vec<StoredMessage>, BusError> {
-    let state = match bus.stream_state(stream).await {
-        Ok(s) => s,
-        Err(BusError::UnknownStream(_)) => return Ok(Vec::new()),
-        Err(e) => return Err(e),
-    };
-    if state.messages == 0 {
-        return Ok(Vec::new());
-    }
-    let mut replay = bus.replay(stream, None, StartAt::First).await?;
-    let mut out = Vec::new();
-    while let Some(next) = replay.next().await {
-        let stored = next?;
-        let done = stored.sequence >= state.last_sequence || stored.pending == 0;
-        out.push(stored);
-        if done {
-            break;
+/// Reads the messages a stream holds now, in order, one at a time (a replay up to the last
+/// sequence when it was opened), so that a large stream is never held in memory.
+pub struct StreamReader {
+    replay: Option<shopmind_bus::ReplayStream>,
+    last_sequence: u64,
+}
+
+impl StreamReader {
+    pub async fn open(bus: &dyn Bus, stream: &str) -> Result<Self, BusError> {
+        let state = match bus.stream_state(stream).await {
+            Ok(s) => s,
+            Err(BusError::UnknownStream(_)) => return Ok(Self { replay: None, last_sequence: 0 }),
+            Err(e) => return Err(e),
+        };
+        if state.messages == 0 {
+            return Ok(Self { replay: None, last_sequence: 0 });
         }
+        let replay = bus.replay(stream, None, StartAt::First).await?;
+        Ok(Self { replay: Some(replay), last_sequence: state.last_sequence })
+    }
+
+    /// The next message, or None at the end.
+    pub async fn next(&mut self) -> Result<Option<StoredMessage>, BusError> {
+        let Some(replay) = self.replay.as_mut() else { return Ok(None) };
+        let Some(next) = replay.next().await else {
+            self.replay = None;
+            return Ok(None);
+        };
+        let stored = next?;
+        if stored.sequence >= self.last_sequence || stored.pending == 0 {
+            self.replay = None;
+        }
+        Ok(Some(stored))
+    }
+}
+
+/// Every message a stream holds now, in order (for small streams and tests; see [`StreamReader`]).
+pub async fn read_stream(bus: &dyn Bus, stream: &str) -> Result<Vec<StoredMessage>, BusError> {
+    let mut reader = StreamReader::open(bus, stream).await?;
+    let mut out = Vec::new();
+    while let Some(m) = reader.next().await? {
+        out.push(m);
     }
     Ok(out)
 }
@@ -192,11 +216,14 @@ fn subject_in(subject: &str, prefix: &str) -> bool {
 
 /// The tombstones of every tenant's erased customers ([`shopmind_privacy::tombstone_of`]).
 pub async fn tombstones(bus: &dyn Bus) -> Result<BTreeSet<String>, BusError> {
-    Ok(read_stream(bus, topology::ERASURES_STREAM)
-        .await?
-        .into_iter()
-        .filter_map(|m| String::from_utf8(m.message.payload.to_vec()).ok())
-        .collect())
+    let mut reader = StreamReader::open(bus, topology::ERASURES_STREAM).await?;
+    let mut stones = BTreeSet::new();
+    while let Some(m) = reader.next().await? {
+        if let Ok(stone) = String::from_utf8(m.message.payload.to_vec()) {
+            stones.insert(stone);
+        }
+    }
+    Ok(stones)
 }
 
 /// Erases `customer` (see the module docs) and reports what was removed.
@@ -227,12 +254,17 @@ async fn erase(
     let mut sessions = BTreeSet::new();
     for (stream, prefix, carried, what) in streams_of(t) {
         let mut deleted = 0;
-        for stored in read_stream(bus, stream).await? {
+        let mut reader = StreamReader::open(bus, stream).await?;
+        while let Some(stored) = reader.next().await? {
             if !subject_in(&stored.message.subject, &prefix) {
                 continue;
             }
+            let payload = stored.message.payload.as_ref();
+            let notification = || pb::Notification::decode(payload).is_ok_and(|n| customer.is(&n.user_id));
             let theirs = match carried {
-                Carried::Event => match pb::Event::decode(stored.message.payload.as_ref()) {
+                Carried::Notification => notification(),
+                // Dead letters hold events, or notifications (of the webhook stage).
+                Carried::Event | Carried::EventOrNotification => match pb::Event::decode(payload) {
                     Ok(e) if customer.is(&e.user_id) => {
                         event_ids.insert(e.event_id);
                         if !e.session_id.is_empty() {
@@ -240,10 +272,8 @@ async fn erase(
                         }
                         true
                     }
-                    _ => false,
+                    _ => matches!(carried, Carried::EventOrNotification) && notification(),
                 },
-                Carried::Notification => pb::Notification::decode(stored.message.payload.as_ref())
-                    .is_ok_and(|n| customer.is(&n.user_id)),
             };
             if theirs && bus.delete_message(stream, stored.sequence).await? {
                 deleted += 1;

@@ -21,7 +21,7 @@ use shopmind_runtime::topology;
 use shopmind_store::{FeatureStore, Write, WriteBatch};
 use tracing::info;
 
-use crate::erase::{EraseError, read_stream};
+use crate::erase::{EraseError, StreamReader};
 
 const DAY_MS: i64 = 86_400_000;
 
@@ -52,7 +52,8 @@ pub async fn sweep(
     }
     let cutoff = |days: u32| (days > 0).then(|| now.0.saturating_sub(i64::from(days) * DAY_MS));
     for stream in [topology::EVENTS_STREAM, topology::DLQ_STREAM] {
-        for stored in read_stream(bus, stream).await? {
+        let mut reader = StreamReader::open(bus, stream).await?;
+        while let Some(stored) = reader.next().await? {
             let Some(tenant) = topology::tenant_of_subject(&stored.message.subject) else { continue };
             let Some(&(events_days, conversation_days)) = limits.get(&tenant) else { continue };
             let Ok(event) = pb::Event::decode(stored.message.payload.as_ref()) else { continue };

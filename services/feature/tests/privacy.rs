@@ -104,6 +104,8 @@ async fn seed(infra: &Infra, u: &str, at: i64) {
     };
     publish(&*infra.bus, "sm.notify.acme.customer".to_string(), n.encode_to_vec()).await;
     publish(&*infra.bus, "sm.webhook.acme.crm".to_string(), n.encode_to_vec()).await;
+    // A webhook delivery that gave up, dead-lettered with the notification as it was.
+    publish(&*infra.bus, "sm.dlq.acme.webhook".to_string(), n.encode_to_vec()).await;
     write(
         &*infra.store,
         vec![
@@ -183,6 +185,7 @@ async fn erasure_removes_every_family_and_only_the_customers() {
     assert_eq!(removed("intake messages"), 1, "{report:?}");
     assert_eq!(removed("notifications"), 1, "{report:?}");
     assert_eq!(removed("webhook deliveries"), 1, "{report:?}");
+    assert_eq!(removed("dead letters"), 1, "{report:?}");
     assert_eq!(removed("conversations"), 1, "{report:?}");
     assert_eq!(removed("back-in-stock waits"), 1, "{report:?}");
     assert_eq!(removed("price-drop viewers"), 1, "{report:?}");
@@ -201,6 +204,7 @@ async fn erasure_removes_every_family_and_only_the_customers() {
         topology::NOTIFICATIONS_STREAM,
         topology::WEBHOOKS_STREAM,
         topology::INTAKE_STREAM,
+        topology::DLQ_STREAM,
     ] {
         let left = read_stream(&*infra.bus, stream).await.unwrap();
         let text: Vec<String> =
