@@ -59,7 +59,9 @@ COMPOSE_SCHEMA = ROOT / "deploy/schemas/compose-spec.json"
 # file 0dc04bd3...2b112bac). Details in deploy/schemas/SOURCES.md.
 SCHEMA_SOURCE = "docker-compose==1.29.2 (PyPI): compose/config/compose_spec.json"
 
-SUBCOMMANDS = {"gateway", "ingest", "feature", "inference", "notification", "trainer", "train"}
+SUBCOMMANDS = {"gateway", "ingest", "feature", "inference", "notification", "trainer", "train", "privacy"}
+# Subcommands with an action of their own (`shopmind privacy sweep`): their flags follow the action.
+NESTED_SUBCOMMANDS = {"privacy"}
 # Created by hand (deploy/README.md), so not in the rendered output.
 EXTERNAL_SECRETS = {"shopmind-backends": {"nats-url", "redis-url"}}
 RUN_AS_USER = 10001
@@ -431,9 +433,10 @@ def config_errors(docs: list[dict], binary: Path) -> list[str]:
         for role, c in containers_of(d):
             args = c.get("args") or []
             if role == "container" and args and args[0] in SUBCOMMANDS:
-                err = run(list(args[1:]), toml)
+                flags = list(args[2:] if args[0] in NESTED_SUBCOMMANDS else args[1:])
+                err = run(flags, toml)
                 if err:
-                    errs.append(f"{kn(d)} container {c.get('name')}: flags {args[1:]} rejected by {binary.name}: {err}")
+                    errs.append(f"{kn(d)} container {c.get('name')}: flags {flags} rejected by {binary.name}: {err}")
     return errs
 
 

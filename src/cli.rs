@@ -93,6 +93,12 @@ pub enum Command {
         #[command(subcommand)]
         action: crate::dlq::DlqAction,
     },
+    /// Privacy tools: erase a customer, sweep what is older than each tenant's retention
+    /// (docs/PRIVACY.md; needs nats.url and redis.url).
+    Privacy {
+        #[command(subcommand)]
+        action: crate::privacy::PrivacyAction,
+    },
     /// Notification tools: webhook dead letters (list, replay), user preferences, pending timers.
     Notifications {
         #[command(subcommand)]
@@ -123,6 +129,7 @@ impl Command {
             Command::Demo { .. } => "demo",
             Command::Config => "config",
             Command::Dlq { .. } => "dlq",
+            Command::Privacy { .. } => "privacy",
             Command::Notifications { .. } => "notifications",
             Command::Replay { .. } => "replay",
             Command::Simulate(_) => "simulate",
@@ -174,6 +181,7 @@ pub async fn run(command: Command, config: Config) -> anyhow::Result<()> {
             crate::replay::run(config, source, rate, batch, gateway, tenant).await
         }
         Command::Dlq { action } => crate::dlq::run(action, config).await,
+        Command::Privacy { action } => crate::privacy::run(action, config).await,
         Command::Models { action } => crate::models::run(action, config).await,
         Command::Notifications { action } => crate::notifications::run(action, config).await,
         Command::Bench { what } => crate::bench::run(what, config).await,

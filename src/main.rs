@@ -15,6 +15,7 @@ mod eval_recommend;
 mod eval_support;
 mod models;
 mod notifications;
+mod privacy;
 mod replay;
 mod simulate;
 

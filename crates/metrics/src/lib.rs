@@ -201,6 +201,14 @@ pub const CATALOGUE: &[Spec] = &[
         help: "Rejected events by the code of their first violation (the rejected part of \
                shopmind_events_received_total).",
     },
+    Spec {
+        name: "shopmind_pii_masked_total",
+        kind: Kind::Counter,
+        labels: &["kind"],
+        values: "`kind`: email, iban, card, national_id, ip, phone, address",
+        help: "Pieces of personal data masked in the free text of admitted events (support messages, \
+               search queries) before they were published (docs/PRIVACY.md), by kind.",
+    },
     // Events out.
     Spec {
         name: "shopmind_feature_events_total",
@@ -555,6 +563,11 @@ struct SeamReason {
 }
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct KindLabel {
+    kind: &'static str,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 struct VersionLabel {
     version: &'static str,
 }
@@ -592,6 +605,7 @@ pub struct Metrics {
     registry: Registry,
     events_received: Family<SourceOutcome, Counter>,
     events_rejected: Family<SourceCode, Counter>,
+    pii_masked: Family<KindLabel, Counter>,
     feature_events: Family<AppliedLabel, Counter>,
     notifications: Family<NotifiedLabel, Counter>,
     notification_outcomes: Family<KindChannelOutcome, Counter>,
@@ -638,6 +652,7 @@ impl Metrics {
             registry: Registry::default(),
             events_received: Family::default(),
             events_rejected: Family::default(),
+            pii_masked: Family::default(),
             feature_events: Family::default(),
             notifications: Family::default(),
             notification_outcomes: Family::default(),
@@ -677,6 +692,7 @@ impl Metrics {
         let r = &mut m.registry;
         register(r, &mut specs, m.events_received.clone());
         register(r, &mut specs, m.events_rejected.clone());
+        register(r, &mut specs, m.pii_masked.clone());
         register(r, &mut specs, m.feature_events.clone());
         register(r, &mut specs, m.notifications.clone());
         register(r, &mut specs, m.notification_outcomes.clone());
@@ -728,6 +744,11 @@ impl Metrics {
     pub fn event_rejected(&self, source: Source, code: &'static str) {
         self.events_received.get_or_create(&SourceOutcome { source, outcome: EventOutcome::Rejected }).inc();
         self.events_rejected.get_or_create(&SourceCode { source, code }).inc();
+    }
+
+    /// `n` pieces of personal data of `kind` were masked in an admitted event's text.
+    pub fn pii_masked(&self, kind: &'static str, n: u64) {
+        self.pii_masked.get_or_create(&KindLabel { kind }).inc_by(n);
     }
 
     /// The feature service applied an event, or found it applied before.

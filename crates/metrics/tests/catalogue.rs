@@ -21,6 +21,7 @@ fn touched() -> Metrics {
     m.event_stored(Source::Grpc, false);
     m.event_stored(Source::Nats, true);
     m.event_rejected(Source::Grpc, "missing_field");
+    m.pii_masked("email", 2);
     m.feature_event(Applied::Applied);
     m.notification(Notified::Published);
     m.notification_outcome("price_drop", "stream", "published");

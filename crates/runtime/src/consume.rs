@@ -37,8 +37,10 @@ pub const RETRIES_EXHAUSTED: &str = "retries_exhausted";
 /// How often a consumer loop refreshes its consumer's lag (`shopmind_consumer_lag_messages`).
 pub const LAG_REFRESH: Duration = Duration::from_secs(5);
 
-/// Publishes `original` unchanged to `sm.dlq.<tenant>.<stage>`, with the reason in headers.
-/// Idempotent per (stage, stream sequence).
+/// Publishes `original` to `sm.dlq.<tenant>.<stage>`, with the reason in headers and, for events
+/// (`sm.in.…`, `sm.events.…`), its free text masked ([`shopmind_privacy::redact_payload`]: a
+/// rejected raw intake message may hold PII that admission never got to mask). Idempotent per
+/// (stage, stream sequence).
 pub async fn dead_letter(
     bus: &dyn Bus,
     original: &Message,
@@ -55,8 +57,16 @@ pub async fn dead_letter(
         .insert(DLQ_CODE_HEADER, code)
         .insert(DLQ_SUBJECT_HEADER, original.subject.clone())
         .insert(DLQ_SEQUENCE_HEADER, sequence.to_string());
-    let message =
-        Message { subject: dlq_subject(&tenant, stage), headers, payload: original.payload.clone() };
+    let message = Message {
+        subject: dlq_subject(&tenant, stage),
+        headers,
+        payload: if original.subject.starts_with("sm.in.") || original.subject.starts_with("sm.events.") {
+            shopmind_privacy::redact_payload(&original.payload).into()
+        } else {
+            // Notifications (webhook stage) hold only what masked events gave them.
+            original.payload.clone()
+        },
+    };
     bus.publish(message, Some(&format!("dlq:{stage}:{sequence}"))).await?;
     Ok(())
 }
@@ -363,5 +373,13 @@ async fn settle(
     let acked = if unconfirmed { acker.ack_unconfirmed().await } else { acker.ack().await };
     if let Err(e) = acked {
         warn!(error = %e, "ack failed; the message will be delivered again (its effect is idempotent)");
+        return;
+    }
+    if spec.stream == crate::topology::INTAKE_STREAM {
+        // Raw intake messages may hold unmasked PII and the shop's own customer ids: once
+        // settled (published masked to SM_EVENTS, or dead-lettered masked) they are erased.
+        if let Err(e) = bus.delete_message(&spec.stream, stream_sequence).await {
+            warn!(error = %e, "could not delete the settled intake message; the stream's max_age removes it");
+        }
     }
 }

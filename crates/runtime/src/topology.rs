@@ -7,6 +7,7 @@
 //! | `SM_DLQ`           | `sm.dlq.<tenant>.<stage>`             | messages that could not be processed, with the reason in headers |
 //! | `SM_NOTIFICATIONS` | `sm.notify.<tenant>.<audience>`       | notifications (protobuf `shopmind.v1.Notification`) |
 //! | `SM_WEBHOOKS`      | `sm.webhook.<tenant>.<endpoint>`      | notifications waiting for delivery to a tenant's webhook endpoint |
+//! | `SM_ERASURES`      | `sm.erased.<tenant>`                  | tombstones of erased customers (a hash of the id, never the id; kept forever) |
 //!
 //! Request-reply subjects (core NATS, queue groups): `sm.rpc.<tenant>.<service>.<method>`.
 
@@ -21,6 +22,7 @@ pub const EVENTS_STREAM: &str = "SM_EVENTS";
 pub const DLQ_STREAM: &str = "SM_DLQ";
 pub const NOTIFICATIONS_STREAM: &str = "SM_NOTIFICATIONS";
 pub const WEBHOOKS_STREAM: &str = "SM_WEBHOOKS";
+pub const ERASURES_STREAM: &str = "SM_ERASURES";
 
 /// Header with the reason a message was dead-lettered.
 pub const DLQ_REASON_HEADER: &str = "Shopmind-Dlq-Reason";
@@ -50,6 +52,8 @@ pub fn streams(cfg: &StreamsConfig) -> Vec<StreamSpec> {
         stream(DLQ_STREAM, "sm.dlq.>", cfg.dlq_max_age_days),
         stream(NOTIFICATIONS_STREAM, "sm.notify.>", cfg.notifications_max_age_days),
         stream(WEBHOOKS_STREAM, "sm.webhook.>", cfg.notifications_max_age_days),
+        // Tombstones never expire: they keep straggler events of erased customers out of training.
+        stream(ERASURES_STREAM, "sm.erased.>", 0),
     ]
 }
 
@@ -78,6 +82,11 @@ pub fn notification_subject(tenant: &TenantId, audience: &str) -> String {
 /// Where a notification waits for delivery to the tenant's webhook endpoint `endpoint`.
 pub fn webhook_subject(tenant: &TenantId, endpoint: &str) -> String {
     format!("sm.webhook.{tenant}.{endpoint}")
+}
+
+/// Where the tombstones of a tenant's erased customers are kept.
+pub fn erased_subject(tenant: &TenantId) -> String {
+    format!("sm.erased.{tenant}")
 }
 
 pub fn notifications_of_tenant(tenant: &TenantId) -> String {

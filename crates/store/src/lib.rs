@@ -356,8 +356,70 @@ pub trait FeatureStore: Send + Sync + 'static {
     /// The remaining time to live of a key (None: absent or no TTL).
     async fn ttl(&self, key: &Key) -> Result<Option<Duration>>;
 
+    /// Every live key matching a glob `pattern` (`*` any run of characters, `?` one character,
+    /// `\\` before a character: that character literally; build patterns with [`glob_escape`]),
+    /// sorted. Walks the whole keyspace (Redis `SCAN ... MATCH`, in steps, never blocking the
+    /// server): for administrative work such as erasing a customer, not for serving paths.
+    async fn scan(&self, pattern: &str) -> Result<Vec<Key>>;
+
     /// A short name for logs: "redis" or "memory".
     fn kind(&self) -> &'static str;
+}
+
+/// `text` with the glob characters of [`FeatureStore::scan`] patterns (`*`, `?`, `[`, `]`, `\\`)
+/// escaped, so that it matches only itself.
+pub fn glob_escape(text: &str) -> String {
+    let mut out = String::with_capacity(text.len());
+    for c in text.chars() {
+        if matches!(c, '*' | '?' | '[' | ']' | '\\') {
+            out.push('\\');
+        }
+        out.push(c);
+    }
+    out
+}
+
+/// Whether `text` matches the glob `pattern` (as [`FeatureStore::scan`] defines it).
+pub(crate) fn glob_matches(pattern: &str, text: &str) -> bool {
+    let p: Vec<char> = pattern.chars().collect();
+    let t: Vec<char> = text.chars().collect();
+    // Iterative matching with backtracking to the last `*`.
+    let (mut pi, mut ti) = (0, 0);
+    let mut star: Option<(usize, usize)> = None;
+    while ti < t.len() {
+        match p.get(pi) {
+            Some('*') => {
+                star = Some((pi, ti));
+                pi += 1;
+                continue;
+            }
+            Some('?') => {
+                pi += 1;
+                ti += 1;
+                continue;
+            }
+            Some('\\') if p.get(pi + 1) == Some(&t[ti]) => {
+                pi += 2;
+                ti += 1;
+                continue;
+            }
+            Some(&c) if c != '\\' && c == t[ti] => {
+                pi += 1;
+                ti += 1;
+                continue;
+            }
+            _ => {}
+        }
+        match star {
+            Some((sp, st)) => {
+                pi = sp + 1;
+                ti = st + 1;
+                star = Some((sp, st + 1));
+            }
+            None => return false,
+        }
+    }
+    p[pi..].iter().all(|&c| c == '*')
 }
 
 #[cfg(test)]
@@ -365,6 +427,20 @@ mod tests {
     #![allow(clippy::unwrap_used)]
 
     use super::*;
+
+    #[test]
+    fn globs_match_as_redis_does() {
+        assert!(glob_matches("sm:{a:u:*}:*", "sm:{a:u:bob}:recent"));
+        assert!(!glob_matches("sm:{a:u:*}:*", "sm:{a:i:bob}:recent"));
+        assert!(glob_matches("a?c", "abc"));
+        assert!(!glob_matches("a?c", "ac"));
+        assert!(glob_matches("*", ""));
+        assert!(glob_matches("**x", "abx"));
+        let id = "we*rd?[id]\\";
+        let pattern = format!("k:{}:*", glob_escape(id));
+        assert!(glob_matches(&pattern, &format!("k:{id}:v")));
+        assert!(!glob_matches(&pattern, "k:weXrd?[id]\\:v"));
+    }
 
     #[test]
     fn stamped_splits_at_the_first_bar() {

@@ -99,6 +99,15 @@ impl FeatureStore for MemoryStore {
             .map(|at| at.saturating_duration_since(now)))
     }
 
+    async fn scan(&self, pattern: &str) -> Result<Vec<Key>> {
+        let (mut inner, now) = self.lock();
+        inner.entries.retain(|_, entry| !entry.expired(now));
+        let mut keys: Vec<Key> =
+            inner.entries.keys().filter(|k| crate::glob_matches(pattern, k.as_str())).cloned().collect();
+        keys.sort();
+        Ok(keys)
+    }
+
     fn kind(&self) -> &'static str {
         "memory"
     }

@@ -206,6 +206,26 @@ impl FeatureStore for RedisStore {
         }
     }
 
+    async fn scan(&self, pattern: &str) -> Result<Vec<Key>> {
+        let mut keys = std::collections::BTreeSet::new();
+        let mut cursor: u64 = 0;
+        loop {
+            let (next, batch): (u64, Vec<String>) = redis::cmd("SCAN")
+                .arg(cursor)
+                .arg("MATCH")
+                .arg(pattern)
+                .arg("COUNT")
+                .arg(1000)
+                .query_async(&mut self.conn.clone())
+                .await?;
+            keys.extend(batch.into_iter().map(Key));
+            if next == 0 {
+                return Ok(keys.into_iter().collect());
+            }
+            cursor = next;
+        }
+    }
+
     fn kind(&self) -> &'static str {
         "redis"
     }

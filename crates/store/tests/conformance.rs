@@ -436,6 +436,37 @@ mod cases {
         assert!(!exists(s, "z").await);
     }
 
+    pub async fn scan_finds_live_keys_by_glob(store: Arc<dyn FeatureStore>) {
+        let s = &*store;
+        let weird = "we*rd?[id]";
+        let mut writes = Vec::new();
+        for u in ["alice", "bob", weird, "weXrdX[id]"] {
+            writes.push(put(&format!("sm:{{t:u:{u}}}:a"), "x"));
+            writes.push(incr(&format!("sm:{{t:u:{u}}}:b"), "m", 1.0));
+        }
+        writes.push(put("sm:{t:i:alice}:a", "x"));
+        writes.push(put("sm:{t:u:gone}:a", "x"));
+        writes.push(Write::Expire { key: k("sm:{t:u:gone}:a"), ttl: Duration::from_millis(1) });
+        for i in 0..2500 {
+            writes.push(put(&format!("bulk:{i}"), "x"));
+        }
+        write(s, writes).await;
+        tokio::time::sleep(Duration::from_millis(20)).await;
+        let names = |keys: Vec<Key>| keys.into_iter().map(|k| k.0).collect::<Vec<_>>();
+        assert_eq!(
+            names(s.scan("sm:{t:u:alice}:*").await.unwrap()),
+            ["sm:{t:u:alice}:a", "sm:{t:u:alice}:b"]
+        );
+        let escaped = format!("sm:{{t:u:{}}}:*", shopmind_store::glob_escape(weird));
+        assert_eq!(
+            names(s.scan(&escaped).await.unwrap()),
+            [format!("sm:{{t:u:{weird}}}:a"), format!("sm:{{t:u:{weird}}}:b")]
+        );
+        assert_eq!(s.scan("sm:{t:u:*}:a").await.unwrap().len(), 4, "expired keys are not found");
+        assert_eq!(s.scan("bulk:*").await.unwrap().len(), 2500, "every step of the walk");
+        assert!(s.scan("none:*").await.unwrap().is_empty());
+    }
+
     pub async fn exists_for_every_type(store: Arc<dyn FeatureStore>) {
         let s = &*store;
         assert!(!exists(s, "p").await);
@@ -1793,6 +1824,7 @@ macro_rules! all_cases {
                 sorted_incr_refuses_nan,
                 set_add_and_members_sorted,
                 put_get_delete,
+                scan_finds_live_keys_by_glob,
                 exists_for_every_type,
                 absent_keys_read_as_empty_values,
                 a_batch_of_reads_answers_in_order,

@@ -3,17 +3,22 @@
 //! It acks an event only after its effect is stored; an undecodable event goes to the dead-letter
 //! stream with its reason; a store outage is retried, then dead-lettered, never dropped.
 
+pub mod erase;
+pub mod retention;
+
 use std::sync::Arc;
 use std::time::Duration;
 
+use futures::StreamExt;
 use prost::Message as _;
-use shopmind_bus::{Bus, BusError, Message};
+use shopmind_bus::{Bus, BusError, Message, StartAt};
 use shopmind_config::Config;
 use shopmind_domain::{Event, RejectCode, ValidationPolicy};
 use shopmind_features::{Applied, FeatureSettings, apply_events};
 use shopmind_metrics::global as metrics;
 use shopmind_proto::v1 as pb;
 use shopmind_runtime::consume::{BatchOptions, Outcome, consume_batches};
+use shopmind_runtime::serve::serve_requests;
 use shopmind_runtime::{Shutdown, topology};
 use shopmind_store::FeatureStore;
 use tracing::debug;
@@ -26,6 +31,9 @@ pub enum FeatureError {
     #[error("bus: {0}")]
     Bus(#[from] BusError),
 }
+
+/// Requests handled at once by `sm.rpc.*.feature.erase`.
+const ERASE_CONCURRENCY: usize = 4;
 
 pub fn settings(config: &Config) -> FeatureSettings {
     let f = &config.feature;
@@ -60,6 +68,62 @@ pub fn decode_event(message: &Message) -> Result<Event, (&'static str, String)> 
         .map_err(|v| (v.first().code.as_str(), v.to_string()))
 }
 
+/// The tombstones of erased customers ([`erase`]), loaded at start and followed live from
+/// `SM_ERASURES`: events of erased customers that arrive after the erasure (stragglers) are
+/// acked without being applied.
+#[derive(Debug, Clone, Default)]
+pub struct Erased(Arc<std::sync::RwLock<std::collections::HashSet<String>>>);
+
+impl Erased {
+    /// Whether the event is about an erased customer.
+    pub fn covers(&self, event: &Event) -> bool {
+        let Some(user) = &event.user else { return false };
+        let stones = self.0.read().unwrap_or_else(std::sync::PoisonError::into_inner);
+        !stones.is_empty() && stones.contains(&shopmind_privacy::tombstone_of(&event.tenant, user))
+    }
+
+    fn insert(&self, payload: &[u8]) {
+        if let Ok(stone) = std::str::from_utf8(payload) {
+            self.0.write().unwrap_or_else(std::sync::PoisonError::into_inner).insert(stone.to_string());
+        }
+    }
+
+    /// Loads the tombstones there are, then follows new ones until `shutdown` (in a task).
+    pub async fn follow(bus: Arc<dyn Bus>, shutdown: Shutdown) -> Result<Self, BusError> {
+        let erased = Self::default();
+        let known = erase::read_stream(&*bus, topology::ERASURES_STREAM).await?;
+        for m in &known {
+            erased.insert(&m.message.payload);
+        }
+        let start = known.last().map_or(StartAt::First, |m| StartAt::Sequence(m.sequence + 1));
+        let mut replay = match bus.replay(topology::ERASURES_STREAM, None, start).await {
+            Ok(r) => r,
+            Err(BusError::UnknownStream(_)) => {
+                tracing::warn!(
+                    "no tombstone stream (SM_ERASURES): stragglers of erased customers are not skipped"
+                );
+                return Ok(erased);
+            }
+            Err(e) => return Err(e),
+        };
+        let following = erased.clone();
+        tokio::spawn(async move {
+            loop {
+                let next = tokio::select! {
+                    () = shutdown.wait() => break,
+                    next = replay.next() => next,
+                };
+                match next {
+                    Some(Ok(m)) => following.insert(&m.message.payload),
+                    Some(Err(e)) => tracing::warn!(error = %e, "following tombstones failed"),
+                    None => break,
+                }
+            }
+        });
+        Ok(erased)
+    }
+}
+
 /// Applies one message; the outcome tells the consumer loop how to settle it.
 pub async fn process(store: &dyn FeatureStore, settings: &FeatureSettings, message: Message) -> Outcome {
     process_batch(store, settings, vec![message]).await.pop().unwrap_or(Outcome::Done)
@@ -74,10 +138,24 @@ pub async fn process_batch(
     settings: &FeatureSettings,
     messages: Vec<Message>,
 ) -> Vec<Outcome> {
+    process_batch_excluding(store, settings, &Erased::default(), messages).await
+}
+
+/// [`process_batch`], skipping (acking without applying) the events of erased customers.
+pub async fn process_batch_excluding(
+    store: &dyn FeatureStore,
+    settings: &FeatureSettings,
+    erased: &Erased,
+    messages: Vec<Message>,
+) -> Vec<Outcome> {
     let mut outcomes: Vec<Option<Outcome>> = Vec::with_capacity(messages.len());
     let mut events = Vec::with_capacity(messages.len());
     for message in &messages {
         match decode_event(message) {
+            Ok(e) if erased.covers(&e) => {
+                debug!(tenant = %e.tenant, event_id = %e.id, "event of an erased customer skipped");
+                outcomes.push(Some(Outcome::Done));
+            }
             Ok(e) => {
                 events.push(e);
                 outcomes.push(None);
@@ -149,10 +227,37 @@ pub async fn run(
         max_in_flight: config.feature.concurrency,
         unconfirmed_acks: true,
     };
-    consume_batches(bus, spec, "feature", options, shutdown, move |messages| {
-        let store = store.clone();
-        async move { process_batch(&*store, &settings, messages).await }
-    })
-    .await?;
+    let erasures = {
+        let (config, bus, store) = (Arc::new(config.clone()), bus.clone(), store.clone());
+        let subject = topology::rpc_pattern("feature", "erase");
+        let shutdown = shutdown.clone();
+        async move {
+            serve_requests(&*bus.clone(), &subject, "feature", ERASE_CONCURRENCY, &shutdown, move |request| {
+                let (config, bus, store) = (config.clone(), bus.clone(), store.clone());
+                async move {
+                    let reply = erase::handle_request(
+                        &config,
+                        &*bus,
+                        &*store,
+                        &request.message.subject,
+                        &request.message.payload,
+                    )
+                    .await;
+                    if let Err(e) = request.respond(Default::default(), reply.encode_to_vec().into()).await {
+                        tracing::warn!(error = %e, "could not reply to an erase request");
+                    }
+                }
+            })
+            .await
+        }
+    };
+    let erased = Erased::follow(bus.clone(), shutdown.clone()).await?;
+    let consumed = consume_batches(bus, spec, "feature", options, shutdown, move |messages| {
+        let (store, erased) = (store.clone(), erased.clone());
+        async move { process_batch_excluding(&*store, &settings, &erased, messages).await }
+    });
+    let (served, consumed) = tokio::join!(erasures, consumed);
+    served?;
+    consumed?;
     Ok(())
 }

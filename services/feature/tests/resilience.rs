@@ -87,6 +87,10 @@ impl FeatureStore for CrashingStore {
     async fn ttl(&self, key: &shopmind_store::Key) -> StoreResult<Option<Duration>> {
         self.inner.ttl(key).await
     }
+    async fn scan(&self, pattern: &str) -> shopmind_store::Result<Vec<shopmind_store::Key>> {
+        self.inner.scan(pattern).await
+    }
+
     fn kind(&self) -> &'static str {
         "crashing"
     }

@@ -6,6 +6,7 @@
 //! validation. Recommendations it asks `inference` for over NATS request-reply. Notifications
 //! are streamed from the `SM_NOTIFICATIONS` stream.
 
+mod admin;
 mod error;
 
 use std::pin::Pin;
@@ -27,6 +28,7 @@ use tokio::net::TcpListener;
 use tonic::{Request, Response, Status, Streaming};
 use tracing::{Instrument, info, warn};
 
+pub use admin::AdminService;
 pub use error::GatewayError;
 
 /// Events of a `StreamEvents` call are published in batches of at most this many.
@@ -55,7 +57,7 @@ impl GatewayService {
             bus,
             request_timeout: Duration::from_millis(config.gateway.request_timeout_ms),
             max_batch: config.gateway.max_batch,
-            admission: Admission::new(&config.ingest),
+            admission: Admission::new(config),
             shutdown,
         }
     }
@@ -442,6 +444,7 @@ forwarded! {
     pb::GetCustomerProfileRequest => ProfileReply(profile_reply) -> pb::CustomerProfile;
     pb::AssistRequest => AssistReply(assist_reply) -> pb::AssistResponse;
     pb::GetAgentReportRequest => AgentReportReply(agent_report_reply) -> pb::AgentReport;
+    pb::EraseCustomerRequest => EraseReply(erase_reply) -> pb::EraseCustomerResponse;
 }
 
 impl GatewayService {
@@ -511,6 +514,8 @@ pub async fn run(
         .register_encoded_file_descriptor_set(shopmind_proto::FILE_DESCRIPTOR_SET)
         .register_encoded_file_descriptor_set(tonic_health::pb::FILE_DESCRIPTOR_SET)
         .build_v1()?;
+    // Admin calls (`shopmind.v1.Admin`, admin.rs): to be guarded by admin API keys.
+    let admin = AdminService::new(&config, bus.clone(), shutdown.clone());
     let service = GatewayService::new(&config, bus, shutdown.clone());
     let addr = listener.local_addr().ok();
     info!(addr = ?addr, "gateway serving");
@@ -525,6 +530,7 @@ pub async fn run(
         .add_service(health)
         .add_service(reflection)
         .add_service(GatewayServer::new(service))
+        .add_service(pb::admin_server::AdminServer::new(admin))
         .serve_with_incoming_shutdown(tonic::transport::server::TcpIncoming::from(listener), signal)
         .await?;
     info!("gateway stopped");

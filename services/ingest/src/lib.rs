@@ -48,7 +48,7 @@ pub enum Admitted {
 
 impl Ingestor {
     pub fn new(bus: Arc<dyn Bus>, config: &Config) -> Self {
-        Self { bus, admission: Admission::new(&config.ingest) }
+        Self { bus, admission: Admission::new(config) }
     }
 
     /// Validates one event of `tenant` and, if valid, publishes it in canonical form.

@@ -393,3 +393,54 @@ async fn raw_events_on_the_intake_subject_are_validated_published_or_dead_letter
     .await;
     ingest.stop().await;
 }
+
+fn support(id: &str, user: &str, text: &str) -> pb::Event {
+    pb::Event {
+        event_id: id.into(),
+        tenant: String::new(),
+        occurred_at: Some(UnixMillis::now().to_proto()),
+        user_id: user.into(),
+        session_id: String::new(),
+        payload: Some(pb::event::Payload::SupportMessage(pb::SupportMessage {
+            conversation_id: "conv-1".into(),
+            author_role: pb::AuthorRole::Customer as i32,
+            author_id: String::new(),
+            text: text.into(),
+        })),
+    }
+}
+
+/// Raw intake messages hold what backends sent, PII included: the published event and the dead
+/// letter carry masked text, and the settled intake messages are erased from `SM_INTAKE`.
+#[tokio::test]
+async fn intake_pii_is_masked_downstream_and_settled_intake_messages_are_erased() {
+    let ingest = Ingest::start().await;
+    let acme = tenant("acme");
+    let intake = topology::intake_subject(&acme);
+    let pii = "I am alice@example.com, card 4111 1111 1111 1111, phone +49 30 1234567";
+    let good = support("pii-1", "alice", pii);
+    let rejected = support("pii-2", "", pii);
+    for e in [&good, &rejected] {
+        ingest.bus.publish(Message::new(intake.clone(), Bytes::from(e.encode_to_vec())), None).await.unwrap();
+    }
+
+    let stored = ingest.stored_events(1).await;
+    let event = pb::Event::decode(stored[0].message.payload.as_ref()).unwrap();
+    let Some(pb::event::Payload::SupportMessage(m)) = event.payload else { panic!("a support message") };
+    assert_eq!(m.text, "I am [email], card [card], phone [phone]");
+
+    let mut dlq = ingest.bus.replay(topology::DLQ_STREAM, None, StartAt::First).await.unwrap();
+    let dead = tokio::time::timeout(WAIT, dlq.next()).await.expect("a dead letter").unwrap().unwrap();
+    let body = String::from_utf8_lossy(&dead.message.payload).to_string();
+    assert!(body.contains("I am [email], card [card], phone [phone]"), "{body}");
+    for raw in ["alice@example.com", "4111 1111", "1234567"] {
+        assert!(!body.contains(raw), "{raw} in the dead letter");
+    }
+
+    eventually(WAIT, "settled intake messages are erased", || async {
+        let state = ingest.bus.stream_state(topology::INTAKE_STREAM).await.ok()?;
+        (state.messages == 0 && state.last_sequence == 2).then_some(())
+    })
+    .await;
+    ingest.stop().await;
+}

@@ -128,9 +128,11 @@ impl Trainer {
             return Ok(Vec::new());
         }
         let end = state.last_sequence;
+        // Customers erased since their events were published: their stragglers are skipped.
+        let erased = shopmind_feature::erase::tombstones(bus).await?;
         let mut history = History::since(self.since);
         let mut replay = bus.replay(topology::EVENTS_STREAM, None, StartAt::First).await?;
-        let (mut read, mut skipped) = (0u64, 0u64);
+        let (mut read, mut skipped, mut excluded) = (0u64, 0u64, 0u64);
         while let Some(next) = replay.next().await {
             let stored = next?;
             read += 1;
@@ -138,6 +140,7 @@ impl Trainer {
                 progress(read, state.messages);
             }
             match shopmind_feature::decode_event(&stored.message) {
+                Ok(event) if is_erased(&erased, &event) => excluded += 1,
                 Ok(event) => history.push(stored.sequence, event),
                 Err(_) => skipped += 1,
             }
@@ -149,6 +152,9 @@ impl Trainer {
         drop(replay);
         if skipped > 0 {
             warn!(skipped, "events that do not decode were skipped (they are in the dead-letter stream)");
+        }
+        if excluded > 0 {
+            info!(excluded, "events of erased customers were excluded");
         }
         self.train(config, models, history).await
     }
@@ -210,6 +216,15 @@ impl Trainer {
         trained.extend(heads);
         Ok(trained)
     }
+}
+
+/// Whether the event is about a customer with a tombstone (docs/PRIVACY.md, "Erasure").
+fn is_erased(erased: &std::collections::BTreeSet<String>, event: &Event) -> bool {
+    !erased.is_empty()
+        && event
+            .user
+            .as_ref()
+            .is_some_and(|u| erased.contains(&shopmind_privacy::tombstone_of(&event.tenant, u)))
 }
 
 /// Events to train on, per tenant, with their stream sequence (or position in a file).

@@ -92,3 +92,27 @@ async fn rounds_publish_versions_promote_by_config_and_prune() {
     assert!(left.contains(&v1.version), "{left:?}");
     assert!(!left.contains(&second[0].version), "the oldest unreferenced one is gone: {left:?}");
 }
+
+/// A customer with a tombstone in `SM_ERASURES` is left out of training, stragglers published
+/// after the erasure included (docs/PRIVACY.md, "Erasure").
+#[tokio::test]
+async fn events_of_erased_customers_are_not_trained_on() {
+    let bus = MemoryBus::new();
+    let models = MemoryModelStore::new();
+    let mut config = Config::default();
+    config.trainer.holdout_eval = false;
+    connect::ensure_streams(&bus, &config).await.unwrap();
+    for u in ["alice", "bob", "carol"] {
+        view(&bus, "acme", &format!("{u}-1"), u, "i1").await;
+        view(&bus, "acme", &format!("{u}-2"), u, "i2").await;
+    }
+    view(&bus, "acme", "alice-3", "alice", "only-alice").await;
+    let acme = TenantId::parse("acme").unwrap();
+    let tombstone = shopmind_privacy::tombstone_of(&acme, &UserId::parse("alice").unwrap());
+    bus.publish(Message::new(topology::erased_subject(&acme), Bytes::from(tombstone)), None).await.unwrap();
+
+    let mut trainer = shopmind_trainer::Trainer::new();
+    let trained = trainer.round(&config, &bus, &models, &|_, _| {}).await.unwrap();
+    let model = trained.iter().find(|m| m.model == "recommender").unwrap();
+    assert_eq!((model.users, model.interactions, model.items), (2, 4, 2), "{model:?}");
+}
