@@ -10,6 +10,7 @@
 //! effect is written together with a guard named after the event, so it is applied exactly once.
 
 mod read;
+mod recommend;
 mod write;
 
 use std::time::Duration;
@@ -20,6 +21,10 @@ use shopmind_store::{Key, KeyPattern};
 pub use read::{
     ItemFeatures, SessionFeatures, UserContext, UserFeatures, read_item_features, read_items_demand,
     read_session_and_user_features, read_session_features, read_user_context, read_user_features,
+};
+pub use recommend::{
+    CatalogEntry, ContextQuery, Neighbours, RecommendContext, category_levels, read_catalog_entries,
+    read_neighbours, read_recommend_context,
 };
 pub use write::{Applied, apply_event, apply_events, writes_for};
 
@@ -134,6 +139,18 @@ pub mod keys {
     /// The tenant's all-time popularity: sorted set item -> weighted interactions, top N kept.
     pub fn popular(t: &TenantId) -> Key {
         Key(format!("sm:{{{t}}}:popular"))
+    }
+
+    /// The catalog's items of a category (any level of their category path): sorted set item ->
+    /// the time of the latest `ItemUpserted` applied, newest highest.
+    pub fn category_items(t: &TenantId, category: &str) -> Key {
+        Key(format!("sm:{{{t}}}:cat:{category}:items"))
+    }
+
+    /// Popularity within a category (any level of the items' category path): sorted set item ->
+    /// weighted interactions, all time, top N kept.
+    pub fn category_popular(t: &TenantId, category: &str) -> Key {
+        Key(format!("sm:{{{t}}}:cat:{category}:popular"))
     }
 
     /// The guard of an applied event.

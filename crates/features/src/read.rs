@@ -81,7 +81,7 @@ impl SessionFeatures {
     }
 }
 
-fn parse_recent(member: &str) -> Option<Interaction> {
+pub(crate) fn parse_recent(member: &str) -> Option<Interaction> {
     let mut parts = member.splitn(3, '|');
     let kind = InteractionKind::parse(parts.next()?)?;
     let at = UnixMillis(parts.next()?.parse().ok()?);
@@ -90,7 +90,7 @@ fn parse_recent(member: &str) -> Option<Interaction> {
 }
 
 /// Folds cart changes in time order into item -> quantity.
-fn fold_cart(entries: Vec<(String, f64)>) -> BTreeMap<ItemId, i64> {
+pub(crate) fn fold_cart(entries: Vec<(String, f64)>) -> BTreeMap<ItemId, i64> {
     let mut parsed: Vec<(i64, String, String, i64, String)> = entries
         .into_iter()
         .filter_map(|(m, _)| {
@@ -116,25 +116,25 @@ fn fold_cart(entries: Vec<(String, f64)>) -> BTreeMap<ItemId, i64> {
         .collect()
 }
 
-fn sorted(v: Value) -> Vec<(String, f64)> {
+pub(crate) fn sorted(v: Value) -> Vec<(String, f64)> {
     match v {
         Value::Sorted(s) => s,
         _ => Vec::new(),
     }
 }
 
-fn hash(v: Value) -> Vec<(String, bytes::Bytes)> {
+pub(crate) fn hash(v: Value) -> Vec<(String, bytes::Bytes)> {
     match v {
         Value::Hash(h) => h,
         _ => Vec::new(),
     }
 }
 
-fn int(raw: &[u8]) -> Option<i64> {
+pub(crate) fn int(raw: &[u8]) -> Option<i64> {
     std::str::from_utf8(raw).ok()?.parse().ok()
 }
 
-fn items(scored: Vec<(String, f64)>) -> Vec<(ItemId, f64)> {
+pub(crate) fn items(scored: Vec<(String, f64)>) -> Vec<(ItemId, f64)> {
     scored.into_iter().filter_map(|(m, s)| ItemId::parse(m).ok().map(|i| (i, s))).collect()
 }
 
