@@ -130,10 +130,10 @@ mod tests {
 
     #[test]
     fn the_index_finds_the_items_of_the_largest_inner_product_with_bias() {
-        let (n, dim) = (3000, 16);
+        let (n, dim) = (800, 8);
         let emb = vectors(n, dim, 7);
         let bias: Vec<f32> = vectors(n, 1, 11).iter().map(|b| b * 0.5).collect();
-        let options = AnnOptions { min_items: 2, candidates: 50, ef_construction: 100, ef_search: 200 };
+        let options = AnnOptions { min_items: 2, candidates: 50, ef_construction: 40, ef_search: 100 };
         let index = AnnIndex::build(&emb, &bias, dim, &options).expect("shapes fit");
         let mut recall = 0usize;
         let users = 20;

@@ -175,8 +175,8 @@ fn importance(code: &str) -> u8 {
     match code {
         "purchased" | "carted" | "viewed" => 0,
         "similar_to" | "bought_with" => 1,
-        "new_in_category" => 2,
-        "trending_in_category" => 3,
+        "trending_in_category" => 2,
+        "new_in_category" => 3,
         "trending" => 4,
         "popular" => 5,
         _ => 6,
