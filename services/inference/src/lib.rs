@@ -44,7 +44,7 @@ use tracing::info;
 pub use live::{LiveModels, Prepare, Servable};
 pub use recommend::request::{DEFAULT_LIMIT, MAX_LIMIT};
 pub use recommend::{RecommendSettings, Recommender};
-pub use served::{RecommenderModel, ServedEmbedding};
+pub use served::{RecommenderModel, ServedEmbedding, build_ann};
 
 /// The recommenders an inference instance serves.
 pub type Recommenders = LiveModels<RecommenderModel>;
