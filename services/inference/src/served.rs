@@ -24,7 +24,7 @@ pub enum RecommenderModel {
 pub struct ServedEmbedding {
     pub model: EmbeddingRecommender,
     /// Built by [`build_ann`] when the model has at least `inference.ann_min_items` items.
-    pub ann: Option<AnnIndex>,
+    pub ann: Option<Box<AnnIndex>>,
 }
 
 impl std::ops::Deref for ServedEmbedding {
@@ -46,7 +46,8 @@ pub fn build_ann(options: AnnOptions) -> Prepare<RecommenderModel> {
                 served.model.item_bias(),
                 served.model.dim(),
                 &options,
-            );
+            )
+            .map(Box::new);
             tracing::info!(
                 items = served.model.len(),
                 built = served.ann.is_some(),

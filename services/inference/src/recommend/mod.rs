@@ -530,14 +530,15 @@ impl Recommender {
             }
         }
         for (_, c, e) in &mut ranked {
-            if c.tier == NEW && c.reason == "new_item" {
-                if let Some(&best) = e.leaf_category().and_then(|leaf| best_of_leaf.get(leaf)) {
-                    // Newest first among the new items of one category, just after its best item.
-                    let nudge = 1e-4 * (1.0 - c.key as f32);
-                    c.tier = MODEL;
-                    c.score = best - nudge;
-                    c.key = f64::from(c.score);
-                }
+            if c.tier == NEW
+                && c.reason == "new_item"
+                && let Some(&best) = e.leaf_category().and_then(|leaf| best_of_leaf.get(leaf))
+            {
+                // Newest first among the new items of one category, just after its best item.
+                let nudge = 1e-4 * (1.0 - c.key as f32);
+                c.tier = MODEL;
+                c.score = best - nudge;
+                c.key = f64::from(c.score);
             }
         }
         ranked.sort_by(|a, b| {
