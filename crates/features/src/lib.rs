@@ -142,7 +142,7 @@ pub mod keys {
     }
 
     /// The catalog's items of a category (any level of their category path): sorted set item ->
-    /// the time of the latest `ItemUpserted` applied, newest highest.
+    /// the time of its first `ItemUpserted` (the lowest applied), newest highest.
     pub fn category_items(t: &TenantId, category: &str) -> Key {
         Key(format!("sm:{{{t}}}:cat:{category}:items"))
     }
