@@ -183,6 +183,16 @@ fn importance(code: &str) -> u8 {
     }
 }
 
+fn scenario_label(s: pb::Scenario) -> &'static str {
+    match s {
+        pb::Scenario::Unspecified | pb::Scenario::ForYou => "for_you",
+        pb::Scenario::SimilarItems => "similar_items",
+        pb::Scenario::BoughtTogether => "bought_together",
+        pb::Scenario::Trending => "trending",
+        pb::Scenario::CartComplement => "cart_complement",
+    }
+}
+
 fn interaction_code(kind: InteractionKind) -> &'static str {
     match kind {
         InteractionKind::View => "viewed",
@@ -362,6 +372,7 @@ impl Recommender {
         // Model scores by item, for candidates of any source.
         let mut model_scores: HashMap<ItemId, f32> = HashMap::new();
         let mut user_vector: Option<Vec<f32>> = None;
+        let mut retrieval = "none";
         let ranks = matches!(scenario, pb::Scenario::ForYou | pb::Scenario::SimilarItems);
         if let Some(m) = model.as_deref().filter(|_| ranks) {
             let history = match m {
@@ -384,12 +395,14 @@ impl Recommender {
                 model_version = m.version().to_string();
                 let (scores, ann) = match m {
                     RecommenderModel::Covisit(c) => {
+                        retrieval = "brute_force";
                         (c.score_until(&history, deadline).await.map_err(model_error)?, None)
                     }
                     RecommenderModel::Embedding(e) => {
                         let (scores, user) =
                             e.score_with_user_until(&history, deadline).await.map_err(model_error)?;
                         let found = e.ann.as_ref().map(|ann| ann.search(&user));
+                        retrieval = if found.is_some() { "ann" } else { "brute_force" };
                         user_vector = Some(user);
                         (scores, found)
                     }
@@ -588,6 +601,7 @@ impl Recommender {
                 }
             })
             .collect();
+        metrics().recommend_answer(scenario_label(scenario), retrieval);
         Ok(pb::RecommendResponse {
             items,
             model_version,
