@@ -305,9 +305,10 @@ impl Recommender {
         let ctx = ctx.map_err(store_error)?;
         let anchor_entries = anchor_entries.map_err(store_error)?;
         let model = self.models.get(&q.tenant);
-        for (i, (anchor, entry)) in q.anchors.iter().zip(&anchor_entries).enumerate() {
+        for (anchor, entry) in q.anchors.iter().zip(&anchor_entries) {
             let in_model = model.as_ref().is_some_and(|m| m.index_of(anchor.as_str()).is_some());
             if !entry.known && !in_model {
+                let i = req.item_ids.iter().position(|a| a == anchor.as_str()).unwrap_or_default();
                 return Err(rpc::error(
                     pb::ServiceErrorCode::NotFound,
                     format!("item_ids[{i}]: item {anchor:?} is unknown to tenant {}", q.tenant),
