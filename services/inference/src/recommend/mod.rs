@@ -31,8 +31,8 @@ use shopmind_bus::{Headers, IncomingRequest};
 use shopmind_config::Config;
 use shopmind_domain::{Interaction, InteractionKind, ItemId, UnixMillis};
 use shopmind_features::{
-    CatalogEntry, ContextQuery, RecommendContext, category_levels, read_catalog_entries, read_neighbours,
-    read_recommend_context,
+    CatalogEntry, ContextQuery, Neighbours, RecommendContext, category_levels, read_catalog_entries,
+    read_neighbours, read_recommend_context,
 };
 use shopmind_metrics::{Success, global as metrics};
 use shopmind_proto::v1 as pb;
@@ -41,7 +41,7 @@ use shopmind_store::FeatureStore;
 use tracing::{Instrument, warn};
 
 use self::request::Query;
-use crate::{RecommenderModel, Recommenders, model_error};
+use crate::{RecommenderModel, Recommenders, ServedEmbedding, model_error};
 
 /// How much an interaction of this kind says about the user's taste (co-visitation models).
 fn kind_weight(kind: InteractionKind) -> f32 {
@@ -329,283 +329,59 @@ impl Recommender {
                 latest.push(i);
             }
         }
-        let seeds: Vec<(ItemId, &'static str)> = match scenario {
-            pb::Scenario::ForYou => latest
-                .iter()
-                .take(s.neighbour_seeds)
-                .map(|i| (i.item.clone(), interaction_code(i.kind)))
-                .collect(),
-            pb::Scenario::SimilarItems => q.anchors.iter().map(|a| (a.clone(), "similar_to")).collect(),
-            pb::Scenario::BoughtTogether => q.anchors.iter().map(|a| (a.clone(), "bought_with")).collect(),
-            pb::Scenario::CartComplement => {
-                ctx.cart.iter().take(s.neighbour_seeds).map(|c| (c.clone(), "bought_with")).collect()
-            }
-            _ => Vec::new(),
-        };
-        let mut categories: Vec<String> = Vec::new();
-        let mut push_category = |c: &str| {
-            if !categories.iter().any(|x| x == c) {
-                categories.push(c.to_string());
-            }
-        };
-        match scenario {
-            pb::Scenario::ForYou if cold_start => {
-                q.context_category().into_iter().for_each(&mut push_category)
-            }
-            pb::Scenario::ForYou => ctx
-                .affinity
-                .iter()
-                .filter_map(|(path, _)| category_levels(path).last())
-                .take(AFFINITY_CATEGORIES)
-                .for_each(&mut push_category),
-            pb::Scenario::SimilarItems => {
-                anchor_entries.iter().filter_map(CatalogEntry::leaf_category).for_each(&mut push_category)
-            }
-            _ => {}
-        }
+        let seeds = seeds(&q, &ctx, &latest, s.neighbour_seeds);
+        let categories = seed_categories(&q, &ctx, &anchor_entries, cold_start);
         let seed_items: Vec<ItemId> = seeds.iter().map(|(i, _)| i.clone()).collect();
         let neighbours = read_neighbours(store, &q.tenant, &seed_items, &categories, s.neighbours_per_seed)
             .await
             .map_err(store_error)?;
 
+        // Stage 1: candidates of every source.
         let mut pool = Pool::default();
-        let mut model_version = String::new();
-        // Model scores by item, for candidates of any source.
-        let mut model_scores: HashMap<ItemId, f32> = HashMap::new();
-        let mut user_vector: Option<Vec<f32>> = None;
-        let mut retrieval = "none";
-        let ranks = matches!(scenario, pb::Scenario::ForYou | pb::Scenario::SimilarItems);
-        if let Some(m) = model.as_deref().filter(|_| ranks) {
-            let history = match m {
-                RecommenderModel::Covisit(c) if scenario == pb::Scenario::ForYou => {
-                    weighted_history(&ctx.recent, |item| c.index_of(item))
-                }
-                RecommenderModel::Covisit(c) => {
-                    q.anchors.iter().filter_map(|a| c.index_of(a.as_str())).map(|i| (i, 1.0)).collect()
-                }
-                RecommenderModel::Embedding(e) => {
-                    let oldest_first: Vec<usize> = if scenario == pb::Scenario::ForYou {
-                        ctx.recent.iter().rev().filter_map(|i| e.index_of(i.item.as_str())).collect()
-                    } else {
-                        q.anchors.iter().filter_map(|a| e.index_of(a.as_str())).collect()
-                    };
-                    e.recent_history(&oldest_first)
-                }
-            };
-            if !history.is_empty() {
-                model_version = m.version().to_string();
-                let (scores, ann) = match m {
-                    RecommenderModel::Covisit(c) => {
-                        retrieval = "brute_force";
-                        (c.score_until(&history, deadline).await.map_err(model_error)?, None)
-                    }
-                    RecommenderModel::Embedding(e) => {
-                        let (scores, user) =
-                            e.score_with_user_until(&history, deadline).await.map_err(model_error)?;
-                        let found = e.ann.as_ref().map(|ann| ann.search(&user));
-                        retrieval = if found.is_some() { "ann" } else { "brute_force" };
-                        user_vector = Some(user);
-                        (scores, found)
-                    }
-                };
-                // Stage 1: the index's candidates, or every item the model has a signal for.
-                let mut ranked: Vec<(usize, f32)> = match ann {
-                    Some(found) => found.into_iter().filter_map(|j| Some((j, *scores.get(j)?))).collect(),
-                    None => scores.iter().copied().enumerate().collect(),
-                };
-                ranked.retain(|(_, s)| m.is_signal(*s));
-                ranked.sort_by(|a, b| b.1.total_cmp(&a.1).then(a.0.cmp(&b.0)));
-                ranked.truncate(s.candidate_pool);
-                let reason = if scenario == pb::Scenario::ForYou { m.reason() } else { "similar" };
-                for (j, score) in ranked {
-                    let Some(id) = m.item(j) else { continue };
-                    let Ok(item) = ItemId::parse(id) else { continue };
-                    pool.offer(&item, candidate(MODEL, f64::from(score), score, reason), None);
-                }
-                // Other sources' items the model knows are ranked by its score too.
-                for (item, _) in neighbours.covisited.iter().chain(&neighbours.copurchased).flatten() {
-                    if let Some(&score) = m.index_of(item.as_str()).and_then(|j| scores.get(j))
-                        && m.is_signal(score)
-                    {
-                        model_scores.insert(item.clone(), score);
-                    }
-                }
-                for (item, c) in &pool.map {
-                    model_scores.insert(item.clone(), c.score);
-                }
+        let ranked_by_model = match model.as_deref() {
+            Some(m) if matches!(scenario, pb::Scenario::ForYou | pb::Scenario::SimilarItems) => {
+                model_candidates(m, &q, &ctx, &neighbours, s.candidate_pool, &mut pool, deadline).await?
             }
-        }
-
-        // Neighbours of the seeds.
-        for (k, (seed, code)) in seeds.iter().enumerate() {
-            let seed_id = Some(seed.as_str());
-            let covisited = neighbours.covisited.get(k).map(Vec::as_slice).unwrap_or_default();
-            let copurchased = neighbours.copurchased.get(k).map(Vec::as_slice).unwrap_or_default();
-            let (co_tier, co_reason, co_code, buy_tier) = match scenario {
-                pb::Scenario::ForYou => (PRIMARY, "covisited", *code, None),
-                pb::Scenario::SimilarItems => (PRIMARY, "similar", "similar_to", None),
-                pb::Scenario::BoughtTogether => (u8::MAX, "", "", Some(PRIMARY)),
-                pb::Scenario::CartComplement => (SECONDARY, "complement", "carted", Some(PRIMARY)),
-                _ => (u8::MAX, "", "", None),
-            };
-            if co_tier != u8::MAX {
-                for (item, count) in covisited {
-                    let c = match model_scores.get(item) {
-                        Some(&score) => candidate(MODEL, f64::from(score), score, co_reason),
-                        None => candidate(co_tier, *count, *count as f32, co_reason),
-                    };
-                    pool.offer(item, c, Some(because(co_code, seed_id, None)));
-                }
-            }
-            if let Some(tier) = buy_tier {
-                let reason =
-                    if scenario == pb::Scenario::BoughtTogether { "bought_together" } else { "complement" };
-                for (item, count) in copurchased {
-                    pool.offer(
-                        item,
-                        candidate(tier, *count, *count as f32, reason),
-                        Some(because("bought_with", seed_id, None)),
-                    );
-                }
-            }
-        }
-
-        // The newest catalog items of the categories: items the model does not know yet.
-        for (k, category) in categories.iter().enumerate() {
-            for (rank, (item, _)) in neighbours.newest.get(k).into_iter().flatten().enumerate() {
-                let in_model = model.as_ref().is_some_and(|m| m.index_of(item.as_str()).is_some());
-                if in_model && !model_version.is_empty() {
-                    continue;
-                }
-                let key = -(rank as f64);
-                pool.offer(
-                    item,
-                    candidate(NEW, key, 0.0, "new_item"),
-                    Some(because("new_in_category", None, Some(category))),
-                );
-            }
-        }
-
-        // Trending and popular items.
-        let trending_category = match scenario {
-            pb::Scenario::Trending => q.category.as_deref(),
-            pb::Scenario::ForYou | pb::Scenario::CartComplement if cold_start => q.context_category(),
             _ => None,
         };
-        let fill =
-            matches!(scenario, pb::Scenario::ForYou | pb::Scenario::CartComplement | pb::Scenario::Trending);
-        if let Some(category) = trending_category {
-            for (item, all_time) in &ctx.category_popular {
-                let mut c = candidate(NEW, 0.0, 0.0, "trending");
-                c.key2 = *all_time;
-                c.by_trending = true;
-                pool.offer(item, c, Some(because("trending_in_category", None, Some(category))));
-            }
-        }
-        if fill && !(scenario == pb::Scenario::Trending && q.category.is_some()) {
-            let trending = scenario == pb::Scenario::Trending || cold_start;
-            for (rank, (item, all_time)) in ctx.popular.iter().enumerate() {
-                let (reason, code) = if trending { ("trending", "trending") } else { ("popular", "popular") };
-                let mut c = candidate(FILL, -(rank as f64), 0.0, reason);
-                c.key2 = *all_time;
-                c.by_trending = trending;
-                pool.offer(item, c, Some(because(code, None, None)));
-            }
-        }
+        let model_scores = ranked_by_model.as_ref().map(|r| &r.scores);
+        offer_neighbours(&mut pool, scenario, &seeds, &neighbours, model_scores);
+        offer_new_items(&mut pool, &categories, &neighbours, ranked_by_model.as_ref().and(model.as_deref()));
+        offer_trending(&mut pool, &q, &ctx, cold_start);
 
-        // Stage 2: catalog entries, filters, the rank.
+        // Stage 2: catalog entries, filters, the rank, the page.
         let entries = read_catalog_entries(store, &q.tenant, &pool.order, now).await.map_err(store_error)?;
-        let excluded = excluded_items(&q, &ctx);
-        let mut ranked: Vec<(ItemId, Candidate, CatalogEntry)> = Vec::new();
-        for (item, entry) in pool.order.iter().zip(entries) {
-            let Some(mut c) = pool.map.remove(item) else { continue };
-            if excluded.contains(item.as_str()) || !passes_filters(&q, &entry) {
-                continue;
-            }
-            if scenario == pb::Scenario::Trending
-                && q.category.as_deref().is_some_and(|cat| !entry.in_category(cat))
-            {
-                continue;
-            }
-            if c.by_trending {
-                c.key = entry.trending;
-                c.score = entry.trending as f32;
-            }
-            ranked.push((item.clone(), c, entry));
-        }
-        // A new item takes the score of the best model item of its leaf category.
-        let mut best_of_leaf: HashMap<String, f32> = HashMap::new();
-        for (_, c, e) in &ranked {
-            if c.tier == MODEL
-                && let Some(leaf) = e.leaf_category()
-            {
-                let best = best_of_leaf.entry(leaf.to_string()).or_insert(f32::NEG_INFINITY);
-                *best = best.max(c.score);
-            }
-        }
-        for (_, c, e) in &mut ranked {
-            if c.tier == NEW
-                && c.reason == "new_item"
-                && let Some(&best) = e.leaf_category().and_then(|leaf| best_of_leaf.get(leaf))
-            {
-                // Newest first among the new items of one category, just after its best item.
-                let nudge = 1e-4 * (1.0 - c.key as f32);
-                c.tier = MODEL;
-                c.score = best - nudge;
-                c.key = f64::from(c.score);
-            }
-        }
-        ranked.sort_by(|a, b| {
-            a.1.tier
-                .cmp(&b.1.tier)
-                .then(b.1.key.total_cmp(&a.1.key))
-                .then(b.1.key2.total_cmp(&a.1.key2))
-                .then(a.0.cmp(&b.0))
-        });
-
-        let leaves: Vec<Option<&str>> = ranked.iter().map(|(_, _, e)| e.leaf_category()).collect();
+        let ranked = rank(pool, entries, &q, &ctx);
+        let leaves: Vec<Option<&str>> = ranked.iter().map(|r| r.entry.leaf_category()).collect();
         let (page, more) = page_of(&leaves, q.limit, q.max_per_category, q.page);
-        let history_items: Vec<(&ItemId, &'static str)> = match scenario {
+        let history: Vec<(&ItemId, &'static str)> = match scenario {
             pb::Scenario::ForYou => latest.iter().map(|i| (&i.item, interaction_code(i.kind))).collect(),
             pb::Scenario::SimilarItems => q.anchors.iter().map(|a| (a, "similar_to")).collect(),
             _ => Vec::new(),
         };
+        let embedding = match (&ranked_by_model, model.as_deref()) {
+            (Some(_), Some(RecommenderModel::Embedding(e))) => Some(e),
+            _ => None,
+        };
         let items = page
             .into_iter()
             .map(|k| {
-                let (item, c, e) = &ranked[k];
-                let mut reasons = Vec::new();
-                if q.explain {
-                    reasons = c.reasons.clone();
-                    if c.tier == MODEL && !reasons.iter().any(|r| !r.item_id.is_empty()) {
-                        let nearest = nearest_history_item(
-                            model.as_deref(),
-                            item,
-                            &history_items,
-                            user_vector.is_some(),
-                        );
-                        if let Some((h, code)) = nearest {
-                            reasons.insert(0, because(code, Some(h.as_str()), None));
-                        }
-                    }
-                    if reasons.is_empty() {
-                        reasons.push(because(c.reason, None, None));
-                    }
-                    reasons.sort_by_key(|r| importance(&r.code));
-                }
+                let Ranked { item, candidate: c, entry } = &ranked[k];
+                let reasons = if q.explain { explain(item, c, embedding, &history) } else { Vec::new() };
                 pb::ScoredItem {
                     item_id: item.to_string(),
                     score: c.score,
                     reason: c.reason.into(),
                     reasons,
-                    category: e.leaf_category().unwrap_or_default().to_string(),
+                    category: entry.leaf_category().unwrap_or_default().to_string(),
                 }
             })
             .collect();
+        let retrieval = ranked_by_model.as_ref().map_or("none", |r| r.retrieval);
         metrics().recommend_answer(scenario_label(scenario), retrieval);
         Ok(pb::RecommendResponse {
             items,
-            model_version,
+            model_version: ranked_by_model.map(|r| r.version).unwrap_or_default(),
             next_page_token: if more {
                 request::page_token(q.page + 1, q.fingerprint)
             } else {
@@ -617,15 +393,309 @@ impl Recommender {
     }
 }
 
+/// The items whose neighbours are candidates, each with the reason code it lends them.
+fn seeds(
+    q: &Query,
+    ctx: &RecommendContext,
+    latest: &[&Interaction],
+    max: usize,
+) -> Vec<(ItemId, &'static str)> {
+    match q.scenario {
+        pb::Scenario::ForYou => {
+            latest.iter().take(max).map(|i| (i.item.clone(), interaction_code(i.kind))).collect()
+        }
+        pb::Scenario::SimilarItems => q.anchors.iter().map(|a| (a.clone(), "similar_to")).collect(),
+        pb::Scenario::BoughtTogether => q.anchors.iter().map(|a| (a.clone(), "bought_with")).collect(),
+        pb::Scenario::CartComplement => {
+            ctx.cart.iter().take(max).map(|c| (c.clone(), "bought_with")).collect()
+        }
+        _ => Vec::new(),
+    }
+}
+
+/// The categories whose newest items are candidates: the user's top categories (or the
+/// request's context, for a cold start), the anchors' leaf categories.
+fn seed_categories(
+    q: &Query,
+    ctx: &RecommendContext,
+    anchors: &[CatalogEntry],
+    cold_start: bool,
+) -> Vec<String> {
+    let found: Vec<&str> = match q.scenario {
+        pb::Scenario::ForYou if cold_start => q.context_category().into_iter().collect(),
+        pb::Scenario::ForYou => ctx
+            .affinity
+            .iter()
+            .filter_map(|(path, _)| category_levels(path).last())
+            .take(AFFINITY_CATEGORIES)
+            .collect(),
+        pb::Scenario::SimilarItems => anchors.iter().filter_map(CatalogEntry::leaf_category).collect(),
+        _ => Vec::new(),
+    };
+    let mut out: Vec<String> = Vec::new();
+    for c in found {
+        if !out.iter().any(|x| x == c) {
+            out.push(c.to_string());
+        }
+    }
+    out
+}
+
+/// What the model contributed to a request.
+struct ModelRanking {
+    version: String,
+    /// The model's score of every candidate it knows (its own and other sources').
+    scores: HashMap<ItemId, f32>,
+    /// How its candidates were found: `ann` or `brute_force`.
+    retrieval: &'static str,
+}
+
+/// Stage 1 of the model: scores the history (recent items, or the anchors) in ONNX Runtime and
+/// offers the best `candidate_pool` of the index's candidates (or of every item). `None` when
+/// the model knows none of the history.
+async fn model_candidates(
+    m: &RecommenderModel,
+    q: &Query,
+    ctx: &RecommendContext,
+    neighbours: &Neighbours,
+    candidate_pool: usize,
+    pool: &mut Pool,
+    deadline: Option<Instant>,
+) -> Result<Option<ModelRanking>, pb::ServiceError> {
+    let for_you = q.scenario == pb::Scenario::ForYou;
+    let history = match m {
+        RecommenderModel::Covisit(c) if for_you => weighted_history(&ctx.recent, |item| c.index_of(item)),
+        RecommenderModel::Covisit(c) => {
+            q.anchors.iter().filter_map(|a| c.index_of(a.as_str())).map(|i| (i, 1.0)).collect()
+        }
+        RecommenderModel::Embedding(e) => {
+            let oldest_first: Vec<usize> = if for_you {
+                ctx.recent.iter().rev().filter_map(|i| e.index_of(i.item.as_str())).collect()
+            } else {
+                q.anchors.iter().filter_map(|a| e.index_of(a.as_str())).collect()
+            };
+            e.recent_history(&oldest_first)
+        }
+    };
+    if history.is_empty() {
+        return Ok(None);
+    }
+    let (scores, found) = match m {
+        RecommenderModel::Covisit(c) => (c.score_until(&history, deadline).await.map_err(model_error)?, None),
+        RecommenderModel::Embedding(e) => {
+            let (scores, user) = e.score_with_user_until(&history, deadline).await.map_err(model_error)?;
+            (scores, e.ann.as_ref().map(|ann| ann.search(&user)))
+        }
+    };
+    let retrieval = if found.is_some() { "ann" } else { "brute_force" };
+    // The index's candidates, or every item the model has a signal for.
+    let mut ranked: Vec<(usize, f32)> = match found {
+        Some(found) => found.into_iter().filter_map(|j| Some((j, *scores.get(j)?))).collect(),
+        None => scores.iter().copied().enumerate().collect(),
+    };
+    ranked.retain(|(_, s)| m.is_signal(*s));
+    ranked.sort_by(|a, b| b.1.total_cmp(&a.1).then(a.0.cmp(&b.0)));
+    ranked.truncate(candidate_pool);
+    let reason = if for_you { m.reason() } else { "similar" };
+    let mut known = HashMap::with_capacity(ranked.len());
+    for (j, score) in ranked {
+        let Some(Ok(item)) = m.item(j).map(ItemId::parse) else { continue };
+        pool.offer(&item, candidate(MODEL, f64::from(score), score, reason), None);
+        known.insert(item, score);
+    }
+    // Other sources' items the model knows are ranked by its score too.
+    for (item, _) in neighbours.covisited.iter().chain(&neighbours.copurchased).flatten() {
+        if let Some(&score) = m.index_of(item.as_str()).and_then(|j| scores.get(j))
+            && m.is_signal(score)
+        {
+            known.entry(item.clone()).or_insert(score);
+        }
+    }
+    Ok(Some(ModelRanking { version: m.version().to_string(), scores: known, retrieval }))
+}
+
+/// Offers the seeds' co-visitation and co-purchase neighbours, as the scenario uses them.
+fn offer_neighbours(
+    pool: &mut Pool,
+    scenario: pb::Scenario,
+    seeds: &[(ItemId, &'static str)],
+    neighbours: &Neighbours,
+    model_scores: Option<&HashMap<ItemId, f32>>,
+) {
+    // (tier, main reason, reason code) of co-visited items; tier of co-purchased items.
+    let (covisit, copurchase) = match scenario {
+        pb::Scenario::ForYou => (Some((PRIMARY, "covisited", None)), None),
+        pb::Scenario::SimilarItems => (Some((PRIMARY, "similar", Some("similar_to"))), None),
+        pb::Scenario::BoughtTogether => (None, Some((PRIMARY, "bought_together"))),
+        pb::Scenario::CartComplement => {
+            (Some((SECONDARY, "complement", Some("carted"))), Some((PRIMARY, "complement")))
+        }
+        _ => (None, None),
+    };
+    for (k, (seed, seed_code)) in seeds.iter().enumerate() {
+        if let Some((tier, reason, code)) = covisit {
+            for (item, count) in neighbours.covisited.get(k).into_iter().flatten() {
+                let c = match model_scores.and_then(|m| m.get(item)) {
+                    Some(&score) => candidate(MODEL, f64::from(score), score, reason),
+                    None => candidate(tier, *count, *count as f32, reason),
+                };
+                pool.offer(item, c, Some(because(code.unwrap_or(seed_code), Some(seed.as_str()), None)));
+            }
+        }
+        if let Some((tier, reason)) = copurchase {
+            for (item, count) in neighbours.copurchased.get(k).into_iter().flatten() {
+                let c = candidate(tier, *count, *count as f32, reason);
+                pool.offer(item, c, Some(because("bought_with", Some(seed.as_str()), None)));
+            }
+        }
+    }
+}
+
+/// Offers the newest catalog items of the categories that `ranking` (the model that ranked this
+/// request, if any) does not know: new items, before they have interactions.
+fn offer_new_items(
+    pool: &mut Pool,
+    categories: &[String],
+    neighbours: &Neighbours,
+    ranking: Option<&RecommenderModel>,
+) {
+    for (k, category) in categories.iter().enumerate() {
+        for (rank, (item, _)) in neighbours.newest.get(k).into_iter().flatten().enumerate() {
+            if ranking.is_some_and(|m| m.index_of(item.as_str()).is_some()) {
+                continue;
+            }
+            pool.offer(
+                item,
+                candidate(NEW, -(rank as f64), 0.0, "new_item"),
+                Some(because("new_in_category", None, Some(category))),
+            );
+        }
+    }
+}
+
+/// Offers trending items (of the category of TRENDING or of a cold start's context, then of the
+/// shop) and popular items as the fill of FOR_YOU and CART_COMPLEMENT.
+fn offer_trending(pool: &mut Pool, q: &Query, ctx: &RecommendContext, cold_start: bool) {
+    let scenario = q.scenario;
+    let category = match scenario {
+        pb::Scenario::Trending => q.category.as_deref(),
+        pb::Scenario::ForYou | pb::Scenario::CartComplement if cold_start => q.context_category(),
+        _ => None,
+    };
+    if let Some(category) = category {
+        for (item, all_time) in &ctx.category_popular {
+            let c = Candidate { key2: *all_time, by_trending: true, ..candidate(NEW, 0.0, 0.0, "trending") };
+            pool.offer(item, c, Some(because("trending_in_category", None, Some(category))));
+        }
+    }
+    let fill = match scenario {
+        pb::Scenario::ForYou | pb::Scenario::CartComplement => true,
+        pb::Scenario::Trending => q.category.is_none(),
+        _ => false,
+    };
+    if fill {
+        let trending = scenario == pb::Scenario::Trending || cold_start;
+        let code = if trending { "trending" } else { "popular" };
+        for (rank, (item, all_time)) in ctx.popular.iter().enumerate() {
+            let c = Candidate {
+                key2: *all_time,
+                by_trending: trending,
+                ..candidate(FILL, -(rank as f64), 0.0, code)
+            };
+            pool.offer(item, c, Some(because(code, None, None)));
+        }
+    }
+}
+
+/// A candidate that passed the filters, with its catalog entry.
+struct Ranked {
+    item: ItemId,
+    candidate: Candidate,
+    entry: CatalogEntry,
+}
+
+/// Stage 2: drops excluded and filtered candidates, scores trending ones by their popularity
+/// now, gives new items their category's score, and sorts (tier, key, all-time popularity,
+/// item id).
+fn rank(mut pool: Pool, entries: Vec<CatalogEntry>, q: &Query, ctx: &RecommendContext) -> Vec<Ranked> {
+    let excluded = excluded_items(q, ctx);
+    let trending_in = q.category.as_deref().filter(|_| q.scenario == pb::Scenario::Trending);
+    let mut ranked: Vec<Ranked> = Vec::new();
+    for (item, entry) in pool.order.iter().zip(entries) {
+        let Some(mut c) = pool.map.remove(item) else { continue };
+        if excluded.contains(item.as_str())
+            || !passes_filters(q, &entry)
+            || trending_in.is_some_and(|cat| !entry.in_category(cat))
+        {
+            continue;
+        }
+        if c.by_trending {
+            c.key = entry.trending;
+            c.score = entry.trending as f32;
+        }
+        ranked.push(Ranked { item: item.clone(), candidate: c, entry });
+    }
+    // A new item takes the score of the best model item of its leaf category.
+    let mut best_of_leaf: HashMap<String, f32> = HashMap::new();
+    for r in ranked.iter().filter(|r| r.candidate.tier == MODEL) {
+        if let Some(leaf) = r.entry.leaf_category() {
+            let best = best_of_leaf.entry(leaf.to_string()).or_insert(f32::NEG_INFINITY);
+            *best = best.max(r.candidate.score);
+        }
+    }
+    for r in &mut ranked {
+        let c = &mut r.candidate;
+        if c.tier == NEW
+            && c.reason == "new_item"
+            && let Some(&best) = r.entry.leaf_category().and_then(|leaf| best_of_leaf.get(leaf))
+        {
+            // Newest first among the new items of one category, just after its best item.
+            let nudge = 1e-4 * (1.0 - c.key as f32);
+            c.tier = MODEL;
+            c.score = best - nudge;
+            c.key = f64::from(c.score);
+        }
+    }
+    ranked.sort_by(|a, b| {
+        let (x, y) = (&a.candidate, &b.candidate);
+        x.tier
+            .cmp(&y.tier)
+            .then(y.key.total_cmp(&x.key))
+            .then(y.key2.total_cmp(&x.key2))
+            .then(a.item.cmp(&b.item))
+    });
+    ranked
+}
+
+/// The reasons of one item, most important first: those its sources gave, and for an item the
+/// embedding model ranked without one naming an item, the history item it rests on most.
+fn explain(
+    item: &ItemId,
+    c: &Candidate,
+    embedding: Option<&ServedEmbedding>,
+    history: &[(&ItemId, &'static str)],
+) -> Vec<pb::Reason> {
+    let mut reasons = c.reasons.clone();
+    if c.tier == MODEL
+        && !reasons.iter().any(|r| !r.item_id.is_empty())
+        && let Some((h, code)) = embedding.and_then(|e| nearest_history_item(e, item, history))
+    {
+        reasons.push(because(code, Some(h.as_str()), None));
+    }
+    if reasons.is_empty() {
+        reasons.push(because(c.reason, None, None));
+    }
+    reasons.sort_by_key(|r| importance(&r.code));
+    reasons
+}
+
 /// The history item (recent item or anchor) whose item embedding is most aligned with `item`'s:
 /// what an embedding model's recommendation of `item` most rests on.
 fn nearest_history_item<'a>(
-    model: Option<&RecommenderModel>,
+    e: &ServedEmbedding,
     item: &ItemId,
     history: &[(&'a ItemId, &'static str)],
-    embedding: bool,
 ) -> Option<(&'a ItemId, &'static str)> {
-    let Some(RecommenderModel::Embedding(e)) = model.filter(|_| embedding) else { return None };
     let dim = e.dim();
     let emb = e.item_embeddings();
     let row = |j: usize| emb.get(j * dim..(j + 1) * dim);
