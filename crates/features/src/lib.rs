@@ -24,7 +24,7 @@ pub use read::{
 };
 pub use recommend::{
     CatalogEntry, ContextQuery, Neighbours, RecommendContext, category_levels, read_catalog_entries,
-    read_neighbours, read_recommend_context,
+    read_category_popular, read_neighbours, read_recommend_context,
 };
 pub use write::{Applied, apply_event, apply_events, writes_for};
 

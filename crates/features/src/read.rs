@@ -73,6 +73,9 @@ pub struct SessionFeatures {
     pub counts: BTreeMap<String, i64>,
     pub first_ms: Option<i64>,
     pub last_ms: Option<i64>,
+    /// Leaf category -> weighted interactions (view 1, cart 2, purchase 3) in the session, for
+    /// items whose category was known.
+    pub categories: BTreeMap<String, i64>,
 }
 
 impl SessionFeatures {
@@ -278,13 +281,18 @@ pub async fn read_session_features(
     Ok(parse_session_features(values.into_iter().next()))
 }
 
-fn parse_session_features(value: Option<Value>) -> SessionFeatures {
+pub(crate) fn parse_session_features(value: Option<Value>) -> SessionFeatures {
     let mut f = SessionFeatures::default();
     for (k, raw) in value.into_iter().flat_map(hash) {
         match k.as_str() {
             "first_ms" => f.first_ms = int(&raw),
             "last_ms" => f.last_ms = int(&raw),
             "user" => f.user = stamped(&raw).map(|(_, u)| u.to_string()),
+            category if category.starts_with("cat:") => {
+                if let (Some(c), Some(n)) = (category.strip_prefix("cat:"), int(&raw)) {
+                    f.categories.insert(c.to_string(), n);
+                }
+            }
             kind => {
                 if let Some(n) = int(&raw) {
                     f.counts.insert(kind.to_string(), n);

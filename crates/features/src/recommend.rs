@@ -3,7 +3,7 @@
 
 use std::collections::BTreeSet;
 
-use shopmind_domain::{Interaction, ItemId, TenantId, UnixMillis, UserId};
+use shopmind_domain::{Interaction, ItemId, SessionId, TenantId, UnixMillis, UserId};
 use shopmind_store::{FeatureStore, Read, StoreError, Value, decayed, stamped};
 
 use crate::read::{hash, int, items, parse_recent, sorted};
@@ -31,6 +31,8 @@ pub struct RecommendContext {
     pub popular: Vec<(ItemId, f64)>,
     /// The most popular items of the requested category, most popular first.
     pub category_popular: Vec<(ItemId, f64)>,
+    /// The session's leaf categories by weighted interactions, most first.
+    pub session_categories: Vec<(String, i64)>,
 }
 
 /// What [`read_recommend_context`] reads.
@@ -38,6 +40,8 @@ pub struct RecommendContext {
 pub struct ContextQuery<'a> {
     /// Whose history, purchases, cart and affinity; `None`: only the tenant's popular items.
     pub user: Option<&'a UserId>,
+    /// The current session, whose categories are the context of a user without history.
+    pub session: Option<&'a SessionId>,
     /// Recent interactions read.
     pub history_len: usize,
     /// Popular items read (of the tenant, and of `category`).
@@ -54,7 +58,7 @@ pub async fn read_recommend_context(
     tenant: &TenantId,
     q: ContextQuery<'_>,
 ) -> Result<RecommendContext, StoreError> {
-    let ContextQuery { user, history_len, popular_n, category, affinity_half_life, now } = q;
+    let ContextQuery { user, session, history_len, popular_n, category, affinity_half_life, now } = q;
     let mut reads = Vec::with_capacity(6);
     if let Some(u) = user {
         reads.push(Read::SortedTop { key: keys::user_recent(tenant, u), n: history_len });
@@ -65,6 +69,9 @@ pub async fn read_recommend_context(
     reads.push(Read::SortedTop { key: keys::popular(tenant), n: popular_n });
     if let Some(c) = category {
         reads.push(Read::SortedTop { key: keys::category_popular(tenant, c), n: popular_n });
+    }
+    if let Some(s) = session {
+        reads.push(Read::Hash { key: keys::session(tenant, s) });
     }
     let mut v = store.read(reads).await?.into_iter();
     let mut next = || v.next().unwrap_or(Value::Exists(false));
@@ -84,7 +91,26 @@ pub async fn read_recommend_context(
     if category.is_some() {
         ctx.category_popular = items(sorted(next()));
     }
+    if session.is_some() {
+        let mut categories: Vec<(String, i64)> =
+            crate::read::parse_session_features(Some(next())).categories.into_iter().collect();
+        categories.sort_by(|a, b| b.1.cmp(&a.1).then_with(|| a.0.cmp(&b.0)));
+        ctx.session_categories = categories;
+    }
     Ok(ctx)
+}
+
+/// The `n` most popular items of a category (any level of the items' category paths), most
+/// popular first.
+pub async fn read_category_popular(
+    store: &dyn FeatureStore,
+    tenant: &TenantId,
+    category: &str,
+    n: usize,
+) -> Result<Vec<(ItemId, f64)>, StoreError> {
+    let mut v =
+        store.read(vec![Read::SortedTop { key: keys::category_popular(tenant, category), n }]).await?;
+    Ok(items(sorted(v.pop().unwrap_or(Value::Exists(false)))))
 }
 
 /// Neighbours of seed items and the newest items of categories.

@@ -273,6 +273,15 @@ pub fn writes_for(event: &Event, s: &FeatureSettings, categories: &BTreeMap<Item
         w.push(Write::HashIncr { key: key.clone(), field: event.kind().as_str().into(), by: 1 });
         w.push(Write::HashMin { key: key.clone(), field: "first_ms".into(), value: at });
         w.push(Write::HashMax { key: key.clone(), field: "last_ms".into(), value: at });
+        for i in event.interactions() {
+            if let Some(leaf) = categories.get(&i.item).and_then(|c| category_levels(c).last()) {
+                w.push(Write::HashIncr {
+                    key: key.clone(),
+                    field: format!("cat:{leaf}"),
+                    by: popularity_weight(i.kind) as i64,
+                });
+            }
+        }
         if let Some(u) = &event.user {
             w.push(Write::HashSetLatest {
                 key: key.clone(),

@@ -14,8 +14,9 @@ use shopmind_domain::{
 };
 use shopmind_features::{
     Applied, ContextQuery, FeatureSettings, ItemFeatures, UserFeatures, apply_event, apply_events, keys,
-    read_catalog_entries, read_item_features, read_items_demand, read_neighbours, read_recommend_context,
-    read_session_and_user_features, read_session_features, read_user_context, read_user_features,
+    read_catalog_entries, read_category_popular, read_item_features, read_items_demand, read_neighbours,
+    read_recommend_context, read_session_and_user_features, read_session_features, read_user_context,
+    read_user_features,
 };
 use shopmind_store::FeatureStore;
 
@@ -309,6 +310,7 @@ async fn what_recommend_reads(store: Arc<dyn FeatureStore>) {
     let now = UnixMillis(T0 + 200 * MIN);
     let query = |category: Option<&'static str>| ContextQuery {
         user: None,
+        session: None,
         history_len: 20,
         popular_n: 10,
         category,
@@ -324,6 +326,16 @@ async fn what_recommend_reads(store: Arc<dyn FeatureStore>) {
     assert_eq!(ctx.recent.len(), 6, "views, a cart and an order");
     assert_eq!(ctx.bought.iter().map(ItemId::as_str).collect::<Vec<_>>(), ["a2"]);
     assert_eq!(ctx.affinity[0].0, "Shop > Audio", "{:?}", ctx.affinity);
+    // Alice's session: a1, a2 viewed (1 each), a2 carted (2) and bought (3); b1, b2 viewed.
+    let session = SessionId::parse("alice-s1").unwrap();
+    let q = ContextQuery { user: None, session: Some(&session), ..query(None) };
+    let ctx = read_recommend_context(&*store, &t, q).await.unwrap();
+    assert_eq!(ctx.session_categories, [("Audio".to_string(), 7), ("Books".to_string(), 2)]);
+    assert!(ctx.recent.is_empty());
+    let session = read_session_features(&*store, &t, &session).await.unwrap();
+    assert_eq!(session.categories.get("Audio"), Some(&7));
+    assert!(!session.counts.keys().any(|k| k.starts_with("cat:")), "{session:?}");
+    assert_eq!(read_category_popular(&*store, &t, "Audio", 1).await.unwrap(), [(item("a2"), 7.0)]);
     // The root level holds every item with activity.
     let shop = read_recommend_context(&*store, &t, query(Some("Shop"))).await.unwrap();
     assert_eq!(shop.category_popular.len(), 4);

@@ -8,7 +8,7 @@
 //! tenant's embedding model learned that shoppers walk the sequence (item n is followed by n+1).
 //! Alice viewed i03 then i04; three orders held i00 and i01 together, one i00 and i02; carter has
 //! i00 in the cart; pat viewed i08, i09 and bought i10; in the last hour ten shoppers viewed i12
-//! and seven i20.
+//! and eight i20 (one of them, anon-1, in session anon-1-s).
 
 #![allow(clippy::unwrap_used)]
 
@@ -231,6 +231,8 @@ async fn seed(store: &dyn FeatureStore) {
     for v in 0..7 {
         events.push(e.view(30, &format!("poet-{v}"), "i20"));
     }
+    // A visitor browsed Poetry in session anon-1-s before signing in as someone new.
+    events.push(e.view(20, "anon-1", "i20"));
     events.push(e.view(5, "alice", "i03"));
     events.push(e.view(4, "alice", "i04"));
     events.push(e.event(
@@ -521,6 +523,19 @@ async fn cold_start_users_get_trending_and_new_items_are_recommendable_by_their_
     assert_eq!(r.items[0].item_id, "i20");
     assert!(r.items.iter().all(|i| i.category == "Poetry"), "{r:?}");
     assert_eq!(codes(&r.items[0])[0], "trending_in_category");
+
+    // Without a category, the session's categories are the context: someone new signs in after
+    // browsing Poetry in session anon-1-s.
+    let mut signed_in = for_you("newcomer");
+    signed_in.session_id = "anon-1-s".into();
+    signed_in.explain = true;
+    let r = s.ok(signed_in).await;
+    assert!(r.cold_start);
+    assert_eq!(r.items[0].item_id, "i20", "trending in the session's category first: {:?}", ids(&r));
+    let why = &r.items[0].reasons[0];
+    assert_eq!((why.code.as_str(), why.category.as_str()), ("trending_in_category", "Poetry"));
+    assert_eq!((r.items[1].category.as_str(), r.items[1].reason.as_str()), ("Poetry", "new_item"), "{r:?}");
+    assert!(ids(&r).contains(&"i12"), "then the shop's trending items: {:?}", ids(&r));
 
     // A new shoe arrives: no interactions, unknown to the model.
     let mut e = Events { tenant: TenantId::parse(TENANT).unwrap(), now: UnixMillis::now().0, n: 1000 };

@@ -32,7 +32,7 @@ use shopmind_config::Config;
 use shopmind_domain::{Interaction, InteractionKind, ItemId, UnixMillis};
 use shopmind_features::{
     CatalogEntry, ContextQuery, Neighbours, RecommendContext, category_levels, read_catalog_entries,
-    read_neighbours, read_recommend_context,
+    read_category_popular, read_neighbours, read_recommend_context,
 };
 use shopmind_metrics::{Success, global as metrics};
 use shopmind_proto::v1 as pb;
@@ -293,6 +293,7 @@ impl Recommender {
             &q.tenant,
             ContextQuery {
                 user: q.user.as_ref(),
+                session: q.session.as_ref(),
                 history_len: s.history_len,
                 popular_n: s.trending_pool.max(q.limit + q.exclude.len() + 50),
                 category: q.context_category(),
@@ -302,7 +303,7 @@ impl Recommender {
         );
         let (ctx, anchor_entries) =
             futures::join!(context, read_catalog_entries(store, &q.tenant, &q.anchors, now));
-        let ctx = ctx.map_err(store_error)?;
+        let mut ctx = ctx.map_err(store_error)?;
         let anchor_entries = anchor_entries.map_err(store_error)?;
         let model = self.models.get(&q.tenant);
         for (anchor, entry) in q.anchors.iter().zip(&anchor_entries) {
@@ -329,8 +330,22 @@ impl Recommender {
                 latest.push(i);
             }
         }
+        // The context of a cold start: the request's category, else the session's top category.
+        let context_category = match q.context_category() {
+            Some(c) => Some(c.to_string()),
+            None if cold_start => ctx.session_categories.first().map(|(c, _)| c.clone()),
+            None => None,
+        };
+        if cold_start
+            && q.context_category().is_none()
+            && let Some(c) = &context_category
+        {
+            ctx.category_popular =
+                read_category_popular(store, &q.tenant, c, s.trending_pool).await.map_err(store_error)?;
+        }
+        let context_category = context_category.as_deref();
         let seeds = seeds(&q, &ctx, &latest, s.neighbour_seeds);
-        let categories = seed_categories(&q, &ctx, &anchor_entries, cold_start);
+        let categories = seed_categories(&q, &ctx, &anchor_entries, cold_start, context_category);
         let seed_items: Vec<ItemId> = seeds.iter().map(|(i, _)| i.clone()).collect();
         let neighbours = read_neighbours(store, &q.tenant, &seed_items, &categories, s.neighbours_per_seed)
             .await
@@ -347,7 +362,7 @@ impl Recommender {
         let model_scores = ranked_by_model.as_ref().map(|r| &r.scores);
         offer_neighbours(&mut pool, scenario, &seeds, &neighbours, model_scores);
         offer_new_items(&mut pool, &categories, &neighbours, ranked_by_model.as_ref().and(model.as_deref()));
-        offer_trending(&mut pool, &q, &ctx, cold_start);
+        offer_trending(&mut pool, &q, &ctx, cold_start, context_category);
 
         // Stage 2: catalog entries, filters, the rank, the page.
         let entries = read_catalog_entries(store, &q.tenant, &pool.order, now).await.map_err(store_error)?;
@@ -415,14 +430,15 @@ fn seeds(
 
 /// The categories whose newest items are candidates: the user's top categories (or the
 /// request's context, for a cold start), the anchors' leaf categories.
-fn seed_categories(
-    q: &Query,
-    ctx: &RecommendContext,
-    anchors: &[CatalogEntry],
+fn seed_categories<'a>(
+    q: &'a Query,
+    ctx: &'a RecommendContext,
+    anchors: &'a [CatalogEntry],
     cold_start: bool,
+    context_category: Option<&'a str>,
 ) -> Vec<String> {
     let found: Vec<&str> = match q.scenario {
-        pb::Scenario::ForYou if cold_start => q.context_category().into_iter().collect(),
+        pb::Scenario::ForYou if cold_start => context_category.into_iter().collect(),
         pb::Scenario::ForYou => ctx
             .affinity
             .iter()
@@ -575,11 +591,17 @@ fn offer_new_items(
 
 /// Offers trending items (of the category of TRENDING or of a cold start's context, then of the
 /// shop) and popular items as the fill of FOR_YOU and CART_COMPLEMENT.
-fn offer_trending(pool: &mut Pool, q: &Query, ctx: &RecommendContext, cold_start: bool) {
+fn offer_trending(
+    pool: &mut Pool,
+    q: &Query,
+    ctx: &RecommendContext,
+    cold_start: bool,
+    context_category: Option<&str>,
+) {
     let scenario = q.scenario;
     let category = match scenario {
         pb::Scenario::Trending => q.category.as_deref(),
-        pb::Scenario::ForYou | pb::Scenario::CartComplement if cold_start => q.context_category(),
+        pb::Scenario::ForYou | pb::Scenario::CartComplement if cold_start => context_category,
         _ => None,
     };
     if let Some(category) = category {

@@ -22,6 +22,7 @@ const MAX_CATEGORIES: usize = 50;
 pub struct Query {
     pub tenant: TenantId,
     pub user: Option<UserId>,
+    pub session: Option<SessionId>,
     pub scenario: pb::Scenario,
     pub limit: usize,
     pub anchors: Vec<ItemId>,
@@ -44,7 +45,7 @@ pub struct Query {
 
 impl Query {
     /// The category whose popular items are read: TRENDING's, or the first category filter as the
-    /// context of a user without history.
+    /// context of a user without history (else the session's, see `recommend`).
     pub fn context_category(&self) -> Option<&str> {
         self.category.as_deref().or(self.categories.first().map(String::as_str))
     }
@@ -144,11 +145,11 @@ pub fn validate(req: &pb::RecommendRequest) -> Result<Query, pb::ServiceError> {
     {
         bad("max_price_minor", format!("{max} is below min_price_minor {min}"));
     }
-    if !req.session_id.is_empty()
-        && let Err(e) = SessionId::parse(req.session_id.clone())
-    {
-        bad("session_id", e.to_string());
-    }
+    let session = if req.session_id.is_empty() {
+        None
+    } else {
+        SessionId::parse(req.session_id.clone()).map_err(|e| bad("session_id", e.to_string())).ok()
+    };
     let fingerprint = fingerprint(req);
     let page = if req.page_token.is_empty() {
         0
@@ -165,6 +166,7 @@ pub fn validate(req: &pb::RecommendRequest) -> Result<Query, pb::ServiceError> {
         (Some(tenant), Some(scenario)) if violations.is_empty() => Ok(Query {
             tenant,
             user,
+            session,
             scenario,
             limit: if req.limit == 0 { DEFAULT_LIMIT } else { req.limit } as usize,
             anchors,
