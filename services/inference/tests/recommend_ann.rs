@@ -137,6 +137,7 @@ async fn the_ann_index_answers_as_brute_force_does() {
         }
     }
     let recall = overlap as f64 / (users * 10) as f64;
+    eprintln!("ANN top-10 overlap with brute force, {ITEMS} items: {recall}");
     assert!(recall >= 0.95, "the index's top 10 is brute force's: recall {recall}");
     let exposed = shopmind_metrics::global().encode().unwrap();
     for retrieval in ["ann", "brute_force"] {

@@ -148,6 +148,7 @@ mod tests {
         }
         // Recall@10 within 50 candidates, over all users.
         let recall = recall as f64 / (users * 10) as f64;
+        eprintln!("ANN recall@10 within 50 candidates, {n} items: {recall}");
         assert!(recall >= 0.9, "recall {recall}");
         assert!(index.search(&[1.0; 3]).is_empty(), "a vector of the wrong length finds nothing");
         assert!(AnnIndex::build(&emb, &bias, dim + 1, &options).is_none());
