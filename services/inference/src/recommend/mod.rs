@@ -351,11 +351,25 @@ impl Recommender {
             .await
             .map_err(store_error)?;
 
-        // Stage 1: candidates of every source.
+        // Stage 1: candidates of every source. Without catalog filters or a diversity cap only
+        // exclusions can drop a candidate, so the model's best up to this page's end (plus as many
+        // as could be excluded) are all the ranking needs; otherwise the whole candidate pool.
+        let unfiltered = q.categories.is_empty()
+            && q.min_price.is_none()
+            && q.max_price.is_none()
+            && !q.in_stock_only
+            && q.max_per_category == 0;
+        let model_pool = if unfiltered {
+            let droppable =
+                ctx.bought.len() + q.exclude.len() + ctx.recent.len() + ctx.cart.len() + q.anchors.len();
+            s.candidate_pool.min((q.page + 1) * q.limit + droppable + 1)
+        } else {
+            s.candidate_pool
+        };
         let mut pool = Pool::default();
         let ranked_by_model = match model.as_deref() {
             Some(m) if matches!(scenario, pb::Scenario::ForYou | pb::Scenario::SimilarItems) => {
-                model_candidates(m, &q, &ctx, &neighbours, s.candidate_pool, &mut pool, deadline).await?
+                model_candidates(m, &q, &ctx, &neighbours, model_pool, &mut pool, deadline).await?
             }
             _ => None,
         };
