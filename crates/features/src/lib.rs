@@ -1,7 +1,8 @@
 //! The feature schema over a [`FeatureStore`]: which keys hold what ([`keys`]), how an event
 //! changes them ([`apply_event`]), and how services read them, each in one round trip
 //! ([`read_user_context`], [`read_user_features`], [`read_item_features`],
-//! [`read_session_features`]). The schema is documented in `docs/FEATURES.md`.
+//! [`read_session_features`]; for recommend [`read_recommend_context`], [`read_neighbours`],
+//! [`read_catalog_entries`]). The schema is documented in `docs/FEATURES.md`.
 //!
 //! Every update commutes: lists are sorted sets ordered by event time, registers are
 //! last-writer-wins by event time, counters add, decaying scores are order-free, co-visitation
