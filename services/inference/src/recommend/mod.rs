@@ -362,7 +362,7 @@ impl Recommender {
         let model_pool = if unfiltered {
             let droppable =
                 ctx.bought.len() + q.exclude.len() + ctx.recent.len() + ctx.cart.len() + q.anchors.len();
-            s.candidate_pool.min((q.page + 1) * q.limit + droppable + 1)
+            s.candidate_pool.min((q.page + 1).saturating_mul(q.limit).saturating_add(droppable + 1))
         } else {
             s.candidate_pool
         };

@@ -14,6 +14,8 @@ pub const MAX_LIMIT: u32 = 100;
 pub const DEFAULT_LIMIT: u32 = 10;
 /// Most anchor items of SIMILAR_ITEMS and BOUGHT_TOGETHER.
 pub const MAX_ANCHORS: usize = 20;
+/// The last page a token can name (the candidate pool holds at most 10000 items).
+const MAX_PAGE: usize = 10_000;
 /// Most category filters.
 const MAX_CATEGORIES: usize = 50;
 
@@ -76,7 +78,8 @@ fn parse_page_token(token: &str, fingerprint: u64) -> Result<usize, String> {
     if hash != fingerprint {
         return Err("belongs to a different request: every field but page_token must stay the same".into());
     }
-    if page == 0 {
+    // Tokens name pages 1.. of at most `inference.candidate_pool` (<= 10000) candidates.
+    if page == 0 || page > MAX_PAGE {
         return Err(bad());
     }
     Ok(page)
@@ -265,5 +268,8 @@ mod tests {
         let mut zero = r.clone();
         zero.page_token = page_token(0, q.fingerprint);
         assert_eq!(fields(&zero), ["page_token"]);
+        let mut huge = r.clone();
+        huge.page_token = format!("p{}.{:016x}", usize::MAX, q.fingerprint);
+        assert_eq!(fields(&huge), ["page_token"]);
     }
 }
