@@ -262,10 +262,11 @@ async fn scenario(client: &mut GatewayClient<Channel>) -> String {
         bob.items.iter().map(|i| &i.item_id).collect::<Vec<_>>()
     );
 
-    // A user with no history gets popular items, not an error.
+    // A user with no history gets trending items (a cold start), not an error.
     let stranger = recommend(client, "stranger").await.unwrap();
     assert_eq!(stranger.items.len(), 3);
-    assert!(stranger.items.iter().all(|i| i.reason == "popular"));
+    assert!(stranger.cold_start);
+    assert!(stranger.items.iter().all(|i| i.reason == "trending"), "{stranger:?}");
 
     // The order ships: alice is notified.
     let shipped = event(

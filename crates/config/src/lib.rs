@@ -366,6 +366,26 @@ pub struct InferenceConfig {
     /// Agent report: the most conversations one report reads (beyond: INVALID_ARGUMENT, asking
     /// for a shorter period).
     pub agent_report_max_conversations: usize,
+    /// Recommend: an embedding model of at least this many items gets an approximate-nearest-
+    /// neighbour (HNSW) index over its item embeddings, built when the version loads; below it,
+    /// every item is a candidate (brute force).
+    pub ann_min_items: usize,
+    /// Candidates the ANN index returns for one user vector.
+    pub ann_candidates: usize,
+    /// HNSW build breadth (`ef_construction`): larger is a better graph, built slower.
+    pub ann_ef_construction: usize,
+    /// HNSW search breadth (`ef_search`, at least `ann_candidates` is used): larger finds more of
+    /// the true nearest items, slower.
+    pub ann_ef_search: usize,
+    /// Most candidates ranked for one request (what all its pages are cut from).
+    pub candidate_pool: usize,
+    /// The user's most recent items (or cart items) whose co-visitation and co-purchase
+    /// neighbours become candidates.
+    pub neighbour_seeds: usize,
+    /// Neighbours read per seed item, and newest items read per category.
+    pub neighbours_per_seed: usize,
+    /// Most popular items (of the shop, or of a category) considered for trending.
+    pub trending_pool: usize,
 }
 
 impl Default for InferenceConfig {
@@ -383,6 +403,14 @@ impl Default for InferenceConfig {
             resolution_idle_s: 86_400,
             agent_report_max_days: 366,
             agent_report_max_conversations: 20_000,
+            ann_min_items: 5000,
+            ann_candidates: 200,
+            ann_ef_construction: 100,
+            ann_ef_search: 200,
+            candidate_pool: 500,
+            neighbour_seeds: 5,
+            neighbours_per_seed: 20,
+            trending_pool: 200,
         }
     }
 }
@@ -1066,6 +1094,30 @@ impl Config {
         }
         if !(1..=1_000_000).contains(&self.inference.agent_report_max_conversations) {
             return bad("inference.agent_report_max_conversations", "must be 1..=1000000");
+        }
+        if self.inference.ann_min_items < 2 {
+            return bad("inference.ann_min_items", "must be at least 2");
+        }
+        if !(1..=10_000).contains(&self.inference.ann_candidates) {
+            return bad("inference.ann_candidates", "must be 1..=10000");
+        }
+        if !(1..=10_000).contains(&self.inference.ann_ef_construction) {
+            return bad("inference.ann_ef_construction", "must be 1..=10000");
+        }
+        if !(1..=10_000).contains(&self.inference.ann_ef_search) {
+            return bad("inference.ann_ef_search", "must be 1..=10000");
+        }
+        if !(100..=10_000).contains(&self.inference.candidate_pool) {
+            return bad("inference.candidate_pool", "must be 100..=10000 (at least one full page)");
+        }
+        if self.inference.neighbour_seeds > 100 {
+            return bad("inference.neighbour_seeds", "must be 0..=100");
+        }
+        if !(1..=1000).contains(&self.inference.neighbours_per_seed) {
+            return bad("inference.neighbours_per_seed", "must be 1..=1000");
+        }
+        if !(1..=10_000).contains(&self.inference.trending_pool) {
+            return bad("inference.trending_pool", "must be 1..=10000");
         }
         if self.notification.ack_wait_s == 0 {
             return bad("notification.ack_wait_s", "must be at least 1");

@@ -1,7 +1,8 @@
 //! The feature schema over a [`FeatureStore`]: which keys hold what ([`keys`]), how an event
 //! changes them ([`apply_event`]), and how services read them, each in one round trip
 //! ([`read_user_context`], [`read_user_features`], [`read_item_features`],
-//! [`read_session_features`]). The schema is documented in `docs/FEATURES.md`.
+//! [`read_session_features`]; for recommend [`read_recommend_context`], [`read_neighbours`],
+//! [`read_catalog_entries`]). The schema is documented in `docs/FEATURES.md`.
 //!
 //! Every update commutes: lists are sorted sets ordered by event time, registers are
 //! last-writer-wins by event time, counters add, decaying scores are order-free, co-visitation
@@ -11,6 +12,7 @@
 
 pub mod conversations;
 mod read;
+mod recommend;
 pub mod sentiment;
 mod write;
 
@@ -22,6 +24,10 @@ use shopmind_store::{Key, KeyPattern};
 pub use read::{
     ItemFeatures, SessionFeatures, UserContext, UserFeatures, read_item_features, read_items_demand,
     read_session_and_user_features, read_session_features, read_user_context, read_user_features,
+};
+pub use recommend::{
+    CatalogEntry, ContextQuery, Neighbours, RecommendContext, category_levels, read_catalog_entries,
+    read_category_popular, read_neighbours, read_recommend_context,
 };
 pub use write::{Applied, apply_event, apply_events, writes_for};
 
@@ -157,6 +163,18 @@ pub mod keys {
     /// Every support agent that wrote a message: a set of agent ids.
     pub fn support_agents(t: &TenantId) -> Key {
         Key(format!("sm:{{{t}}}:agents"))
+    }
+
+    /// The catalog's items of a category (any level of their category path): sorted set item ->
+    /// the time of its first `ItemUpserted` (the lowest applied), newest highest.
+    pub fn category_items(t: &TenantId, category: &str) -> Key {
+        Key(format!("sm:{{{t}}}:cat:{category}:items"))
+    }
+
+    /// Popularity within a category (any level of the items' category path): sorted set item ->
+    /// weighted interactions, all time, top N kept.
+    pub fn category_popular(t: &TenantId, category: &str) -> Key {
+        Key(format!("sm:{{{t}}}:cat:{category}:popular"))
     }
 
     /// The guard of an applied event.

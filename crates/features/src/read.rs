@@ -73,6 +73,9 @@ pub struct SessionFeatures {
     pub counts: BTreeMap<String, i64>,
     pub first_ms: Option<i64>,
     pub last_ms: Option<i64>,
+    /// Leaf category -> weighted interactions (view 1, cart 2, purchase 3) in the session, for
+    /// items whose category was known.
+    pub categories: BTreeMap<String, i64>,
 }
 
 impl SessionFeatures {
@@ -81,7 +84,7 @@ impl SessionFeatures {
     }
 }
 
-fn parse_recent(member: &str) -> Option<Interaction> {
+pub(crate) fn parse_recent(member: &str) -> Option<Interaction> {
     let mut parts = member.splitn(3, '|');
     let kind = InteractionKind::parse(parts.next()?)?;
     let at = UnixMillis(parts.next()?.parse().ok()?);
@@ -90,7 +93,7 @@ fn parse_recent(member: &str) -> Option<Interaction> {
 }
 
 /// Folds cart changes in time order into item -> quantity.
-fn fold_cart(entries: Vec<(String, f64)>) -> BTreeMap<ItemId, i64> {
+pub(crate) fn fold_cart(entries: Vec<(String, f64)>) -> BTreeMap<ItemId, i64> {
     let mut parsed: Vec<(i64, String, String, i64, String)> = entries
         .into_iter()
         .filter_map(|(m, _)| {
@@ -116,25 +119,25 @@ fn fold_cart(entries: Vec<(String, f64)>) -> BTreeMap<ItemId, i64> {
         .collect()
 }
 
-fn sorted(v: Value) -> Vec<(String, f64)> {
+pub(crate) fn sorted(v: Value) -> Vec<(String, f64)> {
     match v {
         Value::Sorted(s) => s,
         _ => Vec::new(),
     }
 }
 
-fn hash(v: Value) -> Vec<(String, bytes::Bytes)> {
+pub(crate) fn hash(v: Value) -> Vec<(String, bytes::Bytes)> {
     match v {
         Value::Hash(h) => h,
         _ => Vec::new(),
     }
 }
 
-fn int(raw: &[u8]) -> Option<i64> {
+pub(crate) fn int(raw: &[u8]) -> Option<i64> {
     std::str::from_utf8(raw).ok()?.parse().ok()
 }
 
-fn items(scored: Vec<(String, f64)>) -> Vec<(ItemId, f64)> {
+pub(crate) fn items(scored: Vec<(String, f64)>) -> Vec<(ItemId, f64)> {
     scored.into_iter().filter_map(|(m, s)| ItemId::parse(m).ok().map(|i| (i, s))).collect()
 }
 
@@ -278,13 +281,18 @@ pub async fn read_session_features(
     Ok(parse_session_features(values.into_iter().next()))
 }
 
-fn parse_session_features(value: Option<Value>) -> SessionFeatures {
+pub(crate) fn parse_session_features(value: Option<Value>) -> SessionFeatures {
     let mut f = SessionFeatures::default();
     for (k, raw) in value.into_iter().flat_map(hash) {
         match k.as_str() {
             "first_ms" => f.first_ms = int(&raw),
             "last_ms" => f.last_ms = int(&raw),
             "user" => f.user = stamped(&raw).map(|(_, u)| u.to_string()),
+            category if category.starts_with("cat:") => {
+                if let (Some(c), Some(n)) = (category.strip_prefix("cat:"), int(&raw)) {
+                    f.categories.insert(c.to_string(), n);
+                }
+            }
             kind => {
                 if let Some(n) = int(&raw) {
                     f.counts.insert(kind.to_string(), n);

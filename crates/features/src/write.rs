@@ -7,7 +7,7 @@ use shopmind_store::{
     FeatureStore, Guard, Key, Read, StoreError, Value, Write, WriteBatch, Written, stamped,
 };
 
-use crate::{DAY_MS, FeatureSettings, POPULARITY_WINDOWS, keys, popularity_weight};
+use crate::{DAY_MS, FeatureSettings, POPULARITY_WINDOWS, category_levels, keys, popularity_weight};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Applied {
@@ -155,6 +155,11 @@ pub fn writes_for(event: &Event, s: &FeatureSettings, categories: &BTreeMap<Item
                     at_ms: at,
                     half_life: s.affinity_half_life,
                 });
+                for level in category_levels(category) {
+                    let key = keys::category_popular(t, level);
+                    w.push(Write::SortedIncr { key: key.clone(), member: i.item.to_string(), by: weight });
+                    w.push(Write::SortedKeepTop { key, keep: s.popular_cap });
+                }
             }
             w.push(Write::CoOccur {
                 window_set: keys::user_visit_window(t, u),
@@ -268,6 +273,15 @@ pub fn writes_for(event: &Event, s: &FeatureSettings, categories: &BTreeMap<Item
         w.push(Write::HashIncr { key: key.clone(), field: event.kind().as_str().into(), by: 1 });
         w.push(Write::HashMin { key: key.clone(), field: "first_ms".into(), value: at });
         w.push(Write::HashMax { key: key.clone(), field: "last_ms".into(), value: at });
+        for i in event.interactions() {
+            if let Some(leaf) = categories.get(&i.item).and_then(|c| category_levels(c).last()) {
+                w.push(Write::HashIncr {
+                    key: key.clone(),
+                    field: format!("cat:{leaf}"),
+                    by: popularity_weight(i.kind) as i64,
+                });
+            }
+        }
         if let Some(u) = &event.user {
             w.push(Write::HashSetLatest {
                 key: key.clone(),
@@ -286,10 +300,21 @@ pub fn writes_for(event: &Event, s: &FeatureSettings, categories: &BTreeMap<Item
                 w.push(Write::HashSetLatest { key: key.clone(), field: field.into(), value, at_ms: at });
             };
             set("title", item.title.clone());
-            set("category", item.category_path.join(" > "));
+            let path = item.category_path.join(" > ");
+            set("category", path.clone());
             if let Some(p) = &item.price {
                 set("price", p.amount_minor.to_string());
                 set("currency", p.currency.clone());
+            }
+            w.push(Write::HashMin { key, field: "created_ms".into(), value: at });
+            for level in category_levels(&path) {
+                let key = keys::category_items(t, level);
+                w.push(Write::SortedAdd {
+                    key: key.clone(),
+                    member: item.item.to_string(),
+                    score: at as f64,
+                });
+                w.push(Write::SortedKeepTop { key, keep: s.popular_cap });
             }
         }
         Payload::InventoryChanged { item, available } => {

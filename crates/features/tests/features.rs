@@ -13,9 +13,10 @@ use shopmind_domain::{
     TenantId, UnixMillis, UserId,
 };
 use shopmind_features::{
-    Applied, FeatureSettings, ItemFeatures, UserFeatures, apply_event, apply_events, keys,
-    read_item_features, read_items_demand, read_session_and_user_features, read_session_features,
-    read_user_context, read_user_features,
+    Applied, ContextQuery, FeatureSettings, ItemFeatures, UserFeatures, apply_event, apply_events, keys,
+    read_catalog_entries, read_category_popular, read_item_features, read_items_demand, read_neighbours,
+    read_recommend_context, read_session_and_user_features, read_session_features, read_user_context,
+    read_user_features,
 };
 use shopmind_store::FeatureStore;
 
@@ -296,10 +297,76 @@ async fn batches_give_the_features_of_one_by_one(stores: Vec<Arc<dyn FeatureStor
     }
 }
 
+/// The reads of the recommend path: category popularity at every level of the path, the newest
+/// items of a category, catalog entries with the first upsert's time.
+async fn what_recommend_reads(store: Arc<dyn FeatureStore>) {
+    let t = TenantId::parse("acme").unwrap();
+    let (cat, evs) = scenario(&t);
+    apply_all(&*store, &cat).await;
+    apply_all(&*store, &evs).await;
+    // a1 again, later and earlier: its first upsert's time is the earliest applied.
+    apply_all(&*store, &[catalog(&t, "a1", "Audio", T0 + 10 * MIN), catalog(&t, "a1", "Audio", T0 - MIN)])
+        .await;
+    let now = UnixMillis(T0 + 200 * MIN);
+    let query = |category: Option<&'static str>| ContextQuery {
+        user: None,
+        session: None,
+        history_len: 20,
+        popular_n: 10,
+        category,
+        affinity_half_life: FeatureSettings::default().affinity_half_life,
+        now,
+    };
+    let alice = UserId::parse("alice").unwrap();
+    let q = ContextQuery { user: Some(&alice), ..query(Some("Audio")) };
+    let ctx = read_recommend_context(&*store, &t, q).await.unwrap();
+    // a2: alice viewed, carted and bought it, carol viewed it (1 + 2 + 3 + 1); a1: 1 + 1 + 3.
+    let names = |v: &[(ItemId, f64)]| v.iter().map(|(i, s)| (i.to_string(), *s)).collect::<Vec<_>>();
+    assert_eq!(names(&ctx.category_popular), [("a2".to_string(), 7.0), ("a1".to_string(), 5.0)]);
+    assert_eq!(ctx.recent.len(), 6, "views, a cart and an order");
+    assert_eq!(ctx.bought.iter().map(ItemId::as_str).collect::<Vec<_>>(), ["a2"]);
+    assert_eq!(ctx.affinity[0].0, "Shop > Audio", "{:?}", ctx.affinity);
+    // Alice's session: a1, a2 viewed (1 each), a2 carted (2) and bought (3); b1, b2 viewed.
+    let session = SessionId::parse("alice-s1").unwrap();
+    let q = ContextQuery { user: None, session: Some(&session), ..query(None) };
+    let ctx = read_recommend_context(&*store, &t, q).await.unwrap();
+    assert_eq!(ctx.session_categories, [("Audio".to_string(), 7), ("Books".to_string(), 2)]);
+    assert!(ctx.recent.is_empty());
+    let session = read_session_features(&*store, &t, &session).await.unwrap();
+    assert_eq!(session.categories.get("Audio"), Some(&7));
+    assert!(!session.counts.keys().any(|k| k.starts_with("cat:")), "{session:?}");
+    assert_eq!(read_category_popular(&*store, &t, "Audio", 1).await.unwrap(), [(item("a2"), 7.0)]);
+    // The root level holds every item with activity.
+    let shop = read_recommend_context(&*store, &t, query(Some("Shop"))).await.unwrap();
+    assert_eq!(shop.category_popular.len(), 4);
+    assert!(shop.recent.is_empty() && shop.popular.len() == 4);
+
+    let n = read_neighbours(&*store, &t, &[item("a1")], &["Books".to_string()], 10).await.unwrap();
+    assert_eq!(n.covisited.len(), 1);
+    assert!(n.covisited[0].iter().any(|(i, _)| i.as_str() == "a2"), "{n:?}");
+    assert_eq!(n.copurchased[0].iter().map(|(i, _)| i.as_str()).collect::<Vec<_>>(), ["b1"]);
+    let mut books: Vec<&str> = n.newest[0].iter().map(|(i, _)| i.as_str()).collect();
+    books.sort_unstable();
+    assert_eq!(books, ["b1", "b2"]);
+
+    let entries = read_catalog_entries(&*store, &t, &[item("a1"), item("zz")], now).await.unwrap();
+    assert!(entries[0].known && !entries[1].known);
+    assert_eq!(entries[0].category.as_deref(), Some("Shop > Audio"));
+    assert_eq!((entries[0].price_minor, entries[0].stock), (Some(1000), None));
+    assert_eq!(entries[0].created_ms, Some(T0 - MIN));
+    assert_eq!(entries[0].interactions, 3, "two views and an order");
+    assert!(entries[0].trending > 0.0);
+}
+
 mod memory {
     use std::sync::Arc;
 
     use shopmind_store::{FeatureStore, MemoryStore};
+
+    #[tokio::test]
+    async fn what_recommend_reads() {
+        super::what_recommend_reads(Arc::new(MemoryStore::new())).await;
+    }
 
     #[tokio::test]
     async fn what_events_do() {
@@ -324,6 +391,12 @@ mod redis {
 
     use shopmind_store::{FeatureStore, RedisStore};
     use shopmind_testkit::RedisServer;
+
+    #[tokio::test]
+    async fn what_recommend_reads() {
+        let server = RedisServer::start();
+        super::what_recommend_reads(Arc::new(RedisStore::connect(&server.url()).await.unwrap())).await;
+    }
 
     #[tokio::test]
     async fn what_events_do() {

@@ -325,6 +325,17 @@ pub const CATALOGUE: &[Spec] = &[
         help: "Interactions in the history a recommender scored for one request (at most \
                inference.history_len).",
     },
+    Spec {
+        name: "shopmind_recommend_answers_total",
+        kind: Kind::Counter,
+        labels: &["scenario", "retrieval"],
+        values: "`scenario`: for_you, similar_items, bought_together, trending, cart_complement; \
+                 `retrieval`: ann, brute_force, none",
+        help: "Recommend answers by scenario and by how the model's candidates were found: ann (the \
+               version's HNSW index over item embeddings), brute_force (every item the model scores; \
+               catalogs below inference.ann_min_items, co-visitation models), none (no model ranked: \
+               trending, bought together, cold start, no model yet).",
+    },
     // Model registry, on the inference side.
     Spec {
         name: "shopmind_model_loads_total",
@@ -551,6 +562,12 @@ struct ModelReason {
 }
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct ScenarioRetrieval {
+    scenario: &'static str,
+    retrieval: &'static str,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 struct MethodResult {
     method: &'static str,
     result: Success,
@@ -620,6 +637,7 @@ pub struct Metrics {
     session_wait: Histogram,
     compute: Histogram,
     history_length: Histogram,
+    recommend_answers: Family<ScenarioRetrieval, Counter>,
     model_loads: Family<ModelResult, Counter>,
     model_swaps: Family<ModelLabel, Counter>,
     models_served: Family<ModelLabel, Gauge>,
@@ -667,6 +685,7 @@ impl Metrics {
             session_wait: model_seconds(),
             compute: model_seconds(),
             history_length: history_lengths(),
+            recommend_answers: Family::default(),
             model_loads: Family::default(),
             model_swaps: Family::default(),
             models_served: Family::default(),
@@ -707,6 +726,7 @@ impl Metrics {
         register(r, &mut specs, m.session_wait.clone());
         register(r, &mut specs, m.compute.clone());
         register(r, &mut specs, m.history_length.clone());
+        register(r, &mut specs, m.recommend_answers.clone());
         register(r, &mut specs, m.model_loads.clone());
         register(r, &mut specs, m.model_swaps.clone());
         register(r, &mut specs, m.models_served.clone());
@@ -818,6 +838,12 @@ impl Metrics {
     /// A recommender scored a history of `len` interactions.
     pub fn history_length(&self, len: usize) {
         self.history_length.observe(len as f64);
+    }
+
+    /// Inference answered a recommend request of `scenario` whose model candidates came by
+    /// `retrieval` (ann, brute_force, none).
+    pub fn recommend_answer(&self, scenario: &'static str, retrieval: &'static str) {
+        self.recommend_answers.get_or_create(&ScenarioRetrieval { scenario, retrieval }).inc();
     }
 
     /// Inference tried to load a version of `model` (the registry's model name).

@@ -40,6 +40,7 @@ fn touched() -> Metrics {
     m.model_queue_wait("covisit", Duration::from_micros(200));
     m.model_batch("covisit", 5, Duration::from_micros(400));
     m.model_rejected("covisit", Rejection::QueueFull);
+    m.recommend_answer("for_you", "ann");
     m.prediction_request("intent", Success::Ok, Duration::from_millis(2));
     m.agent_report(Success::Ok, Duration::from_millis(2));
     m.model_fallback("intent", "no_model");

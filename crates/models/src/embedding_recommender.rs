@@ -259,7 +259,18 @@ impl EmbeddingRecommender {
     /// `deadline` passes first, [`ModelError::Overloaded`] if the queue is full. An empty history
     /// scores by the item biases alone. An index out of range is [`ModelError::InvalidInput`].
     pub async fn score_until(&self, history: &[(usize, f32)], deadline: Option<Instant>) -> Result<Vec<f32>> {
+        self.score_with_user_until(history, deadline).await.map(|(scores, _)| scores)
+    }
+
+    /// [`EmbeddingRecommender::score_until`] with the graph's `user_vectors` output too: (scores of
+    /// every item, the user vector `u`, so that `scores[j] = u · P_j + b_j`).
+    pub async fn score_with_user_until(
+        &self,
+        history: &[(usize, f32)],
+        deadline: Option<Instant>,
+    ) -> Result<(Vec<f32>, Vec<f32>)> {
         let n = self.len();
+        let dim = self.info.dim;
         let h = history.len().max(1);
         let mut items = vec![0i64; h];
         let mut weights = vec![0f32; h];
@@ -281,14 +292,27 @@ impl EmbeddingRecommender {
                 deadline,
             )
             .await?;
-        match outputs.into_iter().find(|(name, _)| name == OUTPUT_SCORES) {
-            Some((_, OutputTensor::F32 { data, .. })) if data.len() == n => Ok(data),
-            Some((_, OutputTensor::F32 { shape, .. } | OutputTensor::I64 { shape, .. })) => {
-                Err(ModelError::Runtime(format!(
-                    "`{OUTPUT_SCORES}` has shape {shape:?}, expected float32 [1, {n}]"
-                )))
+        let mut scores = None;
+        let mut user = None;
+        for (name, out) in outputs {
+            let (slot, want) = match name.as_str() {
+                OUTPUT_SCORES => (&mut scores, n),
+                OUTPUT_USER_VECTORS => (&mut user, dim),
+                _ => continue,
+            };
+            match out {
+                OutputTensor::F32 { data, .. } if data.len() == want => *slot = Some(data),
+                OutputTensor::F32 { shape, .. } | OutputTensor::I64 { shape, .. } => {
+                    return Err(ModelError::Runtime(format!(
+                        "`{name}` has shape {shape:?}, expected float32 [1, {want}]"
+                    )));
+                }
             }
-            None => Err(ModelError::Runtime(format!("the model returned no `{OUTPUT_SCORES}`"))),
+        }
+        match (scores, user) {
+            (Some(scores), Some(user)) => Ok((scores, user)),
+            (None, _) => Err(ModelError::Runtime(format!("the model returned no `{OUTPUT_SCORES}`"))),
+            (_, None) => Err(ModelError::Runtime(format!("the model returned no `{OUTPUT_USER_VECTORS}`"))),
         }
     }
 

@@ -17,7 +17,7 @@
 //!
 //! * **Commutative writes**, whose final state does not depend on the order they arrive in:
 //!   [`Write::SortedIncr`], [`Write::HashIncr`], [`Write::SortedAdd`] of distinct members
-//!   followed by [`Write::SortedKeepTop`], [`Write::HashSetLatest`] (a last-writer-wins register
+//!   followed by [`Write::SortedKeepTop`], [`Write::SortedMin`], [`Write::HashSetLatest`] (a last-writer-wins register
 //!   by event time), [`Write::HashMax`], [`Write::HashMin`], [`Write::HashDecayAdd`] (an
 //!   exponentially decaying sum, equal up to floating-point rounding) and [`Write::CoOccur`]
 //!   (pairs within a time window, each counted once per owner: order-independent as long as
@@ -116,6 +116,9 @@ pub enum Write {
     /// Adds `member` to a sorted set with `score`, or sets its score if it is a member
     /// (ZADD). A NaN score is refused.
     SortedAdd { key: Key, member: String, score: f64 },
+    /// Adds `member` with `score`, or lowers its score to `score` if that is lower (ZADD LT): the
+    /// member keeps the lowest score ever written, whatever the order. A NaN score is refused.
+    SortedMin { key: Key, member: String, score: f64 },
     /// A last-writer-wins register in a hash field, by event time: sets the field to `value`
     /// stamped `at_ms` unless it holds a value stamped later (equal stamps: the larger value
     /// wins), so the outcome does not depend on the order writes arrive in. The field holds

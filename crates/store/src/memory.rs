@@ -330,6 +330,19 @@ impl Inner {
                 let result = typed!(entry, Sorted, key, SORTED).map(|z| z.set(member, *score));
                 (key, result)
             }
+            // ZADD key LT score member.
+            Write::SortedMin { key, member, score } => {
+                if score.is_nan() {
+                    return Err(refused("value is not a valid float"));
+                }
+                let entry = self.live_or_insert(key, now, || Data::Sorted(SortedSet::default()));
+                let result = typed!(entry, Sorted, key, SORTED).map(|z| {
+                    if z.scores.get(member.as_str()).is_none_or(|old| *score < *old) {
+                        z.set(member, *score);
+                    }
+                });
+                (key, result)
+            }
             // The script's read-modify-writes on one hash field (`hlatest`, `hmax`, `hmin`,
             // `hdecay` in write.lua).
             Write::HashSetLatest { key, field, value, at_ms } => {

@@ -311,6 +311,9 @@ fn encode(inv: &mut redis::ScriptInvocation<'_>, write: &Write) {
         Write::SortedAdd { key, member, score } => {
             inv.key(key.as_str()).arg("zadd").arg(float_arg(*score)).arg(member.as_str());
         }
+        Write::SortedMin { key, member, score } => {
+            inv.key(key.as_str()).arg("zaddlt").arg(float_arg(*score)).arg(member.as_str());
+        }
         Write::HashSetLatest { key, field, value, at_ms } => {
             inv.key(key.as_str()).arg("hlatest").arg(field.as_str()).arg(value.as_str()).arg(*at_ms);
         }
@@ -385,6 +388,7 @@ fn write_type(write: &Write) -> &'static str {
         Write::SortedIncr { .. }
         | Write::SortedKeepTop { .. }
         | Write::SortedAdd { .. }
+        | Write::SortedMin { .. }
         | Write::SortedRemove { .. }
         | Write::CoOccur { .. } => "sorted set",
         Write::HashSet { .. }

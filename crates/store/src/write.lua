@@ -145,7 +145,7 @@ end
 
 local ARITY = {
   lpush = 3, zincr = 2, zkeep = 1, hset = 2, hincr = 2, hdel = 1, sadd = 1, set = 1, del = 0,
-  pexpire = 1, zadd = 2, hlatest = 3, hmax = 2, hmin = 2, hdecay = 4, cooccur = 8, zrem = 1,
+  pexpire = 1, zadd = 2, zaddlt = 2, hlatest = 3, hmax = 2, hmin = 2, hdecay = 4, cooccur = 8, zrem = 1,
 }
 
 -- Keys per write where not 1.
@@ -260,6 +260,13 @@ ops.zadd = function(k, a)
   local key = KEYS[k]
   wrote(key)
   call('ZADD', key, ARGV[a], ARGV[a + 1])
+end
+
+-- score, member: the member keeps the lower score (adding it if absent)
+ops.zaddlt = function(k, a)
+  local key = KEYS[k]
+  wrote(key)
+  call('ZADD', key, 'LT', ARGV[a], ARGV[a + 1])
 end
 
 -- field, value, at

@@ -780,6 +780,23 @@ mod cases {
         assert_eq!(read1(s, Read::Get { key: k("p") }).await, Value::Get(Some(b("v"))));
     }
 
+    pub async fn sorted_min_keeps_the_lowest_score_in_any_order(store: Arc<dyn FeatureStore>) {
+        let s = &*store;
+        let min = |key: &str, member: &str, score: f64| Write::SortedMin {
+            key: k(key),
+            member: member.to_owned(),
+            score,
+        };
+        write(s, vec![min("z", "a", 5.0), min("z", "a", 3.0), min("z", "a", 4.0), min("z", "b", 1.0)]).await;
+        write(s, vec![min("y", "a", 4.0), min("y", "b", 1.0), min("y", "a", 3.0), min("y", "a", 5.0)]).await;
+        assert_eq!(top(s, "z").await, sorted(&[("a", 3.0), ("b", 1.0)]));
+        assert_eq!(top(s, "y").await, top(s, "z").await);
+        assert_refused(write_err(s, vec![min("z", "a", f64::NAN)]).await);
+        assert_eq!(top(s, "z").await, sorted(&[("a", 3.0), ("b", 1.0)]));
+        write(s, vec![put("p", "v")]).await;
+        assert_wrong_type(write_err(s, vec![min("p", "m", 1.0)]).await, "p", "sorted set");
+    }
+
     pub async fn hash_set_latest_keeps_the_value_with_the_latest_stamp(store: Arc<dyn FeatureStore>) {
         let s = &*store;
         write(s, vec![latest("h", "f", "b", 5), latest("h", "f", "a", 3)]).await;
@@ -1835,6 +1852,7 @@ macro_rules! all_cases {
                 put_if_absent_sets_once_with_a_ttl,
                 concurrent_writers_lose_no_update,
                 sorted_add_sets_or_replaces_scores,
+                sorted_min_keeps_the_lowest_score_in_any_order,
                 sorted_range_reads_by_score_lowest_first,
                 sorted_remove_removes_members,
                 hash_set_latest_keeps_the_value_with_the_latest_stamp,

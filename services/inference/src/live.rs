@@ -58,15 +58,25 @@ pub trait Servable: Sized + Send + Sync + 'static {
     fn tenant(&self) -> &str;
 }
 
+/// What is done to a loaded model before it is warmed up and swapped in (on the blocking
+/// thread of the load), e.g. building an index over it.
+pub type Prepare<M> = Arc<dyn Fn(M) -> Result<M, ModelError> + Send + Sync>;
+
 /// Tenant -> the loaded active version of one model. Readers never wait for a load.
 pub struct LiveModels<M> {
     options: PoolOptions,
+    prepare: Option<Prepare<M>>,
     slots: RwLock<HashMap<TenantId, Arc<M>>>,
 }
 
 impl<M: Servable> LiveModels<M> {
     pub fn new(options: PoolOptions) -> Self {
-        Self { options, slots: RwLock::new(HashMap::new()) }
+        Self { options, prepare: None, slots: RwLock::new(HashMap::new()) }
+    }
+
+    /// [`LiveModels::new`] with a step run on every loaded version before it serves.
+    pub fn with_prepare(options: PoolOptions, prepare: Prepare<M>) -> Self {
+        Self { options, prepare: Some(prepare), slots: RwLock::new(HashMap::new()) }
     }
 
     /// The tenant's model, if one is loaded.
@@ -170,10 +180,17 @@ impl<M: Servable> LiveModels<M> {
     ) -> Result<M, String> {
         let bytes = store.get(key, version).await.map_err(|e| format!("fetching: {e}"))?;
         let options = self.options.clone();
-        let model = tokio::task::spawn_blocking(move || M::load(&bytes, &options))
-            .await
-            .map_err(|e| format!("loading: {e}"))?
-            .map_err(|e| format!("loading: {e}"))?;
+        let prepare = self.prepare.clone();
+        let model = tokio::task::spawn_blocking(move || {
+            let model = M::load(&bytes, &options)?;
+            match prepare {
+                Some(prepare) => prepare(model),
+                None => Ok(model),
+            }
+        })
+        .await
+        .map_err(|e| format!("loading: {e}"))?
+        .map_err(|e| format!("loading: {e}"))?;
         if model.version() != version.as_str() || model.tenant() != key.tenant.as_str() {
             return Err(format!(
                 "the manifest says version {:?} of tenant {:?}, the registry {:?} of {:?}",

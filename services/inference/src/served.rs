@@ -9,13 +9,55 @@ use shopmind_models::runtime::PoolOptions;
 use shopmind_models::{EmbeddingRecommender, ModelError, read_manifest};
 use shopmind_registry::RECOMMENDER;
 
-use crate::live::Servable;
+use crate::live::{Prepare, Servable};
+use crate::recommend::ann::{AnnIndex, AnnOptions};
 
 /// A loaded recommender of either family.
 #[derive(Debug)]
 pub enum RecommenderModel {
     Covisit(CovisitRecommender),
-    Embedding(EmbeddingRecommender),
+    Embedding(ServedEmbedding),
+}
+
+/// An embedding model with, for a large catalog, the ANN index over its item embeddings.
+#[derive(Debug)]
+pub struct ServedEmbedding {
+    pub model: EmbeddingRecommender,
+    /// Built by [`build_ann`] when the model has at least `inference.ann_min_items` items.
+    pub ann: Option<Box<AnnIndex>>,
+}
+
+impl std::ops::Deref for ServedEmbedding {
+    type Target = EmbeddingRecommender;
+
+    fn deref(&self) -> &EmbeddingRecommender {
+        &self.model
+    }
+}
+
+/// The preparation step of [`crate::Recommenders`]: builds the ANN index of an embedding model
+/// of at least `options.min_items` items (on the load's blocking thread, before it serves).
+pub fn build_ann(options: AnnOptions) -> Prepare<RecommenderModel> {
+    std::sync::Arc::new(move |model| match model {
+        RecommenderModel::Embedding(mut served) if served.model.len() >= options.min_items => {
+            let started = Instant::now();
+            served.ann = AnnIndex::build(
+                served.model.item_embeddings(),
+                served.model.item_bias(),
+                served.model.dim(),
+                &options,
+            )
+            .map(Box::new);
+            tracing::info!(
+                items = served.model.len(),
+                built = served.ann.is_some(),
+                ms = started.elapsed().as_millis() as u64,
+                "ANN index over the item embeddings built"
+            );
+            Ok(RecommenderModel::Embedding(served))
+        }
+        other => Ok(other),
+    })
 }
 
 impl RecommenderModel {
@@ -84,7 +126,8 @@ impl Servable for RecommenderModel {
 
     fn load(bytes: &[u8], options: &PoolOptions) -> Result<Self, ModelError> {
         if read_manifest(bytes)?.kind == EMBEDDING {
-            EmbeddingRecommender::load(bytes, options).map(Self::Embedding)
+            EmbeddingRecommender::load(bytes, options)
+                .map(|model| Self::Embedding(ServedEmbedding { model, ann: None }))
         } else {
             CovisitRecommender::load(bytes, options).map(Self::Covisit)
         }

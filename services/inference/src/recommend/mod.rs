@@ -1,0 +1,919 @@
+//! `sm.rpc.<tenant>.inference.recommend`: recommendations for a scenario, in two stages.
+//!
+//! **Stage 1, candidates.** The user's context is read in one store round trip (recent
+//! interactions, purchases, cart, category affinity, the tenant's and a category's popular items),
+//! then the co-visitation and co-purchase neighbours of the seed items (recent items, anchors or
+//! cart items) and the newest catalog items of the relevant categories in a second. The tenant's
+//! model adds its own candidates: an embedding model's user vector (the graph's `user_vectors`
+//! output for the weighted history) is searched in the version's ANN index
+//! ([`ann`], built at load for catalogs of at least `inference.ann_min_items` items); below that
+//! every item is a candidate (brute force). Co-visitation models rank every item they score.
+//!
+//! **Stage 2, ranking.** The candidates' catalog entries (category, price, stock, popularity) are
+//! read in a third round trip. Model candidates are ranked by the ONNX scores (`u · P_j + b_j`
+//! for an embedding model); an item the model does not know yet (a new catalog item) takes the
+//! score of the best-ranked model item of its leaf category, so it is recommendable before it has
+//! interactions; items only neighbours know follow, then new items without a ranked peer, then
+//! trending/popular fill. Filters, the per-category diversity cap and paging come last.
+//!
+//! Scenarios, filters, reason codes and paging are described in docs/RECOMMEND.md.
+
+pub mod ann;
+pub mod request;
+
+use std::collections::{HashMap, HashSet};
+use std::sync::Arc;
+use std::time::Instant;
+
+use bytes::Bytes;
+use prost::Message as _;
+use shopmind_bus::{Headers, IncomingRequest};
+use shopmind_config::Config;
+use shopmind_domain::{Interaction, InteractionKind, ItemId, UnixMillis};
+use shopmind_features::{
+    CatalogEntry, ContextQuery, Neighbours, RecommendContext, category_levels, read_catalog_entries,
+    read_category_popular, read_neighbours, read_recommend_context,
+};
+use shopmind_metrics::{Success, global as metrics};
+use shopmind_proto::v1 as pb;
+use shopmind_runtime::{rpc, telemetry, topology};
+use shopmind_store::FeatureStore;
+use tracing::{Instrument, warn};
+
+use self::request::Query;
+use crate::{RecommenderModel, Recommenders, ServedEmbedding, model_error};
+
+/// How much an interaction of this kind says about the user's taste (co-visitation models).
+fn kind_weight(kind: InteractionKind) -> f32 {
+    match kind {
+        InteractionKind::View => 1.0,
+        InteractionKind::Cart => 2.0,
+        InteractionKind::Purchase => 3.0,
+    }
+}
+
+/// Each step back in the history counts this much less than the one after it (co-visitation
+/// models; embedding models use the weighting they were trained with).
+const RECENCY_DECAY: f32 = 0.85;
+
+/// Categories of the user's affinity whose newest items are candidates.
+const AFFINITY_CATEGORIES: usize = 3;
+
+/// The candidate tiers, best first: within a tier, the larger key ranks first.
+const MODEL: u8 = 0;
+const PRIMARY: u8 = 1;
+const SECONDARY: u8 = 2;
+const NEW: u8 = 3;
+const FILL: u8 = 4;
+
+/// The knobs of the recommend path (`inference.*`).
+#[derive(Debug, Clone)]
+pub struct RecommendSettings {
+    pub history_len: usize,
+    pub candidate_pool: usize,
+    pub neighbour_seeds: usize,
+    pub neighbours_per_seed: usize,
+    pub trending_pool: usize,
+    pub affinity_half_life: std::time::Duration,
+}
+
+impl RecommendSettings {
+    pub fn from_config(c: &Config) -> Self {
+        Self {
+            history_len: c.inference.history_len,
+            candidate_pool: c.inference.candidate_pool,
+            neighbour_seeds: c.inference.neighbour_seeds,
+            neighbours_per_seed: c.inference.neighbours_per_seed,
+            trending_pool: c.inference.trending_pool,
+            affinity_half_life: std::time::Duration::from_secs(
+                u64::from(c.feature.affinity_half_life_days).saturating_mul(86_400),
+            ),
+        }
+    }
+}
+
+/// Answers recommend requests from the store and the model registry.
+pub struct Recommender {
+    store: Arc<dyn FeatureStore>,
+    models: Arc<Recommenders>,
+    settings: RecommendSettings,
+}
+
+/// A candidate of one request.
+#[derive(Debug, Clone)]
+struct Candidate {
+    tier: u8,
+    key: f64,
+    /// Breaks ties of `key` (all-time popularity of trending items).
+    key2: f64,
+    score: f32,
+    reason: &'static str,
+    reasons: Vec<pb::Reason>,
+    /// Where the key comes from the item's trending score (read with the catalog entries).
+    by_trending: bool,
+}
+
+/// The candidates of one request, in the order they were first offered.
+#[derive(Debug, Default)]
+struct Pool {
+    order: Vec<ItemId>,
+    map: HashMap<ItemId, Candidate>,
+}
+
+impl Pool {
+    /// Offers `item`: a better (tier, key) than it had replaces its rank and main reason; `why`
+    /// is added to its reasons either way.
+    fn offer(&mut self, item: &ItemId, c: Candidate, why: Option<pb::Reason>) {
+        match self.map.get_mut(item) {
+            Some(have) => {
+                if c.tier < have.tier || (c.tier == have.tier && c.key > have.key) {
+                    let reasons = std::mem::take(&mut have.reasons);
+                    *have = Candidate { reasons, ..c };
+                }
+                if let Some(why) = why
+                    && !have.reasons.contains(&why)
+                {
+                    have.reasons.push(why);
+                }
+            }
+            None => {
+                self.order.push(item.clone());
+                let mut c = c;
+                c.reasons.extend(why);
+                self.map.insert(item.clone(), c);
+            }
+        }
+    }
+}
+
+fn candidate(tier: u8, key: f64, score: f32, reason: &'static str) -> Candidate {
+    Candidate { tier, key, key2: 0.0, score, reason, reasons: Vec::new(), by_trending: false }
+}
+
+/// A reason code with what it refers to, rendered.
+pub(crate) fn because(code: &str, item: Option<&str>, category: Option<&str>) -> pb::Reason {
+    let text = match (code, item, category) {
+        ("similar_to", Some(i), _) => format!("similar to {i}"),
+        ("bought_with", Some(i), _) => format!("bought with {i}"),
+        ("trending_in_category", _, Some(c)) => format!("trending in {c}"),
+        ("new_in_category", _, Some(c)) => format!("new in {c}"),
+        (code, Some(i), _) => format!("{code} {i}"),
+        (code, None, Some(c)) => format!("{code} {c}"),
+        (code, None, None) => code.to_string(),
+    };
+    pb::Reason {
+        code: code.into(),
+        item_id: item.unwrap_or_default().into(),
+        category: category.unwrap_or_default().into(),
+        text,
+    }
+}
+
+/// The order of reasons in an explanation: what the user did first, then the catalog's news,
+/// then what is popular.
+fn importance(code: &str) -> u8 {
+    match code {
+        "purchased" | "carted" | "viewed" => 0,
+        "similar_to" | "bought_with" => 1,
+        "trending_in_category" => 2,
+        "new_in_category" => 3,
+        "trending" => 4,
+        "popular" => 5,
+        _ => 6,
+    }
+}
+
+fn scenario_label(s: pb::Scenario) -> &'static str {
+    match s {
+        pb::Scenario::Unspecified | pb::Scenario::ForYou => "for_you",
+        pb::Scenario::SimilarItems => "similar_items",
+        pb::Scenario::BoughtTogether => "bought_together",
+        pb::Scenario::Trending => "trending",
+        pb::Scenario::CartComplement => "cart_complement",
+    }
+}
+
+fn interaction_code(kind: InteractionKind) -> &'static str {
+    match kind {
+        InteractionKind::View => "viewed",
+        InteractionKind::Cart => "carted",
+        InteractionKind::Purchase => "purchased",
+    }
+}
+
+fn store_error(e: shopmind_store::StoreError) -> pb::ServiceError {
+    rpc::error(pb::ServiceErrorCode::Unavailable, format!("feature store: {e}"))
+}
+
+/// The user's recent interactions as (model index, weight), newest weighing most
+/// (co-visitation models).
+pub(crate) fn weighted_history(
+    recent: &[Interaction],
+    index_of: impl Fn(&str) -> Option<usize>,
+) -> Vec<(usize, f32)> {
+    let mut weight = 1.0f32;
+    let mut history = Vec::with_capacity(recent.len());
+    for i in recent {
+        if let Some(idx) = index_of(i.item.as_str()) {
+            history.push((idx, weight * kind_weight(i.kind)));
+        }
+        weight *= RECENCY_DECAY;
+    }
+    history
+}
+
+/// The items of page `page` (indexes into `leaves`, which holds each ranked item's leaf category)
+/// when pages hold `limit` items and at most `cap` of one leaf category (0: no cap); items a page
+/// has no room for move on to the next. Also whether pages follow.
+fn page_of(leaves: &[Option<&str>], limit: usize, cap: usize, page: usize) -> (Vec<usize>, bool) {
+    let mut remaining: Vec<usize> = (0..leaves.len()).collect();
+    let mut p = 0;
+    loop {
+        let mut taken = Vec::with_capacity(limit);
+        let mut rest = Vec::new();
+        let mut counts: HashMap<&str, usize> = HashMap::new();
+        for i in remaining {
+            let fits = taken.len() < limit
+                && match leaves[i] {
+                    Some(leaf) if cap > 0 => counts.get(leaf).copied().unwrap_or(0) < cap,
+                    _ => true,
+                };
+            if fits {
+                if let Some(leaf) = leaves[i] {
+                    *counts.entry(leaf).or_default() += 1;
+                }
+                taken.push(i);
+            } else {
+                rest.push(i);
+            }
+        }
+        if p == page || rest.is_empty() {
+            return if p == page { (taken, !rest.is_empty()) } else { (Vec::new(), false) };
+        }
+        remaining = rest;
+        p += 1;
+    }
+}
+
+impl Recommender {
+    pub fn new(store: Arc<dyn FeatureStore>, models: Arc<Recommenders>, history_len: usize) -> Self {
+        let mut settings = RecommendSettings::from_config(&Config::default());
+        settings.history_len = history_len;
+        Self::with_settings(store, models, settings)
+    }
+
+    pub fn with_settings(
+        store: Arc<dyn FeatureStore>,
+        models: Arc<Recommenders>,
+        settings: RecommendSettings,
+    ) -> Self {
+        Self { store, models, settings }
+    }
+
+    pub async fn recommend(
+        &self,
+        req: &pb::RecommendRequest,
+    ) -> Result<pb::RecommendResponse, pb::ServiceError> {
+        self.recommend_until(req, None).await
+    }
+
+    /// [`Recommender::recommend`] for a caller that waits until `deadline`: the model does not
+    /// score the request once it has passed.
+    pub async fn recommend_until(
+        &self,
+        req: &pb::RecommendRequest,
+        deadline: Option<Instant>,
+    ) -> Result<pb::RecommendResponse, pb::ServiceError> {
+        let q = request::validate(req)?;
+        let s = &self.settings;
+        let now = UnixMillis::now();
+        let store = &*self.store;
+        let context = read_recommend_context(
+            store,
+            &q.tenant,
+            ContextQuery {
+                user: q.user.as_ref(),
+                session: q.session.as_ref(),
+                history_len: s.history_len,
+                popular_n: s.trending_pool.max(q.limit + q.exclude.len() + 50),
+                category: q.context_category(),
+                affinity_half_life: s.affinity_half_life,
+                now,
+            },
+        );
+        let (ctx, anchor_entries) =
+            futures::join!(context, read_catalog_entries(store, &q.tenant, &q.anchors, now));
+        let mut ctx = ctx.map_err(store_error)?;
+        let anchor_entries = anchor_entries.map_err(store_error)?;
+        let model = self.models.get(&q.tenant);
+        for (anchor, entry) in q.anchors.iter().zip(&anchor_entries) {
+            let in_model = model.as_ref().is_some_and(|m| m.index_of(anchor.as_str()).is_some());
+            if !entry.known && !in_model {
+                let i = req.item_ids.iter().position(|a| a == anchor.as_str()).unwrap_or_default();
+                return Err(rpc::error(
+                    pb::ServiceErrorCode::NotFound,
+                    format!("item_ids[{i}]: item {anchor:?} is unknown to tenant {}", q.tenant),
+                ));
+            }
+        }
+
+        let scenario = q.scenario;
+        let cold_start = match scenario {
+            pb::Scenario::ForYou => ctx.recent.is_empty(),
+            pb::Scenario::CartComplement => ctx.cart.is_empty(),
+            _ => false,
+        };
+        // The newest interaction of each recent item, newest first.
+        let mut latest: Vec<&Interaction> = Vec::new();
+        for i in &ctx.recent {
+            if !latest.iter().any(|l| l.item == i.item) {
+                latest.push(i);
+            }
+        }
+        // The context of a cold start: the request's category, else the session's top category.
+        let context_category = match q.context_category() {
+            Some(c) => Some(c.to_string()),
+            None if cold_start => ctx.session_categories.first().map(|(c, _)| c.clone()),
+            None => None,
+        };
+        if cold_start
+            && q.context_category().is_none()
+            && let Some(c) = &context_category
+        {
+            ctx.category_popular =
+                read_category_popular(store, &q.tenant, c, s.trending_pool).await.map_err(store_error)?;
+        }
+        let context_category = context_category.as_deref();
+        let seeds = seeds(&q, &ctx, &latest, s.neighbour_seeds);
+        let categories = seed_categories(&q, &ctx, &anchor_entries, cold_start, context_category);
+        let seed_items: Vec<ItemId> = seeds.iter().map(|(i, _)| i.clone()).collect();
+        let neighbours = read_neighbours(store, &q.tenant, &seed_items, &categories, s.neighbours_per_seed)
+            .await
+            .map_err(store_error)?;
+
+        // Stage 1: candidates of every source. Without catalog filters or a diversity cap only
+        // exclusions can drop a candidate, so the model's best up to this page's end (plus as many
+        // as could be excluded) are all the ranking needs; otherwise the whole candidate pool.
+        let unfiltered = q.categories.is_empty()
+            && q.min_price.is_none()
+            && q.max_price.is_none()
+            && !q.in_stock_only
+            && q.max_per_category == 0;
+        let model_pool = if unfiltered {
+            let droppable =
+                ctx.bought.len() + q.exclude.len() + ctx.recent.len() + ctx.cart.len() + q.anchors.len();
+            s.candidate_pool.min((q.page + 1).saturating_mul(q.limit).saturating_add(droppable + 1))
+        } else {
+            s.candidate_pool
+        };
+        let mut pool = Pool::default();
+        let ranked_by_model = match model.as_deref() {
+            Some(m) if matches!(scenario, pb::Scenario::ForYou | pb::Scenario::SimilarItems) => {
+                model_candidates(m, &q, &ctx, &neighbours, model_pool, &mut pool, deadline).await?
+            }
+            _ => None,
+        };
+        let model_scores = ranked_by_model.as_ref().map(|r| &r.scores);
+        offer_neighbours(&mut pool, scenario, &seeds, &neighbours, model_scores);
+        offer_new_items(&mut pool, &categories, &neighbours, ranked_by_model.as_ref().and(model.as_deref()));
+        offer_trending(&mut pool, &q, &ctx, cold_start, context_category);
+
+        // Stage 2: catalog entries, filters, the rank, the page.
+        let entries = read_catalog_entries(store, &q.tenant, &pool.order, now).await.map_err(store_error)?;
+        let ranked = rank(pool, entries, &q, &ctx);
+        let leaves: Vec<Option<&str>> = ranked.iter().map(|r| r.entry.leaf_category()).collect();
+        let (page, more) = page_of(&leaves, q.limit, q.max_per_category, q.page);
+        let history: Vec<(&ItemId, &'static str)> = match scenario {
+            pb::Scenario::ForYou => latest.iter().map(|i| (&i.item, interaction_code(i.kind))).collect(),
+            pb::Scenario::SimilarItems => q.anchors.iter().map(|a| (a, "similar_to")).collect(),
+            _ => Vec::new(),
+        };
+        let embedding = match (&ranked_by_model, model.as_deref()) {
+            (Some(_), Some(RecommenderModel::Embedding(e))) => Some(e),
+            _ => None,
+        };
+        let items = page
+            .into_iter()
+            .map(|k| {
+                let Ranked { item, candidate: c, entry } = &ranked[k];
+                let reasons = if q.explain { explain(item, c, embedding, &history) } else { Vec::new() };
+                pb::ScoredItem {
+                    item_id: item.to_string(),
+                    score: c.score,
+                    reason: c.reason.into(),
+                    reasons,
+                    category: entry.leaf_category().unwrap_or_default().to_string(),
+                }
+            })
+            .collect();
+        let retrieval = ranked_by_model.as_ref().map_or("none", |r| r.retrieval);
+        metrics().recommend_answer(scenario_label(scenario), retrieval);
+        Ok(pb::RecommendResponse {
+            items,
+            model_version: ranked_by_model.map(|r| r.version).unwrap_or_default(),
+            next_page_token: if more {
+                request::page_token(q.page + 1, q.fingerprint)
+            } else {
+                String::new()
+            },
+            scenario: scenario as i32,
+            cold_start,
+        })
+    }
+}
+
+/// The items whose neighbours are candidates, each with the reason code it lends them.
+fn seeds(
+    q: &Query,
+    ctx: &RecommendContext,
+    latest: &[&Interaction],
+    max: usize,
+) -> Vec<(ItemId, &'static str)> {
+    match q.scenario {
+        pb::Scenario::ForYou => {
+            latest.iter().take(max).map(|i| (i.item.clone(), interaction_code(i.kind))).collect()
+        }
+        pb::Scenario::SimilarItems => q.anchors.iter().map(|a| (a.clone(), "similar_to")).collect(),
+        pb::Scenario::BoughtTogether => q.anchors.iter().map(|a| (a.clone(), "bought_with")).collect(),
+        pb::Scenario::CartComplement => {
+            ctx.cart.iter().take(max).map(|c| (c.clone(), "bought_with")).collect()
+        }
+        _ => Vec::new(),
+    }
+}
+
+/// The categories whose newest items are candidates: the user's top categories (or the
+/// request's context, for a cold start), the anchors' leaf categories.
+fn seed_categories<'a>(
+    q: &'a Query,
+    ctx: &'a RecommendContext,
+    anchors: &'a [CatalogEntry],
+    cold_start: bool,
+    context_category: Option<&'a str>,
+) -> Vec<String> {
+    let found: Vec<&str> = match q.scenario {
+        pb::Scenario::ForYou if cold_start => context_category.into_iter().collect(),
+        pb::Scenario::ForYou => ctx
+            .affinity
+            .iter()
+            .filter_map(|(path, _)| category_levels(path).last())
+            .take(AFFINITY_CATEGORIES)
+            .collect(),
+        pb::Scenario::SimilarItems => anchors.iter().filter_map(CatalogEntry::leaf_category).collect(),
+        _ => Vec::new(),
+    };
+    let mut out: Vec<String> = Vec::new();
+    for c in found {
+        if !out.iter().any(|x| x == c) {
+            out.push(c.to_string());
+        }
+    }
+    out
+}
+
+/// What the model contributed to a request.
+struct ModelRanking {
+    version: String,
+    /// The model's score of every candidate it knows (its own and other sources').
+    scores: HashMap<ItemId, f32>,
+    /// How its candidates were found: `ann` or `brute_force`.
+    retrieval: &'static str,
+}
+
+/// Stage 1 of the model: scores the history (recent items, or the anchors) in ONNX Runtime and
+/// offers the best `candidate_pool` of the index's candidates (or of every item). `None` when
+/// the model knows none of the history.
+async fn model_candidates(
+    m: &RecommenderModel,
+    q: &Query,
+    ctx: &RecommendContext,
+    neighbours: &Neighbours,
+    candidate_pool: usize,
+    pool: &mut Pool,
+    deadline: Option<Instant>,
+) -> Result<Option<ModelRanking>, pb::ServiceError> {
+    let for_you = q.scenario == pb::Scenario::ForYou;
+    let history = match m {
+        RecommenderModel::Covisit(c) if for_you => weighted_history(&ctx.recent, |item| c.index_of(item)),
+        RecommenderModel::Covisit(c) => {
+            q.anchors.iter().filter_map(|a| c.index_of(a.as_str())).map(|i| (i, 1.0)).collect()
+        }
+        RecommenderModel::Embedding(e) => {
+            let oldest_first: Vec<usize> = if for_you {
+                ctx.recent.iter().rev().filter_map(|i| e.index_of(i.item.as_str())).collect()
+            } else {
+                q.anchors.iter().filter_map(|a| e.index_of(a.as_str())).collect()
+            };
+            e.recent_history(&oldest_first)
+        }
+    };
+    if history.is_empty() {
+        return Ok(None);
+    }
+    let (scores, found) = match m {
+        RecommenderModel::Covisit(c) => (c.score_until(&history, deadline).await.map_err(model_error)?, None),
+        RecommenderModel::Embedding(e) => {
+            let (scores, user) = e.score_with_user_until(&history, deadline).await.map_err(model_error)?;
+            (scores, e.ann.as_ref().map(|ann| ann.search(&user)))
+        }
+    };
+    let retrieval = if found.is_some() { "ann" } else { "brute_force" };
+    // The index's candidates, or every item the model has a signal for.
+    let mut ranked: Vec<(usize, f32)> = match found {
+        Some(found) => found.into_iter().filter_map(|j| Some((j, *scores.get(j)?))).collect(),
+        None => scores.iter().copied().enumerate().collect(),
+    };
+    ranked.retain(|(_, s)| m.is_signal(*s));
+    ranked.sort_by(|a, b| b.1.total_cmp(&a.1).then(a.0.cmp(&b.0)));
+    ranked.truncate(candidate_pool);
+    let reason = if for_you { m.reason() } else { "similar" };
+    let mut known = HashMap::with_capacity(ranked.len());
+    for (j, score) in ranked {
+        let Some(Ok(item)) = m.item(j).map(ItemId::parse) else { continue };
+        pool.offer(&item, candidate(MODEL, f64::from(score), score, reason), None);
+        known.insert(item, score);
+    }
+    // Other sources' items the model knows are ranked by its score too.
+    for (item, _) in neighbours.covisited.iter().chain(&neighbours.copurchased).flatten() {
+        if let Some(&score) = m.index_of(item.as_str()).and_then(|j| scores.get(j))
+            && m.is_signal(score)
+        {
+            known.entry(item.clone()).or_insert(score);
+        }
+    }
+    Ok(Some(ModelRanking { version: m.version().to_string(), scores: known, retrieval }))
+}
+
+/// Offers the seeds' co-visitation and co-purchase neighbours, as the scenario uses them.
+fn offer_neighbours(
+    pool: &mut Pool,
+    scenario: pb::Scenario,
+    seeds: &[(ItemId, &'static str)],
+    neighbours: &Neighbours,
+    model_scores: Option<&HashMap<ItemId, f32>>,
+) {
+    // (tier, main reason, reason code) of co-visited items; tier of co-purchased items.
+    let (covisit, copurchase) = match scenario {
+        pb::Scenario::ForYou => (Some((PRIMARY, "covisited", None)), None),
+        pb::Scenario::SimilarItems => (Some((PRIMARY, "similar", Some("similar_to"))), None),
+        pb::Scenario::BoughtTogether => (None, Some((PRIMARY, "bought_together"))),
+        pb::Scenario::CartComplement => {
+            (Some((SECONDARY, "complement", Some("carted"))), Some((PRIMARY, "complement")))
+        }
+        _ => (None, None),
+    };
+    for (k, (seed, seed_code)) in seeds.iter().enumerate() {
+        if let Some((tier, reason, code)) = covisit {
+            for (item, count) in neighbours.covisited.get(k).into_iter().flatten() {
+                let c = match model_scores.and_then(|m| m.get(item)) {
+                    Some(&score) => candidate(MODEL, f64::from(score), score, reason),
+                    None => candidate(tier, *count, *count as f32, reason),
+                };
+                pool.offer(item, c, Some(because(code.unwrap_or(seed_code), Some(seed.as_str()), None)));
+            }
+        }
+        if let Some((tier, reason)) = copurchase {
+            for (item, count) in neighbours.copurchased.get(k).into_iter().flatten() {
+                let c = candidate(tier, *count, *count as f32, reason);
+                pool.offer(item, c, Some(because("bought_with", Some(seed.as_str()), None)));
+            }
+        }
+    }
+}
+
+/// Offers the newest catalog items of the categories that `ranking` (the model that ranked this
+/// request, if any) does not know: new items, before they have interactions.
+fn offer_new_items(
+    pool: &mut Pool,
+    categories: &[String],
+    neighbours: &Neighbours,
+    ranking: Option<&RecommenderModel>,
+) {
+    for (k, category) in categories.iter().enumerate() {
+        for (rank, (item, _)) in neighbours.newest.get(k).into_iter().flatten().enumerate() {
+            if ranking.is_some_and(|m| m.index_of(item.as_str()).is_some()) {
+                continue;
+            }
+            pool.offer(
+                item,
+                candidate(NEW, -(rank as f64), 0.0, "new_item"),
+                Some(because("new_in_category", None, Some(category))),
+            );
+        }
+    }
+}
+
+/// Offers trending items (of the category of TRENDING or of a cold start's context, then of the
+/// shop) and popular items as the fill of FOR_YOU and CART_COMPLEMENT.
+fn offer_trending(
+    pool: &mut Pool,
+    q: &Query,
+    ctx: &RecommendContext,
+    cold_start: bool,
+    context_category: Option<&str>,
+) {
+    let scenario = q.scenario;
+    let category = match scenario {
+        pb::Scenario::Trending => q.category.as_deref(),
+        pb::Scenario::ForYou | pb::Scenario::CartComplement if cold_start => context_category,
+        _ => None,
+    };
+    if let Some(category) = category {
+        for (item, all_time) in &ctx.category_popular {
+            let c = Candidate { key2: *all_time, by_trending: true, ..candidate(NEW, 0.0, 0.0, "trending") };
+            pool.offer(item, c, Some(because("trending_in_category", None, Some(category))));
+        }
+    }
+    let fill = match scenario {
+        pb::Scenario::ForYou | pb::Scenario::CartComplement => true,
+        pb::Scenario::Trending => q.category.is_none(),
+        _ => false,
+    };
+    if fill {
+        let trending = scenario == pb::Scenario::Trending || cold_start;
+        let code = if trending { "trending" } else { "popular" };
+        for (rank, (item, all_time)) in ctx.popular.iter().enumerate() {
+            let c = Candidate {
+                key2: *all_time,
+                by_trending: trending,
+                ..candidate(FILL, -(rank as f64), 0.0, code)
+            };
+            pool.offer(item, c, Some(because(code, None, None)));
+        }
+    }
+}
+
+/// A candidate that passed the filters, with its catalog entry.
+struct Ranked {
+    item: ItemId,
+    candidate: Candidate,
+    entry: CatalogEntry,
+}
+
+/// Stage 2: drops excluded and filtered candidates, scores trending ones by their popularity
+/// now, gives new items their category's score, and sorts (tier, key, all-time popularity,
+/// item id).
+fn rank(mut pool: Pool, entries: Vec<CatalogEntry>, q: &Query, ctx: &RecommendContext) -> Vec<Ranked> {
+    let excluded = excluded_items(q, ctx);
+    let trending_in = q.category.as_deref().filter(|_| q.scenario == pb::Scenario::Trending);
+    let mut ranked: Vec<Ranked> = Vec::new();
+    for (item, entry) in pool.order.iter().zip(entries) {
+        let Some(mut c) = pool.map.remove(item) else { continue };
+        if excluded.contains(item.as_str())
+            || !passes_filters(q, &entry)
+            || trending_in.is_some_and(|cat| !entry.in_category(cat))
+        {
+            continue;
+        }
+        if c.by_trending {
+            c.key = entry.trending;
+            c.score = entry.trending as f32;
+        }
+        ranked.push(Ranked { item: item.clone(), candidate: c, entry });
+    }
+    // A new item takes the score of the best model item of its leaf category.
+    let mut best_of_leaf: HashMap<String, f32> = HashMap::new();
+    for r in ranked.iter().filter(|r| r.candidate.tier == MODEL) {
+        if let Some(leaf) = r.entry.leaf_category() {
+            let best = best_of_leaf.entry(leaf.to_string()).or_insert(f32::NEG_INFINITY);
+            *best = best.max(r.candidate.score);
+        }
+    }
+    for r in &mut ranked {
+        let c = &mut r.candidate;
+        if c.tier == NEW
+            && c.reason == "new_item"
+            && let Some(&best) = r.entry.leaf_category().and_then(|leaf| best_of_leaf.get(leaf))
+        {
+            // Newest first among the new items of one category, just after its best item.
+            let nudge = 1e-4 * (1.0 - c.key as f32);
+            c.tier = MODEL;
+            c.score = best - nudge;
+            c.key = f64::from(c.score);
+        }
+    }
+    ranked.sort_by(|a, b| {
+        let (x, y) = (&a.candidate, &b.candidate);
+        x.tier
+            .cmp(&y.tier)
+            .then(y.key.total_cmp(&x.key))
+            .then(y.key2.total_cmp(&x.key2))
+            .then(a.item.cmp(&b.item))
+    });
+    ranked
+}
+
+/// The reasons of one item, most important first: those its sources gave, and for an item the
+/// embedding model ranked without one naming an item, the history item it rests on most.
+fn explain(
+    item: &ItemId,
+    c: &Candidate,
+    embedding: Option<&ServedEmbedding>,
+    history: &[(&ItemId, &'static str)],
+) -> Vec<pb::Reason> {
+    let mut reasons = c.reasons.clone();
+    if c.tier == MODEL
+        && !reasons.iter().any(|r| !r.item_id.is_empty())
+        && let Some((h, code)) = embedding.and_then(|e| nearest_history_item(e, item, history))
+    {
+        reasons.push(because(code, Some(h.as_str()), None));
+    }
+    if reasons.is_empty() {
+        reasons.push(because(c.reason, None, None));
+    }
+    reasons.sort_by_key(|r| importance(&r.code));
+    reasons
+}
+
+/// The history item (recent item or anchor) whose item embedding is most aligned with `item`'s:
+/// what an embedding model's recommendation of `item` most rests on.
+fn nearest_history_item<'a>(
+    e: &ServedEmbedding,
+    item: &ItemId,
+    history: &[(&'a ItemId, &'static str)],
+) -> Option<(&'a ItemId, &'static str)> {
+    let dim = e.dim();
+    let emb = e.item_embeddings();
+    let row = |j: usize| emb.get(j * dim..(j + 1) * dim);
+    let target = row(e.index_of(item.as_str())?)?;
+    history
+        .iter()
+        .filter(|(h, _)| *h != item)
+        .filter_map(|(h, code)| {
+            let v = row(e.index_of(h.as_str())?)?;
+            Some((*h, *code, v.iter().zip(target).map(|(a, b)| a * b).sum::<f32>()))
+        })
+        .max_by(|a, b| a.2.total_cmp(&b.2))
+        .map(|(h, code, _)| (h, code))
+}
+
+/// Items never recommended to this request: purchased ones (unless asked for), the request's
+/// exclusions, seen ones (when asked), anchors, and for cart complements the cart.
+fn excluded_items<'a>(q: &'a Query, ctx: &'a RecommendContext) -> HashSet<&'a str> {
+    let mut out: HashSet<&str> = q.exclude.iter().map(String::as_str).collect();
+    if !q.include_purchased {
+        out.extend(ctx.bought.iter().map(ItemId::as_str));
+    }
+    if q.exclude_seen {
+        out.extend(ctx.recent.iter().map(|i| i.item.as_str()));
+        out.extend(ctx.cart.iter().map(ItemId::as_str));
+    }
+    out.extend(q.anchors.iter().map(ItemId::as_str));
+    if q.scenario == pb::Scenario::CartComplement {
+        out.extend(ctx.cart.iter().map(ItemId::as_str));
+    }
+    out
+}
+
+/// The request's catalog filters.
+fn passes_filters(q: &Query, e: &CatalogEntry) -> bool {
+    if !q.categories.is_empty() && !q.categories.iter().any(|c| e.in_category(c)) {
+        return false;
+    }
+    if q.min_price.is_some() || q.max_price.is_some() {
+        let Some(price) = e.price_minor else { return false };
+        if q.min_price.is_some_and(|min| price < min) || q.max_price.is_some_and(|max| price > max) {
+            return false;
+        }
+    }
+    !q.in_stock_only || e.in_stock()
+}
+
+/// Answers one request of `sm.rpc.<t>.inference.recommend`.
+pub(crate) async fn handle(recommender: &Recommender, request: IncomingRequest) {
+    let started = Instant::now();
+    let headers = &request.message.headers;
+    let incoming = headers.trace();
+    let span = tracing::info_span!(
+        "recommend",
+        subject = %request.message.subject,
+        scenario = tracing::field::Empty,
+        trace_id = tracing::field::Empty
+    );
+    telemetry::set_remote_parent(&span, incoming);
+    span.record("trace_id", telemetry::outgoing(&span, incoming).trace_id_hex());
+    let reply = async {
+        if rpc::deadline_passed(headers) {
+            return Err(rpc::error(
+                pb::ServiceErrorCode::DeadlineExceeded,
+                "deadline passed before work started",
+            ));
+        }
+        let req = pb::RecommendRequest::decode(request.message.payload.as_ref()).map_err(|e| {
+            rpc::invalid(vec![(String::new(), format!("not a shopmind.v1.RecommendRequest: {e}"))])
+        })?;
+        if topology::tenant_of_subject(&request.message.subject).is_none_or(|t| t.as_str() != req.tenant) {
+            return Err(rpc::invalid(vec![(
+                "tenant".into(),
+                "differs from the tenant of the subject".into(),
+            )]));
+        }
+        tracing::Span::current().record("scenario", req.scenario().as_str_name());
+        recommender.recommend_until(&req, rpc::deadline(headers)).await
+    }
+    .instrument(span.clone())
+    .await;
+    metrics().inference_request(if reply.is_ok() { Success::Ok } else { Success::Error }, started.elapsed());
+    let reply = match reply {
+        Ok(ok) => pb::RecommendReply { result: Some(pb::recommend_reply::Result::Ok(ok)) },
+        Err(e) => pb::RecommendReply { result: Some(pb::recommend_reply::Result::Error(e)) },
+    };
+    if let Err(e) = request.respond(Headers::new(), Bytes::from(reply.encode_to_vec())).instrument(span).await
+    {
+        warn!(error = %e, "could not reply");
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used)]
+
+    use super::*;
+
+    fn interaction(item: &str, kind: InteractionKind) -> Interaction {
+        Interaction { item: ItemId::parse(item).unwrap(), kind, at: UnixMillis(1_700_000_000_000) }
+    }
+
+    /// Model indexes: "a" -> 0, "b" -> 1, ...; "unknown" has none.
+    fn index_of(item: &str) -> Option<usize> {
+        match item {
+            "unknown" => None,
+            _ => Some(usize::from(item.as_bytes()[0] - b'a')),
+        }
+    }
+
+    fn assert_weights(actual: &[(usize, f32)], expected: &[(usize, f32)]) {
+        assert_eq!(actual.len(), expected.len(), "{actual:?} vs {expected:?}");
+        for (a, e) in actual.iter().zip(expected) {
+            assert_eq!(a.0, e.0, "{actual:?} vs {expected:?}");
+            assert!((a.1 - e.1).abs() < 1e-6, "{actual:?} vs {expected:?}");
+        }
+    }
+
+    #[test]
+    fn weighted_history_weighs_newest_most_and_purchase_over_cart_over_view() {
+        let recent = [
+            interaction("a", InteractionKind::View),
+            interaction("b", InteractionKind::View),
+            interaction("c", InteractionKind::View),
+        ];
+        assert_weights(
+            &weighted_history(&recent, index_of),
+            &[(0, 1.0), (1, RECENCY_DECAY), (2, RECENCY_DECAY * RECENCY_DECAY)],
+        );
+        let weight_of = |kind| weighted_history(&[interaction("a", kind)], index_of)[0].1;
+        assert!(weight_of(InteractionKind::Purchase) > weight_of(InteractionKind::Cart));
+        assert!(weight_of(InteractionKind::Cart) > weight_of(InteractionKind::View));
+    }
+
+    #[test]
+    fn weighted_history_skips_unknown_items_but_they_still_age_the_rest() {
+        let recent = [
+            interaction("unknown", InteractionKind::Purchase),
+            interaction("a", InteractionKind::View),
+            interaction("unknown", InteractionKind::View),
+            interaction("b", InteractionKind::Cart),
+        ];
+        let d = RECENCY_DECAY;
+        assert_weights(&weighted_history(&recent, index_of), &[(0, d), (1, d * d * d * 2.0)]);
+        assert!(weighted_history(&[], index_of).is_empty());
+    }
+
+    #[test]
+    fn pages_cut_the_ranking_and_the_cap_moves_items_on() {
+        let none = vec![None; 5];
+        assert_eq!(page_of(&none, 2, 0, 0), (vec![0, 1], true));
+        assert_eq!(page_of(&none, 2, 0, 2), (vec![4], false));
+        assert_eq!(page_of(&none, 2, 0, 3), (vec![], false));
+        // Categories a a a b b, at most one per category per page.
+        let leaves = [Some("a"), Some("a"), Some("a"), Some("b"), Some("b")];
+        assert_eq!(page_of(&leaves, 3, 1, 0), (vec![0, 3], true));
+        assert_eq!(page_of(&leaves, 3, 1, 1), (vec![1, 4], true));
+        assert_eq!(page_of(&leaves, 3, 1, 2), (vec![2], false));
+        // Every item appears exactly once over all pages.
+        let mut all: Vec<usize> = (0..3).flat_map(|p| page_of(&leaves, 3, 1, p).0).collect();
+        all.sort_unstable();
+        assert_eq!(all, [0, 1, 2, 3, 4]);
+    }
+
+    #[test]
+    fn a_better_offer_takes_the_rank_and_keeps_every_reason() {
+        let item = ItemId::parse("x").unwrap();
+        let mut pool = Pool::default();
+        pool.offer(&item, candidate(FILL, 0.0, 0.0, "popular"), Some(because("popular", None, None)));
+        pool.offer(
+            &item,
+            candidate(PRIMARY, 3.0, 3.0, "covisited"),
+            Some(because("viewed", Some("y"), None)),
+        );
+        pool.offer(&item, candidate(SECONDARY, 9.0, 9.0, "complement"), None);
+        let c = &pool.map[&item];
+        assert_eq!((c.tier, c.reason), (PRIMARY, "covisited"));
+        let codes: Vec<&str> = c.reasons.iter().map(|r| r.code.as_str()).collect();
+        assert_eq!(codes, ["popular", "viewed"]);
+        assert_eq!(pool.order.len(), 1);
+        assert_eq!(because("viewed", Some("i-42"), None).text, "viewed i-42");
+        assert_eq!(because("trending_in_category", None, Some("Comedy")).text, "trending in Comedy");
+        assert_eq!(because("bought_with", Some("i1"), None).text, "bought with i1");
+    }
+}
