@@ -9,6 +9,7 @@
 //! one consumer, applying a user's events in any order, and reach the same state; and an event's
 //! effect is written together with a guard named after the event, so it is applied exactly once.
 
+pub mod churn;
 mod read;
 mod write;
 
@@ -17,6 +18,7 @@ use std::time::Duration;
 use shopmind_domain::{InteractionKind, ItemId, SessionId, TenantId, UserId};
 use shopmind_store::{Key, KeyPattern};
 
+pub use churn::{ChurnParams, churn_due_ms, churn_risk, mean_order_gap_ms};
 pub use read::{
     ItemFeatures, SessionFeatures, UserContext, UserFeatures, read_item_features, read_items_demand,
     read_session_and_user_features, read_session_features, read_user_context, read_user_features,

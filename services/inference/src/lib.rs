@@ -20,10 +20,12 @@
 //! not computed; a full queue is answered UNAVAILABLE at once.
 //!
 //! The same service answers `sm.rpc.<tenant>.inference.intent` and `…forecast` from the tenants'
-//! purchase-intent and demand models ([`predict`]).
+//! purchase-intent and demand models ([`predict`]), and `…profile` with customer profiles (RFM
+//! segment, churn risk, top categories, recent activity: [`profile`]).
 
 mod live;
 pub mod predict;
+pub mod profile;
 mod served;
 
 use std::collections::HashSet;
@@ -266,6 +268,7 @@ pub async fn run(
         registry.clone(),
         &shutdown,
     );
+    let profiles = profile::start(&config, bus.clone(), store.clone(), &shutdown);
     let follower = tokio::spawn(models.clone().follow(registry, shutdown.clone()));
 
     let recommender = Arc::new(Recommender::new(store, models, config.inference.history_len));
@@ -283,6 +286,7 @@ pub async fn run(
     .await?;
     follower.abort();
     predictions.stopped().await?;
+    profiles.await.unwrap_or(Ok(()))?;
     info!("inference stopped");
     Ok(())
 }
