@@ -23,7 +23,7 @@ pub use read::{
     ItemFeatures, SessionFeatures, UserContext, UserFeatures, read_item_features, read_items_demand,
     read_session_and_user_features, read_session_features, read_user_context, read_user_features,
 };
-pub use write::{Applied, apply_event, apply_events, writes_for};
+pub use write::{Applied, apply_event, apply_events, recent_member, writes_for};
 
 /// Store keys. Every key carries the tenant; `{...}` is the Redis Cluster hash tag, so the keys
 /// of one user, one session or one item share a slot.

@@ -48,7 +48,7 @@ use shopmind_runtime::{Shutdown, rpc, telemetry, topology};
 use shopmind_store::FeatureStore;
 use tracing::{Instrument, info, warn};
 
-pub use live::{LiveModels, Servable};
+pub use live::{LiveModels, Servable, pool_options};
 pub use served::RecommenderModel;
 
 /// The recommenders an inference instance serves.
