@@ -60,6 +60,8 @@ pub fn churn_risk(f: &UserFeatures, last_seen_ms: Option<i64>, now: UnixMillis, 
 
 #[cfg(test)]
 mod tests {
+    #![allow(clippy::unwrap_used)]
+
     use super::*;
 
     const DAY: i64 = 86_400_000;
