@@ -1,7 +1,8 @@
 //! `shopmind bench`: measured throughput, each figure next to a raw baseline from the same run.
 //!
 //! `bench infer` (model scoring with and without micro-batching) lives in `bench_infer.rs`,
-//! `bench memory` in `bench_memory.rs`.
+//! `bench memory` in `bench_memory.rs`, `bench recommend` (Recommend latency under load) in
+//! `bench_recommend.rs`.
 //!
 //! `bench ingest` (see docs/BENCHMARKS.md):
 //!
@@ -158,10 +159,70 @@ pub enum BenchTarget {
         #[arg(long)]
         json: bool,
     },
+    /// `Recommend` (FOR_YOU) through the gateway at several concurrencies against a simulated
+    /// tenant written to Redis, with an embedding model over every item: QPS and p50/p99/p99.9,
+    /// next to the raw Redis round trip and ORT run of one request measured in the same run.
+    Recommend {
+        /// Simulated users (written to Redis).
+        #[arg(long, default_value_t = 1_000_000)]
+        users: usize,
+        /// Simulated items (the model scores all of them).
+        #[arg(long, default_value_t = 100_000)]
+        items: usize,
+        /// Interactions per user: 1 to twice this.
+        #[arg(long, default_value_t = 12)]
+        interactions: usize,
+        /// Users whose interactions train the model.
+        #[arg(long, default_value_t = 200_000)]
+        train_users: usize,
+        /// Training epochs (production trains 30).
+        #[arg(long, default_value_t = 3)]
+        epochs: usize,
+        /// Measured seconds per concurrency (after a 2 s warm-up).
+        #[arg(long, default_value_t = 30)]
+        seconds: u64,
+        /// Concurrent gRPC callers, one phase each.
+        #[arg(long, value_delimiter = ',', default_value = "1,16,64")]
+        concurrency: Vec<usize>,
+        #[arg(long, default_value_t = 1)]
+        seed: u64,
+        /// Print one JSON object.
+        #[arg(long)]
+        json: bool,
+    },
 }
 
 pub async fn run(what: BenchTarget, config: Config) -> anyhow::Result<()> {
     match what {
+        BenchTarget::Recommend {
+            users,
+            items,
+            interactions,
+            train_users,
+            epochs,
+            seconds,
+            concurrency,
+            seed,
+            json,
+        } => {
+            let opts = crate::bench_recommend::RecommendOptions {
+                users,
+                items,
+                interactions,
+                train_users,
+                epochs,
+                seconds,
+                concurrency,
+                seed,
+            };
+            let report = crate::bench_recommend::run(opts, config).await?;
+            if json {
+                println!("{}", serde_json::to_string(&report)?);
+            } else {
+                crate::bench_recommend::print(&report);
+            }
+            Ok(())
+        }
         BenchTarget::Train { interactions, seed, epochs, json } => {
             let report =
                 tokio::task::spawn_blocking(move || crate::bench_train::run(interactions, seed, epochs))
@@ -314,7 +375,7 @@ async fn ingest(opts: IngestOptions, mut config: Config) -> anyhow::Result<()> {
 }
 
 /// A run-unique id: lowercase hex of the clock and the process id.
-fn unique_id() -> String {
+pub(crate) fn unique_id() -> String {
     let nanos =
         std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_nanos() as u64);
     format!("{:x}{:x}", nanos & 0xffff_ffff_ffff, std::process::id())
@@ -622,7 +683,7 @@ async fn end_to_end(
     }
 }
 
-async fn connect(endpoint: &str) -> anyhow::Result<Channel> {
+pub(crate) async fn connect(endpoint: &str) -> anyhow::Result<Channel> {
     let deadline = Instant::now() + Duration::from_secs(10);
     loop {
         match Endpoint::from_shared(endpoint.to_string())?.connect().await {
@@ -1003,13 +1064,13 @@ fn counter_bar(len: u64, what: &'static str) -> indicatif::ProgressBar {
 
 /// Private `nats-server` (JetStream, temporary store) and `redis-server` (nothing on disk) on
 /// free ports, started by the testkit and killed when dropped.
-struct Servers {
-    nats: NatsServer,
-    redis: RedisServer,
+pub(crate) struct Servers {
+    pub(crate) nats: NatsServer,
+    pub(crate) redis: RedisServer,
 }
 
 impl Servers {
-    async fn spawn() -> anyhow::Result<Self> {
+    pub(crate) async fn spawn() -> anyhow::Result<Self> {
         let start = || -> Result<Self, String> {
             Ok(Self { nats: NatsServer::try_start()?, redis: RedisServer::try_start()? })
         };
@@ -1020,7 +1081,7 @@ impl Servers {
     }
 
     /// Kills both servers and waits until they are gone.
-    async fn stop(self) {
+    pub(crate) async fn stop(self) {
         let _ = tokio::task::spawn_blocking(move || drop(self)).await;
     }
 }

@@ -386,6 +386,41 @@ pub struct InferenceConfig {
     pub neighbours_per_seed: usize,
     /// Most popular items (of the shop, or of a category) considered for trending.
     pub trending_pool: usize,
+    /// Customer profiles (`GetCustomerProfile`): RFM segment thresholds and the churn estimate.
+    pub profile: ProfileConfig,
+}
+
+/// The rules of a customer profile's RFM segment (docs/PROFILES.md). Churn risk takes the drift
+/// ratio and minimum orders of the tenant's `notification` churn-risk rule, so a profile and the
+/// rule agree.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct ProfileConfig {
+    /// A customer whose last order is at most this many days old is active.
+    pub active_days: u32,
+    /// A customer whose last order is more than this many days old is hibernating; between
+    /// `active_days` and this, at risk.
+    pub lapsed_days: u32,
+    /// An active customer with at least this many orders is loyal (or a champion).
+    pub frequent_orders: u32,
+    /// A loyal customer who spent at least this much (minor units of their main currency) is a
+    /// champion.
+    pub high_value_minor: i64,
+    /// The expected time between orders of a customer without a rhythm (fewer orders than the
+    /// churn rule's `min_orders`), in days.
+    pub default_order_gap_days: u32,
+}
+
+impl Default for ProfileConfig {
+    fn default() -> Self {
+        Self {
+            active_days: 30,
+            lapsed_days: 90,
+            frequent_orders: 5,
+            high_value_minor: 50_000,
+            default_order_gap_days: 30,
+        }
+    }
 }
 
 impl Default for InferenceConfig {
@@ -411,6 +446,7 @@ impl Default for InferenceConfig {
             neighbour_seeds: 5,
             neighbours_per_seed: 20,
             trending_pool: 200,
+            profile: ProfileConfig::default(),
         }
     }
 }
@@ -1118,6 +1154,22 @@ impl Config {
         }
         if !(1..=10_000).contains(&self.inference.trending_pool) {
             return bad("inference.trending_pool", "must be 1..=10000");
+        }
+        let p = &self.inference.profile;
+        if p.active_days == 0 {
+            return bad("inference.profile.active_days", "must be at least 1");
+        }
+        if p.lapsed_days <= p.active_days {
+            return bad("inference.profile.lapsed_days", "must be more than inference.profile.active_days");
+        }
+        if p.frequent_orders < 2 {
+            return bad("inference.profile.frequent_orders", "must be at least 2");
+        }
+        if p.high_value_minor < 0 {
+            return bad("inference.profile.high_value_minor", "must not be negative");
+        }
+        if p.default_order_gap_days == 0 {
+            return bad("inference.profile.default_order_gap_days", "must be at least 1");
         }
         if self.notification.ack_wait_s == 0 {
             return bad("notification.ack_wait_s", "must be at least 1");

@@ -10,6 +10,7 @@
 //! one consumer, applying a user's events in any order, and reach the same state; and an event's
 //! effect is written together with a guard named after the event, so it is applied exactly once.
 
+pub mod churn;
 pub mod conversations;
 mod read;
 mod recommend;
@@ -21,6 +22,7 @@ use std::time::Duration;
 use shopmind_domain::{ConversationId, InteractionKind, ItemId, SessionId, TenantId, UserId};
 use shopmind_store::{Key, KeyPattern};
 
+pub use churn::{ChurnParams, churn_due_ms, churn_risk, mean_order_gap_ms};
 pub use read::{
     ItemFeatures, SessionFeatures, UserContext, UserFeatures, read_item_features, read_items_demand,
     read_session_and_user_features, read_session_features, read_user_context, read_user_features,
@@ -29,7 +31,7 @@ pub use recommend::{
     CatalogEntry, ContextQuery, Neighbours, RecommendContext, category_levels, read_catalog_entries,
     read_category_popular, read_neighbours, read_recommend_context,
 };
-pub use write::{Applied, apply_event, apply_events, writes_for};
+pub use write::{Applied, apply_event, apply_events, recent_member, writes_for};
 
 /// Store keys. Every key carries the tenant; `{...}` is the Redis Cluster hash tag, so the keys
 /// of one user, one session or one item share a slot.

@@ -17,7 +17,8 @@ pub enum Applied {
     Duplicate,
 }
 
-pub(crate) fn recent_member(i: &Interaction) -> String {
+/// The member of `keys::user_recent` that records an interaction.
+pub fn recent_member(i: &Interaction) -> String {
     format!("{}|{}|{}", i.kind.as_str(), i.at.0, i.item)
 }
 

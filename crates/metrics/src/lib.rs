@@ -424,6 +424,23 @@ pub const CATALOGUE: &[Spec] = &[
         help: "Times a notification rule used the feature-based estimate instead of the model \
                served by inference (notification.model_seams).",
     },
+    // Customer profiles (inference's profile method).
+    Spec {
+        name: "shopmind_profile_request_duration_seconds",
+        kind: Kind::Histogram,
+        labels: &["result"],
+        values: "`result`: ok, not_found (no event recorded for the user), error (invalid request, \
+                 store unavailable, deadline passed)",
+        help: "Time the inference service took to answer a customer profile request: one store \
+               read, segment, churn risk.",
+    },
+    Spec {
+        name: "shopmind_profiles_total",
+        kind: Kind::Counter,
+        labels: &["segment"],
+        values: "`segment`: champion, loyal, promising, new, at_risk, hibernating, browser",
+        help: "Customer profiles served, by the RFM segment they reported.",
+    },
     // Gateway.
     Spec {
         name: "shopmind_gateway_request_duration_seconds",
@@ -585,6 +602,11 @@ struct KindLabel {
 }
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct SegmentLabel {
+    segment: &'static str,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 struct VersionLabel {
     version: &'static str,
 }
@@ -648,6 +670,8 @@ pub struct Metrics {
     prediction_duration: HistogramFamily<MethodResult>,
     agent_report_duration: HistogramFamily<SuccessLabel>,
     model_fallbacks: Family<SeamReason, Counter>,
+    profile_duration: HistogramFamily<ResultLabel>,
+    profiles: Family<SegmentLabel, Counter>,
     gateway_duration: HistogramFamily<MethodStatus>,
     trainer_rounds: Family<SuccessLabel, Counter>,
     trainer_duration: Histogram,
@@ -696,6 +720,8 @@ impl Metrics {
             prediction_duration: Family::new_with_constructor(request_seconds),
             agent_report_duration: Family::new_with_constructor(request_seconds),
             model_fallbacks: Family::default(),
+            profile_duration: Family::new_with_constructor(request_seconds),
+            profiles: Family::default(),
             gateway_duration: Family::new_with_constructor(request_seconds),
             trainer_rounds: Family::default(),
             trainer_duration: round_seconds(),
@@ -737,6 +763,8 @@ impl Metrics {
         register(r, &mut specs, m.prediction_duration.clone());
         register(r, &mut specs, m.agent_report_duration.clone());
         register(r, &mut specs, m.model_fallbacks.clone());
+        register(r, &mut specs, m.profile_duration.clone());
+        register(r, &mut specs, m.profiles.clone());
         register(r, &mut specs, m.gateway_duration.clone());
         register(r, &mut specs, m.trainer_rounds.clone());
         register(r, &mut specs, m.trainer_duration.clone());
@@ -889,6 +917,16 @@ impl Metrics {
     /// (no_model, error).
     pub fn model_fallback(&self, seam: &'static str, reason: &'static str) {
         self.model_fallbacks.get_or_create(&SeamReason { seam, reason }).inc();
+    }
+
+    /// A customer profile request was answered with `result` (ok, not_found, error) after `took`.
+    pub fn profile_request(&self, result: &'static str, took: Duration) {
+        self.profile_duration.get_or_create(&ResultLabel { result }).observe(took.as_secs_f64());
+    }
+
+    /// A customer profile of RFM `segment` was served.
+    pub fn profile_served(&self, segment: &'static str) {
+        self.profiles.get_or_create(&SegmentLabel { segment }).inc();
     }
 
     /// The gateway answered a call of `method` with gRPC status `code`.

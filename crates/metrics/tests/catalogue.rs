@@ -44,6 +44,8 @@ fn touched() -> Metrics {
     m.prediction_request("intent", Success::Ok, Duration::from_millis(2));
     m.agent_report(Success::Ok, Duration::from_millis(2));
     m.model_fallback("intent", "no_model");
+    m.profile_request("ok", Duration::from_millis(1));
+    m.profile_served("champion");
     m.gateway_request(GatewayMethod::Recommend, 0, Duration::from_millis(4));
     m.trainer_round(Success::Ok, Duration::from_secs(2), 1);
     m

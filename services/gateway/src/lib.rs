@@ -531,7 +531,11 @@ pub async fn run(
         .add_service(reflection)
         .add_service(GatewayServer::new(service))
         .add_service(pb::admin_server::AdminServer::new(admin))
-        .serve_with_incoming_shutdown(tonic::transport::server::TcpIncoming::from(listener), signal)
+        .serve_with_incoming_shutdown(
+            // Without TCP_NODELAY a reply's last frames wait for the client's delayed ACK (~40 ms).
+            tonic::transport::server::TcpIncoming::from(listener).with_nodelay(Some(true)),
+            signal,
+        )
         .await?;
     info!("gateway stopped");
     Ok(())

@@ -20,12 +20,14 @@
 //! not computed; a full queue is answered UNAVAILABLE at once.
 //!
 //! The same service answers `sm.rpc.<tenant>.inference.intent` and `…forecast` from the tenants'
-//! purchase-intent and demand models ([`predict`]), and `…agent_report` from the support
-//! conversations in the store ([`agents`]).
+//! purchase-intent and demand models ([`predict`]), `…agent_report` from the support
+//! conversations in the store ([`agents`]), and `…profile` with customer profiles (RFM segment,
+//! churn risk, top categories, recent activity: [`profile`]).
 
 pub mod agents;
 mod live;
 pub mod predict;
+pub mod profile;
 pub mod recommend;
 mod served;
 
@@ -43,7 +45,7 @@ use shopmind_runtime::{Shutdown, rpc, topology};
 use shopmind_store::FeatureStore;
 use tracing::info;
 
-pub use live::{LiveModels, Prepare, Servable};
+pub use live::{LiveModels, Prepare, Servable, pool_options};
 pub use recommend::request::{DEFAULT_LIMIT, MAX_LIMIT};
 pub use recommend::{RecommendSettings, Recommender};
 pub use served::{RecommenderModel, ServedEmbedding, build_ann};
@@ -113,6 +115,7 @@ pub async fn run(
         registry.clone(),
         &shutdown,
     );
+    let profiles = profile::start(&config, bus.clone(), store.clone(), &shutdown);
     let follower = tokio::spawn(models.clone().follow(registry, shutdown.clone()));
     let agent_reports = agents::start(&config, bus.clone(), store.clone(), &shutdown);
 
@@ -133,6 +136,7 @@ pub async fn run(
     follower.abort();
     predictions.stopped().await?;
     agents::stopped(agent_reports).await?;
+    profiles.await.unwrap_or(Ok(()))?;
     info!("inference stopped");
     Ok(())
 }

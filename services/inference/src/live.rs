@@ -27,7 +27,8 @@ use tracing::{info, warn};
 /// How long to wait before watching the registry again after the watch failed.
 const REWATCH_DELAY: Duration = Duration::from_secs(1);
 
-pub(crate) fn pool_options(config: &Config) -> Result<PoolOptions, ModelError> {
+/// The session pool options of `inference.*` (sessions, threads, device, batching).
+pub fn pool_options(config: &Config) -> Result<PoolOptions, ModelError> {
     let device = match config.inference.device {
         Device::Cpu => runtime::Device::Cpu,
         Device::Cuda => runtime::Device::Cuda { device_id: config.inference.cuda_device_id },

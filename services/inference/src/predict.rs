@@ -362,12 +362,12 @@ impl Serving {
     }
 }
 
-fn decode<M: prost::Message + Default>(payload: &[u8], what: &str) -> Result<M, pb::ServiceError> {
+pub(crate) fn decode<M: prost::Message + Default>(payload: &[u8], what: &str) -> Result<M, pb::ServiceError> {
     M::decode(payload)
         .map_err(|e| rpc::invalid(vec![(String::new(), format!("not a shopmind.v1.{what}: {e}"))]))
 }
 
-fn check_tenant(subject: &str, tenant: &str) -> Result<(), pb::ServiceError> {
+pub(crate) fn check_tenant(subject: &str, tenant: &str) -> Result<(), pb::ServiceError> {
     if topology::tenant_of_subject(subject).is_none_or(|t| t.as_str() != tenant) {
         return Err(rpc::invalid(vec![("tenant".into(), "differs from the tenant of the subject".into())]));
     }

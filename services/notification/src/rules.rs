@@ -4,7 +4,9 @@ use std::collections::BTreeSet;
 use std::time::Duration;
 
 use shopmind_domain::{Author, Event, ItemId, Payload, TenantId, UserId};
-use shopmind_features::{FeatureSettings, keys as fkeys, read_user_features};
+use shopmind_features::{
+    FeatureSettings, churn_due_ms, keys as fkeys, mean_order_gap_ms, read_user_features,
+};
 use shopmind_store::{Read, Value, Write, WriteBatch, stamped};
 
 use crate::timers::{self, Timer};
@@ -435,7 +437,7 @@ pub async fn check_churn(
     }
     let now = n.now();
     let f = read_user_features(&*n.store, t, &u, &feature_settings(n), now).await?;
-    let (Some(first), Some(last)) = (f.first_order_ms, f.last_order_ms) else {
+    let (Some(_), Some(last)) = (f.first_order_ms, f.last_order_ms) else {
         return Ok(Checked::Later(now.0 + 2000));
     };
     if last > at {
@@ -444,14 +446,12 @@ pub async fn check_churn(
     if last < at {
         return Ok(Checked::Later(now.0 + 2000));
     }
-    if f.order_count < rule.min_orders {
+    // Too few orders, or all at one instant: no rhythm to drift from.
+    let (Some(gap), Some(due)) =
+        (mean_order_gap_ms(&f, rule.min_orders), churn_due_ms(&f, rule.drift_ratio, rule.min_orders))
+    else {
         return Ok(Checked::Silent);
-    }
-    let gap = (last - first) as f64 / (f.order_count - 1) as f64;
-    if gap <= 0.0 {
-        return Ok(Checked::Silent);
-    }
-    let due = last + (gap * rule.drift_ratio) as i64;
+    };
     if now.0 < due {
         return Ok(Checked::Later(due));
     }
