@@ -13,8 +13,9 @@
 //! The weights are the caller's: [`EmbeddingModel::recent_history`] gives the ones the model was
 //! trained with, `decay^r` for the `r`-th most recent of the last `history_len` interactions.
 //! Because the user vector is computed from the history at scoring time (inside the ONNX graph,
-//! [`EmbeddingModel::to_onnx`]), an interaction from a second ago changes the next answer without
-//! retraining.
+//! [`EmbeddingModel::to_onnx`], and by [`Factors::user_vector`] for the ANN query that picks the
+//! candidates), an interaction from a second ago changes the next answer without retraining. The
+//! graph scores only the candidates it is given (`candidate_items`), not the whole catalog.
 //!
 //! **Training** ([`train`]) is transition-aware: for each user's interactions in time order and
 //! every position `t > 0`, the context is the decayed mean of the history embeddings of the up to
@@ -39,13 +40,20 @@ pub const KIND: &str = "embedding";
 pub const INPUT_ITEMS: &str = "history_items";
 /// Graph input: weight of each history entry, float `[batch, history]`; 0 marks padding.
 pub const INPUT_WEIGHTS: &str = "history_weights";
-/// Graph output: one score per item, float `[batch, n_items]`.
-pub const OUTPUT_SCORES: &str = "scores";
+/// Graph input: the items to score, int64 `[batch, candidates]`. Pad a shorter row with any valid
+/// index (0) and ignore its scores; every item (`0..n_items`) is the brute-force candidate list.
+pub const INPUT_CANDIDATES: &str = "candidate_items";
+/// Graph output: one score per candidate, float `[batch, candidates]`.
+pub const OUTPUT_CANDIDATE_SCORES: &str = "candidate_scores";
+/// The output older exports (which scored every item, `[batch, n_items]`) had instead of
+/// [`OUTPUT_CANDIDATE_SCORES`]; such a file is refused at load ("train it again").
+pub const LEGACY_OUTPUT_SCORES: &str = "scores";
 /// Graph output: the user vectors, float `[batch, dim]`.
 pub const OUTPUT_USER_VECTORS: &str = "user_vectors";
 /// Symbolic dimensions of the inputs.
 pub const BATCH_DIM: &str = "batch";
 pub const HISTORY_DIM: &str = "history";
+pub const CANDIDATES_DIM: &str = "candidates";
 /// Initializer: the item embeddings `P`, float `[n_items, dim]` (what an ANN index is built on).
 pub const ITEM_EMBEDDINGS: &str = "item_embeddings";
 /// Initializer: the history embeddings `Q`, float `[n_items, dim]`.
@@ -407,6 +415,19 @@ impl Factors {
         u
     }
 
+    /// `u · P_j + b_j` of each candidate `j` (what the graph's `candidate_scores` holds); an index
+    /// out of range scores `-inf`.
+    pub fn candidate_scores(&self, user: &[f32], candidates: &[usize]) -> Vec<f32> {
+        let d = self.dim.max(1);
+        candidates
+            .iter()
+            .map(|&j| match (self.item_embeddings.get(j * d..(j + 1) * d), self.item_bias.get(j)) {
+                (Some(row), Some(&b)) => crate::als::dot(user, row) + b,
+                _ => f32::NEG_INFINITY,
+            })
+            .collect()
+    }
+
     /// `scores_j = u · P_j + b_j` for a user vector.
     pub fn scores_for(&self, user: &[f32]) -> Vec<f32> {
         self.item_embeddings
@@ -517,6 +538,7 @@ impl EmbeddingModel {
     /// The manifest [`EmbeddingModel::to_onnx`] embeds, given the caller's identity fields.
     pub fn manifest(&self, name: &str, version: &str, tenant: &str, created_at_ms: i64) -> Manifest {
         let hist = || vec![BATCH_DIM.to_owned(), HISTORY_DIM.to_owned()];
+        let cands = || vec![BATCH_DIM.to_owned(), CANDIDATES_DIM.to_owned()];
         Manifest {
             name: name.to_owned(),
             kind: KIND.to_owned(),
@@ -530,13 +552,10 @@ impl EmbeddingModel {
             inputs: vec![
                 TensorSpec { name: INPUT_ITEMS.into(), dtype: "int64".into(), shape: hist() },
                 TensorSpec { name: INPUT_WEIGHTS.into(), dtype: "float32".into(), shape: hist() },
+                TensorSpec { name: INPUT_CANDIDATES.into(), dtype: "int64".into(), shape: cands() },
             ],
             outputs: vec![
-                TensorSpec {
-                    name: OUTPUT_SCORES.into(),
-                    dtype: "float32".into(),
-                    shape: vec![BATCH_DIM.into(), self.items.len().to_string()],
-                },
+                TensorSpec { name: OUTPUT_CANDIDATE_SCORES.into(), dtype: "float32".into(), shape: cands() },
                 TensorSpec {
                     name: OUTPUT_USER_VECTORS.into(),
                     dtype: "float32".into(),
@@ -546,14 +565,20 @@ impl EmbeddingModel {
         }
     }
 
-    /// Exports the model as ONNX (IR 8, opset 17). The graph, for `B` histories of `H` entries:
+    /// Exports the model as ONNX (IR 8, opset 17). The graph, for `B` histories of `H` entries and
+    /// `C` candidates each (the second stage of recommend: it scores only the items it is given):
     ///
     /// ```text
     /// history_embeddings [n,d] ─ Gather(history_items [B,H]) ─ [B,H,d] ─┐
     /// history_weights [B,H] ─ Unsqueeze(2) ─ [B,H,1] ────────────────── Mul ─ ReduceSum(1) ─ [B,d] ─┐
     /// history_weights ─ ReduceSum(1, keepdims) ─ Max(1e-6) ─ [B,1] ───────────────────────────── Div
-    ///   ─ user_vectors [B,d] ─ Gemm(item_embeddings [n,d], transB=1, item_bias [n]) ─ scores [B,n]
+    ///   ─ user_vectors [B,d] ─ Unsqueeze(2) ─ [B,d,1] ─┐
+    /// item_embeddings [n,d] ─ Gather(candidate_items [B,C]) ─ [B,C,d] ─ MatMul ─ [B,C,1] ─ Squeeze(2) ─┐
+    /// item_bias [n] ─ Gather(candidate_items) ─ [B,C] ───────────────────────────────────────────── Add
+    ///   ─ candidate_scores [B,C]
     /// ```
+    ///
+    /// Brute force is the same graph with every item as a candidate.
     ///
     /// `kind`, `items`, `stats`, `inputs` and `outputs` of the embedded manifest always describe
     /// this model; the rest comes from `manifest`. [`EmbeddingInfo`] goes under [`EMBEDDING_KEY`].
@@ -567,6 +592,7 @@ impl EmbeddingModel {
         // Serialising a struct of strings, numbers, maps and vectors cannot fail.
         let info_json = serde_json::to_string(&self.info()).unwrap_or_default();
         let bh = [Dim::Symbolic(BATCH_DIM.into()), Dim::Symbolic(HISTORY_DIM.into())];
+        let bc = [Dim::Symbolic(BATCH_DIM.into()), Dim::Symbolic(CANDIDATES_DIM.into())];
         let graph = onnx::GraphProto {
             name: "embedding".into(),
             node: vec![
@@ -592,12 +618,22 @@ impl EmbeddingModel {
                 ),
                 onnx::node("Max", &["weight_total", "epsilon"], &["weight_denominator"], vec![]),
                 onnx::node("Div", &["weighted_sum", "weight_denominator"], &[OUTPUT_USER_VECTORS], vec![]),
+                onnx::node("Unsqueeze", &[OUTPUT_USER_VECTORS, "axis_2"], &["user_columns"], vec![]),
                 onnx::node(
-                    "Gemm",
-                    &[OUTPUT_USER_VECTORS, ITEM_EMBEDDINGS, ITEM_BIAS],
-                    &[OUTPUT_SCORES],
-                    vec![onnx::attr_int("transB", 1)],
+                    "Gather",
+                    &[ITEM_EMBEDDINGS, INPUT_CANDIDATES],
+                    &["candidate_rows"],
+                    vec![onnx::attr_int("axis", 0)],
                 ),
+                onnx::node("MatMul", &["candidate_rows", "user_columns"], &["candidate_products"], vec![]),
+                onnx::node("Squeeze", &["candidate_products", "axis_2"], &["candidate_dots"], vec![]),
+                onnx::node(
+                    "Gather",
+                    &[ITEM_BIAS, INPUT_CANDIDATES],
+                    &["candidate_bias"],
+                    vec![onnx::attr_int("axis", 0)],
+                ),
+                onnx::node("Add", &["candidate_dots", "candidate_bias"], &[OUTPUT_CANDIDATE_SCORES], vec![]),
             ],
             initializer: vec![
                 onnx::float_tensor(HISTORY_EMBEDDINGS, &[n, d], &self.factors.history_embeddings),
@@ -610,13 +646,10 @@ impl EmbeddingModel {
             input: vec![
                 onnx::tensor_value_info(INPUT_ITEMS, DataType::Int64, &bh),
                 onnx::tensor_value_info(INPUT_WEIGHTS, DataType::Float, &bh),
+                onnx::tensor_value_info(INPUT_CANDIDATES, DataType::Int64, &bc),
             ],
             output: vec![
-                onnx::tensor_value_info(
-                    OUTPUT_SCORES,
-                    DataType::Float,
-                    &[Dim::Symbolic(BATCH_DIM.into()), Dim::Fixed(n)],
-                ),
+                onnx::tensor_value_info(OUTPUT_CANDIDATE_SCORES, DataType::Float, &bc),
                 onnx::tensor_value_info(
                     OUTPUT_USER_VECTORS,
                     DataType::Float,
@@ -712,6 +745,9 @@ mod tests {
         assert_eq!(f.score(&[(0, 1.0), (1, 3.0)]), vec![1.75, -1.25 + 0.5, -1.0]);
         // No history: the biases alone.
         assert_eq!(f.score(&[]), vec![0.0, 0.5, -1.0]);
+        // Candidate scores: any subset, any order, repeats; out of range scores -inf.
+        assert_eq!(f.candidate_scores(&u, &[2, 0, 0]), vec![-1.0, 1.75, 1.75]);
+        assert_eq!(f.candidate_scores(&u, &[3]), vec![f32::NEG_INFINITY]);
     }
 
     #[test]
