@@ -529,20 +529,19 @@ async fn model_candidates(
             // the graph computes it) and the neighbours, then ONNX Runtime scores only those.
             Some(ann) => {
                 let found = {
-                    let _span = tracing::info_span!("ann_search", candidates = tracing::field::Empty).entered();
+                    let span = tracing::info_span!("ann_search", candidates = tracing::field::Empty);
+                    let _entered = span.enter();
                     let user = e.user_vector(&history).map_err(model_error)?;
                     let found = ann.search(&user);
-                    tracing::Span::current().record("candidates", found.len());
+                    span.record("candidates", found.len());
                     found
                 };
                 let own = found.len();
                 let mut seen: HashSet<usize> = found.iter().copied().collect();
                 let mut candidates = found;
                 candidates.extend(neighbour_items.iter().map(|&(_, j)| j).filter(|&j| seen.insert(j)));
-                let (scores, _) = e
-                    .score_candidates_until(&history, &candidates, deadline)
-                    .await
-                    .map_err(model_error)?;
+                let (scores, _) =
+                    e.score_candidates_until(&history, &candidates, deadline).await.map_err(model_error)?;
                 Scored { candidates: Some(candidates), scores, own }
             }
             None => Scored::every_item(e.score_until(&history, deadline).await.map_err(model_error)?),

@@ -1,0 +1,256 @@
+//! `shopmind bench rank`: what the second stage of recommend costs, scoring a few candidates
+//! instead of the whole catalog, with one embedding model in one run.
+//!
+//! 1. builds a seeded random embedding model of `--items` items of `--dim` floats, `--requests`
+//!    histories of 1 to `--history` entries and, per request, `--candidates` random item indices,
+//!    before any clock runs;
+//! 2. **full** (the baseline, what every request paid before the graph took candidates):
+//!    `--concurrency` callers score every item of each history through the micro-batcher
+//!    (`EmbeddingRecommender::score_until`);
+//! 3. **candidates**: the same callers compute the user vector in Rust (the ANN query) and score
+//!    only their candidates through the batcher (`EmbeddingRecommender::score_candidates_until`);
+//! 4. checks that every candidate's score equals its score in the full run.
+//!
+//! The ANN search itself is not in here (see `shopmind bench recommend` for the whole path).
+
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::time::{Duration, Instant};
+
+use anyhow::{Context as _, bail};
+use shopmind_config::Config;
+use shopmind_models::{
+    BatchOptions, EmbeddingConfig, EmbeddingModel, EmbeddingRecommender, Factors, PoolOptions, TrainingStats,
+    init_runtime,
+};
+
+/// What `bench rank` is asked to do.
+#[derive(Clone, Debug)]
+pub struct RankOptions {
+    pub items: usize,
+    pub dim: usize,
+    pub history: usize,
+    pub candidates: usize,
+    pub requests: usize,
+    pub concurrency: usize,
+    pub sessions: usize,
+    pub max_batch: usize,
+    pub max_queue_delay_us: u64,
+    pub seed: u64,
+}
+
+/// What `bench rank` measured.
+#[derive(Debug, serde::Serialize)]
+pub struct RankReport {
+    pub items: usize,
+    pub dim: usize,
+    pub history: usize,
+    pub candidates: usize,
+    pub requests: usize,
+    pub concurrency: usize,
+    pub sessions: usize,
+    pub intra_threads: usize,
+    pub max_batch: usize,
+    pub max_queue_delay_us: u64,
+    pub full_per_s: f64,
+    pub full_p50_ms: f64,
+    pub full_p99_ms: f64,
+    pub candidates_per_s: f64,
+    pub candidates_p50_ms: f64,
+    pub candidates_p99_ms: f64,
+    /// Requests per second, candidates over full.
+    pub speedup: f64,
+    /// Largest difference between a candidate's score and its score in the full run.
+    pub max_abs_diff: f32,
+}
+
+/// splitmix64: a seeded generator, enough for a benchmark's data.
+struct Rng(u64);
+
+impl Rng {
+    fn next(&mut self) -> u64 {
+        self.0 = self.0.wrapping_add(0x9e37_79b9_7f4a_7c15);
+        let mut z = self.0;
+        z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
+        z = (z ^ (z >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
+        z ^ (z >> 31)
+    }
+
+    fn below(&mut self, n: usize) -> usize {
+        (self.next() % n.max(1) as u64) as usize
+    }
+
+    fn unit(&mut self) -> f32 {
+        (self.next() >> 40) as f32 / (1u64 << 24) as f32
+    }
+}
+
+fn percentile_ms(sorted: &[Duration], p: f64) -> f64 {
+    if sorted.is_empty() {
+        return 0.0;
+    }
+    let i = ((sorted.len() - 1) as f64 * p).round() as usize;
+    sorted[i.min(sorted.len() - 1)].as_secs_f64() * 1e3
+}
+
+/// One request: its weighted history and its candidates.
+type Request = (Vec<(usize, f32)>, Vec<usize>);
+
+pub async fn run(opts: RankOptions, config: &Config) -> anyhow::Result<RankReport> {
+    if opts.items < 2 || opts.dim == 0 || opts.history == 0 || opts.requests == 0 || opts.concurrency == 0 {
+        bail!("--items must be at least 2, --dim, --history, --requests and --concurrency at least 1");
+    }
+    let library = if config.inference.onnxruntime_library.is_empty() {
+        shopmind_models::default_library_path()
+            .context("libonnxruntime.so not found: run scripts/setup.sh")?
+    } else {
+        PathBuf::from(&config.inference.onnxruntime_library)
+    };
+    init_runtime(&library)?;
+
+    // Data first, before any clock runs.
+    let (n, d) = (opts.items, opts.dim);
+    let mut rng = Rng(opts.seed);
+    let mut values =
+        |len: usize, scale: f32| -> Vec<f32> { (0..len).map(|_| (rng.unit() - 0.5) * scale).collect() };
+    let factors = Factors {
+        dim: d,
+        history_embeddings: values(n * d, 1.0),
+        item_embeddings: values(n * d, 1.0),
+        item_bias: values(n, 0.2),
+    };
+    let items: Vec<String> = (0..n).map(|i| format!("sku-{i}")).collect();
+    let config_e = EmbeddingConfig { dim: d, history_len: opts.history, ..EmbeddingConfig::default() };
+    let model = EmbeddingModel::new(items, factors, config_e, TrainingStats::default())?;
+    let bytes = model.to_onnx(&model.manifest("bench", "bench", "bench", 0));
+    drop(model);
+    let requests: Arc<Vec<Request>> = Arc::new(
+        (0..opts.requests)
+            .map(|_| {
+                let len = 1 + rng.below(opts.history);
+                let history = (0..len).map(|_| (rng.below(n), 0.05 + rng.unit() * 2.0)).collect();
+                let candidates = (0..opts.candidates).map(|_| rng.below(n)).collect();
+                (history, candidates)
+            })
+            .collect(),
+    );
+    let pool_options = PoolOptions {
+        sessions: opts.sessions,
+        intra_threads: config.inference.intra_threads,
+        device: shopmind_models::Device::Cpu,
+        batch: BatchOptions {
+            max_batch: opts.max_batch,
+            max_queue_delay: Duration::from_micros(opts.max_queue_delay_us),
+            queue_capacity: opts.concurrency.max(1024),
+        },
+    };
+    let rec = Arc::new(EmbeddingRecommender::load(&bytes, &pool_options)?);
+    drop(bytes);
+
+    let (full_per_s, full_lat, full) = callers(&rec, &requests, &opts, false).await?;
+    let (candidates_per_s, cand_lat, ranked) = callers(&rec, &requests, &opts, true).await?;
+
+    let mut max_abs_diff = 0f32;
+    for (a, b) in full.iter().zip(&ranked) {
+        if a.len() != b.len() {
+            bail!("a request got {} candidate scores, expected {}", b.len(), a.len());
+        }
+        for (x, y) in a.iter().zip(b) {
+            max_abs_diff = max_abs_diff.max((x - y).abs());
+        }
+    }
+    if max_abs_diff.is_nan() || max_abs_diff > 1e-4 {
+        bail!("candidate scores and full scores differ by {max_abs_diff}");
+    }
+    Ok(RankReport {
+        items: n,
+        dim: d,
+        history: opts.history,
+        candidates: opts.candidates,
+        requests: opts.requests,
+        concurrency: opts.concurrency,
+        sessions: opts.sessions,
+        intra_threads: config.inference.intra_threads,
+        max_batch: opts.max_batch,
+        max_queue_delay_us: opts.max_queue_delay_us,
+        full_per_s,
+        full_p50_ms: percentile_ms(&full_lat, 0.5),
+        full_p99_ms: percentile_ms(&full_lat, 0.99),
+        candidates_per_s,
+        candidates_p50_ms: percentile_ms(&cand_lat, 0.5),
+        candidates_p99_ms: percentile_ms(&cand_lat, 0.99),
+        speedup: candidates_per_s / full_per_s.max(f64::MIN_POSITIVE),
+        max_abs_diff,
+    })
+}
+
+/// `concurrency` callers scoring every request once, every item or its candidates: requests per
+/// second, each request's latency (sorted) and every request's candidates' scores.
+async fn callers(
+    rec: &Arc<EmbeddingRecommender>,
+    requests: &Arc<Vec<Request>>,
+    opts: &RankOptions,
+    candidates: bool,
+) -> anyhow::Result<(f64, Vec<Duration>, Vec<Vec<f32>>)> {
+    let next = Arc::new(AtomicUsize::new(0));
+    let started = Instant::now();
+    let mut tasks = tokio::task::JoinSet::new();
+    for _ in 0..opts.concurrency {
+        let (rec, requests, next) = (rec.clone(), requests.clone(), next.clone());
+        tasks.spawn(async move {
+            let mut out = Vec::new();
+            loop {
+                let i = next.fetch_add(1, Ordering::Relaxed);
+                let Some((h, c)) = requests.get(i) else { return anyhow::Ok(out) };
+                let t = Instant::now();
+                let scores = if candidates {
+                    // The ANN query is computed before the candidates are known.
+                    std::hint::black_box(rec.user_vector(h)?);
+                    rec.score_candidates_until(h, c, None).await?.0
+                } else {
+                    let all = rec.score_until(h, None).await?;
+                    // Only the candidates' scores are kept (for the check): not requests x items.
+                    c.iter().map(|&j| all.get(j).copied().unwrap_or(f32::NAN)).collect()
+                };
+                out.push((i, t.elapsed(), scores));
+            }
+        });
+    }
+    let mut results = Vec::with_capacity(requests.len());
+    while let Some(done) = tasks.join_next().await {
+        results.extend(done??);
+    }
+    let took = started.elapsed();
+    results.sort_by_key(|(i, _, _)| *i);
+    let mut latencies: Vec<Duration> = results.iter().map(|(_, d, _)| *d).collect();
+    latencies.sort();
+    let scores = results.into_iter().map(|(_, _, s)| s).collect();
+    Ok((requests.len() as f64 / took.as_secs_f64(), latencies, scores))
+}
+
+pub fn print(r: &RankReport) {
+    println!(
+        "bench rank: {} items x {} dims, histories of 1..={}, {} candidates, {} requests, {} callers, \
+         {} sessions x {} threads, max_batch {}, max_queue_delay {} us",
+        r.items,
+        r.dim,
+        r.history,
+        r.candidates,
+        r.requests,
+        r.concurrency,
+        r.sessions,
+        r.intra_threads,
+        r.max_batch,
+        r.max_queue_delay_us
+    );
+    println!(
+        "  full (every item)  {:>10.0} requests/s  p50 {:.2} ms  p99 {:.2} ms",
+        r.full_per_s, r.full_p50_ms, r.full_p99_ms
+    );
+    println!(
+        "  candidates         {:>10.0} requests/s  p50 {:.2} ms  p99 {:.2} ms",
+        r.candidates_per_s, r.candidates_p50_ms, r.candidates_p99_ms
+    );
+    println!("  candidates / full {:.1}x; scores agree within {:.1e}", r.speedup, r.max_abs_diff);
+}
