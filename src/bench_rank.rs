@@ -4,12 +4,14 @@
 //! 1. builds a seeded random embedding model of `--items` items of `--dim` floats, `--requests`
 //!    histories of 1 to `--history` entries and, per request, `--candidates` random item indices,
 //!    before any clock runs;
-//! 2. **full** (the baseline, what every request paid before the graph took candidates):
-//!    `--concurrency` callers score every item of each history through the micro-batcher
-//!    (`EmbeddingRecommender::score_until`);
-//! 3. **candidates**: the same callers compute the user vector in Rust (the ANN query) and score
-//!    only their candidates through the batcher (`EmbeddingRecommender::score_candidates_until`);
-//! 4. checks that every candidate's score equals its score in the full run.
+//! 2. **gemm** (the baseline, what every request paid before the graph took candidates): the
+//!    older graph, `user_vectors` then one Gemm with the whole item matrix (`scores [batch,
+//!    n_items]`), rebuilt from the same model, run by `--concurrency` callers through a batcher;
+//! 3. **full**: the same callers score every item through today's graph (every item as a
+//!    candidate: brute force, `EmbeddingRecommender::score_until`);
+//! 4. **candidates**: the same callers compute the user vector in Rust (the ANN query) and score
+//!    only their candidates (`EmbeddingRecommender::score_candidates_until`);
+//! 5. checks that every candidate's score is the same in the three runs.
 //!
 //! The ANN search itself is not in here (see `shopmind bench recommend` for the whole path).
 
@@ -19,10 +21,17 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
 use anyhow::{Context as _, bail};
+use prost::Message as _;
 use shopmind_config::Config;
+use shopmind_models::batch::{BatchSpec, Batcher, PadValue};
+use shopmind_models::embedding::{
+    self, INPUT_CANDIDATES, INPUT_ITEMS, INPUT_WEIGHTS, ITEM_BIAS, ITEM_EMBEDDINGS, OUTPUT_CANDIDATE_SCORES,
+    OUTPUT_USER_VECTORS,
+};
+use shopmind_models::onnx::{self, DataType, Dim};
 use shopmind_models::{
-    BatchOptions, EmbeddingConfig, EmbeddingModel, EmbeddingRecommender, Factors, PoolOptions, TrainingStats,
-    init_runtime,
+    BatchOptions, EmbeddingConfig, EmbeddingModel, EmbeddingRecommender, Factors, InputTensor, OutputTensor,
+    PoolOptions, SessionPool, TrainingStats, init_runtime,
 };
 
 /// What `bench rank` is asked to do.
@@ -53,14 +62,19 @@ pub struct RankReport {
     pub intra_threads: usize,
     pub max_batch: usize,
     pub max_queue_delay_us: u64,
+    pub gemm_per_s: f64,
+    pub gemm_p50_ms: f64,
+    pub gemm_p99_ms: f64,
     pub full_per_s: f64,
     pub full_p50_ms: f64,
     pub full_p99_ms: f64,
     pub candidates_per_s: f64,
     pub candidates_p50_ms: f64,
     pub candidates_p99_ms: f64,
-    /// Requests per second, candidates over full.
+    /// Requests per second, candidates over the Gemm baseline.
     pub speedup: f64,
+    /// Requests per second, candidates over full (today's graph given every item).
+    pub speedup_over_full: f64,
     /// Largest difference between a candidate's score and its score in the full run.
     pub max_abs_diff: f32,
 }
@@ -146,18 +160,25 @@ pub async fn run(opts: RankOptions, config: &Config) -> anyhow::Result<RankRepor
         },
     };
     let rec = Arc::new(EmbeddingRecommender::load(&bytes, &pool_options)?);
+    let gemm_pool = SessionPool::load(&gemm_graph(&bytes, n)?, &pool_options)?;
     drop(bytes);
+    let spec =
+        BatchSpec::new().padded(INPUT_ITEMS, PadValue::I64(0)).padded(INPUT_WEIGHTS, PadValue::F32(0.0));
+    let gemm = Arc::new(Batcher::new("bench_gemm", Arc::new(gemm_pool), spec, pool_options.batch)?);
 
-    let (full_per_s, full_lat, full) = callers(&rec, &requests, &opts, false).await?;
-    let (candidates_per_s, cand_lat, ranked) = callers(&rec, &requests, &opts, true).await?;
+    let (gemm_per_s, gemm_lat, before) = callers(&rec, &gemm, &requests, &opts, Mode::Gemm).await?;
+    gemm.shutdown().await;
+    let (full_per_s, full_lat, full) = callers(&rec, &gemm, &requests, &opts, Mode::Full).await?;
+    let (candidates_per_s, cand_lat, ranked) =
+        callers(&rec, &gemm, &requests, &opts, Mode::Candidates).await?;
 
     let mut max_abs_diff = 0f32;
-    for (a, b) in full.iter().zip(&ranked) {
-        if a.len() != b.len() {
+    for ((a, b), c) in full.iter().zip(&ranked).zip(&before) {
+        if a.len() != b.len() || c.len() != b.len() {
             bail!("a request got {} candidate scores, expected {}", b.len(), a.len());
         }
-        for (x, y) in a.iter().zip(b) {
-            max_abs_diff = max_abs_diff.max((x - y).abs());
+        for ((x, y), z) in a.iter().zip(b).zip(c) {
+            max_abs_diff = max_abs_diff.max((x - y).abs()).max((z - y).abs());
         }
     }
     if max_abs_diff.is_nan() || max_abs_diff > 1e-4 {
@@ -174,45 +195,112 @@ pub async fn run(opts: RankOptions, config: &Config) -> anyhow::Result<RankRepor
         intra_threads: config.inference.intra_threads,
         max_batch: opts.max_batch,
         max_queue_delay_us: opts.max_queue_delay_us,
+        gemm_per_s,
+        gemm_p50_ms: percentile_ms(&gemm_lat, 0.5),
+        gemm_p99_ms: percentile_ms(&gemm_lat, 0.99),
         full_per_s,
         full_p50_ms: percentile_ms(&full_lat, 0.5),
         full_p99_ms: percentile_ms(&full_lat, 0.99),
         candidates_per_s,
         candidates_p50_ms: percentile_ms(&cand_lat, 0.5),
         candidates_p99_ms: percentile_ms(&cand_lat, 0.99),
-        speedup: candidates_per_s / full_per_s.max(f64::MIN_POSITIVE),
+        speedup: candidates_per_s / gemm_per_s.max(f64::MIN_POSITIVE),
+        speedup_over_full: candidates_per_s / full_per_s.max(f64::MIN_POSITIVE),
         max_abs_diff,
     })
 }
 
-/// `concurrency` callers scoring every request once, every item or its candidates: requests per
-/// second, each request's latency (sorted) and every request's candidates' scores.
+/// The older graph of the same model: `user_vectors` then one Gemm with every item (`scores
+/// [batch, n_items]`), no `candidate_items`; the baseline.
+fn gemm_graph(bytes: &[u8], n: usize) -> anyhow::Result<Vec<u8>> {
+    let mut model = onnx::ModelProto::decode(bytes)?;
+    let graph = model.graph.as_mut().context("the model has no graph")?;
+    let last = graph
+        .node
+        .iter()
+        .position(|node| node.output.iter().any(|o| o == OUTPUT_USER_VECTORS))
+        .context("no node computes the user vectors")?;
+    graph.node.truncate(last + 1);
+    graph.node.push(onnx::node(
+        "Gemm",
+        &[OUTPUT_USER_VECTORS, ITEM_EMBEDDINGS, ITEM_BIAS],
+        &[embedding::LEGACY_OUTPUT_SCORES],
+        vec![onnx::attr_int("transB", 1)],
+    ));
+    graph.input.retain(|i| i.name != INPUT_CANDIDATES);
+    graph.output.retain(|o| o.name != OUTPUT_CANDIDATE_SCORES);
+    graph.output.push(onnx::tensor_value_info(
+        embedding::LEGACY_OUTPUT_SCORES,
+        DataType::Float,
+        &[Dim::Symbolic(embedding::BATCH_DIM.into()), Dim::Fixed(n as i64)],
+    ));
+    Ok(model.encode_to_vec())
+}
+
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Mode {
+    Gemm,
+    Full,
+    Candidates,
+}
+
+/// One request of the Gemm baseline: the scores of every item.
+async fn gemm_scores(gemm: &Batcher, history: &[(usize, f32)]) -> anyhow::Result<Vec<f32>> {
+    let h = history.len().max(1);
+    let mut items = vec![0i64; h];
+    let mut weights = vec![0f32; h];
+    for (k, &(i, w)) in history.iter().enumerate() {
+        items[k] = i as i64;
+        weights[k] = w;
+    }
+    let outputs = gemm
+        .run(
+            vec![
+                (INPUT_ITEMS.to_owned(), InputTensor::I64 { shape: vec![1, h], data: items }),
+                (INPUT_WEIGHTS.to_owned(), InputTensor::F32 { shape: vec![1, h], data: weights }),
+            ],
+            None,
+        )
+        .await?;
+    match outputs.into_iter().find(|(name, _)| name == embedding::LEGACY_OUTPUT_SCORES) {
+        Some((_, OutputTensor::F32 { data, .. })) => Ok(data),
+        _ => bail!("the Gemm graph returned no float `scores`"),
+    }
+}
+
+/// `concurrency` callers scoring every request once, as `mode` says: requests per second, each
+/// request's latency (sorted) and every request's candidates' scores.
 async fn callers(
     rec: &Arc<EmbeddingRecommender>,
+    gemm: &Arc<Batcher>,
     requests: &Arc<Vec<Request>>,
     opts: &RankOptions,
-    candidates: bool,
+    mode: Mode,
 ) -> anyhow::Result<(f64, Vec<Duration>, Vec<Vec<f32>>)> {
     let next = Arc::new(AtomicUsize::new(0));
     let started = Instant::now();
     let mut tasks = tokio::task::JoinSet::new();
     for _ in 0..opts.concurrency {
-        let (rec, requests, next) = (rec.clone(), requests.clone(), next.clone());
+        let (rec, gemm, requests, next) = (rec.clone(), gemm.clone(), requests.clone(), next.clone());
         tasks.spawn(async move {
             let mut out = Vec::new();
             loop {
                 let i = next.fetch_add(1, Ordering::Relaxed);
                 let Some((h, c)) = requests.get(i) else { return anyhow::Ok(out) };
                 let t = Instant::now();
-                let scores = if candidates {
-                    // The ANN query is computed before the candidates are known.
-                    std::hint::black_box(rec.user_vector(h)?);
-                    rec.score_candidates_until(h, c, None).await?.0
-                } else {
-                    let all = rec.score_until(h, None).await?;
-                    // Only the candidates' scores are kept (for the check): not requests x items.
-                    c.iter().map(|&j| all.get(j).copied().unwrap_or(f32::NAN)).collect()
+                let all = match mode {
+                    Mode::Candidates => {
+                        // The ANN query is computed before the candidates are known.
+                        std::hint::black_box(rec.user_vector(h)?);
+                        let scores = rec.score_candidates_until(h, c, None).await?.0;
+                        out.push((i, t.elapsed(), scores));
+                        continue;
+                    }
+                    Mode::Full => rec.score_until(h, None).await?,
+                    Mode::Gemm => gemm_scores(&gemm, h).await?,
                 };
+                // Only the candidates' scores are kept (for the check): not requests x items.
+                let scores = c.iter().map(|&j| all.get(j).copied().unwrap_or(f32::NAN)).collect();
                 out.push((i, t.elapsed(), scores));
             }
         });
@@ -245,12 +333,19 @@ pub fn print(r: &RankReport) {
         r.max_queue_delay_us
     );
     println!(
-        "  full (every item)  {:>10.0} requests/s  p50 {:.2} ms  p99 {:.2} ms",
+        "  gemm (older graph, every item) {:>8.0} requests/s  p50 {:.2} ms  p99 {:.2} ms",
+        r.gemm_per_s, r.gemm_p50_ms, r.gemm_p99_ms
+    );
+    println!(
+        "  full (every item a candidate)  {:>8.0} requests/s  p50 {:.2} ms  p99 {:.2} ms",
         r.full_per_s, r.full_p50_ms, r.full_p99_ms
     );
     println!(
-        "  candidates         {:>10.0} requests/s  p50 {:.2} ms  p99 {:.2} ms",
+        "  candidates                     {:>8.0} requests/s  p50 {:.2} ms  p99 {:.2} ms",
         r.candidates_per_s, r.candidates_p50_ms, r.candidates_p99_ms
     );
-    println!("  candidates / full {:.1}x; scores agree within {:.1e}", r.speedup, r.max_abs_diff);
+    println!(
+        "  candidates / gemm {:.1}x, candidates / full {:.1}x; scores agree within {:.1e}",
+        r.speedup, r.speedup_over_full, r.max_abs_diff
+    );
 }
