@@ -103,6 +103,9 @@ async fn batched_padded_candidate_scores_and_user_vectors_match_the_reference() 
     }
 }
 
+/// A weighted history and its candidates.
+type Request = (Vec<(usize, f32)>, Vec<usize>);
+
 #[tokio::test]
 async fn concurrent_requests_of_different_candidate_counts_share_a_batch_and_get_their_own_scores() {
     init();
@@ -122,7 +125,7 @@ async fn concurrent_requests_of_different_candidate_counts_share_a_batch_and_get
         )
         .unwrap(),
     );
-    let requests: Vec<(Vec<(usize, f32)>, Vec<usize>)> = (0..12usize)
+    let requests: Vec<Request> = (0..12usize)
         .map(|r| {
             let history = (0..=r % 5).map(|k| ((r * 7 + k * 13) % n, 1.0 + k as f32)).collect();
             let candidates = (0..r * 17).map(|k| (r * 31 + k * 3) % n).collect();
