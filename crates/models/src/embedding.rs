@@ -572,13 +572,20 @@ impl EmbeddingModel {
     /// history_embeddings [n,d] ─ Gather(history_items [B,H]) ─ [B,H,d] ─┐
     /// history_weights [B,H] ─ Unsqueeze(2) ─ [B,H,1] ────────────────── Mul ─ ReduceSum(1) ─ [B,d] ─┐
     /// history_weights ─ ReduceSum(1, keepdims) ─ Max(1e-6) ─ [B,1] ───────────────────────────── Div
-    ///   ─ user_vectors [B,d] ─ Unsqueeze(2) ─ [B,d,1] ─┐
-    /// item_embeddings [n,d] ─ Gather(candidate_items [B,C]) ─ [B,C,d] ─ MatMul ─ [B,C,1] ─ Squeeze(2) ─┐
-    /// item_bias [n] ─ Gather(candidate_items) ─ [B,C] ───────────────────────────────────────────── Add
-    ///   ─ candidate_scores [B,C]
+    ///   ─ user_vectors [B,d]
+    /// If every row of candidate_items [B,C] is exactly 0..n (C = n, brute force):
+    ///   Gemm(user_vectors, item_embeddings [n,d], transB=1, item_bias [n]) ─ candidate_scores [B,n]
+    /// else:
+    ///   user_vectors ─ Unsqueeze(2) ─ [B,d,1] ─┐
+    ///   item_embeddings ─ Gather(candidate_items) ─ [B,C,d] ─ MatMul ─ [B,C,1] ─ Squeeze(2) ─┐
+    ///   item_bias ─ Gather(candidate_items) ─ [B,C] ────────────────────────────────────── Add
+    ///     ─ candidate_scores [B,C]
     /// ```
     ///
-    /// Brute force is the same graph with every item as a candidate.
+    /// Brute force is the same graph with every item as a candidate; the `If` (its condition is
+    /// `C = n` and an `Equal` of the ids with `Range(0, C)`, cheap next to the product) lets it read
+    /// the item matrix once per batch instead of gathering it for every row. Both branches compute
+    /// `u · P_c + b_c`, so the branch never changes an answer.
     ///
     /// `kind`, `items`, `stats`, `inputs` and `outputs` of the embedded manifest always describe
     /// this model; the rest comes from `manifest`. [`EmbeddingInfo`] goes under [`EMBEDDING_KEY`].
@@ -618,22 +625,41 @@ impl EmbeddingModel {
                 ),
                 onnx::node("Max", &["weight_total", "epsilon"], &["weight_denominator"], vec![]),
                 onnx::node("Div", &["weighted_sum", "weight_denominator"], &[OUTPUT_USER_VECTORS], vec![]),
-                onnx::node("Unsqueeze", &[OUTPUT_USER_VECTORS, "axis_2"], &["user_columns"], vec![]),
+                // Brute force (every row's candidates are exactly 0..n): one Gemm with the item
+                // matrix, which reads it once per batch; otherwise a Gather of the candidates.
+                onnx::node("Shape", &[INPUT_CANDIDATES], &["candidate_shape"], vec![]),
                 onnx::node(
                     "Gather",
-                    &[ITEM_EMBEDDINGS, INPUT_CANDIDATES],
-                    &["candidate_rows"],
+                    &["candidate_shape", "one"],
+                    &["candidate_width"],
                     vec![onnx::attr_int("axis", 0)],
                 ),
-                onnx::node("MatMul", &["candidate_rows", "user_columns"], &["candidate_products"], vec![]),
-                onnx::node("Squeeze", &["candidate_products", "axis_2"], &["candidate_dots"], vec![]),
+                onnx::node("Equal", &["candidate_width", "n_items"], &["width_is_catalog"], vec![]),
+                onnx::node("Range", &["zero", "candidate_width", "one"], &["positions"], vec![]),
+                onnx::node("Equal", &[INPUT_CANDIDATES, "positions"], &["in_place"], vec![]),
                 onnx::node(
-                    "Gather",
-                    &[ITEM_BIAS, INPUT_CANDIDATES],
-                    &["candidate_bias"],
-                    vec![onnx::attr_int("axis", 0)],
+                    "Cast",
+                    &["in_place"],
+                    &["in_place_int"],
+                    vec![onnx::attr_int("to", DataType::Int64 as i64)],
                 ),
-                onnx::node("Add", &["candidate_dots", "candidate_bias"], &[OUTPUT_CANDIDATE_SCORES], vec![]),
+                onnx::node(
+                    "ReduceMin",
+                    &["in_place_int"],
+                    &["all_in_place_int"],
+                    vec![onnx::attr_int("keepdims", 0)],
+                ),
+                onnx::node("Equal", &["all_in_place_int", "one"], &["all_in_place"], vec![]),
+                onnx::node("And", &["width_is_catalog", "all_in_place"], &["every_item"], vec![]),
+                onnx::node(
+                    "If",
+                    &["every_item"],
+                    &[OUTPUT_CANDIDATE_SCORES],
+                    vec![
+                        onnx::attr_graph("then_branch", every_item_branch()),
+                        onnx::attr_graph("else_branch", candidates_branch()),
+                    ],
+                ),
             ],
             initializer: vec![
                 onnx::float_tensor(HISTORY_EMBEDDINGS, &[n, d], &self.factors.history_embeddings),
@@ -642,6 +668,9 @@ impl EmbeddingModel {
                 onnx::float_tensor("epsilon", &[], &[WEIGHT_EPSILON]),
                 onnx::int64_tensor("axis_1", &[1], &[1]),
                 onnx::int64_tensor("axis_2", &[1], &[2]),
+                onnx::int64_tensor("zero", &[], &[0]),
+                onnx::int64_tensor("one", &[], &[1]),
+                onnx::int64_tensor("n_items", &[], &[n]),
             ],
             input: vec![
                 onnx::tensor_value_info(INPUT_ITEMS, DataType::Int64, &bh),
@@ -659,6 +688,57 @@ impl EmbeddingModel {
             ..Default::default()
         };
         crate::export::model_file(graph, &manifest, vec![(EMBEDDING_KEY, info_json)])
+    }
+}
+
+/// The `If` branch of brute force: `user_vectors · item_embeddingsᵀ + item_bias`, `[B, n]`.
+fn every_item_branch() -> onnx::GraphProto {
+    onnx::GraphProto {
+        name: "every_item".into(),
+        node: vec![onnx::node(
+            "Gemm",
+            &[OUTPUT_USER_VECTORS, ITEM_EMBEDDINGS, ITEM_BIAS],
+            &["every_item_scores"],
+            vec![onnx::attr_int("transB", 1)],
+        )],
+        output: vec![onnx::tensor_value_info(
+            "every_item_scores",
+            DataType::Float,
+            &[Dim::Symbolic(BATCH_DIM.into()), Dim::Symbolic(CANDIDATES_DIM.into())],
+        )],
+        ..Default::default()
+    }
+}
+
+/// The `If` branch of a candidate list: each row's candidates gathered from the item matrix and
+/// bias, `[B, C, d] x [B, d, 1]`, plus their biases, `[B, C]`.
+fn candidates_branch() -> onnx::GraphProto {
+    onnx::GraphProto {
+        name: "candidates".into(),
+        node: vec![
+            onnx::node("Unsqueeze", &[OUTPUT_USER_VECTORS, "axis_2"], &["user_columns"], vec![]),
+            onnx::node(
+                "Gather",
+                &[ITEM_EMBEDDINGS, INPUT_CANDIDATES],
+                &["candidate_rows"],
+                vec![onnx::attr_int("axis", 0)],
+            ),
+            onnx::node("MatMul", &["candidate_rows", "user_columns"], &["candidate_products"], vec![]),
+            onnx::node("Squeeze", &["candidate_products", "axis_2"], &["candidate_dots"], vec![]),
+            onnx::node(
+                "Gather",
+                &[ITEM_BIAS, INPUT_CANDIDATES],
+                &["candidate_bias"],
+                vec![onnx::attr_int("axis", 0)],
+            ),
+            onnx::node("Add", &["candidate_dots", "candidate_bias"], &["candidate_branch_scores"], vec![]),
+        ],
+        output: vec![onnx::tensor_value_info(
+            "candidate_branch_scores",
+            DataType::Float,
+            &[Dim::Symbolic(BATCH_DIM.into()), Dim::Symbolic(CANDIDATES_DIM.into())],
+        )],
+        ..Default::default()
     }
 }
 

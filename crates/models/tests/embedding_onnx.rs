@@ -72,11 +72,14 @@ async fn batched_padded_candidate_scores_and_user_vectors_match_the_reference() 
                 })
                 .collect();
             // Candidate lists of different lengths (every item, none, repeats, any order): the
-            // shorter ones are padded with item 0 and their padding is cut off again.
+            // shorter ones are padded with item 0 and their padding is cut off again. A batch
+            // whose rows are all exactly 0..n takes the graph's Gemm branch, any other the Gather.
             let candidates: Vec<Vec<usize>> = (0..batch)
                 .map(|b| match b % 4 {
                     0 => (0..n).collect(),
                     2 => Vec::new(),
+                    // As wide as the catalog but not in place: the Gather branch, not the Gemm.
+                    3 => (0..n).rev().collect(),
                     _ => (0..rng.random_range(1..=n + 5)).map(|_| rng.random_range(0..n)).collect(),
                 })
                 .collect();
