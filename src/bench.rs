@@ -1,6 +1,7 @@
 //! `shopmind bench`: measured throughput, each figure next to a raw baseline from the same run.
 //!
 //! `bench infer` (model scoring with and without micro-batching) lives in `bench_infer.rs`,
+//! `bench rank` (ranking candidates vs scoring every item) in `bench_rank.rs`,
 //! `bench memory` in `bench_memory.rs`, `bench recommend` (Recommend latency under load) in
 //! `bench_recommend.rs`.
 //!
@@ -129,6 +130,42 @@ pub enum BenchTarget {
         #[arg(long)]
         json: bool,
     },
+    /// Embedding-model ranking of a few candidates per request next to scoring every item (the
+    /// baseline), through the micro-batcher, on a seeded random model (CPU; inference.intra_threads).
+    Rank {
+        /// Items of the model.
+        #[arg(long, default_value_t = 100_000)]
+        items: usize,
+        /// Floats per embedding.
+        #[arg(long, default_value_t = 64)]
+        dim: usize,
+        /// Longest history; each request has 1 to this many entries.
+        #[arg(long, default_value_t = 50)]
+        history: usize,
+        /// Candidates each request ranks.
+        #[arg(long, default_value_t = 500)]
+        candidates: usize,
+        /// Requests per phase.
+        #[arg(long, default_value_t = 2000)]
+        requests: usize,
+        /// Concurrent callers.
+        #[arg(long, default_value_t = 16)]
+        concurrency: usize,
+        /// Sessions in the pool (default: inference.sessions).
+        #[arg(long)]
+        sessions: Option<usize>,
+        /// Rows per batch (default: inference.max_batch).
+        #[arg(long)]
+        max_batch: Option<usize>,
+        /// Longest wait for a batch to fill, microseconds (default: inference.max_queue_delay_us).
+        #[arg(long)]
+        max_queue_delay_us: Option<u64>,
+        #[arg(long, default_value_t = 1)]
+        seed: u64,
+        /// Print one JSON object.
+        #[arg(long)]
+        json: bool,
+    },
     /// Co-visitation scoring throughput through the micro-batcher and without it, next to the raw
     /// ONNX Runtime run of full batches, on a seeded random model (CPU; inference.intra_threads).
     Infer {
@@ -237,6 +274,39 @@ pub async fn run(what: BenchTarget, config: Config) -> anyhow::Result<()> {
         BenchTarget::Ingest { events, concurrency, batch, seed, spawn_servers, json } => {
             let opts = IngestOptions { events, concurrency, batch, seed, spawn_servers, json };
             ingest(opts, config).await
+        }
+        BenchTarget::Rank {
+            items,
+            dim,
+            history,
+            candidates,
+            requests,
+            concurrency,
+            sessions,
+            max_batch,
+            max_queue_delay_us,
+            seed,
+            json,
+        } => {
+            let opts = crate::bench_rank::RankOptions {
+                items,
+                dim,
+                history,
+                candidates,
+                requests,
+                concurrency,
+                sessions: sessions.unwrap_or(config.inference.sessions).max(1),
+                max_batch: max_batch.unwrap_or(config.inference.max_batch).max(1),
+                max_queue_delay_us: max_queue_delay_us.unwrap_or(config.inference.max_queue_delay_us),
+                seed,
+            };
+            let report = crate::bench_rank::run(opts, &config).await?;
+            if json {
+                println!("{}", serde_json::to_string(&report)?);
+            } else {
+                crate::bench_rank::print(&report);
+            }
+            Ok(())
         }
         BenchTarget::Infer {
             items,

@@ -473,11 +473,20 @@ async fn raw_redis(
     Ok((percentile_ms(&one, 0.5), percentile_ms(&context, 0.5)))
 }
 
-/// p50 of one ONNX Runtime run scoring one history of `history_len` items over every item, on a
-/// second copy of the served model with the same session options (no queue, no batching).
+/// p50 of one ONNX Runtime run ranking one history of `history_len` items: over the
+/// `inference.ann_candidates` candidates serving ranks on a catalog with an ANN index, over every
+/// item below `ann_min_items`; on a second copy of the served model with the same session
+/// options (no queue, no batching).
 async fn raw_ort(bytes: &[u8], shop: &Shop, config: &Config) -> anyhow::Result<f64> {
     let options = shopmind_inference::pool_options(config)?;
     let model = EmbeddingRecommender::load(bytes, &options)?;
+    let n_items = model.len();
+    let candidates: Vec<usize> = if n_items >= config.inference.ann_min_items {
+        let step = (n_items / config.inference.ann_candidates.max(1)).max(1);
+        (0..n_items).step_by(step).take(config.inference.ann_candidates).collect()
+    } else {
+        (0..n_items).collect()
+    };
     let mut samples = Vec::with_capacity(ORT_SAMPLES);
     for u in 0..ORT_SAMPLES + 20 {
         let items: Vec<usize> = shop.history(u).iter().map(|(i, _, _)| *i).collect();
@@ -488,7 +497,7 @@ async fn raw_ort(bytes: &[u8], shop: &Shop, config: &Config) -> anyhow::Result<f
         history.truncate(config.inference.history_len);
         let history = model.recent_history(&history);
         let t = Instant::now();
-        model.score_batch(&[history]).await?;
+        model.score_batch(&[history], std::slice::from_ref(&candidates)).await?;
         if u >= 20 {
             samples.push(t.elapsed());
         }

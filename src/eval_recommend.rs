@@ -206,7 +206,8 @@ async fn check_onnx(
             .iter()
             .map(|h| rec.recent_history(&h.iter().map(|&i| i as usize).collect::<Vec<_>>()))
             .collect();
-        let out = rec.score_batch(&histories).await?;
+        // Every item is a candidate: the evaluation ranks the whole catalog.
+        let out = rec.score_batch(&histories, &vec![rec.all_items(); histories.len()]).await?;
         for (b, history) in histories.iter().enumerate() {
             let onnx = out.scores_of(b).to_vec();
             let rust = model.score(history);

@@ -4,6 +4,7 @@ mod all_in_one;
 mod bench;
 mod bench_infer;
 mod bench_memory;
+mod bench_rank;
 mod bench_recommend;
 mod bench_train;
 mod cli;

@@ -13,8 +13,9 @@
 //! The weights are the caller's: [`EmbeddingModel::recent_history`] gives the ones the model was
 //! trained with, `decay^r` for the `r`-th most recent of the last `history_len` interactions.
 //! Because the user vector is computed from the history at scoring time (inside the ONNX graph,
-//! [`EmbeddingModel::to_onnx`]), an interaction from a second ago changes the next answer without
-//! retraining.
+//! [`EmbeddingModel::to_onnx`], and by [`Factors::user_vector`] for the ANN query that picks the
+//! candidates), an interaction from a second ago changes the next answer without retraining. The
+//! graph scores only the candidates it is given (`candidate_items`), not the whole catalog.
 //!
 //! **Training** ([`train`]) is transition-aware: for each user's interactions in time order and
 //! every position `t > 0`, the context is the decayed mean of the history embeddings of the up to
@@ -39,13 +40,20 @@ pub const KIND: &str = "embedding";
 pub const INPUT_ITEMS: &str = "history_items";
 /// Graph input: weight of each history entry, float `[batch, history]`; 0 marks padding.
 pub const INPUT_WEIGHTS: &str = "history_weights";
-/// Graph output: one score per item, float `[batch, n_items]`.
-pub const OUTPUT_SCORES: &str = "scores";
+/// Graph input: the items to score, int64 `[batch, candidates]`. Pad a shorter row with any valid
+/// index (0) and ignore its scores; every item (`0..n_items`) is the brute-force candidate list.
+pub const INPUT_CANDIDATES: &str = "candidate_items";
+/// Graph output: one score per candidate, float `[batch, candidates]`.
+pub const OUTPUT_CANDIDATE_SCORES: &str = "candidate_scores";
+/// The output older exports (which scored every item, `[batch, n_items]`) had instead of
+/// [`OUTPUT_CANDIDATE_SCORES`]; such a file is refused at load ("train it again").
+pub const LEGACY_OUTPUT_SCORES: &str = "scores";
 /// Graph output: the user vectors, float `[batch, dim]`.
 pub const OUTPUT_USER_VECTORS: &str = "user_vectors";
 /// Symbolic dimensions of the inputs.
 pub const BATCH_DIM: &str = "batch";
 pub const HISTORY_DIM: &str = "history";
+pub const CANDIDATES_DIM: &str = "candidates";
 /// Initializer: the item embeddings `P`, float `[n_items, dim]` (what an ANN index is built on).
 pub const ITEM_EMBEDDINGS: &str = "item_embeddings";
 /// Initializer: the history embeddings `Q`, float `[n_items, dim]`.
@@ -407,6 +415,19 @@ impl Factors {
         u
     }
 
+    /// `u · P_j + b_j` of each candidate `j` (what the graph's `candidate_scores` holds); an index
+    /// out of range scores `-inf`.
+    pub fn candidate_scores(&self, user: &[f32], candidates: &[usize]) -> Vec<f32> {
+        let d = self.dim.max(1);
+        candidates
+            .iter()
+            .map(|&j| match (self.item_embeddings.get(j * d..(j + 1) * d), self.item_bias.get(j)) {
+                (Some(row), Some(&b)) => crate::als::dot(user, row) + b,
+                _ => f32::NEG_INFINITY,
+            })
+            .collect()
+    }
+
     /// `scores_j = u · P_j + b_j` for a user vector.
     pub fn scores_for(&self, user: &[f32]) -> Vec<f32> {
         self.item_embeddings
@@ -517,6 +538,7 @@ impl EmbeddingModel {
     /// The manifest [`EmbeddingModel::to_onnx`] embeds, given the caller's identity fields.
     pub fn manifest(&self, name: &str, version: &str, tenant: &str, created_at_ms: i64) -> Manifest {
         let hist = || vec![BATCH_DIM.to_owned(), HISTORY_DIM.to_owned()];
+        let cands = || vec![BATCH_DIM.to_owned(), CANDIDATES_DIM.to_owned()];
         Manifest {
             name: name.to_owned(),
             kind: KIND.to_owned(),
@@ -530,13 +552,10 @@ impl EmbeddingModel {
             inputs: vec![
                 TensorSpec { name: INPUT_ITEMS.into(), dtype: "int64".into(), shape: hist() },
                 TensorSpec { name: INPUT_WEIGHTS.into(), dtype: "float32".into(), shape: hist() },
+                TensorSpec { name: INPUT_CANDIDATES.into(), dtype: "int64".into(), shape: cands() },
             ],
             outputs: vec![
-                TensorSpec {
-                    name: OUTPUT_SCORES.into(),
-                    dtype: "float32".into(),
-                    shape: vec![BATCH_DIM.into(), self.items.len().to_string()],
-                },
+                TensorSpec { name: OUTPUT_CANDIDATE_SCORES.into(), dtype: "float32".into(), shape: cands() },
                 TensorSpec {
                     name: OUTPUT_USER_VECTORS.into(),
                     dtype: "float32".into(),
@@ -546,14 +565,27 @@ impl EmbeddingModel {
         }
     }
 
-    /// Exports the model as ONNX (IR 8, opset 17). The graph, for `B` histories of `H` entries:
+    /// Exports the model as ONNX (IR 8, opset 17). The graph, for `B` histories of `H` entries and
+    /// `C` candidates each (the second stage of recommend: it scores only the items it is given):
     ///
     /// ```text
     /// history_embeddings [n,d] ─ Gather(history_items [B,H]) ─ [B,H,d] ─┐
     /// history_weights [B,H] ─ Unsqueeze(2) ─ [B,H,1] ────────────────── Mul ─ ReduceSum(1) ─ [B,d] ─┐
     /// history_weights ─ ReduceSum(1, keepdims) ─ Max(1e-6) ─ [B,1] ───────────────────────────── Div
-    ///   ─ user_vectors [B,d] ─ Gemm(item_embeddings [n,d], transB=1, item_bias [n]) ─ scores [B,n]
+    ///   ─ user_vectors [B,d]
+    /// If every row of candidate_items [B,C] is exactly 0..n (C = n, brute force):
+    ///   Gemm(user_vectors, item_embeddings [n,d], transB=1, item_bias [n]) ─ candidate_scores [B,n]
+    /// else:
+    ///   user_vectors ─ Unsqueeze(2) ─ [B,d,1] ─┐
+    ///   item_embeddings ─ Gather(candidate_items) ─ [B,C,d] ─ MatMul ─ [B,C,1] ─ Squeeze(2) ─┐
+    ///   item_bias ─ Gather(candidate_items) ─ [B,C] ────────────────────────────────────── Add
+    ///     ─ candidate_scores [B,C]
     /// ```
+    ///
+    /// Brute force is the same graph with every item as a candidate; the `If` (its condition is
+    /// `C = n` and an `Equal` of the ids with `Range(0, C)`, cheap next to the product) lets it read
+    /// the item matrix once per batch instead of gathering it for every row. Both branches compute
+    /// `u · P_c + b_c`, so the branch never changes an answer.
     ///
     /// `kind`, `items`, `stats`, `inputs` and `outputs` of the embedded manifest always describe
     /// this model; the rest comes from `manifest`. [`EmbeddingInfo`] goes under [`EMBEDDING_KEY`].
@@ -567,6 +599,7 @@ impl EmbeddingModel {
         // Serialising a struct of strings, numbers, maps and vectors cannot fail.
         let info_json = serde_json::to_string(&self.info()).unwrap_or_default();
         let bh = [Dim::Symbolic(BATCH_DIM.into()), Dim::Symbolic(HISTORY_DIM.into())];
+        let bc = [Dim::Symbolic(BATCH_DIM.into()), Dim::Symbolic(CANDIDATES_DIM.into())];
         let graph = onnx::GraphProto {
             name: "embedding".into(),
             node: vec![
@@ -592,11 +625,40 @@ impl EmbeddingModel {
                 ),
                 onnx::node("Max", &["weight_total", "epsilon"], &["weight_denominator"], vec![]),
                 onnx::node("Div", &["weighted_sum", "weight_denominator"], &[OUTPUT_USER_VECTORS], vec![]),
+                // Brute force (every row's candidates are exactly 0..n): one Gemm with the item
+                // matrix, which reads it once per batch; otherwise a Gather of the candidates.
+                onnx::node("Shape", &[INPUT_CANDIDATES], &["candidate_shape"], vec![]),
                 onnx::node(
-                    "Gemm",
-                    &[OUTPUT_USER_VECTORS, ITEM_EMBEDDINGS, ITEM_BIAS],
-                    &[OUTPUT_SCORES],
-                    vec![onnx::attr_int("transB", 1)],
+                    "Gather",
+                    &["candidate_shape", "one"],
+                    &["candidate_width"],
+                    vec![onnx::attr_int("axis", 0)],
+                ),
+                onnx::node("Equal", &["candidate_width", "n_items"], &["width_is_catalog"], vec![]),
+                onnx::node("Range", &["zero", "candidate_width", "one"], &["positions"], vec![]),
+                onnx::node("Equal", &[INPUT_CANDIDATES, "positions"], &["in_place"], vec![]),
+                onnx::node(
+                    "Cast",
+                    &["in_place"],
+                    &["in_place_int"],
+                    vec![onnx::attr_int("to", DataType::Int64 as i64)],
+                ),
+                onnx::node(
+                    "ReduceMin",
+                    &["in_place_int"],
+                    &["all_in_place_int"],
+                    vec![onnx::attr_int("keepdims", 0)],
+                ),
+                onnx::node("Equal", &["all_in_place_int", "one"], &["all_in_place"], vec![]),
+                onnx::node("And", &["width_is_catalog", "all_in_place"], &["every_item"], vec![]),
+                onnx::node(
+                    "If",
+                    &["every_item"],
+                    &[OUTPUT_CANDIDATE_SCORES],
+                    vec![
+                        onnx::attr_graph("then_branch", every_item_branch()),
+                        onnx::attr_graph("else_branch", candidates_branch()),
+                    ],
                 ),
             ],
             initializer: vec![
@@ -606,17 +668,17 @@ impl EmbeddingModel {
                 onnx::float_tensor("epsilon", &[], &[WEIGHT_EPSILON]),
                 onnx::int64_tensor("axis_1", &[1], &[1]),
                 onnx::int64_tensor("axis_2", &[1], &[2]),
+                onnx::int64_tensor("zero", &[], &[0]),
+                onnx::int64_tensor("one", &[], &[1]),
+                onnx::int64_tensor("n_items", &[], &[n]),
             ],
             input: vec![
                 onnx::tensor_value_info(INPUT_ITEMS, DataType::Int64, &bh),
                 onnx::tensor_value_info(INPUT_WEIGHTS, DataType::Float, &bh),
+                onnx::tensor_value_info(INPUT_CANDIDATES, DataType::Int64, &bc),
             ],
             output: vec![
-                onnx::tensor_value_info(
-                    OUTPUT_SCORES,
-                    DataType::Float,
-                    &[Dim::Symbolic(BATCH_DIM.into()), Dim::Fixed(n)],
-                ),
+                onnx::tensor_value_info(OUTPUT_CANDIDATE_SCORES, DataType::Float, &bc),
                 onnx::tensor_value_info(
                     OUTPUT_USER_VECTORS,
                     DataType::Float,
@@ -626,6 +688,57 @@ impl EmbeddingModel {
             ..Default::default()
         };
         crate::export::model_file(graph, &manifest, vec![(EMBEDDING_KEY, info_json)])
+    }
+}
+
+/// The `If` branch of brute force: `user_vectors · item_embeddingsᵀ + item_bias`, `[B, n]`.
+fn every_item_branch() -> onnx::GraphProto {
+    onnx::GraphProto {
+        name: "every_item".into(),
+        node: vec![onnx::node(
+            "Gemm",
+            &[OUTPUT_USER_VECTORS, ITEM_EMBEDDINGS, ITEM_BIAS],
+            &["every_item_scores"],
+            vec![onnx::attr_int("transB", 1)],
+        )],
+        output: vec![onnx::tensor_value_info(
+            "every_item_scores",
+            DataType::Float,
+            &[Dim::Symbolic(BATCH_DIM.into()), Dim::Symbolic(CANDIDATES_DIM.into())],
+        )],
+        ..Default::default()
+    }
+}
+
+/// The `If` branch of a candidate list: each row's candidates gathered from the item matrix and
+/// bias, `[B, C, d] x [B, d, 1]`, plus their biases, `[B, C]`.
+fn candidates_branch() -> onnx::GraphProto {
+    onnx::GraphProto {
+        name: "candidates".into(),
+        node: vec![
+            onnx::node("Unsqueeze", &[OUTPUT_USER_VECTORS, "axis_2"], &["user_columns"], vec![]),
+            onnx::node(
+                "Gather",
+                &[ITEM_EMBEDDINGS, INPUT_CANDIDATES],
+                &["candidate_rows"],
+                vec![onnx::attr_int("axis", 0)],
+            ),
+            onnx::node("MatMul", &["candidate_rows", "user_columns"], &["candidate_products"], vec![]),
+            onnx::node("Squeeze", &["candidate_products", "axis_2"], &["candidate_dots"], vec![]),
+            onnx::node(
+                "Gather",
+                &[ITEM_BIAS, INPUT_CANDIDATES],
+                &["candidate_bias"],
+                vec![onnx::attr_int("axis", 0)],
+            ),
+            onnx::node("Add", &["candidate_dots", "candidate_bias"], &["candidate_branch_scores"], vec![]),
+        ],
+        output: vec![onnx::tensor_value_info(
+            "candidate_branch_scores",
+            DataType::Float,
+            &[Dim::Symbolic(BATCH_DIM.into()), Dim::Symbolic(CANDIDATES_DIM.into())],
+        )],
+        ..Default::default()
     }
 }
 
@@ -712,6 +825,9 @@ mod tests {
         assert_eq!(f.score(&[(0, 1.0), (1, 3.0)]), vec![1.75, -1.25 + 0.5, -1.0]);
         // No history: the biases alone.
         assert_eq!(f.score(&[]), vec![0.0, 0.5, -1.0]);
+        // Candidate scores: any subset, any order, repeats; out of range scores -inf.
+        assert_eq!(f.candidate_scores(&u, &[2, 0, 0]), vec![-1.0, 1.75, 1.75]);
+        assert_eq!(f.candidate_scores(&u, &[3]), vec![f32::NEG_INFINITY]);
     }
 
     #[test]

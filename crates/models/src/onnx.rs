@@ -155,6 +155,8 @@ pub struct AttributeProto {
     pub s: Option<Vec<u8>>,
     #[prost(message, optional, tag = "5")]
     pub t: Option<TensorProto>,
+    #[prost(message, optional, boxed, tag = "6")]
+    pub g: Option<Box<GraphProto>>,
     #[prost(float, repeated, packed = "false", tag = "7")]
     pub floats: Vec<f32>,
     #[prost(int64, repeated, packed = "false", tag = "8")]
@@ -387,6 +389,16 @@ pub fn attr_float(name: &str, value: f32) -> AttributeProto {
         name: name.to_owned(),
         r#type: Some(AttributeType::Float as i32),
         f: Some(value),
+        ..Default::default()
+    }
+}
+
+/// A `GRAPH` attribute (the branches of `If`); the subgraph may read the outer graph's values.
+pub fn attr_graph(name: &str, graph: GraphProto) -> AttributeProto {
+    AttributeProto {
+        name: name.to_owned(),
+        r#type: Some(AttributeType::Graph as i32),
+        g: Some(Box::new(graph)),
         ..Default::default()
     }
 }

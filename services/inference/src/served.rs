@@ -138,7 +138,8 @@ impl Servable for RecommenderModel {
             Self::Covisit(m) if m.is_empty() => Ok(()),
             // `score` checks the output's type and length.
             Self::Covisit(m) => m.score(&[(0, 1.0)]).await.map(drop),
-            Self::Embedding(m) => m.score_until(&[(0, 1.0)], None).await.map(drop),
+            // One candidate: checks the outputs' types and shapes without scoring the catalog.
+            Self::Embedding(m) => m.score_candidates_until(&[(0, 1.0)], &[0], None).await.map(drop),
         }
     }
 

@@ -1,7 +1,7 @@
 //! The two stages of recommend on a catalog large enough for the ANN index, on ONNX Runtime:
-//! the graph's scores are exactly `u · P_j + b_j` for its `user_vectors` output (so ranking
-//! ANN candidates by that product is ranking them by the model), and the index's answer is the
-//! brute-force answer.
+//! the user vector Rust computes for the ANN query is the graph's `user_vectors`, the graph's
+//! `candidate_scores` are exactly `u · P_j + b_j` of the candidates it is given, and the index's
+//! answer is the brute-force answer.
 
 #![allow(clippy::unwrap_used)]
 
@@ -51,18 +51,37 @@ fn model() -> (EmbeddingModel, Vec<u8>) {
 }
 
 #[tokio::test]
-async fn the_onnx_scores_are_the_user_vector_dotted_with_the_item_embeddings_plus_bias() {
+async fn the_onnx_candidate_scores_are_the_rust_user_vector_dotted_with_the_item_embeddings_plus_bias() {
     init_runtime(&shopmind_models::default_library_path().expect("run scripts/setup.sh")).unwrap();
     let (_, bytes) = model();
     let served = EmbeddingRecommender::load(&bytes, &PoolOptions::default()).unwrap();
     let history = served.recent_history(&[10, 20, 30, 1499]);
-    let (scores, user) = served.score_with_user_until(&history, None).await.unwrap();
-    assert_eq!((scores.len(), user.len()), (ITEMS, DIM));
-    for (j, s) in scores.iter().enumerate() {
+    // The ANN query is the user vector Rust computes before any ONNX run: the graph's own.
+    let rust_user = served.user_vector(&history).unwrap();
+    let index = ann::AnnIndex::build(
+        served.item_embeddings(),
+        served.item_bias(),
+        DIM,
+        &AnnOptions { min_items: 2, candidates: 50, ef_construction: 100, ef_search: 100 },
+    )
+    .unwrap();
+    let candidates = index.search(&rust_user);
+    assert_eq!(candidates.len(), 50);
+    let (scores, user) = served.score_candidates_until(&history, &candidates, None).await.unwrap();
+    assert_eq!((scores.len(), user.len()), (50, DIM));
+    for (a, b) in rust_user.iter().zip(&user) {
+        assert!((a - b).abs() < 1e-5, "Rust {a} vs graph {b}");
+    }
+    for (&j, s) in candidates.iter().zip(&scores) {
         let product = ann::score(&user, served.item_embeddings(), served.item_bias(), j);
         assert!((s - product).abs() < 1e-4, "item {j}: ONNX {s} vs u·P+b {product}");
     }
-    assert_eq!(served.score_until(&history, None).await.unwrap(), scores);
+    // Brute force: every item is a candidate, and the candidates' scores are theirs.
+    let all = served.score_until(&history, None).await.unwrap();
+    assert_eq!(all.len(), ITEMS);
+    for (&j, s) in candidates.iter().zip(&scores) {
+        assert!((all[j] - s).abs() < 1e-5);
+    }
 }
 
 #[tokio::test]

@@ -4,10 +4,12 @@
 //! interactions, purchases, cart, category affinity, the tenant's and a category's popular items),
 //! then the co-visitation and co-purchase neighbours of the seed items (recent items, anchors or
 //! cart items) and the newest catalog items of the relevant categories in a second. The tenant's
-//! model adds its own candidates: an embedding model's user vector (the graph's `user_vectors`
-//! output for the weighted history) is searched in the version's ANN index
-//! ([`ann`], built at load for catalogs of at least `inference.ann_min_items` items); below that
-//! every item is a candidate (brute force). Co-visitation models rank every item they score.
+//! model adds its own candidates: an embedding model's user vector (the weighted mean of the
+//! history embeddings, computed in Rust exactly as the graph's `user_vectors`) is searched in the
+//! version's ANN index ([`ann`], built at load for catalogs of at least `inference.ann_min_items`
+//! items), and ONNX Runtime then scores only those candidates and the neighbours the model knows
+//! (the graph's `candidate_items` input); below that size every item is a candidate (brute
+//! force). Co-visitation models rank every item they score.
 //!
 //! **Stage 2, ranking.** The candidates' catalog entries (category, price, stock, popularity) are
 //! read in a third round trip. Model candidates are ranked by the ONNX scores (`u · P_j + b_j`
@@ -510,19 +512,44 @@ async fn model_candidates(
     if history.is_empty() {
         return Ok(None);
     }
-    let (scores, found) = match m {
-        RecommenderModel::Covisit(c) => (c.score_until(&history, deadline).await.map_err(model_error)?, None),
-        RecommenderModel::Embedding(e) => {
-            let (scores, user) = e.score_with_user_until(&history, deadline).await.map_err(model_error)?;
-            (scores, e.ann.as_ref().map(|ann| ann.search(&user)))
+    // The items of other sources (neighbours) the model knows: ranked by its score too.
+    let neighbour_items: Vec<(&ItemId, usize)> = neighbours
+        .covisited
+        .iter()
+        .chain(&neighbours.copurchased)
+        .flatten()
+        .filter_map(|(item, _)| Some((item, m.index_of(item.as_str())?)))
+        .collect();
+    let scored = match m {
+        RecommenderModel::Covisit(c) => {
+            Scored::every_item(c.score_until(&history, deadline).await.map_err(model_error)?)
         }
+        RecommenderModel::Embedding(e) => match &e.ann {
+            // Two stages: the ANN index's candidates for the user vector (computed in Rust, as
+            // the graph computes it) and the neighbours, then ONNX Runtime scores only those.
+            Some(ann) => {
+                let found = {
+                    let span = tracing::info_span!("ann_search", candidates = tracing::field::Empty);
+                    let _entered = span.enter();
+                    let user = e.user_vector(&history).map_err(model_error)?;
+                    let found = ann.search(&user);
+                    span.record("candidates", found.len());
+                    found
+                };
+                let own = found.len();
+                let mut seen: HashSet<usize> = found.iter().copied().collect();
+                let mut candidates = found;
+                candidates.extend(neighbour_items.iter().map(|&(_, j)| j).filter(|&j| seen.insert(j)));
+                let (scores, _) =
+                    e.score_candidates_until(&history, &candidates, deadline).await.map_err(model_error)?;
+                Scored { candidates: Some(candidates), scores, own }
+            }
+            None => Scored::every_item(e.score_until(&history, deadline).await.map_err(model_error)?),
+        },
     };
-    let retrieval = if found.is_some() { "ann" } else { "brute_force" };
+    let retrieval = if scored.candidates.is_some() { "ann" } else { "brute_force" };
     // The index's candidates, or every item the model has a signal for.
-    let mut ranked: Vec<(usize, f32)> = match found {
-        Some(found) => found.into_iter().filter_map(|j| Some((j, *scores.get(j)?))).collect(),
-        None => scores.iter().copied().enumerate().collect(),
-    };
+    let mut ranked = scored.own();
     ranked.retain(|(_, s)| m.is_signal(*s));
     ranked.sort_by(|a, b| b.1.total_cmp(&a.1).then(a.0.cmp(&b.0)));
     ranked.truncate(candidate_pool);
@@ -533,15 +560,50 @@ async fn model_candidates(
         pool.offer(&item, candidate(MODEL, f64::from(score), score, reason), None);
         known.insert(item, score);
     }
-    // Other sources' items the model knows are ranked by its score too.
-    for (item, _) in neighbours.covisited.iter().chain(&neighbours.copurchased).flatten() {
-        if let Some(&score) = m.index_of(item.as_str()).and_then(|j| scores.get(j))
+    let score_of = scored.lookup();
+    for (item, j) in neighbour_items {
+        if let Some(score) = score_of(j)
             && m.is_signal(score)
         {
             known.entry(item.clone()).or_insert(score);
         }
     }
     Ok(Some(ModelRanking { version: m.version().to_string(), scores: known, retrieval }))
+}
+
+/// The model's scores of one request: of every item (`candidates` is `None`), or of the listed
+/// candidates, whose first `own` are the model's own (the ANN index's).
+struct Scored {
+    candidates: Option<Vec<usize>>,
+    scores: Vec<f32>,
+    own: usize,
+}
+
+impl Scored {
+    fn every_item(scores: Vec<f32>) -> Self {
+        let own = scores.len();
+        Self { candidates: None, scores, own }
+    }
+
+    /// (item index, score) of the model's own candidates.
+    fn own(&self) -> Vec<(usize, f32)> {
+        match &self.candidates {
+            None => self.scores.iter().copied().enumerate().collect(),
+            Some(c) => c.iter().copied().zip(self.scores.iter().copied()).take(self.own).collect(),
+        }
+    }
+
+    /// The score of an item index, if it was scored.
+    fn lookup(&self) -> impl Fn(usize) -> Option<f32> + '_ {
+        let sparse: HashMap<usize, f32> = match &self.candidates {
+            Some(c) => c.iter().copied().zip(self.scores.iter().copied()).collect(),
+            None => HashMap::new(),
+        };
+        move |j| match &self.candidates {
+            None => self.scores.get(j).copied(),
+            Some(_) => sparse.get(&j).copied(),
+        }
+    }
 }
 
 /// Offers the seeds' co-visitation and co-purchase neighbours, as the scenario uses them.
