@@ -42,6 +42,8 @@ fn touched() -> Metrics {
     m.prediction_request("intent", Success::Ok, Duration::from_millis(2));
     m.model_fallback("intent", "no_model");
     m.gateway_request(GatewayMethod::Recommend, 0, Duration::from_millis(4));
+    m.gateway_refused("rate_limited");
+    m.rpc_expired();
     m.trainer_round(Success::Ok, Duration::from_secs(2), 1);
     m
 }
