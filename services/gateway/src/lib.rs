@@ -6,7 +6,10 @@
 //! validation. Recommendations it asks `inference` for over NATS request-reply. Notifications
 //! are streamed from the `SM_NOTIFICATIONS` stream.
 
+pub mod auth;
 mod error;
+mod limits;
+pub mod tls;
 
 use std::pin::Pin;
 use std::sync::Arc;
@@ -38,6 +41,10 @@ pub enum ServeError {
     Transport(#[from] tonic::transport::Error),
     #[error("reflection: {0}")]
     Reflection(#[from] tonic_reflection::server::Error),
+    #[error("{0}")]
+    Keys(#[from] auth::KeyError),
+    #[error("{0}")]
+    Tls(#[from] tls::TlsError),
 }
 
 /// The `Gateway` service implementation.
@@ -47,6 +54,7 @@ pub struct GatewayService {
     max_batch: usize,
     admission: Admission,
     shutdown: Shutdown,
+    limits: limits::RateLimits,
 }
 
 impl GatewayService {
@@ -57,7 +65,15 @@ impl GatewayService {
             max_batch: config.gateway.max_batch,
             admission: Admission::new(&config.ingest),
             shutdown,
+            limits: limits::RateLimits::new(&config.gateway.rate_limit),
         }
+    }
+
+    /// Whether `caller` may make a call for `tenant` now: its key is the tenant's
+    /// ([`auth::authorize`]) and the tenant's rate limit has a token left.
+    fn admit(&self, caller: &auth::Caller, tenant: &TenantId) -> Result<(), GatewayError> {
+        auth::authorize(caller, tenant)?;
+        self.limits.take(tenant)
     }
 
     /// Sends a request to a service and decodes its reply.
@@ -177,6 +193,7 @@ impl Gateway for GatewayService {
         let started = Instant::now();
         let incoming = incoming_trace(request.metadata());
         let timeout = self.timeout_of(&request);
+        let caller = auth::caller(&request);
         let req = request.into_inner();
         let span = tracing::info_span!("PublishEvents", tenant = %req.tenant, events = req.events.len(), trace_id = tracing::field::Empty);
         telemetry::set_remote_parent(&span, incoming);
@@ -184,6 +201,7 @@ impl Gateway for GatewayService {
         span.record("trace_id", trace.trace_id_hex());
         let result = async move {
             let tenant = parse_tenant(&req.tenant)?;
+            self.admit(&caller?, &tenant)?;
             if req.events.is_empty() {
                 return Err(GatewayError::invalid("events", "must not be empty").into());
             }
@@ -227,12 +245,16 @@ impl Gateway for GatewayService {
         let started = Instant::now();
         let incoming = incoming_trace(request.metadata());
         let timeout = self.timeout_of(&request);
+        let caller = auth::caller(&request);
         let mut stream = request.into_inner();
         let span = tracing::info_span!("StreamEvents", trace_id = tracing::field::Empty);
         telemetry::set_remote_parent(&span, incoming);
         let trace = telemetry::outgoing(&span, incoming);
         span.record("trace_id", trace.trace_id_hex());
         let result = async move {
+            let caller = caller?;
+            // Tenants this call was admitted for (each takes one token of its rate limit).
+            let mut admitted: Vec<String> = Vec::new();
             let mut response = pb::PublishEventsResponse::default();
             let mut index: u32 = 0;
             let mut batch: Vec<Event> = Vec::with_capacity(STREAM_BATCH);
@@ -253,6 +275,12 @@ impl Gateway for GatewayService {
                     response.duplicates += published.duplicates;
                 }
                 let Some(ev) = next else { break };
+                if !admitted.contains(&ev.tenant) {
+                    if let Ok(tenant) = TenantId::parse(ev.tenant.clone()) {
+                        self.admit(&caller, &tenant)?;
+                        admitted.push(ev.tenant.clone());
+                    }
+                }
                 match self.validate_streamed(&ev) {
                     Ok(event) => {
                         batch_tenant = Some(event.tenant.clone());
@@ -354,7 +382,10 @@ impl Gateway for GatewayService {
         request: Request<pb::StreamNotificationsRequest>,
     ) -> Result<Response<Self::StreamNotificationsStream>, Status> {
         let started = Instant::now();
-        let result = self.open_notifications(request.into_inner()).await;
+        let result = match auth::caller(&request) {
+            Ok(caller) => self.open_notifications(&caller, request.into_inner()).await,
+            Err(e) => Err(e.into()),
+        };
         observe(GatewayMethod::StreamNotifications, started, &result);
         result
     }
@@ -364,9 +395,11 @@ impl GatewayService {
     /// `StreamNotifications`: the tenant's notification stream from the requested point on.
     async fn open_notifications(
         &self,
+        caller: &auth::Caller,
         req: pb::StreamNotificationsRequest,
     ) -> Result<Response<NotificationStream>, Status> {
         let tenant = parse_tenant(&req.tenant)?;
+        self.admit(caller, &tenant)?;
         if !req.user_id.is_empty() {
             shopmind_domain::UserId::parse(req.user_id.clone())
                 .map_err(|e| GatewayError::invalid("user_id", e.to_string()))?;
@@ -462,6 +495,7 @@ impl GatewayService {
         let started = Instant::now();
         let incoming = incoming_trace(request.metadata());
         let timeout = self.timeout_of(&request);
+        let caller = auth::caller(&request);
         let req = request.into_inner();
         let span = tracing::info_span!(
             "rpc",
@@ -474,6 +508,7 @@ impl GatewayService {
         span.record("trace_id", trace.trace_id_hex());
         let result = async move {
             let tenant = parse_tenant(req.tenant())?;
+            self.admit(&caller?, &tenant)?;
             check(&req)?;
             let reply: Q::Reply = self
                 .call(
@@ -511,9 +546,17 @@ pub async fn run(
         .register_encoded_file_descriptor_set(shopmind_proto::FILE_DESCRIPTOR_SET)
         .register_encoded_file_descriptor_set(tonic_health::pb::FILE_DESCRIPTOR_SET)
         .build_v1()?;
+    let keys = Arc::new(auth::Keyring::from_config(&config.gateway)?);
+    if keys.is_open() {
+        warn!(
+            "no API keys configured (gateway.api_keys, gateway.api_keys_file): the gateway is open, \
+             every caller may act for any tenant"
+        );
+    }
+    let tls = tls::server_config(&config.gateway.tls)?;
     let service = GatewayService::new(&config, bus, shutdown.clone());
     let addr = listener.local_addr().ok();
-    info!(addr = ?addr, "gateway serving");
+    info!(addr = ?addr, tls = tls.is_some(), api_keys = !keys.is_open(), "gateway serving");
     let signal = {
         let shutdown = shutdown.clone();
         async move {
@@ -521,10 +564,14 @@ pub async fn run(
             health_reporter.set_not_serving::<GatewayServer<GatewayService>>().await;
         }
     };
-    tonic::transport::Server::builder()
+    let mut server = tonic::transport::Server::builder();
+    if let Some(tls) = tls {
+        server = server.tls_config(tls)?;
+    }
+    server
         .add_service(health)
         .add_service(reflection)
-        .add_service(GatewayServer::new(service))
+        .add_service(GatewayServer::with_interceptor(service, auth::Authenticate::tenants(keys)))
         .serve_with_incoming_shutdown(tonic::transport::server::TcpIncoming::from(listener), signal)
         .await?;
     info!("gateway stopped");
