@@ -58,8 +58,6 @@ pub struct NatsConfig {
     pub token: String,
     /// A file holding the token (trailing whitespace ignored).
     pub token_file: String,
-    /// A NATS `.creds` file (user JWT and NKey seed).
-    pub creds_file: String,
     /// Require TLS even for `nats://` URLs (`tls://` URLs always use it).
     pub tls_required: bool,
     /// PEM file of the certificate authorities the server's certificate is checked against
@@ -945,10 +943,8 @@ impl Config {
         if n.user.is_empty() == has_password {
             return bad("nats.user", "user and password (or password_file) go together");
         }
-        let methods =
-            [!n.user.is_empty(), !n.token.is_empty() || !n.token_file.is_empty(), !n.creds_file.is_empty()];
-        if methods.iter().filter(|m| **m).count() > 1 {
-            return bad("nats", "choose one of user/password, token, creds_file");
+        if !n.user.is_empty() && (!n.token.is_empty() || !n.token_file.is_empty()) {
+            return bad("nats.token", "choose user/password or a token, not both");
         }
         if n.tls_cert_file.is_empty() != n.tls_key_file.is_empty() {
             return bad("nats.tls_cert_file", "tls_cert_file and tls_key_file go together");
