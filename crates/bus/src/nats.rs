@@ -99,7 +99,10 @@ impl NatsBus {
                 {
                     return Err(BusError::Unauthorized { url: redact(url), reason: e.to_string() });
                 }
-                Err(e) if matches!(e.kind(), async_nats::ConnectErrorKind::Tls) => {
+                Err(e)
+                    if matches!(e.kind(), async_nats::ConnectErrorKind::Tls)
+                        || e.to_string().contains("certificate") =>
+                {
                     return Err(BusError::Connect { url: redact(url), reason: format!("TLS: {e}") });
                 }
                 Err(e) if std::time::Instant::now() + delay < deadline => {

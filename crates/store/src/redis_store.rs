@@ -99,10 +99,12 @@ impl RedisStore {
             .set_connection_timeout(Some(CONNECTION_TIMEOUT))
             .set_number_of_retries(CONNECTION_RETRIES)
             .set_max_delay(MAX_RETRY_DELAY);
-        let conn = ConnectionManager::new_with_config(client, config).await.map_err(|e| {
-            if e.kind() == redis::ErrorKind::AuthenticationFailed
+        let refused = |e: &redis::RedisError| {
+            e.kind() == redis::ErrorKind::AuthenticationFailed
                 || e.code().is_some_and(|c| ["NOAUTH", "WRONGPASS"].contains(&c))
-            {
+        };
+        let conn = ConnectionManager::new_with_config(client, config).await.map_err(|e| {
+            if refused(&e) {
                 return StoreError::Unauthorized { url: shown.clone(), reason: e.to_string() };
             }
             StoreError::Redis(redis::RedisError::from((
@@ -111,8 +113,18 @@ impl RedisStore {
                 format!("to {shown}: {e}"),
             )))
         })?;
+        let store = Self { conn };
+        // One round trip at start: a server that wants (other) credentials says so now, not at
+        // the first read.
+        match store.ping().await {
+            Err(StoreError::Redis(e)) if refused(&e) => {
+                return Err(StoreError::Unauthorized { url: shown, reason: e.to_string() });
+            }
+            Err(e) => return Err(e),
+            Ok(()) => {}
+        }
         tracing::debug!(url = %shown, "connected to redis");
-        Ok(Self { conn })
+        Ok(store)
     }
 
     /// PING.
