@@ -32,6 +32,9 @@ use tracing::{Instrument, info, warn};
 
 pub use error::GatewayError;
 
+/// The most the gateway answers before the client's deadline (see `timeout_of`).
+const DEADLINE_MARGIN: Duration = Duration::from_millis(10);
+
 /// Events of a `StreamEvents` call are published in batches of at most this many.
 const STREAM_BATCH: usize = 500;
 
@@ -131,8 +134,13 @@ impl GatewayService {
         })
     }
 
+    /// How long the gateway works on a call: the client's deadline (`grpc-timeout`) less a small
+    /// margin, so that a late call is answered DEADLINE_EXCEEDED by the gateway before tonic's
+    /// own deadline timer would answer CANCELLED; the configured timeout without one.
     fn timeout_of<T>(&self, req: &Request<T>) -> Duration {
-        grpc_timeout(req.metadata()).unwrap_or(self.request_timeout)
+        grpc_timeout(req.metadata())
+            .map(|d| d.saturating_sub(DEADLINE_MARGIN.min(d / 10)))
+            .unwrap_or(self.request_timeout)
     }
 }
 
