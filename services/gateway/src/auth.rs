@@ -275,6 +275,31 @@ mod tests {
     }
 
     #[test]
+    fn the_admin_interceptor_admits_admin_keys_only() {
+        let keys = Arc::new(ring());
+        let call = |value: Option<&str>| {
+            let mut request = Request::new(());
+            if let Some(v) = value {
+                request.metadata_mut().insert("authorization", v.parse().unwrap());
+            }
+            Authenticate::admin(keys.clone()).call(request)
+        };
+        let admitted = call(Some("Bearer admin-key-0123456789")).unwrap();
+        assert_eq!(admitted.extensions().get::<Caller>(), Some(&Caller::Admin));
+        assert_eq!(call(Some(&format!("Bearer {KEY}"))).unwrap_err().code(), tonic::Code::PermissionDenied);
+        assert_eq!(call(None).unwrap_err().code(), tonic::Code::Unauthenticated);
+        // An open gateway (no keys at all) is open for Admin too.
+        let open = Authenticate::admin(Arc::new(Keyring::default())).call(Request::new(())).unwrap();
+        assert_eq!(open.extensions().get::<Caller>(), Some(&Caller::Open));
+        // The tenant interceptor admits tenant keys and leaves the tenant check to `authorize`.
+        let mut request = Request::new(());
+        request.metadata_mut().insert("authorization", format!("Bearer {KEY}").parse().unwrap());
+        let admitted = Authenticate::tenants(keys.clone()).call(request).unwrap();
+        assert!(matches!(caller(&admitted), Ok(Caller::Tenant(_))));
+        assert!(matches!(caller(&Request::new(())), Err(GatewayError::Unauthenticated(_))));
+    }
+
+    #[test]
     fn keys_files_are_read_and_their_errors_name_the_setting_not_the_key() {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("keys");

@@ -283,11 +283,12 @@ impl Gateway for GatewayService {
                     response.duplicates += published.duplicates;
                 }
                 let Some(ev) = next else { break };
-                if !admitted.contains(&ev.tenant) {
-                    if let Ok(tenant) = TenantId::parse(ev.tenant.clone()) {
-                        self.admit(&caller, &tenant)?;
-                        admitted.push(ev.tenant.clone());
-                    }
+                // An invalid tenant is reported as the event's rejection below.
+                if !admitted.contains(&ev.tenant)
+                    && let Ok(tenant) = TenantId::parse(ev.tenant.clone())
+                {
+                    self.admit(&caller, &tenant)?;
+                    admitted.push(ev.tenant.clone());
                 }
                 match self.validate_streamed(&ev) {
                     Ok(event) => {
