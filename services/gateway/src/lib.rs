@@ -580,7 +580,7 @@ pub async fn run(
     server
         .add_service(health)
         .add_service(reflection)
-        .add_service(GatewayServer::with_interceptor(service, auth::Authenticate::tenants(keys)))
+        .add_service(GatewayServer::with_interceptor(service, auth::Authenticate::tenants(keys.clone())))
         .serve_with_incoming_shutdown(tonic::transport::server::TcpIncoming::from(listener), signal)
         .await?;
     info!("gateway stopped");
