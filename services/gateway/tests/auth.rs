@@ -216,6 +216,9 @@ async fn an_empty_bucket_is_resource_exhausted_with_retry_info() {
     }
     assert_eq!(code(c.publish_events(publish("big", "b5", None)).await), Code::ResourceExhausted);
     gateway.shutdown.trigger();
+    // An open gateway says so.
+    let text = String::from_utf8_lossy(&logs().lock().unwrap()).to_string();
+    assert!(text.contains("no API keys configured"), "the open gateway warns");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
