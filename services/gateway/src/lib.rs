@@ -5,6 +5,11 @@
 //! ([`shopmind_runtime::admission`], [`shopmind_runtime::intake`]): no second hop, no second
 //! validation. Recommendations it asks `inference` for over NATS request-reply. Notifications
 //! are streamed from the `SM_NOTIFICATIONS` stream.
+//!
+//! Before any work, a call is authenticated by API key ([`auth::Authenticate`], the one
+//! interceptor), authorized for the tenant it names and charged one token of that tenant's rate
+//! limit (`GatewayService::admit`). The listener speaks TLS when `gateway.tls` says so
+//! ([`tls`]). docs/SECURITY.md has the rules and the configuration.
 
 pub mod auth;
 mod error;
