@@ -166,6 +166,22 @@ pub enum BenchTarget {
         #[arg(long)]
         json: bool,
     },
+    /// What API keys, rate limits and TLS cost a gateway call: calls answered at the edge, open
+    /// and plaintext (the baseline) next to keys + rate limit, TLS, and both (bench_edge.rs).
+    Edge {
+        /// Calls per set-up.
+        #[arg(long, default_value_t = 50_000)]
+        calls: usize,
+        /// Concurrent callers (on one HTTP/2 connection).
+        #[arg(long, default_value_t = 32)]
+        concurrency: usize,
+        /// API keys configured.
+        #[arg(long, default_value_t = 1000)]
+        keys: usize,
+        /// Print one JSON object.
+        #[arg(long)]
+        json: bool,
+    },
     /// Co-visitation scoring throughput through the micro-batcher and without it, next to the raw
     /// ONNX Runtime run of full batches, on a seeded random model (CPU; inference.intra_threads).
     Infer {
@@ -268,6 +284,15 @@ pub async fn run(what: BenchTarget, config: Config) -> anyhow::Result<()> {
                 println!("{}", serde_json::to_string(&report)?);
             } else {
                 crate::bench_train::print(&report);
+            }
+            Ok(())
+        }
+        BenchTarget::Edge { calls, concurrency, keys, json } => {
+            let report = crate::bench_edge::run(calls, concurrency, keys).await?;
+            if json {
+                println!("{}", serde_json::to_string(&report)?);
+            } else {
+                crate::bench_edge::print(&report);
             }
             Ok(())
         }

@@ -21,7 +21,7 @@ use bytes::Bytes;
 use futures::stream::BoxStream;
 
 pub use memory::MemoryBus;
-pub use nats::NatsBus;
+pub use nats::{NatsBus, NatsSecurity};
 pub use subject::subject_matches;
 pub use trace::TraceContext;
 
@@ -262,6 +262,8 @@ pub enum BusError {
     InvalidSubject(String),
     #[error("connecting to {url}: {reason}")]
     Connect { url: String, reason: String },
+    #[error("the NATS server at {url} refused the credentials: {reason}")]
+    Unauthorized { url: String, reason: String },
     #[error("the bus is closed")]
     Closed,
     #[error("nats: {0}")]

@@ -23,22 +23,88 @@ pub struct NatsBus {
     js: jetstream::Context,
 }
 
+/// How a client proves who it is to the NATS server, and how it uses TLS.
+#[derive(Clone, Default)]
+pub struct NatsSecurity {
+    /// User and password.
+    pub user_password: Option<(String, String)>,
+    pub token: Option<String>,
+    /// Use TLS even when the URL is `nats://`.
+    pub tls_required: bool,
+    /// PEM CA certificates to check the server's certificate against.
+    pub ca_file: Option<std::path::PathBuf>,
+    /// PEM client certificate and key (mutual TLS).
+    pub client_cert: Option<(std::path::PathBuf, std::path::PathBuf)>,
+}
+
+impl std::fmt::Debug for NatsSecurity {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        // Never the secrets themselves.
+        f.debug_struct("NatsSecurity")
+            .field("user", &self.user_password.as_ref().map(|(u, _)| u))
+            .field("token", &self.token.is_some())
+            .field("tls_required", &self.tls_required)
+            .field("ca_file", &self.ca_file)
+            .field("client_cert", &self.client_cert)
+            .finish()
+    }
+}
+
+impl NatsSecurity {
+    fn options(&self, name: &str) -> async_nats::ConnectOptions {
+        let mut options = async_nats::ConnectOptions::new();
+        if let Some((user, password)) = &self.user_password {
+            options = options.user_and_password(user.clone(), password.clone());
+        }
+        if let Some(token) = &self.token {
+            options = options.token(token.clone());
+        }
+        if self.tls_required {
+            options = options.require_tls(true);
+        }
+        if let Some(ca) = &self.ca_file {
+            options = options.add_root_certificates(ca.clone());
+        }
+        if let Some((cert, key)) = &self.client_cert {
+            options = options.add_client_certificate(cert.clone(), key.clone());
+        }
+        options.name(name).connection_timeout(Duration::from_secs(5))
+    }
+}
+
 impl NatsBus {
     /// Connects to `url` (e.g. `nats://127.0.0.1:4222`); `name` shows in the server's
     /// connection list.
     pub async fn connect(url: &str, name: &str) -> Result<Self> {
+        Self::connect_secure(url, name, &NatsSecurity::default()).await
+    }
+
+    /// [`NatsBus::connect`] with credentials and TLS settings. A server that refuses the
+    /// credentials is [`BusError::Unauthorized`] at once (no retries).
+    pub async fn connect_secure(url: &str, name: &str, security: &NatsSecurity) -> Result<Self> {
         // A service often starts together with (or before) its NATS server: retry for a while
         // with backoff before giving up.
         let deadline = std::time::Instant::now() + CONNECT_PATIENCE;
         let mut delay = Duration::from_millis(100);
         loop {
-            let attempt = async_nats::ConnectOptions::new()
-                .name(name)
-                .connection_timeout(Duration::from_secs(5))
-                .connect(url)
-                .await;
+            let attempt = security.options(name).connect(url).await;
             match attempt {
                 Ok(client) => return Ok(Self::from_client(client)),
+                Err(e)
+                    if matches!(
+                        e.kind(),
+                        async_nats::ConnectErrorKind::AuthorizationViolation
+                            | async_nats::ConnectErrorKind::Authentication
+                    ) =>
+                {
+                    return Err(BusError::Unauthorized { url: redact(url), reason: e.to_string() });
+                }
+                Err(e)
+                    if matches!(e.kind(), async_nats::ConnectErrorKind::Tls)
+                        || e.to_string().contains("certificate") =>
+                {
+                    return Err(BusError::Connect { url: redact(url), reason: format!("TLS: {e}") });
+                }
                 Err(e) if std::time::Instant::now() + delay < deadline => {
                     tracing::warn!(url = %redact(url), error = %e, retry_in = ?delay, "NATS not reachable yet");
                     tokio::time::sleep(delay).await;

@@ -110,13 +110,41 @@ impl PrivacyConfig {
 pub struct NatsConfig {
     /// `nats://host:port`. Empty: the in-process bus (only `all-in-one` can use it).
     pub url: String,
+    /// User name of user/password authentication (with `password` or `password_file`).
+    pub user: String,
+    /// Password of `user`; prefer `password_file` (a mounted secret).
+    pub password: String,
+    /// A file holding the password of `user` (trailing whitespace ignored).
+    pub password_file: String,
+    /// Token authentication; prefer `token_file`.
+    pub token: String,
+    /// A file holding the token (trailing whitespace ignored).
+    pub token_file: String,
+    /// Require TLS even for `nats://` URLs (`tls://` URLs always use it).
+    pub tls_required: bool,
+    /// PEM file of the certificate authorities the server's certificate is checked against
+    /// (added to the platform's roots).
+    pub tls_ca_file: String,
+    /// PEM client certificate and key, for servers that verify clients (mutual TLS).
+    pub tls_cert_file: String,
+    pub tls_key_file: String,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, Default)]
 #[serde(deny_unknown_fields, default)]
 pub struct RedisConfig {
-    /// `redis://host:port/db`. Empty: the in-memory store (only `all-in-one` can use it).
+    /// `redis://host:port/db` or `rediss://` (TLS). Empty: the in-memory store (only `all-in-one`
+    /// can use it).
     pub url: String,
+    /// ACL user name (Redis 6+); empty: the default user.
+    pub username: String,
+    /// Password (`requirepass` or the ACL user's); prefer `password_file` (a mounted secret).
+    pub password: String,
+    /// A file holding the password (trailing whitespace ignored).
+    pub password_file: String,
+    /// PEM file of the certificate authorities a `rediss://` server's certificate is checked
+    /// against (instead of the platform's roots).
+    pub tls_ca_file: String,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
@@ -205,12 +233,70 @@ pub struct GatewayConfig {
     pub request_timeout_ms: u64,
     /// Most events in one PublishEvents call.
     pub max_batch: usize,
+    /// API keys and their tenants (`key = "tenant"`). With no keys here nor in
+    /// `api_keys_file`, the gateway is open (every caller may name any tenant).
+    pub api_keys: BTreeMap<String, String>,
+    /// A file of `key = tenant` lines (a mounted secret); `#` starts a comment.
+    pub api_keys_file: String,
+    /// Keys of the `Admin` service (operators, not tenants).
+    pub admin_keys: Vec<String>,
+    /// A file of admin keys, one a line (a mounted secret); `#` starts a comment.
+    pub admin_keys_file: String,
+    pub rate_limit: RateLimitConfig,
+    pub tls: GatewayTlsConfig,
 }
 
 impl Default for GatewayConfig {
     fn default() -> Self {
-        Self { listen: SocketAddr::from(([127, 0, 0, 1], 50051)), request_timeout_ms: 2000, max_batch: 1000 }
+        Self {
+            listen: SocketAddr::from(([127, 0, 0, 1], 50051)),
+            request_timeout_ms: 2000,
+            max_batch: 1000,
+            api_keys: BTreeMap::new(),
+            api_keys_file: String::new(),
+            admin_keys: Vec::new(),
+            admin_keys_file: String::new(),
+            rate_limit: RateLimitConfig::default(),
+            tls: GatewayTlsConfig::default(),
+        }
     }
+}
+
+/// Per-tenant token buckets of the gateway: each call takes one token.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct RateLimitConfig {
+    /// Tokens added per second to each tenant's bucket; 0: no limit.
+    pub requests_per_second: f64,
+    /// The bucket's size: calls a tenant may make at once after being idle.
+    pub burst: u32,
+    /// Per-tenant overrides.
+    pub tenants: BTreeMap<String, TenantRateLimit>,
+}
+
+impl Default for RateLimitConfig {
+    fn default() -> Self {
+        Self { requests_per_second: 0.0, burst: 100, tenants: BTreeMap::new() }
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct TenantRateLimit {
+    pub requests_per_second: f64,
+    pub burst: u32,
+}
+
+/// TLS of the gRPC listener.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, Default)]
+#[serde(deny_unknown_fields, default)]
+pub struct GatewayTlsConfig {
+    /// PEM certificate chain and private key; both empty: plaintext gRPC.
+    pub cert_file: String,
+    pub key_file: String,
+    /// PEM CA certificates of clients: when set, clients must present a certificate it signed
+    /// (mutual TLS).
+    pub client_ca_file: String,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -963,7 +1049,91 @@ impl TenantNotifications {
     }
 }
 
+/// A secret given either inline (`value`) or as a file (`file`, e.g. a mounted Kubernetes
+/// Secret; trailing whitespace is dropped). `file_key` names the setting in errors. Empty when
+/// neither is set.
+pub fn secret(value: &str, file: &str, file_key: &str) -> Result<String, ConfigError> {
+    if file.is_empty() {
+        return Ok(value.to_string());
+    }
+    let text = std::fs::read_to_string(file)
+        .map_err(|e| ConfigError::Invalid { key: file_key.into(), reason: format!("reading {file}: {e}") })?;
+    Ok(text.trim_end().to_string())
+}
+
 impl Config {
+    /// The gateway's keys, limits and TLS, and the NATS and Redis credentials.
+    fn validate_edge(&self) -> Result<(), ConfigError> {
+        fn bad(key: &str, reason: impl Into<String>) -> Result<(), ConfigError> {
+            Err(ConfigError::Invalid { key: key.into(), reason: reason.into() })
+        }
+        let g = &self.gateway;
+        for (key, tenant) in &g.api_keys {
+            if key.len() < 16 {
+                return bad("gateway.api_keys", "every key must be at least 16 characters");
+            }
+            if TenantId::parse(tenant.clone()).is_err() {
+                return bad("gateway.api_keys", format!("{tenant:?} is not a tenant id"));
+            }
+        }
+        if g.admin_keys.iter().any(|k| k.len() < 16) {
+            return bad("gateway.admin_keys", "every key must be at least 16 characters");
+        }
+        let limits = std::iter::once((
+            "gateway.rate_limit".to_string(),
+            g.rate_limit.requests_per_second,
+            g.rate_limit.burst,
+        ))
+        .chain(
+            g.rate_limit
+                .tenants
+                .iter()
+                .map(|(t, l)| (format!("gateway.rate_limit.tenants.{t}"), l.requests_per_second, l.burst)),
+        );
+        for (key, rps, burst) in limits {
+            if !rps.is_finite() || !(0.0..=1_000_000.0).contains(&rps) {
+                return bad(&format!("{key}.requests_per_second"), "must be 0..=1000000 (0: no limit)");
+            }
+            if burst == 0 {
+                return bad(&format!("{key}.burst"), "must be at least 1");
+            }
+        }
+        if let Some(t) = g.rate_limit.tenants.keys().find(|t| TenantId::parse((*t).clone()).is_err()) {
+            return bad("gateway.rate_limit.tenants", format!("{t:?} is not a tenant id"));
+        }
+        if g.tls.cert_file.is_empty() != g.tls.key_file.is_empty() {
+            return bad("gateway.tls", "cert_file and key_file go together");
+        }
+        if !g.tls.client_ca_file.is_empty() && g.tls.cert_file.is_empty() {
+            return bad("gateway.tls.client_ca_file", "needs cert_file and key_file");
+        }
+        let n = &self.nats;
+        if !n.password.is_empty() && !n.password_file.is_empty() {
+            return bad("nats.password_file", "set nats.password or nats.password_file, not both");
+        }
+        if !n.token.is_empty() && !n.token_file.is_empty() {
+            return bad("nats.token_file", "set nats.token or nats.token_file, not both");
+        }
+        let has_password = !n.password.is_empty() || !n.password_file.is_empty();
+        if n.user.is_empty() == has_password {
+            return bad("nats.user", "user and password (or password_file) go together");
+        }
+        if !n.user.is_empty() && (!n.token.is_empty() || !n.token_file.is_empty()) {
+            return bad("nats.token", "choose user/password or a token, not both");
+        }
+        if n.tls_cert_file.is_empty() != n.tls_key_file.is_empty() {
+            return bad("nats.tls_cert_file", "tls_cert_file and tls_key_file go together");
+        }
+        let r = &self.redis;
+        if !r.password.is_empty() && !r.password_file.is_empty() {
+            return bad("redis.password_file", "set redis.password or redis.password_file, not both");
+        }
+        if !r.tls_ca_file.is_empty() && !r.url.is_empty() && !r.url.starts_with("rediss://") {
+            return bad("redis.tls_ca_file", "applies to rediss:// URLs only");
+        }
+        Ok(())
+    }
+
     /// Defaults, then the file (if any), then `SHOPMIND__*` variables from `env`; validated.
     pub fn load(
         file: Option<&Path>,
@@ -1044,6 +1214,7 @@ impl Config {
         if !(1..=10_000).contains(&self.gateway.max_batch) {
             return bad("gateway.max_batch", "must be 1..=10000");
         }
+        self.validate_edge()?;
         if !(1..=1024).contains(&self.ingest.concurrency) {
             return bad("ingest.concurrency", "must be 1..=1024");
         }

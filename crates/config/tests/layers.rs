@@ -264,3 +264,30 @@ fn the_agent_report_and_the_intent_head_settings_are_checked() {
     let c = Config::load(None, env(&enabled[..1])).unwrap();
     assert!(c.trainer.assistant.enabled);
 }
+
+#[test]
+fn edge_settings_are_checked_and_secrets_read_from_files() {
+    let err = Config::load(None, env(&[("SHOPMIND__NATS__USER", "svc")])).unwrap_err();
+    assert!(matches!(&err, ConfigError::Invalid { key, .. } if key == "nats.user"), "{err}");
+    let err = Config::load(None, env(&[("SHOPMIND__GATEWAY__TLS__CERT_FILE", "/x.pem")])).unwrap_err();
+    assert!(matches!(&err, ConfigError::Invalid { key, .. } if key == "gateway.tls"), "{err}");
+    let err = Config::load(None, env(&[("SHOPMIND__GATEWAY__RATE_LIMIT__BURST", "0")])).unwrap_err();
+    assert!(matches!(&err, ConfigError::Invalid { key, .. } if key == "gateway.rate_limit.burst"), "{err}");
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("shopmind.toml");
+    std::fs::write(&path, "[gateway.api_keys]\nshort = \"acme\"\n").unwrap();
+    let err = Config::load(Some(&path), env(&[])).unwrap_err();
+    assert!(matches!(&err, ConfigError::Invalid { key, .. } if key == "gateway.api_keys"), "{err}");
+    std::fs::write(&path, "[gateway.rate_limit.tenants.acme]\nrequests_per_second = 5.0\nburst = 2\n")
+        .unwrap();
+    let c = Config::load(Some(&path), env(&[])).unwrap();
+    assert_eq!(c.gateway.rate_limit.tenants["acme"].burst, 2);
+
+    let secret = dir.path().join("password");
+    std::fs::write(&secret, "s3cret\n").unwrap();
+    let file = secret.to_str().unwrap();
+    assert_eq!(shopmind_config::secret("", file, "redis.password_file").unwrap(), "s3cret");
+    assert_eq!(shopmind_config::secret("inline", "", "redis.password_file").unwrap(), "inline");
+    let err = shopmind_config::secret("", "/nonexistent/pw", "redis.password_file").unwrap_err();
+    assert!(matches!(&err, ConfigError::Invalid { key, .. } if key == "redis.password_file"), "{err}");
+}

@@ -452,6 +452,25 @@ pub const CATALOGUE: &[Spec] = &[
                StreamEvents, until the client's stream ended; for StreamNotifications, until the \
                stream was opened.",
     },
+    Spec {
+        name: "shopmind_gateway_refused_total",
+        kind: Kind::Counter,
+        labels: &["reason"],
+        values: "`reason`: unauthenticated (no or an unknown API key), permission_denied (the key's \
+                 tenant is not the request's, or not an admin key), rate_limited (the tenant's token \
+                 bucket was empty)",
+        help: "Calls the gateway refused before doing any work (gateway.api_keys, \
+               gateway.rate_limit).",
+    },
+    Spec {
+        name: "shopmind_rpc_expired_total",
+        kind: Kind::Counter,
+        labels: &[],
+        values: "",
+        help: "Requests a service received over NATS after their caller's deadline \
+               (Shopmind-Deadline-Ms) had passed, and answered DEADLINE_EXCEEDED without working \
+               on them.",
+    },
     // Trainer.
     Spec {
         name: "shopmind_trainer_rounds_total",
@@ -573,6 +592,11 @@ struct ModelResult {
 }
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct ReasonLabel {
+    reason: &'static str,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 struct ModelReason {
     model: &'static str,
     reason: Rejection,
@@ -673,6 +697,8 @@ pub struct Metrics {
     profile_duration: HistogramFamily<ResultLabel>,
     profiles: Family<SegmentLabel, Counter>,
     gateway_duration: HistogramFamily<MethodStatus>,
+    gateway_refused: Family<ReasonLabel, Counter>,
+    rpc_expired: Counter,
     trainer_rounds: Family<SuccessLabel, Counter>,
     trainer_duration: Histogram,
     models_written: Counter,
@@ -723,6 +749,8 @@ impl Metrics {
             profile_duration: Family::new_with_constructor(request_seconds),
             profiles: Family::default(),
             gateway_duration: Family::new_with_constructor(request_seconds),
+            gateway_refused: Family::default(),
+            rpc_expired: Counter::default(),
             trainer_rounds: Family::default(),
             trainer_duration: round_seconds(),
             models_written: Counter::default(),
@@ -766,6 +794,8 @@ impl Metrics {
         register(r, &mut specs, m.profile_duration.clone());
         register(r, &mut specs, m.profiles.clone());
         register(r, &mut specs, m.gateway_duration.clone());
+        register(r, &mut specs, m.gateway_refused.clone());
+        register(r, &mut specs, m.rpc_expired.clone());
         register(r, &mut specs, m.trainer_rounds.clone());
         register(r, &mut specs, m.trainer_duration.clone());
         register(r, &mut specs, m.models_written.clone());
@@ -934,6 +964,22 @@ impl Metrics {
         self.gateway_duration
             .get_or_create(&MethodStatus { method, status: grpc_status_name(code) })
             .observe(took.as_secs_f64());
+    }
+
+    /// The gateway refused a call before any work, for `reason` (unauthenticated,
+    /// permission_denied, rate_limited).
+    pub fn gateway_refused(&self, reason: &'static str) {
+        self.gateway_refused.get_or_create(&ReasonLabel { reason }).inc();
+    }
+
+    /// A service received a request whose caller's deadline had already passed.
+    pub fn rpc_expired(&self) {
+        self.rpc_expired.inc();
+    }
+
+    /// Requests received after their deadline so far (see [`Metrics::rpc_expired`]).
+    pub fn rpc_expired_count(&self) -> u64 {
+        self.rpc_expired.get()
     }
 
     /// A training round ended, having written `models` models.

@@ -47,6 +47,8 @@ fn touched() -> Metrics {
     m.profile_request("ok", Duration::from_millis(1));
     m.profile_served("champion");
     m.gateway_request(GatewayMethod::Recommend, 0, Duration::from_millis(4));
+    m.gateway_refused("rate_limited");
+    m.rpc_expired();
     m.trainer_round(Success::Ok, Duration::from_secs(2), 1);
     m
 }

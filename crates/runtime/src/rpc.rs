@@ -14,12 +14,17 @@ pub fn set_deadline(headers: &mut Headers, timeout: Duration) {
     headers.insert(DEADLINE_HEADER, UnixMillis::now().saturating_add(timeout).0.to_string());
 }
 
-/// Whether the request's deadline (if any) has passed.
+/// Whether the request's deadline (if any) has passed. Services call it before working on a
+/// request; each passed one counts in `shopmind_rpc_expired_total`.
 pub fn deadline_passed(headers: &Headers) -> bool {
-    headers
+    let passed = headers
         .get(DEADLINE_HEADER)
         .and_then(|v| v.parse::<i64>().ok())
-        .is_some_and(|deadline| UnixMillis::now().0 > deadline)
+        .is_some_and(|deadline| UnixMillis::now().0 > deadline);
+    if passed {
+        shopmind_metrics::global().rpc_expired();
+    }
+    passed
 }
 
 /// The request's deadline (if any) on this process's monotonic clock: the time left until the

@@ -62,7 +62,7 @@ use std::time::Duration;
 use bytes::Bytes;
 
 pub use memory::MemoryStore;
-pub use redis_store::RedisStore;
+pub use redis_store::{RedisSecurity, RedisStore};
 
 /// A store key. Build keys through the keyspace of `shopmind-features`, never ad hoc.
 #[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash)]
@@ -309,6 +309,8 @@ pub enum StoreError {
     Redis(#[from] redis::RedisError),
     #[error("invalid store url {url:?}: {reason}")]
     InvalidUrl { url: String, reason: String },
+    #[error("redis at {url} refused the credentials: {reason}")]
+    Unauthorized { url: String, reason: String },
     #[error("key {key} holds another type than {expected}")]
     WrongType { key: Key, expected: &'static str },
     #[error("unexpected reply to {op}: {reply}")]

@@ -42,27 +42,89 @@ impl std::fmt::Debug for RedisStore {
     }
 }
 
+/// Credentials and TLS roots for Redis beyond what the URL says.
+#[derive(Clone, Default)]
+pub struct RedisSecurity {
+    /// ACL user name (overrides the URL's).
+    pub username: Option<String>,
+    /// Password (overrides the URL's).
+    pub password: Option<String>,
+    /// PEM CA certificates a `rediss://` server's certificate is checked against, instead of the
+    /// platform's roots.
+    pub ca_pem: Option<Vec<u8>>,
+}
+
+impl std::fmt::Debug for RedisSecurity {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("RedisSecurity")
+            .field("username", &self.username)
+            .field("password", &self.password.is_some())
+            .field("ca_pem", &self.ca_pem.is_some())
+            .finish()
+    }
+}
+
 impl RedisStore {
     /// Connects to `url` (`redis://[user:password@]host:port[/db]`). Errors name the URL
     /// without its credentials.
     pub async fn connect(url: &str) -> Result<Self> {
+        Self::connect_secure(url, &RedisSecurity::default()).await
+    }
+
+    /// [`RedisStore::connect`] with credentials and TLS roots. A refused password is
+    /// [`StoreError::Unauthorized`].
+    pub async fn connect_secure(url: &str, security: &RedisSecurity) -> Result<Self> {
         let shown = redact_url(url);
-        let client = redis::Client::open(url)
-            .map_err(|e| StoreError::InvalidUrl { url: shown.clone(), reason: e.to_string() })?;
+        let invalid =
+            |e: redis::RedisError| StoreError::InvalidUrl { url: shown.clone(), reason: e.to_string() };
+        let mut info = redis::IntoConnectionInfo::into_connection_info(url).map_err(invalid)?;
+        let mut settings = info.redis_settings().clone();
+        if let Some(user) = &security.username {
+            settings = settings.set_username(user);
+        }
+        if let Some(password) = &security.password {
+            settings = settings.set_password(password);
+        }
+        info = info.set_redis_settings(settings);
+        let client = match &security.ca_pem {
+            Some(ca) => redis::Client::build_with_tls(
+                info,
+                redis::TlsCertificates { client_tls: None, root_cert: Some(ca.clone()) },
+            ),
+            None => redis::Client::open(info),
+        }
+        .map_err(invalid)?;
         let config = ConnectionManagerConfig::new()
             .set_response_timeout(Some(RESPONSE_TIMEOUT))
             .set_connection_timeout(Some(CONNECTION_TIMEOUT))
             .set_number_of_retries(CONNECTION_RETRIES)
             .set_max_delay(MAX_RETRY_DELAY);
+        let refused = |e: &redis::RedisError| {
+            e.kind() == redis::ErrorKind::AuthenticationFailed
+                || e.code().is_some_and(|c| ["NOAUTH", "WRONGPASS"].contains(&c))
+        };
         let conn = ConnectionManager::new_with_config(client, config).await.map_err(|e| {
+            if refused(&e) {
+                return StoreError::Unauthorized { url: shown.clone(), reason: e.to_string() };
+            }
             StoreError::Redis(redis::RedisError::from((
                 e.kind(),
                 "cannot connect",
                 format!("to {shown}: {e}"),
             )))
         })?;
+        let store = Self { conn };
+        // One round trip at start: a server that wants (other) credentials says so now, not at
+        // the first read.
+        match store.ping().await {
+            Err(StoreError::Redis(e)) if refused(&e) => {
+                return Err(StoreError::Unauthorized { url: shown, reason: e.to_string() });
+            }
+            Err(e) => return Err(e),
+            Ok(()) => {}
+        }
         tracing::debug!(url = %shown, "connected to redis");
-        Ok(Self { conn })
+        Ok(store)
     }
 
     /// PING.

@@ -15,6 +15,9 @@ use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
+mod secure;
+pub use secure::TestCerts;
+
 const START_TIMEOUT: Duration = Duration::from_secs(15);
 
 /// A free TCP port on 127.0.0.1, found by binding port 0. The port is released before it is

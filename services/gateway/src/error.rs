@@ -17,6 +17,14 @@ pub enum GatewayError {
     NotFound(String),
     #[error("internal error: {0}")]
     Internal(String),
+    /// No or an unknown API key (the key itself is never part of the message).
+    #[error("unauthenticated: {0}")]
+    Unauthenticated(&'static str),
+    #[error("permission denied: {0}")]
+    PermissionDenied(String),
+    /// The tenant's token bucket is empty; the next token comes after `retry_after`.
+    #[error("rate limit of tenant {tenant} exceeded; retry after {retry_after:?}")]
+    RateLimited { tenant: String, retry_after: std::time::Duration },
 }
 
 impl GatewayError {
@@ -75,6 +83,13 @@ impl From<GatewayError> for Status {
             GatewayError::DeadlineExceeded { .. } => Status::deadline_exceeded(e.to_string()),
             GatewayError::NotFound(_) => Status::not_found(e.to_string()),
             GatewayError::Internal(_) => Status::internal(e.to_string()),
+            GatewayError::Unauthenticated(_) => Status::unauthenticated(e.to_string()),
+            GatewayError::PermissionDenied(_) => Status::permission_denied(e.to_string()),
+            GatewayError::RateLimited { retry_after, .. } => {
+                let mut details = ErrorDetails::new();
+                details.set_retry_info(Some(retry_after));
+                Status::with_error_details(Code::ResourceExhausted, e.to_string(), details)
+            }
         }
     }
 }
@@ -141,6 +156,8 @@ mod tests {
             (GatewayError::DeadlineExceeded { service: "inference" }, Code::DeadlineExceeded),
             (GatewayError::NotFound("model".into()), Code::NotFound),
             (GatewayError::Internal("boom".into()), Code::Internal),
+            (GatewayError::Unauthenticated("unknown API key"), Code::Unauthenticated),
+            (GatewayError::PermissionDenied("not yours".into()), Code::PermissionDenied),
         ];
         for (error, code) in cases {
             let text = error.to_string();
@@ -153,6 +170,16 @@ mod tests {
         assert!(status.message().contains("ingest") && status.message().contains("down"), "{status:?}");
     }
 
+    #[test]
+    fn rate_limited_is_resource_exhausted_with_retry_info() {
+        let e = GatewayError::RateLimited { tenant: "acme".into(), retry_after: Duration::from_millis(250) };
+        let status = Status::from(e);
+        assert_eq!(status.code(), Code::ResourceExhausted);
+        assert!(status.message().contains("acme"), "{status:?}");
+        let retry = status.get_details_retry_info().expect("a google.rpc.RetryInfo detail");
+        assert_eq!(retry.retry_delay, Some(Duration::from_millis(250)));
+    }
+
     /// The variant of an error and what it carries, for comparisons.
     fn parts(e: &GatewayError) -> (&'static str, String) {
         match e {
@@ -161,6 +188,7 @@ mod tests {
             GatewayError::DeadlineExceeded { service } => ("deadline_exceeded", service.to_string()),
             GatewayError::NotFound(m) => ("not_found", m.clone()),
             GatewayError::Internal(m) => ("internal", m.clone()),
+            other => ("edge", other.to_string()),
         }
     }
 

@@ -5,9 +5,17 @@
 //! ([`shopmind_runtime::admission`], [`shopmind_runtime::intake`]): no second hop, no second
 //! validation. Recommendations it asks `inference` for over NATS request-reply. Notifications
 //! are streamed from the `SM_NOTIFICATIONS` stream.
+//!
+//! Before any work, a call is authenticated by API key ([`auth::Authenticate`], the one
+//! interceptor), authorized for the tenant it names and charged one token of that tenant's rate
+//! limit (`GatewayService::admit`). The listener speaks TLS when `gateway.tls` says so
+//! ([`tls`]). docs/SECURITY.md has the rules and the configuration.
 
 mod admin;
+pub mod auth;
 mod error;
+mod limits;
+pub mod tls;
 
 use std::pin::Pin;
 use std::sync::Arc;
@@ -31,6 +39,9 @@ use tracing::{Instrument, info, warn};
 pub use admin::AdminService;
 pub use error::GatewayError;
 
+/// The most the gateway answers before the client's deadline (see `timeout_of`).
+const DEADLINE_MARGIN: Duration = Duration::from_millis(10);
+
 /// Events of a `StreamEvents` call are published in batches of at most this many.
 const STREAM_BATCH: usize = 500;
 
@@ -40,6 +51,10 @@ pub enum ServeError {
     Transport(#[from] tonic::transport::Error),
     #[error("reflection: {0}")]
     Reflection(#[from] tonic_reflection::server::Error),
+    #[error("{0}")]
+    Keys(#[from] auth::KeyError),
+    #[error("{0}")]
+    Tls(#[from] tls::TlsError),
 }
 
 /// The `Gateway` service implementation.
@@ -49,6 +64,7 @@ pub struct GatewayService {
     max_batch: usize,
     admission: Admission,
     shutdown: Shutdown,
+    limits: limits::RateLimits,
 }
 
 impl GatewayService {
@@ -59,7 +75,15 @@ impl GatewayService {
             max_batch: config.gateway.max_batch,
             admission: Admission::new(config),
             shutdown,
+            limits: limits::RateLimits::new(&config.gateway.rate_limit),
         }
+    }
+
+    /// Whether `caller` may make a call for `tenant` now: its key is the tenant's
+    /// ([`auth::authorize`]) and the tenant's rate limit has a token left.
+    fn admit(&self, caller: &auth::Caller, tenant: &TenantId) -> Result<(), GatewayError> {
+        auth::authorize(caller, tenant)?;
+        self.limits.take(tenant)
     }
 
     /// Sends a request to a service and decodes its reply.
@@ -117,8 +141,13 @@ impl GatewayService {
         })
     }
 
+    /// How long the gateway works on a call: the client's deadline (`grpc-timeout`) less a small
+    /// margin, so that a late call is answered DEADLINE_EXCEEDED by the gateway before tonic's
+    /// own deadline timer would answer CANCELLED; the configured timeout without one.
     fn timeout_of<T>(&self, req: &Request<T>) -> Duration {
-        grpc_timeout(req.metadata()).unwrap_or(self.request_timeout)
+        grpc_timeout(req.metadata())
+            .map(|d| d.saturating_sub(DEADLINE_MARGIN.min(d / 10)))
+            .unwrap_or(self.request_timeout)
     }
 }
 
@@ -179,6 +208,7 @@ impl Gateway for GatewayService {
         let started = Instant::now();
         let incoming = incoming_trace(request.metadata());
         let timeout = self.timeout_of(&request);
+        let caller = auth::caller(&request);
         let req = request.into_inner();
         let span = tracing::info_span!("PublishEvents", tenant = %req.tenant, events = req.events.len(), trace_id = tracing::field::Empty);
         telemetry::set_remote_parent(&span, incoming);
@@ -186,6 +216,7 @@ impl Gateway for GatewayService {
         span.record("trace_id", trace.trace_id_hex());
         let result = async move {
             let tenant = parse_tenant(&req.tenant)?;
+            self.admit(&caller?, &tenant)?;
             if req.events.is_empty() {
                 return Err(GatewayError::invalid("events", "must not be empty").into());
             }
@@ -229,12 +260,16 @@ impl Gateway for GatewayService {
         let started = Instant::now();
         let incoming = incoming_trace(request.metadata());
         let timeout = self.timeout_of(&request);
+        let caller = auth::caller(&request);
         let mut stream = request.into_inner();
         let span = tracing::info_span!("StreamEvents", trace_id = tracing::field::Empty);
         telemetry::set_remote_parent(&span, incoming);
         let trace = telemetry::outgoing(&span, incoming);
         span.record("trace_id", trace.trace_id_hex());
         let result = async move {
+            let caller = caller?;
+            // Tenants this call was admitted for (each takes one token of its rate limit).
+            let mut admitted: Vec<String> = Vec::new();
             let mut response = pb::PublishEventsResponse::default();
             let mut index: u32 = 0;
             let mut batch: Vec<Event> = Vec::with_capacity(STREAM_BATCH);
@@ -255,6 +290,13 @@ impl Gateway for GatewayService {
                     response.duplicates += published.duplicates;
                 }
                 let Some(ev) = next else { break };
+                // An invalid tenant is reported as the event's rejection below.
+                if !admitted.contains(&ev.tenant)
+                    && let Ok(tenant) = TenantId::parse(ev.tenant.clone())
+                {
+                    self.admit(&caller, &tenant)?;
+                    admitted.push(ev.tenant.clone());
+                }
                 match self.validate_streamed(&ev) {
                     Ok(event) => {
                         batch_tenant = Some(event.tenant.clone());
@@ -356,7 +398,10 @@ impl Gateway for GatewayService {
         request: Request<pb::StreamNotificationsRequest>,
     ) -> Result<Response<Self::StreamNotificationsStream>, Status> {
         let started = Instant::now();
-        let result = self.open_notifications(request.into_inner()).await;
+        let result = match auth::caller(&request) {
+            Ok(caller) => self.open_notifications(&caller, request.into_inner()).await,
+            Err(e) => Err(e.into()),
+        };
         observe(GatewayMethod::StreamNotifications, started, &result);
         result
     }
@@ -366,9 +411,11 @@ impl GatewayService {
     /// `StreamNotifications`: the tenant's notification stream from the requested point on.
     async fn open_notifications(
         &self,
+        caller: &auth::Caller,
         req: pb::StreamNotificationsRequest,
     ) -> Result<Response<NotificationStream>, Status> {
         let tenant = parse_tenant(&req.tenant)?;
+        self.admit(caller, &tenant)?;
         if !req.user_id.is_empty() {
             shopmind_domain::UserId::parse(req.user_id.clone())
                 .map_err(|e| GatewayError::invalid("user_id", e.to_string()))?;
@@ -465,6 +512,7 @@ impl GatewayService {
         let started = Instant::now();
         let incoming = incoming_trace(request.metadata());
         let timeout = self.timeout_of(&request);
+        let caller = auth::caller(&request);
         let req = request.into_inner();
         let span = tracing::info_span!(
             "rpc",
@@ -477,6 +525,7 @@ impl GatewayService {
         span.record("trace_id", trace.trace_id_hex());
         let result = async move {
             let tenant = parse_tenant(req.tenant())?;
+            self.admit(&caller?, &tenant)?;
             check(&req)?;
             let reply: Q::Reply = self
                 .call(
@@ -514,11 +563,19 @@ pub async fn run(
         .register_encoded_file_descriptor_set(shopmind_proto::FILE_DESCRIPTOR_SET)
         .register_encoded_file_descriptor_set(tonic_health::pb::FILE_DESCRIPTOR_SET)
         .build_v1()?;
-    // Admin calls (`shopmind.v1.Admin`, admin.rs): to be guarded by admin API keys.
+    // Admin calls (`shopmind.v1.Admin`, admin.rs): admin API keys only (gateway.admin_keys).
     let admin = AdminService::new(&config, bus.clone(), shutdown.clone());
+    let keys = Arc::new(auth::Keyring::from_config(&config.gateway)?);
+    if keys.is_open() {
+        warn!(
+            "no API keys configured (gateway.api_keys, gateway.api_keys_file): the gateway is open, \
+             every caller may act for any tenant"
+        );
+    }
+    let tls = tls::server_config(&config.gateway.tls)?;
     let service = GatewayService::new(&config, bus, shutdown.clone());
     let addr = listener.local_addr().ok();
-    info!(addr = ?addr, "gateway serving");
+    info!(addr = ?addr, tls = tls.is_some(), api_keys = !keys.is_open(), "gateway serving");
     let signal = {
         let shutdown = shutdown.clone();
         async move {
@@ -526,11 +583,18 @@ pub async fn run(
             health_reporter.set_not_serving::<GatewayServer<GatewayService>>().await;
         }
     };
-    tonic::transport::Server::builder()
+    let mut server = tonic::transport::Server::builder();
+    if let Some(tls) = tls {
+        server = server.tls_config(tls)?;
+    }
+    server
         .add_service(health)
         .add_service(reflection)
-        .add_service(GatewayServer::new(service))
-        .add_service(pb::admin_server::AdminServer::new(admin))
+        .add_service(GatewayServer::with_interceptor(service, auth::Authenticate::tenants(keys.clone())))
+        .add_service(pb::admin_server::AdminServer::with_interceptor(
+            admin,
+            auth::Authenticate::admin(keys.clone()),
+        ))
         .serve_with_incoming_shutdown(
             // Without TCP_NODELAY a reply's last frames wait for the client's delayed ACK (~40 ms).
             tonic::transport::server::TcpIncoming::from(listener).with_nodelay(Some(true)),
