@@ -14,7 +14,7 @@ mod write;
 
 use std::time::Duration;
 
-use shopmind_domain::{InteractionKind, ItemId, SessionId, TenantId, UserId};
+use shopmind_domain::{ConversationId, InteractionKind, ItemId, SessionId, TenantId, UserId};
 use shopmind_store::{Key, KeyPattern};
 
 pub use read::{
@@ -134,6 +134,24 @@ pub mod keys {
     /// The tenant's all-time popularity: sorted set item -> weighted interactions, top N kept.
     pub fn popular(t: &TenantId) -> Key {
         Key(format!("sm:{{{t}}}:popular"))
+    }
+
+    /// Support-conversation statistics for agent analytics: a hash (e.g. `escalated_at`, unix ms,
+    /// the earliest escalation).
+    pub fn conversation_stats(t: &TenantId, c: &ConversationId) -> Key {
+        Key(format!("sm:{{{t}}}:conv_stats:{c}"))
+    }
+
+    /// The assistant's state of a conversation (JSON: turns, intents, the order talked about,
+    /// failures), expiring `assistant.conversation_ttl_s` after the last message.
+    pub fn conversation(t: &TenantId, c: &ConversationId) -> Key {
+        Key(format!("sm:{{{t}}}:conv:{c}"))
+    }
+
+    /// The ids of a customer's conversations with the assistant (a set), so that erasing the
+    /// customer finds their conversation keys.
+    pub fn user_conversations(t: &TenantId, u: &UserId) -> Key {
+        Key(format!("sm:{{{t}}}:user:{u}:convs"))
     }
 
     /// The guard of an applied event.
