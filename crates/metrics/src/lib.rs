@@ -384,9 +384,10 @@ pub const CATALOGUE: &[Spec] = &[
         name: "shopmind_prediction_request_duration_seconds",
         kind: Kind::Histogram,
         labels: &["method", "result"],
-        values: "`method`: intent, forecast; `result`: ok, error (a tenant without a model included)",
-        help: "Time the inference service took to answer an intent or forecast request: store \
-               read, model run.",
+        values: "`method`: intent, forecast, assist; `result`: ok, error (a tenant without a model \
+                 included)",
+        help: "Time the inference service took to answer an intent, forecast or assist request: \
+               store reads, model runs (assist: encoder, intent head, FAQ retrieval, state write).",
     },
     Spec {
         name: "shopmind_notification_model_fallbacks_total",
@@ -817,7 +818,7 @@ impl Metrics {
         self.model_rejected.get_or_create(&ModelReason { model, reason }).inc();
     }
 
-    /// The inference service answered a `method` (intent, forecast) request.
+    /// The inference service answered a `method` (intent, forecast, assist) request.
     pub fn prediction_request(&self, method: &'static str, result: Success, took: Duration) {
         self.prediction_duration.get_or_create(&MethodResult { method, result }).observe(took.as_secs_f64());
     }

@@ -20,8 +20,10 @@
 //! not computed; a full queue is answered UNAVAILABLE at once.
 //!
 //! The same service answers `sm.rpc.<tenant>.inference.intent` and `…forecast` from the tenants'
-//! purchase-intent and demand models ([`predict`]).
+//! purchase-intent and demand models ([`predict`]), and `…assist`, the customer-service
+//! assistant ([`assist`]).
 
+pub mod assist;
 mod live;
 pub mod predict;
 mod served;
@@ -266,6 +268,14 @@ pub async fn run(
         registry.clone(),
         &shutdown,
     );
+    let assist = assist::Serving::start(
+        &config,
+        live::pool_options(&config)?,
+        bus.clone(),
+        store.clone(),
+        registry.clone(),
+        &shutdown,
+    );
     let follower = tokio::spawn(models.clone().follow(registry, shutdown.clone()));
 
     let recommender = Arc::new(Recommender::new(store, models, config.inference.history_len));
@@ -283,6 +293,7 @@ pub async fn run(
     .await?;
     follower.abort();
     predictions.stopped().await?;
+    assist.stopped().await?;
     info!("inference stopped");
     Ok(())
 }
