@@ -409,8 +409,7 @@ impl Assistant {
 /// Whether a message without an order id refers back to the conversation's order ("and when will
 /// it arrive?").
 fn is_follow_up(text: &str) -> bool {
-    const WORDS: [&str; 10] =
-        ["it", "its", "it's", "that", "this", "arrive", "arriving", "arrival", "delivery", "package"];
+    const WORDS: [&str; 7] = ["it", "its", "it's", "arrive", "arriving", "arrival", "there"];
     text.to_lowercase().split(|c: char| !(c.is_alphanumeric() || c == '\'')).any(|w| WORDS.contains(&w))
 }
 
