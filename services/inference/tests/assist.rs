@@ -16,7 +16,7 @@ use shopmind_domain::{ConversationId, TenantId, UnixMillis, UserId};
 use shopmind_features::{FeatureSettings, keys, read_user_features};
 use shopmind_proto::v1 as pb;
 use shopmind_proto::v1::gateway_client::GatewayClient;
-use shopmind_registry::{ModelStore, NatsModelStore};
+use shopmind_registry::{ModelKey, ModelStore, NatsModelStore, Version, VersionInfo};
 use shopmind_runtime::{Shutdown, connect};
 use shopmind_store::{FeatureStore, Read, RedisStore, Value};
 use shopmind_testkit::{NatsServer, RedisServer, eventually};
@@ -25,7 +25,7 @@ use tonic_types::StatusExt;
 
 const TENANT: &str = "assist-shop";
 const DAY: i64 = 86_400_000;
-const WAIT: Duration = Duration::from_secs(120);
+const WAIT: Duration = Duration::from_secs(300);
 
 fn tenant() -> TenantId {
     TenantId::parse(TENANT).unwrap()
@@ -64,6 +64,7 @@ struct Services {
     client: GatewayClient<Channel>,
     store: Arc<dyn FeatureStore>,
     shutdown: Shutdown,
+    registry: Arc<dyn ModelStore>,
     redis_url: String,
     _nats: NatsServer,
     _redis: RedisServer,
@@ -92,7 +93,7 @@ async fn start() -> Services {
         config.clone(),
         bus.clone(),
         store.clone(),
-        registry,
+        registry.clone(),
         shutdown.clone(),
     ));
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
@@ -103,7 +104,7 @@ async fn start() -> Services {
         async move { GatewayClient::connect(endpoint).await.ok() }
     })
     .await;
-    Services { client, store, shutdown, redis_url: redis.url(), _nats: nats, _redis: redis }
+    Services { client, store, shutdown, registry, redis_url: redis.url(), _nats: nats, _redis: redis }
 }
 
 fn ask(conversation: &str, user: &str, text: &str) -> pb::AssistRequest {
@@ -384,5 +385,44 @@ async fn invalid_requests_name_their_fields_and_conversations_stay_with_their_cu
     let r = s.client.assist(ask("c9", "u9", "where is my order A5555?")).await.unwrap().into_inner();
     assert_eq!(r.intent, "order_status", "{r:?}");
     assert_eq!(kinds(&r), ["no_orders"]);
+
+    // A tenant's own intent head from the registry replaces the built-in one: this one hears a
+    // greeting in everything.
+    let labels: Vec<String> = shopmind_assistant::INTENTS.iter().map(|s| (*s).to_owned()).collect();
+    let mut bias = vec![0.0; labels.len()];
+    bias[labels.iter().position(|l| l == "greeting").unwrap()] = 10.0;
+    let head = shopmind_assistant::IntentHead {
+        weights: vec![0.0; 384 * labels.len()],
+        labels,
+        dimension: 384,
+        bias,
+        iterations: 0,
+        train_loss: 0.0,
+        rows: 1,
+    };
+    let bytes = head.to_onnx_for(TENANT, "v1", 1, &[]);
+    let key = ModelKey::parse(TENANT, "intent_head").unwrap();
+    let version = Version::parse("v1").unwrap();
+    let info = VersionInfo {
+        key: key.clone(),
+        version: version.clone(),
+        kind: shopmind_assistant::head::KIND.into(),
+        created_at_ms: 1,
+        items: 0,
+        users: 0,
+        interactions: 1,
+        size: bytes.len() as u64,
+    };
+    s.registry.put(info, bytes::Bytes::from(bytes)).await.unwrap();
+    s.registry.promote(&key, &version).await.unwrap();
+    eventually(WAIT, "the tenant's head answers", || {
+        let mut client = s.client.clone();
+        async move {
+            let r = client.assist(ask("c2", "u1", "where is my order?")).await.ok()?.into_inner();
+            (r.intent == "greeting").then_some(())
+        }
+    })
+    .await;
+
     s.shutdown.trigger();
 }
