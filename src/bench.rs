@@ -1,7 +1,7 @@
 //! `shopmind bench`: measured throughput, each figure next to a raw baseline from the same run.
 //!
 //! `bench infer` (model scoring with and without micro-batching) lives in `bench_infer.rs`,
-//! `bench memory` in `bench_memory.rs`.
+//! `bench memory` in `bench_memory.rs`, `bench assist` in `bench_assist.rs`.
 //!
 //! `bench ingest` (see docs/BENCHMARKS.md):
 //!
@@ -158,10 +158,29 @@ pub enum BenchTarget {
         #[arg(long)]
         json: bool,
     },
+    /// `Assist` latency (p50/p99) through the gateway for typical customer messages, next to the
+    /// raw sentence-encoder run time of the same messages (CPU; private NATS and Redis).
+    Assist {
+        /// Messages sent (conversations of ten typical messages).
+        #[arg(long, default_value_t = 1000)]
+        requests: usize,
+        /// Print one JSON object.
+        #[arg(long)]
+        json: bool,
+    },
 }
 
 pub async fn run(what: BenchTarget, config: Config) -> anyhow::Result<()> {
     match what {
+        BenchTarget::Assist { requests, json } => {
+            let report = crate::bench_assist::run(requests, config).await?;
+            if json {
+                println!("{}", serde_json::to_string(&report)?);
+            } else {
+                crate::bench_assist::print(&report);
+            }
+            Ok(())
+        }
         BenchTarget::Train { interactions, seed, epochs, json } => {
             let report =
                 tokio::task::spawn_blocking(move || crate::bench_train::run(interactions, seed, epochs))
@@ -821,7 +840,7 @@ impl From<Vec<Option<Duration>>> for Probes {
 }
 
 /// Nearest-rank percentile of sorted values; 0 when there are none.
-fn percentile(sorted: &[f64], q: f64) -> f64 {
+pub(crate) fn percentile(sorted: &[f64], q: f64) -> f64 {
     if sorted.is_empty() {
         return 0.0;
     }
@@ -1003,13 +1022,13 @@ fn counter_bar(len: u64, what: &'static str) -> indicatif::ProgressBar {
 
 /// Private `nats-server` (JetStream, temporary store) and `redis-server` (nothing on disk) on
 /// free ports, started by the testkit and killed when dropped.
-struct Servers {
-    nats: NatsServer,
-    redis: RedisServer,
+pub(crate) struct Servers {
+    pub(crate) nats: NatsServer,
+    pub(crate) redis: RedisServer,
 }
 
 impl Servers {
-    async fn spawn() -> anyhow::Result<Self> {
+    pub(crate) async fn spawn() -> anyhow::Result<Self> {
         let start = || -> Result<Self, String> {
             Ok(Self { nats: NatsServer::try_start()?, redis: RedisServer::try_start()? })
         };
@@ -1020,7 +1039,7 @@ impl Servers {
     }
 
     /// Kills both servers and waits until they are gone.
-    async fn stop(self) {
+    pub(crate) async fn stop(self) {
         let _ = tokio::task::spawn_blocking(move || drop(self)).await;
     }
 }
