@@ -49,6 +49,21 @@ const SCRIPT: [&str; 10] = [
     "how do I change my email address?",
 ];
 
+/// The intent each message of [`SCRIPT`] should be answered with (the follow-up is an order-status
+/// question about the conversation's order).
+const EXPECTED: [&str; 10] = [
+    "greeting",
+    "order_status",
+    "order_status",
+    "cancel_order",
+    "return_request",
+    "shipping_info",
+    "payment_issue",
+    "product_question",
+    "out_of_scope",
+    "account_help",
+];
+
 #[derive(Debug, serde::Serialize)]
 pub struct AssistReport {
     pub requests: usize,
@@ -65,6 +80,8 @@ pub struct AssistReport {
     pub meets_target: bool,
     /// Intents answered, by name.
     pub intents: std::collections::BTreeMap<String, usize>,
+    /// Share of messages answered with the intent the script expects.
+    pub script_accuracy: f64,
     pub startup_s: f64,
 }
 
@@ -221,6 +238,7 @@ pub async fn run(requests: usize, mut config: Config) -> anyhow::Result<AssistRe
     // 4. Assist through the gateway, one conversation per pass of the script.
     let mut took = Vec::with_capacity(requests);
     let mut intents = std::collections::BTreeMap::new();
+    let mut as_expected = 0usize;
     for (pass, (i, t)) in texts.iter().enumerate() {
         let customer = (i / SCRIPT.len()) % CUSTOMERS;
         let conversation = format!("bench-{}", pass / SCRIPT.len());
@@ -228,6 +246,7 @@ pub async fn run(requests: usize, mut config: Config) -> anyhow::Result<AssistRe
         let t0 = Instant::now();
         let r = client.assist(request).await.with_context(|| format!("assist {t:?}"))?.into_inner();
         took.push(t0.elapsed().as_secs_f64() * 1000.0);
+        as_expected += usize::from(r.intent == EXPECTED[i % SCRIPT.len()]);
         *intents.entry(r.intent).or_insert(0) += 1;
     }
     shutdown.trigger();
@@ -250,6 +269,7 @@ pub async fn run(requests: usize, mut config: Config) -> anyhow::Result<AssistRe
         target_p99_ms: TARGET_P99_MS,
         meets_target: assist_p99 <= TARGET_P99_MS,
         intents,
+        script_accuracy: as_expected as f64 / requests as f64,
         startup_s,
     })
 }
