@@ -573,6 +573,8 @@ pub fn profile_summary(f: &UserFeatures) -> Vec<(String, String)> {
 
 #[cfg(test)]
 mod tests {
+    #![allow(clippy::unwrap_used)]
+
     use super::*;
 
     fn classified(intent: &str) -> Classification {

@@ -142,7 +142,7 @@ fn list(statuses: &[String]) -> String {
 
 /// Whether the order can be cancelled now: only in one of `cancellable_statuses`.
 pub fn can_cancel(order: &OrderRef, policy: &TenantAssistant) -> Verdict {
-    if policy.cancellable_statuses.iter().any(|s| *s == order.status) {
+    if policy.cancellable_statuses.contains(&order.status) {
         return Verdict {
             allowed: true,
             reason: format!(
@@ -167,7 +167,7 @@ pub fn can_cancel(order: &OrderRef, policy: &TenantAssistant) -> Verdict {
 /// `return_window_days` of reaching it.
 pub fn can_return(order: &OrderRef, policy: &TenantAssistant, now_ms: i64) -> Verdict {
     let window = i64::from(policy.return_window_days);
-    if !policy.returnable_statuses.iter().any(|s| *s == order.status) {
+    if !policy.returnable_statuses.contains(&order.status) {
         return Verdict {
             allowed: false,
             reason: format!(
@@ -204,6 +204,8 @@ pub fn can_return(order: &OrderRef, policy: &TenantAssistant, now_ms: i64) -> Ve
 
 #[cfg(test)]
 mod tests {
+    #![allow(clippy::unwrap_used)]
+
     use super::*;
 
     const T0: i64 = 1_764_288_000_000; // 2025-11-28T00:00:00Z

@@ -351,6 +351,7 @@ mod tests {
             limit,
             exclude_seen: false,
             exclude_item_ids: exclude.iter().map(|s| s.to_string()).collect(),
+            ..Default::default()
         }
     }
 
@@ -499,7 +500,7 @@ mod tests {
     }
 
     fn scored(item: &str, reason: &str) -> pb::ScoredItem {
-        pb::ScoredItem { item_id: item.into(), score: 0.5, reason: reason.into() }
+        pb::ScoredItem { item_id: item.into(), score: 0.5, reason: reason.into(), ..Default::default() }
     }
 
     fn ids(items: &[pb::ScoredItem]) -> Vec<&str> {
