@@ -62,6 +62,8 @@ pub struct Reply {
     pub actions: Vec<Action>,
     pub escalated: bool,
     pub needs_clarification: bool,
+    /// For metrics: answered, clarification, not_served, escalated, escalation_failed.
+    pub outcome: &'static str,
 }
 
 /// A hand-over of a conversation to the agents.
@@ -257,6 +259,13 @@ impl Assistant {
 
         let mut escalated_at = None;
         let mut escalated = false;
+        let mut outcome = if plan.clarification {
+            "clarification"
+        } else if plan.failure {
+            "not_served"
+        } else {
+            "answered"
+        };
         if let Some(reason) = plan.escalate.take() {
             let request = EscalationRequest {
                 tenant: m.tenant.clone(),
@@ -269,7 +278,7 @@ impl Assistant {
                 profile: profile_summary(&features),
             };
             match self.escalator.escalate(request).await {
-                Ok(outcome) => {
+                Ok(delivery) => {
                     escalated = true;
                     escalated_at = Some(m.now.0);
                     state.escalated = true;
@@ -280,7 +289,8 @@ impl Assistant {
                          will take over here shortly."
                     );
                     plan.clarification = false;
-                    plan.action("escalated", "", format!("{reason} ({outcome})"));
+                    plan.action("escalated", "", format!("{reason} ({delivery})"));
+                    outcome = "escalated";
                 }
                 Err(e) => {
                     tracing::warn!(error = %e, "the escalation to the agents failed");
@@ -289,6 +299,7 @@ impl Assistant {
                                    few minutes."
                             .into();
                     plan.action("escalation_failed", "", reason);
+                    outcome = "escalation_failed";
                 }
             }
         }
@@ -305,6 +316,7 @@ impl Assistant {
             actions: plan.actions,
             escalated,
             needs_clarification: plan.clarification,
+            outcome,
         })
     }
 

@@ -398,6 +398,15 @@ pub const CATALOGUE: &[Spec] = &[
         help: "Times a notification rule used the feature-based estimate instead of the model \
                served by inference (notification.model_seams).",
     },
+    Spec {
+        name: "shopmind_assistant_turns_total",
+        kind: Kind::Counter,
+        labels: &["intent", "outcome"],
+        values: "`intent`: the 12 intents of docs/ASSISTANT.md (the one acted on); `outcome`: \
+                 answered, clarification (asked which order), not_served (out of scope, unsure, no \
+                 FAQ entry), escalated, escalation_failed",
+        help: "Customer messages the assistant (Assist) answered, by intent and outcome.",
+    },
     // Gateway.
     Spec {
         name: "shopmind_gateway_request_duration_seconds",
@@ -542,6 +551,12 @@ struct MethodResult {
 }
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct IntentOutcome {
+    intent: &'static str,
+    outcome: &'static str,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 struct SeamReason {
     seam: &'static str,
     reason: &'static str,
@@ -608,6 +623,7 @@ pub struct Metrics {
     model_rejected: Family<ModelReason, Counter>,
     prediction_duration: HistogramFamily<MethodResult>,
     model_fallbacks: Family<SeamReason, Counter>,
+    assistant_turns: Family<IntentOutcome, Counter>,
     gateway_duration: HistogramFamily<MethodStatus>,
     trainer_rounds: Family<SuccessLabel, Counter>,
     trainer_duration: Histogram,
@@ -653,6 +669,7 @@ impl Metrics {
             model_rejected: Family::default(),
             prediction_duration: Family::new_with_constructor(request_seconds),
             model_fallbacks: Family::default(),
+            assistant_turns: Family::default(),
             gateway_duration: Family::new_with_constructor(request_seconds),
             trainer_rounds: Family::default(),
             trainer_duration: round_seconds(),
@@ -691,6 +708,7 @@ impl Metrics {
         register(r, &mut specs, m.model_rejected.clone());
         register(r, &mut specs, m.prediction_duration.clone());
         register(r, &mut specs, m.model_fallbacks.clone());
+        register(r, &mut specs, m.assistant_turns.clone());
         register(r, &mut specs, m.gateway_duration.clone());
         register(r, &mut specs, m.trainer_rounds.clone());
         register(r, &mut specs, m.trainer_duration.clone());
@@ -827,6 +845,11 @@ impl Metrics {
     /// (no_model, error).
     pub fn model_fallback(&self, seam: &'static str, reason: &'static str) {
         self.model_fallbacks.get_or_create(&SeamReason { seam, reason }).inc();
+    }
+
+    /// The assistant answered a message of `intent` with `outcome`.
+    pub fn assistant_turn(&self, intent: &'static str, outcome: &'static str) {
+        self.assistant_turns.get_or_create(&IntentOutcome { intent, outcome }).inc();
     }
 
     /// The gateway answered a call of `method` with gRPC status `code`.

@@ -41,6 +41,7 @@ fn touched() -> Metrics {
     m.model_rejected("covisit", Rejection::QueueFull);
     m.prediction_request("intent", Success::Ok, Duration::from_millis(2));
     m.model_fallback("intent", "no_model");
+    m.assistant_turn("order_status", "answered");
     m.gateway_request(GatewayMethod::Recommend, 0, Duration::from_millis(4));
     m.trainer_round(Success::Ok, Duration::from_secs(2), 1);
     m

@@ -192,6 +192,8 @@ impl AssistService {
             now: UnixMillis::now(),
         };
         let reply = self.assistant.respond(head, &message).await.map_err(assistant_error)?;
+        let intent = INTENTS.iter().find(|i| **i == reply.intent).copied().unwrap_or("out_of_scope");
+        metrics().assistant_turn(intent, reply.outcome);
         Ok(to_proto(conversation, reply))
     }
 }
