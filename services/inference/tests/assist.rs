@@ -386,6 +386,46 @@ async fn invalid_requests_name_their_fields_and_conversations_stay_with_their_cu
     assert_eq!(r.intent, "order_status", "{r:?}");
     assert_eq!(kinds(&r), ["no_orders"]);
 
+    // The other FAQ intents, each with its entry.
+    for (text, intent, entry) in [
+        (
+            "my card keeps getting declined at checkout",
+            "payment_issue",
+            "payments.md#why-was-my-card-declined",
+        ),
+        ("I forgot my password and can't log in", "account_help", "account.md#i-forgot-my-password"),
+        ("when will I get my refund?", "refund_status", "returns.md#when-do-i-get-my-refund"),
+    ] {
+        let r = s.client.assist(ask("c9", "u9", text)).await.unwrap().into_inner();
+        assert_eq!(r.intent, intent, "{text}: {r:?}");
+        let cited: Vec<&str> =
+            r.citations.iter().filter(|c| c.source == "faq").map(|c| c.id.as_str()).collect();
+        assert_eq!(cited, [entry], "{text}: {r:?}");
+    }
+
+    // A complaint goes to the agents at once; repeated failures on the second one.
+    let r = s
+        .client
+        .assist(ask("c10", "u9", "this is the worst service ever, I am really disappointed with you"))
+        .await
+        .unwrap()
+        .into_inner();
+    assert_eq!((r.intent.as_str(), r.escalated), ("complaint", true), "{r:?}");
+    let r =
+        s.client.assist(ask("c11", "u9", "what's the weather in paris tomorrow")).await.unwrap().into_inner();
+    assert_eq!((r.intent.as_str(), r.escalated), ("out_of_scope", false), "{r:?}");
+    let r = s
+        .client
+        .assist(ask("c11", "u9", "can you write my history homework essay"))
+        .await
+        .unwrap()
+        .into_inner();
+    assert_eq!((r.intent.as_str(), r.escalated), ("out_of_scope", true), "{r:?}");
+    assert!(
+        r.actions.iter().any(|a| a.kind == "escalated" && a.detail.contains("2 times in a row")),
+        "{r:?}"
+    );
+
     // A tenant's own intent head from the registry replaces the built-in one: this one hears a
     // greeting in everything.
     let labels: Vec<String> = shopmind_assistant::INTENTS.iter().map(|s| (*s).to_owned()).collect();
