@@ -239,7 +239,7 @@ async fn assistant(client: &mut GatewayClient<Channel>, user: &str) -> anyhow::R
     // The assistant loads in the background; the order needs to reach the features.
     let started = Instant::now();
     loop {
-        match client.assist(ask("demo-probe", "where is my order?")).await {
+        match client.assist(ask("demo-probe", &format!("where is my order {order}?"))).await {
             Ok(r) if r.get_ref().actions.iter().any(|a| a.kind == "order_status") => break,
             Ok(_) => {}
             Err(s) if s.code() == tonic::Code::Unavailable => {}
@@ -256,9 +256,10 @@ async fn assistant(client: &mut GatewayClient<Channel>, user: &str) -> anyhow::R
     }
     println!("\nThe assistant ({user}'s order {order} shipped yesterday):");
     let conversation = format!("demo-{order}");
+    let first = format!("where is my order {order}?");
     for text in [
         "hi!",
-        "where is my order?",
+        first.as_str(),
         "and when will it arrive?",
         "can I still cancel it?",
         "how much does shipping cost?",
