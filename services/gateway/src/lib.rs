@@ -525,7 +525,10 @@ pub async fn run(
         .add_service(health)
         .add_service(reflection)
         .add_service(GatewayServer::new(service))
-        .serve_with_incoming_shutdown(tonic::transport::server::TcpIncoming::from(listener).with_nodelay(Some(true)), signal)
+        .serve_with_incoming_shutdown(
+            tonic::transport::server::TcpIncoming::from(listener).with_nodelay(Some(true)),
+            signal,
+        )
         .await?;
     info!("gateway stopped");
     Ok(())
