@@ -3,7 +3,7 @@
 //! `bench infer` (model scoring with and without micro-batching) lives in `bench_infer.rs`,
 //! `bench rank` (ranking candidates vs scoring every item) in `bench_rank.rs`,
 //! `bench memory` in `bench_memory.rs`, `bench recommend` (Recommend latency under load) in
-//! `bench_recommend.rs`.
+//! `bench_recommend.rs`, `bench assist` in `bench_assist.rs`.
 //!
 //! `bench ingest` (see docs/BENCHMARKS.md):
 //!
@@ -243,6 +243,16 @@ pub enum BenchTarget {
         #[arg(long)]
         json: bool,
     },
+    /// `Assist` latency (p50/p99) through the gateway for typical customer messages, next to the
+    /// raw sentence-encoder run time of the same messages (CPU; private NATS and Redis).
+    Assist {
+        /// Messages sent (conversations of ten typical messages).
+        #[arg(long, default_value_t = 1000)]
+        requests: usize,
+        /// Print one JSON object.
+        #[arg(long)]
+        json: bool,
+    },
 }
 
 pub async fn run(what: BenchTarget, config: Config) -> anyhow::Result<()> {
@@ -273,6 +283,15 @@ pub async fn run(what: BenchTarget, config: Config) -> anyhow::Result<()> {
                 println!("{}", serde_json::to_string(&report)?);
             } else {
                 crate::bench_recommend::print(&report);
+            }
+            Ok(())
+        }
+        BenchTarget::Assist { requests, json } => {
+            let report = crate::bench_assist::run(requests, config).await?;
+            if json {
+                println!("{}", serde_json::to_string(&report)?);
+            } else {
+                crate::bench_assist::print(&report);
             }
             Ok(())
         }
@@ -977,7 +996,7 @@ impl From<Vec<Option<Duration>>> for Probes {
 }
 
 /// Nearest-rank percentile of sorted values; 0 when there are none.
-fn percentile(sorted: &[f64], q: f64) -> f64 {
+pub(crate) fn percentile(sorted: &[f64], q: f64) -> f64 {
     if sorted.is_empty() {
         return 0.0;
     }

@@ -2,7 +2,8 @@
 //!
 //! Loads the catalog and 100k ratings as events (`PublishEvents`), waits until the feature
 //! service has applied them, trains the recommender (ONNX), then shows for a few users what they
-//! watched and what shopmind recommends; finally one new event, and how the next answer changes.
+//! watched and what shopmind recommends; then one new event, and how the next answer changes;
+//! finally a short conversation with the customer-service assistant about an order.
 
 use std::collections::HashMap;
 use std::path::PathBuf;
@@ -199,8 +200,87 @@ pub async fn run(config: Config, data: Option<PathBuf>, users: usize) -> anyhow:
         println!("    {:<50} score {:>7.3}  {}", name(&item.item_id), item.score, item.reason);
     }
 
+    assistant(&mut client, &user).await?;
+
     shutdown.trigger();
     waiter.await.context("all-in-one task")??;
+    Ok(())
+}
+
+/// 5. The customer-service assistant: the user's order ships, then a short conversation.
+async fn assistant(client: &mut GatewayClient<Channel>, user: &str) -> anyhow::Result<()> {
+    let now = UnixMillis::now().0;
+    let order = format!("D{}", now % 100_000);
+    let event = |id: &str, at: i64, payload| pb::Event {
+        event_id: format!("demo-{id}-{order}"),
+        tenant: TENANT.into(),
+        occurred_at: Some(UnixMillis(at).to_proto()),
+        user_id: user.into(),
+        session_id: String::new(),
+        payload: Some(payload),
+    };
+    let placed = pb::event::Payload::OrderPlaced(pb::OrderPlaced {
+        order_id: order.clone(),
+        lines: vec![pb::OrderLine { item_id: "movie-50".into(), quantity: 1, unit_price: None }],
+    });
+    let shipped = pb::event::Payload::OrderStatusChanged(pb::OrderStatusChanged {
+        order_id: order.clone(),
+        status: pb::OrderStatus::Shipped as i32,
+    });
+    let events =
+        vec![event("placed", now - 2 * 86_400_000, placed), event("shipped", now - 86_400_000, shipped)];
+    client.publish_events(pb::PublishEventsRequest { tenant: TENANT.into(), events }).await?;
+    let ask = |conversation: &str, text: &str| pb::AssistRequest {
+        tenant: TENANT.into(),
+        conversation_id: conversation.into(),
+        user_id: user.into(),
+        text: text.into(),
+    };
+    // The assistant loads in the background; the order needs to reach the features.
+    let started = Instant::now();
+    loop {
+        match client.assist(ask("demo-probe", &format!("where is my order {order}?"))).await {
+            Ok(r) if r.get_ref().actions.iter().any(|a| a.kind == "order_status") => break,
+            Ok(_) => {}
+            Err(s) if s.code() == tonic::Code::Unavailable => {}
+            Err(s) => {
+                println!("\nThe assistant is not available: {}", s.message());
+                return Ok(());
+            }
+        }
+        if started.elapsed() > Duration::from_secs(180) {
+            println!("\nThe assistant did not get ready (see the inference log); skipping it.");
+            return Ok(());
+        }
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    println!("\nThe assistant ({user}'s order {order} shipped yesterday):");
+    let conversation = format!("demo-{order}");
+    let first = format!("where is my order {order}?");
+    for text in [
+        "hi!",
+        first.as_str(),
+        "and when will it arrive?",
+        "can I still cancel it?",
+        "how much does shipping cost?",
+        "I'd like to talk to a person please",
+    ] {
+        let t0 = Instant::now();
+        let r = client.assist(ask(&conversation, text)).await?.into_inner();
+        let cited: Vec<String> = r.citations.iter().map(|c| format!("{}:{}", c.source, c.id)).collect();
+        println!("  customer: {text}");
+        println!(
+            "  assistant [{} {:.2}, {:.0} ms{}]: {}",
+            r.intent,
+            r.confidence,
+            t0.elapsed().as_secs_f64() * 1000.0,
+            if r.escalated { ", escalated" } else { "" },
+            r.answer
+        );
+        if !cited.is_empty() {
+            println!("    sources: {}", cited.join(", "));
+        }
+    }
     Ok(())
 }
 

@@ -2,6 +2,7 @@
 
 mod all_in_one;
 mod bench;
+mod bench_assist;
 mod bench_edge;
 mod bench_infer;
 mod bench_memory;

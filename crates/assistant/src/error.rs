@@ -22,6 +22,12 @@ pub enum AssistantError {
     /// The sentence encoder failed.
     #[error(transparent)]
     Encoder(#[from] shopmind_encoder::EncoderError),
+    /// The feature store failed (conversation state, the customer's orders, the catalog).
+    #[error("feature store: {0}")]
+    Store(String),
+    /// The request does not fit the conversation (e.g. it belongs to another customer).
+    #[error("conversation: {0}")]
+    Conversation(String),
     /// ONNX Runtime failed, or a model file is not an intent head.
     #[error(transparent)]
     Model(#[from] shopmind_models::ModelError),

@@ -303,7 +303,20 @@ impl IntentHead {
     /// ([`IntentHead::manifest`], with `metrics` added) and the [`HeadSpec`] go in the model's
     /// metadata.
     pub fn to_onnx(&self, version: &str, created_at_ms: i64, metrics: &[(&str, f64)]) -> Vec<u8> {
+        self.to_onnx_for("", version, created_at_ms, metrics)
+    }
+
+    /// [`IntentHead::to_onnx`] with the manifest naming `tenant`, as the model registry's
+    /// `intent_head` of that tenant must.
+    pub fn to_onnx_for(
+        &self,
+        tenant: &str,
+        version: &str,
+        created_at_ms: i64,
+        metrics: &[(&str, f64)],
+    ) -> Vec<u8> {
         let mut manifest = self.manifest(version, created_at_ms);
+        manifest.tenant = tenant.into();
         manifest.metrics = metrics.iter().map(|(n, v)| ((*n).to_owned(), *v)).collect();
         self.to_onnx_with(&manifest)
     }

@@ -42,6 +42,7 @@ pub struct Config {
     pub trainer: TrainerConfig,
     pub models: ModelsConfig,
     pub privacy: PrivacyConfig,
+    pub assistant: AssistantConfig,
 }
 
 /// Privacy at the edge (docs/PRIVACY.md): PII redaction of free text, pseudonymous customer
@@ -952,6 +953,120 @@ impl Default for ModelsConfig {
     }
 }
 
+/// The customer-service assistant (`Assist`, docs/ASSISTANT.md).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct AssistantConfig {
+    /// The sentence encoder's model directory (`config.json`, `model.safetensors`,
+    /// `tokenizer.json`), converted to ONNX in memory at start; empty: the directory
+    /// scripts/setup.sh fills, `.cache/models/all-MiniLM-L6-v2`.
+    pub encoder_dir: String,
+    /// Texts longer than this many tokens are truncated by the encoder (8..=256).
+    pub max_tokens: usize,
+    /// Below this probability of the most probable intent a message is `out_of_scope` (0..1).
+    pub confidence_threshold: f64,
+    /// A conversation's state lives this long after its last message (seconds).
+    pub conversation_ttl_s: u64,
+    /// Messages (customer and assistant) kept in a conversation's state and sent to the agents.
+    pub max_turns: usize,
+    /// Consecutive messages the assistant could not serve (out of scope, unsure, no FAQ entry)
+    /// after which the conversation goes to a human (1..=20).
+    pub max_failures: u32,
+    /// Time limit of the call to the notification service that escalates a conversation (ms).
+    pub escalation_timeout_ms: u64,
+    /// Policies and knowledge of every tenant without its own table in `tenants`.
+    pub defaults: TenantAssistant,
+    /// Per tenant: a table that overrides only the keys it names; the rest come from `defaults`.
+    pub tenants: BTreeMap<String, TenantAssistant>,
+}
+
+impl Default for AssistantConfig {
+    fn default() -> Self {
+        Self {
+            encoder_dir: String::new(),
+            max_tokens: 128,
+            confidence_threshold: 0.45,
+            conversation_ttl_s: 86_400,
+            max_turns: 20,
+            max_failures: 2,
+            escalation_timeout_ms: 1000,
+            defaults: TenantAssistant::default(),
+            tenants: BTreeMap::new(),
+        }
+    }
+}
+
+impl AssistantConfig {
+    /// The policies and knowledge in force for `tenant`.
+    pub fn tenant(&self, tenant: &str) -> &TenantAssistant {
+        self.tenants.get(tenant).unwrap_or(&self.defaults)
+    }
+}
+
+/// One tenant's assistant: its FAQ and its order policies.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct TenantAssistant {
+    /// Directory of the tenant's FAQ: Markdown files, one chunk per `##` section (relative paths
+    /// are relative to the working directory).
+    pub faq_dir: String,
+    /// Cosine similarity a FAQ entry needs to answer a question (0..1).
+    pub faq_min_score: f64,
+    /// Order statuses in which an order can still be cancelled.
+    pub cancellable_statuses: Vec<String>,
+    /// Order statuses from which an order can be returned (the window counts from the time the
+    /// order reached its status).
+    pub returnable_statuses: Vec<String>,
+    /// Days after delivery within which an order can be returned (1..=365).
+    pub return_window_days: u32,
+    /// Days from shipping to delivery that the assistant promises (the estimate it gives).
+    pub delivery_days: u32,
+}
+
+impl Default for TenantAssistant {
+    fn default() -> Self {
+        Self {
+            faq_dir: "data/faq/demo".into(),
+            faq_min_score: 0.45,
+            cancellable_statuses: vec!["placed".into(), "paid".into()],
+            returnable_statuses: vec!["delivered".into()],
+            return_window_days: 30,
+            delivery_days: 3,
+        }
+    }
+}
+
+/// The order statuses (`OrderStatusChanged`).
+pub const ORDER_STATUSES: [&str; 7] =
+    ["placed", "paid", "shipped", "delivered", "cancelled", "returned", "refunded"];
+
+impl TenantAssistant {
+    fn validate(&self, prefix: &str) -> Result<(), (String, String)> {
+        let bad = |key: &str, reason: &str| Err((format!("{prefix}.{key}"), reason.to_string()));
+        if self.faq_dir.is_empty() {
+            return bad("faq_dir", "must name a directory");
+        }
+        if !(0.0..1.0).contains(&self.faq_min_score) {
+            return bad("faq_min_score", "must be within [0, 1)");
+        }
+        for (key, list) in [
+            ("cancellable_statuses", &self.cancellable_statuses),
+            ("returnable_statuses", &self.returnable_statuses),
+        ] {
+            if let Some(s) = list.iter().find(|s| !ORDER_STATUSES.contains(&s.as_str())) {
+                return bad(key, &format!("unknown status {s:?}"));
+            }
+        }
+        if !(1..=365).contains(&self.return_window_days) {
+            return bad("return_window_days", "must be 1..=365");
+        }
+        if !(1..=60).contains(&self.delivery_days) {
+            return bad("delivery_days", "must be 1..=60");
+        }
+        Ok(())
+    }
+}
+
 /// The notification kinds, as configuration names them.
 pub const NOTIFICATION_KINDS: [&str; 7] = [
     "order_status",
@@ -1161,7 +1276,8 @@ impl Config {
             set_path(&mut table, &path, env_value(&raw))
                 .map_err(|reason| ConfigError::Env { var, reason })?;
         }
-        overlay_tenant_notifications(&mut table);
+        overlay_tenants(&mut table, "notification");
+        overlay_tenants(&mut table, "assistant");
         let config = Self::from_table(table)?;
         config.validate()?;
         Ok(config)
@@ -1427,6 +1543,35 @@ impl Config {
         if self.privacy.tenants.values().any(|p| p.pseudonymize) {
             self.privacy.read_secret()?;
         }
+        let a = &self.assistant;
+        if !(8..=256).contains(&a.max_tokens) {
+            return bad("assistant.max_tokens", "must be 8..=256");
+        }
+        if !(0.0..1.0).contains(&a.confidence_threshold) {
+            return bad("assistant.confidence_threshold", "must be within [0, 1)");
+        }
+        if a.conversation_ttl_s == 0 {
+            return bad("assistant.conversation_ttl_s", "must be at least 1");
+        }
+        if !(2..=200).contains(&a.max_turns) {
+            return bad("assistant.max_turns", "must be 2..=200");
+        }
+        if !(1..=20).contains(&a.max_failures) {
+            return bad("assistant.max_failures", "must be 1..=20");
+        }
+        if a.escalation_timeout_ms == 0 {
+            return bad("assistant.escalation_timeout_ms", "must be at least 1");
+        }
+        let mut tables = vec![("assistant.defaults".to_string(), &a.defaults)];
+        for (tenant, t) in &a.tenants {
+            if TenantId::parse(tenant.clone()).is_err() {
+                return bad(&format!("assistant.tenants.{tenant}"), "not a valid tenant id");
+            }
+            tables.push((format!("assistant.tenants.{tenant}"), t));
+        }
+        for (prefix, t) in tables {
+            t.validate(&prefix).map_err(|(key, reason)| ConfigError::Invalid { key, reason })?;
+        }
         if self.streams.duplicate_window_s == 0 {
             return bad("streams.duplicate_window_s", "must be at least 1");
         }
@@ -1439,10 +1584,10 @@ impl Config {
     }
 }
 
-/// Makes each `[notification.tenants.<t>]` table `[notification.defaults]` with the tenant's
-/// keys over it, so a tenant names only what differs.
-fn overlay_tenant_notifications(table: &mut toml::Table) {
-    let Some(toml::Value::Table(n)) = table.get_mut("notification") else { return };
+/// Makes each `[<section>.tenants.<t>]` table (`notification`, `assistant`) `[<section>.defaults]`
+/// with the tenant's keys over it, so a tenant names only what differs.
+fn overlay_tenants(table: &mut toml::Table, section: &str) {
+    let Some(toml::Value::Table(n)) = table.get_mut(section) else { return };
     let defaults = match n.get("defaults") {
         Some(toml::Value::Table(d)) => d.clone(),
         _ => toml::Table::new(),

@@ -62,9 +62,8 @@ pub struct Imported {
     pub bytes: usize,
 }
 
-/// Converts the model in `model_dir` to ONNX and writes it, with its tokenizer, to `out_dir`
-/// (created if missing; files replaced atomically).
-pub fn import(model_dir: &Path, out_dir: &Path, version: &str, created_at_ms: i64) -> Result<Imported> {
+/// Converts the model in `model_dir` to ONNX in memory: (the ONNX model, the tokenizer JSON).
+pub fn convert(model_dir: &Path, version: &str, created_at_ms: i64) -> Result<(Vec<u8>, Vec<u8>)> {
     let cfg = BertConfig::from_json(&read(&model_dir.join("config.json"))?)?;
     let weights = safetensors::read_f32_tensors(&read(&model_dir.join("model.safetensors"))?)?;
     let tokenizer_bytes = read(&model_dir.join(TOKENIZER_FILE))?;
@@ -83,7 +82,13 @@ pub fn import(model_dir: &Path, out_dir: &Path, version: &str, created_at_ms: i6
         inputs: Vec::new(),
         outputs: Vec::new(),
     };
-    let bytes = export_onnx(&weights, &cfg, &manifest)?;
+    Ok((export_onnx(&weights, &cfg, &manifest)?, tokenizer_bytes))
+}
+
+/// Converts the model in `model_dir` to ONNX ([`convert`]) and writes it, with its tokenizer, to
+/// `out_dir` (created if missing; files replaced atomically).
+pub fn import(model_dir: &Path, out_dir: &Path, version: &str, created_at_ms: i64) -> Result<Imported> {
+    let (bytes, tokenizer_bytes) = convert(model_dir, version, created_at_ms)?;
     std::fs::create_dir_all(out_dir)
         .map_err(|source| EncoderError::Io { path: out_dir.to_path_buf(), source })?;
     let model = out_dir.join(ENCODER_FILE);

@@ -179,6 +179,18 @@ pub mod keys {
         Key(format!("sm:{{{t}}}:cat:{category}:popular"))
     }
 
+    /// The assistant's state of a conversation (JSON: turns, intents, the order talked about,
+    /// failures), expiring `assistant.conversation_ttl_s` after the last message.
+    pub fn conversation(t: &TenantId, c: &ConversationId) -> Key {
+        Key(format!("sm:{{{t}}}:conv:{c}"))
+    }
+
+    /// The ids of a customer's conversations with the assistant (a set), so that erasing the
+    /// customer finds their conversation keys.
+    pub fn user_conversations(t: &TenantId, u: &UserId) -> Key {
+        Key(format!("sm:{{{t}}}:user:{u}:convs"))
+    }
+
     /// The guard of an applied event.
     pub fn applied(t: &TenantId, event_id: &str) -> Key {
         Key(format!("sm:{{{t}:e:{event_id}}}:applied"))

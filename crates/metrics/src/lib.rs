@@ -403,9 +403,10 @@ pub const CATALOGUE: &[Spec] = &[
         name: "shopmind_prediction_request_duration_seconds",
         kind: Kind::Histogram,
         labels: &["method", "result"],
-        values: "`method`: intent, forecast; `result`: ok, error (a tenant without a model included)",
-        help: "Time the inference service took to answer an intent or forecast request: store \
-               read, model run.",
+        values: "`method`: intent, forecast, assist; `result`: ok, error (a tenant without a model \
+                 included)",
+        help: "Time the inference service took to answer an intent, forecast or assist request: \
+               store reads, model runs (assist: encoder, intent head, FAQ retrieval, state write).",
     },
     Spec {
         name: "shopmind_agent_report_duration_seconds",
@@ -440,6 +441,15 @@ pub const CATALOGUE: &[Spec] = &[
         labels: &["segment"],
         values: "`segment`: champion, loyal, promising, new, at_risk, hibernating, browser",
         help: "Customer profiles served, by the RFM segment they reported.",
+    },
+    Spec {
+        name: "shopmind_assistant_turns_total",
+        kind: Kind::Counter,
+        labels: &["intent", "outcome"],
+        values: "`intent`: the 12 intents of docs/ASSISTANT.md (the one acted on); `outcome`: \
+                 answered, clarification (asked which order), not_served (out of scope, unsure, no \
+                 FAQ entry), escalated, escalation_failed",
+        help: "Customer messages the assistant (Assist) answered, by intent and outcome.",
     },
     // Gateway.
     Spec {
@@ -615,6 +625,12 @@ struct MethodResult {
 }
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct IntentOutcome {
+    intent: &'static str,
+    outcome: &'static str,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 struct SeamReason {
     seam: &'static str,
     reason: &'static str,
@@ -696,6 +712,7 @@ pub struct Metrics {
     model_fallbacks: Family<SeamReason, Counter>,
     profile_duration: HistogramFamily<ResultLabel>,
     profiles: Family<SegmentLabel, Counter>,
+    assistant_turns: Family<IntentOutcome, Counter>,
     gateway_duration: HistogramFamily<MethodStatus>,
     gateway_refused: Family<ReasonLabel, Counter>,
     rpc_expired: Counter,
@@ -748,6 +765,7 @@ impl Metrics {
             model_fallbacks: Family::default(),
             profile_duration: Family::new_with_constructor(request_seconds),
             profiles: Family::default(),
+            assistant_turns: Family::default(),
             gateway_duration: Family::new_with_constructor(request_seconds),
             gateway_refused: Family::default(),
             rpc_expired: Counter::default(),
@@ -793,6 +811,7 @@ impl Metrics {
         register(r, &mut specs, m.model_fallbacks.clone());
         register(r, &mut specs, m.profile_duration.clone());
         register(r, &mut specs, m.profiles.clone());
+        register(r, &mut specs, m.assistant_turns.clone());
         register(r, &mut specs, m.gateway_duration.clone());
         register(r, &mut specs, m.gateway_refused.clone());
         register(r, &mut specs, m.rpc_expired.clone());
@@ -933,7 +952,7 @@ impl Metrics {
         self.model_rejected.get_or_create(&ModelReason { model, reason }).inc();
     }
 
-    /// The inference service answered a `method` (intent, forecast) request.
+    /// The inference service answered a `method` (intent, forecast, assist) request.
     pub fn prediction_request(&self, method: &'static str, result: Success, took: Duration) {
         self.prediction_duration.get_or_create(&MethodResult { method, result }).observe(took.as_secs_f64());
     }
@@ -957,6 +976,11 @@ impl Metrics {
     /// A customer profile of RFM `segment` was served.
     pub fn profile_served(&self, segment: &'static str) {
         self.profiles.get_or_create(&SegmentLabel { segment }).inc();
+    }
+
+    /// The assistant answered a message of `intent` with `outcome`.
+    pub fn assistant_turn(&self, intent: &'static str, outcome: &'static str) {
+        self.assistant_turns.get_or_create(&IntentOutcome { intent, outcome }).inc();
     }
 
     /// The gateway answered a call of `method` with gRPC status `code`.

@@ -46,6 +46,7 @@ fn touched() -> Metrics {
     m.model_fallback("intent", "no_model");
     m.profile_request("ok", Duration::from_millis(1));
     m.profile_served("champion");
+    m.assistant_turn("order_status", "answered");
     m.gateway_request(GatewayMethod::Recommend, 0, Duration::from_millis(4));
     m.gateway_refused("rate_limited");
     m.rpc_expired();

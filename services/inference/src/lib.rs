@@ -21,10 +21,12 @@
 //!
 //! The same service answers `sm.rpc.<tenant>.inference.intent` and `…forecast` from the tenants'
 //! purchase-intent and demand models ([`predict`]), `…agent_report` from the support
-//! conversations in the store ([`agents`]), and `…profile` with customer profiles (RFM segment,
-//! churn risk, top categories, recent activity: [`profile`]).
+//! conversations in the store ([`agents`]), `…profile` with customer profiles (RFM segment,
+//! churn risk, top categories, recent activity: [`profile`]), and `…assist`, the
+//! customer-service assistant ([`assist`]).
 
 pub mod agents;
+pub mod assist;
 mod live;
 pub mod predict;
 pub mod profile;
@@ -116,6 +118,14 @@ pub async fn run(
         &shutdown,
     );
     let profiles = profile::start(&config, bus.clone(), store.clone(), &shutdown);
+    let assist = assist::Serving::start(
+        &config,
+        live::pool_options(&config)?,
+        bus.clone(),
+        store.clone(),
+        registry.clone(),
+        &shutdown,
+    );
     let follower = tokio::spawn(models.clone().follow(registry, shutdown.clone()));
     let agent_reports = agents::start(&config, bus.clone(), store.clone(), &shutdown);
 
@@ -137,6 +147,7 @@ pub async fn run(
     predictions.stopped().await?;
     agents::stopped(agent_reports).await?;
     profiles.await.unwrap_or(Ok(()))?;
+    assist.stopped().await?;
     info!("inference stopped");
     Ok(())
 }

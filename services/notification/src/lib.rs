@@ -7,6 +7,8 @@
 //! * **Policies** ([`deliver`]): opt-out per user and channel, dedup of (rule, user, subject)
 //!   within a window, quiet hours in the user's time zone (deferred, not dropped), a per-user
 //!   frequency cap.
+//! * **Escalations** from the assistant ([`escalate`]): `sm.rpc.<tenant>.notification.escalate`
+//!   carries a conversation's transcript, intents and the customer's profile to the agents.
 //! * **Channels**: the stream `SM_NOTIFICATIONS` (NATS subject `sm.notify.<tenant>.<audience>`,
 //!   and the gateway's `StreamNotifications`), and webhooks ([`webhook`]): signed POSTs with
 //!   retries, exponential backoff with jitter, and dead letters after the last attempt.
@@ -16,6 +18,7 @@
 
 pub mod clock;
 pub mod deliver;
+pub mod escalate;
 pub mod keys;
 pub mod prefs;
 pub mod rules;
@@ -240,6 +243,7 @@ pub async fn run_notifier(n: Arc<Notifier>, shutdown: Shutdown) -> Result<(), No
     let client = webhook::WebhookClient::new(&c.webhook.ca_file)?;
     let timer_loop = tokio::spawn(timers::run(n.clone(), shutdown.clone()));
     let webhook_loop = tokio::spawn(webhook::run(n.clone(), client, shutdown.clone()));
+    let escalations = tokio::spawn(escalate::serve(n.clone(), shutdown.clone()));
     let engine = n.clone();
     let events = consume_loop(n.bus.clone(), spec, "notification", shutdown, move |message| {
         let n = engine.clone();
@@ -258,6 +262,9 @@ pub async fn run_notifier(n: Arc<Notifier>, shutdown: Shutdown) -> Result<(), No
     .await;
     let (timers, webhooks) = (timer_loop.await, webhook_loop.await);
     events?;
+    if let Ok(Err(e)) = escalations.await {
+        return Err(e.into());
+    }
     if let Ok(Err(e)) = webhooks {
         return Err(e.into());
     }

@@ -45,6 +45,13 @@ pub struct Escalation {
     /// What caused it: an event id, or the assistant's own id for the turn; with the
     /// conversation it makes the notification id, so the same cause escalates once.
     pub cause: String,
+    /// The conversation so far, oldest first (`customer: ...`, `assistant: ...`); empty when the
+    /// keyword rule escalates a single message.
+    pub transcript: Vec<String>,
+    /// The assistant's intent of each customer message, oldest first.
+    pub intents: Vec<String>,
+    /// A summary of the customer's profile: (field, value).
+    pub profile: Vec<(String, String)>,
 }
 
 impl Notifier {
@@ -55,18 +62,30 @@ impl Notifier {
         if !tc.rules.support_escalation.enabled {
             return Ok(crate::Delivered::OptedOut);
         }
-        let draft = Draft::new(
+        let mut data = vec![("conversation_id", e.conversation.clone()), ("reason", e.reason.clone())];
+        let mut body = e.reason.clone();
+        if !e.transcript.is_empty() {
+            data.push(("transcript", e.transcript.join("\n")));
+            body = format!("{body}\n\n{}", e.transcript.join("\n"));
+        }
+        if !e.intents.is_empty() {
+            data.push(("intents", e.intents.join(",")));
+        }
+        let mut draft = Draft::new(
             Kind::SupportEscalation,
             &e.tenant,
             &format!("{}:{}", e.conversation, e.cause),
             e.user.as_str(),
             &e.conversation,
             format!("Conversation {} needs an agent", e.conversation),
-            e.reason.clone(),
-            vec![("conversation_id", e.conversation.clone()), ("reason", e.reason.clone())],
+            body,
+            data,
             &e.cause,
             self.now(),
         );
+        for (field, value) in &e.profile {
+            draft.notification.data.insert(format!("profile.{field}"), value.clone());
+        }
         self.deliver(&draft).await
     }
 }
@@ -128,6 +147,9 @@ pub async fn on_event(n: &Notifier, event: &Event) -> Result<(), NotificationErr
                     conversation: conversation.to_string(),
                     reason: format!("the customer wrote {word:?}: {}", excerpt(text, 200)),
                     cause: event.id.to_string(),
+                    transcript: Vec::new(),
+                    intents: Vec::new(),
+                    profile: Vec::new(),
                 };
                 n.escalate(&e).await?;
             }

@@ -223,6 +223,9 @@ async fn support_escalation_from_customer_keywords_and_from_the_api() {
         conversation: "c2".into(),
         reason: "the customer is upset".into(),
         cause: "turn-9".into(),
+        transcript: Vec::new(),
+        intents: Vec::new(),
+        profile: Vec::new(),
     };
     assert_eq!(h.notifier.escalate(&e).await.unwrap(), Delivered::Published);
     assert_eq!(h.notifier.escalate(&e).await.unwrap(), Delivered::Duplicate, "the same cause once");

@@ -2184,6 +2184,59 @@ pub mod erase_reply {
         Error(super::ServiceError),
     }
 }
+/// inference (the assistant) -> notification: hand a support conversation over to the agents
+/// (`sm.rpc.<tenant>.notification.escalate`).
+#[derive(Clone, PartialEq, ::prost::Message)]
+pub struct EscalateRequest {
+    #[prost(string, tag = "1")]
+    pub tenant: ::prost::alloc::string::String,
+    #[prost(string, tag = "2")]
+    pub user_id: ::prost::alloc::string::String,
+    #[prost(string, tag = "3")]
+    pub conversation_id: ::prost::alloc::string::String,
+    /// Why, for the agents (e.g. "the customer asks for a human").
+    #[prost(string, tag = "4")]
+    pub reason: ::prost::alloc::string::String,
+    /// What caused it (e.g. the turn's id); with the conversation it makes the notification id.
+    #[prost(string, tag = "5")]
+    pub cause: ::prost::alloc::string::String,
+    /// The conversation so far, oldest first, each line "customer: ..." or "assistant: ...".
+    #[prost(string, repeated, tag = "6")]
+    pub transcript: ::prost::alloc::vec::Vec<::prost::alloc::string::String>,
+    /// The intent of each customer message, oldest first.
+    #[prost(string, repeated, tag = "7")]
+    pub intents: ::prost::alloc::vec::Vec<::prost::alloc::string::String>,
+    /// A summary of the customer's profile (orders, spend, top categories, ...).
+    #[prost(map = "string, string", tag = "8")]
+    pub profile: ::std::collections::HashMap<
+        ::prost::alloc::string::String,
+        ::prost::alloc::string::String,
+    >,
+}
+#[derive(Clone, PartialEq, Eq, Hash, ::prost::Message)]
+pub struct EscalateResponse {
+    #[prost(string, tag = "1")]
+    pub notification_id: ::prost::alloc::string::String,
+    /// What the delivery policies did: "published", "duplicate", "deduped", "capped", "deferred",
+    /// "opted_out".
+    #[prost(string, tag = "2")]
+    pub outcome: ::prost::alloc::string::String,
+}
+#[derive(Clone, PartialEq, ::prost::Message)]
+pub struct EscalateReply {
+    #[prost(oneof = "escalate_reply::Result", tags = "1, 2")]
+    pub result: ::core::option::Option<escalate_reply::Result>,
+}
+/// Nested message and enum types in `EscalateReply`.
+pub mod escalate_reply {
+    #[derive(Clone, PartialEq, ::prost::Oneof)]
+    pub enum Result {
+        #[prost(message, tag = "1")]
+        Ok(super::EscalateResponse),
+        #[prost(message, tag = "2")]
+        Error(super::ServiceError),
+    }
+}
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord, ::prost::Enumeration)]
 #[repr(i32)]
 pub enum EventOutcomeKind {
