@@ -312,6 +312,23 @@ async fn pii_is_masked_everywhere_and_an_erased_customer_leaves_no_trace() {
     let alice = shopmind_privacy::pseudonymize(SECRET.as_bytes(), &tenant, &UserId::parse(ALICE).unwrap());
     let bob = shopmind_privacy::pseudonymize(SECRET.as_bytes(), &tenant, &UserId::parse(BOB).unwrap());
 
+    // Calls name the shop's own id; the gateway looks the customer up by their pseudonym.
+    let profile = eventually(WAIT, "Alice's profile by the shop's id", || {
+        let mut gateway = gateway.clone();
+        async move {
+            let request = pb::GetCustomerProfileRequest {
+                tenant: TENANT.into(),
+                user_id: ALICE.into(),
+                recent_limit: 0,
+            };
+            gateway.get_customer_profile(request).await.ok()
+        }
+    })
+    .await
+    .into_inner();
+    assert_eq!(profile.user_id, alice.as_str(), "the profile of the pseudonymised customer");
+    assert!(!profile.recent_activity.is_empty(), "{profile:?}");
+
     // Nothing raw anywhere; the placeholders and the pseudonyms are where the data went.
     let redis_text = redis_dump(&redis.url()).await;
     let streams_text = streams_dump(&bus).await;

@@ -11,9 +11,10 @@ use shopmind_features::keys;
 use shopmind_store::{FeatureStore, Read, StoreError, Value, Write, WriteBatch};
 
 /// The one place customer text passes through before it is stored or sent anywhere (conversation
-/// state, the agents' transcript). Identity for now; PII redaction plugs in here.
+/// state, the agents' transcript): PII (emails, phone numbers, card numbers, addresses, ...) is
+/// masked by `shopmind_privacy::redact`; order ids and prices stay (docs/PRIVACY.md).
 pub fn stored_text(text: &str) -> String {
-    text.to_owned()
+    shopmind_privacy::redact(text).text
 }
 
 /// Who wrote a turn.

@@ -17,6 +17,7 @@
 //! | [`keys::conversation_messages`] | `<unix_ms>\|c`, `<unix_ms>\|a\|<agent_id>` | SortedAdd scored by time, newest N kept |
 //! | [`keys::conversations_on`] (per day) | the conversation id | SetAdd |
 //! | [`keys::support_agents`] | the agent id | SetAdd |
+//! | [`keys::user_conversations`] (the customer's) | the conversation id | SetAdd |
 //!
 //! Sentiment is summed per conversation and day rather than per agent: a customer may write
 //! before any agent has answered, and which agents a conversation has is only known once all its
@@ -84,6 +85,10 @@ pub(crate) fn writes(
             value: user.to_string(),
             at_ms: at,
         });
+        // The customer's conversations, so that erasing them finds these keys.
+        let index = keys::user_conversations(t, user);
+        w.push(Write::SetAdd { key: index.clone(), member: conversation.to_string() });
+        w.push(Write::Expire { key: index, ttl: s.conversation_ttl });
     }
     w.push(Write::SortedKeepTop { key: messages.clone(), keep: s.conversation_messages_cap });
     w.push(Write::SetAdd { key: on_day.clone(), member: conversation.to_string() });

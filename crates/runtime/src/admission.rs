@@ -104,6 +104,29 @@ impl Admission {
         Ok(event)
     }
 
+    /// The customer id as the system stores it: the pseudonym of `user` for a tenant that
+    /// pseudonymises customer ids, `user` itself otherwise (and when it is empty or not a valid
+    /// id, which the service answering the call reports). Calls that look a customer up by the
+    /// shop's id go through this, so callers never need to know pseudonyms.
+    pub fn stored_user_id(&self, tenant: &TenantId, user: &str) -> Result<String, Violation> {
+        if user.is_empty() || !self.pseudonymized.contains(tenant.as_str()) {
+            return Ok(user.to_owned());
+        }
+        let Ok(id) = shopmind_domain::UserId::parse(user.to_owned()) else {
+            return Ok(user.to_owned());
+        };
+        match &self.pseudonymizer {
+            Some(p) => Ok(p.pseudonymize(tenant, &id).to_string()),
+            None => Err(Violation {
+                code: RejectCode::UnknownTenant,
+                field: "tenant".into(),
+                description: format!(
+                    "tenant {tenant:?} pseudonymises customer ids and the secret is unavailable (privacy.secret_file)"
+                ),
+            }),
+        }
+    }
+
     /// Whether dead letters get their free text masked (`privacy.redact`).
     pub fn redacts(&self) -> bool {
         self.redact

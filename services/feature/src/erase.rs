@@ -71,7 +71,7 @@ pub const KEY_FAMILIES: &[KeyFamily] = &[
     KeyFamily::Indexed {
         what: "conversations",
         index: "sm:{<t>}:user:<u>:convs",
-        records: &["sm:{<t>}:conv:<id>", "sm:{<t>}:conv_stats:<id>"],
+        records: &["sm:{<t>}:conv:<id>", "sm:{<t>}:conv_stats:<id>", "sm:{<t>}:conv_msgs:<id>"],
     },
 ];
 

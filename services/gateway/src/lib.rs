@@ -426,7 +426,11 @@ impl GatewayService {
             .replay(topology::NOTIFICATIONS_STREAM, Some(&topology::notifications_of_tenant(&tenant)), start)
             .await
             .map_err(|e| GatewayError::from_bus("notifications", e))?;
-        let user = req.user_id;
+        // The stored id: the pseudonym for tenants that pseudonymise customer ids.
+        let user = self
+            .admission
+            .stored_user_id(&tenant, &req.user_id)
+            .map_err(|v| GatewayError::invalid(v.field, v.description))?;
         let shutdown = self.shutdown.clone();
         let notifications =
             replay.take_until(async move { shutdown.wait().await }).filter_map(move |stored| {
@@ -456,6 +460,9 @@ trait TenantRequest: prost::Message + Send + 'static {
     /// What the service answers.
     type Reply: ServiceReply;
     fn tenant(&self) -> &str;
+    /// The shop's customer id the call looks up, if it names one; the gateway replaces it with
+    /// the stored id (the pseudonym, for tenants that pseudonymise customer ids).
+    fn customer_mut(&mut self) -> Option<&mut String>;
 }
 
 /// A service's reply to a forwarded request: its response or the error it answered.
@@ -465,11 +472,20 @@ trait ServiceReply: prost::Message + Default {
 }
 
 macro_rules! forwarded {
-    ($($request:ty => $reply:ident($module:ident) -> $response:ty;)*) => {$(
+    (@customer $req:ident $field:ident) => {
+        Some(&mut $req.$field)
+    };
+    (@customer $req:ident) => {
+        None
+    };
+    ($($request:ty => $reply:ident($module:ident) -> $response:ty $(, customer: $field:ident)?;)*) => {$(
         impl TenantRequest for $request {
             type Reply = pb::$reply;
             fn tenant(&self) -> &str {
                 &self.tenant
+            }
+            fn customer_mut(&mut self) -> Option<&mut String> {
+                forwarded!(@customer self $($field)?)
             }
         }
         impl ServiceReply for pb::$reply {
@@ -485,12 +501,13 @@ macro_rules! forwarded {
 }
 
 forwarded! {
-    pb::RecommendRequest => RecommendReply(recommend_reply) -> pb::RecommendResponse;
-    pb::IntentRequest => IntentReply(intent_reply) -> pb::IntentResponse;
+    pb::RecommendRequest => RecommendReply(recommend_reply) -> pb::RecommendResponse, customer: user_id;
+    pb::IntentRequest => IntentReply(intent_reply) -> pb::IntentResponse, customer: user_id;
     pb::ForecastRequest => ForecastReply(forecast_reply) -> pb::ForecastResponse;
-    pb::GetCustomerProfileRequest => ProfileReply(profile_reply) -> pb::CustomerProfile;
-    pb::AssistRequest => AssistReply(assist_reply) -> pb::AssistResponse;
+    pb::GetCustomerProfileRequest => ProfileReply(profile_reply) -> pb::CustomerProfile, customer: user_id;
+    pb::AssistRequest => AssistReply(assist_reply) -> pb::AssistResponse, customer: user_id;
     pb::GetAgentReportRequest => AgentReportReply(agent_report_reply) -> pb::AgentReport;
+    // Erasure maps the shop's id itself (it also looks for raw intake messages).
     pb::EraseCustomerRequest => EraseReply(erase_reply) -> pb::EraseCustomerResponse;
 }
 
@@ -513,7 +530,7 @@ impl GatewayService {
         let incoming = incoming_trace(request.metadata());
         let timeout = self.timeout_of(&request);
         let caller = auth::caller(&request);
-        let req = request.into_inner();
+        let mut req = request.into_inner();
         let span = tracing::info_span!(
             "rpc",
             otel.name = method.as_str(),
@@ -527,6 +544,12 @@ impl GatewayService {
             let tenant = parse_tenant(req.tenant())?;
             self.admit(&caller?, &tenant)?;
             check(&req)?;
+            if let Some(user) = req.customer_mut() {
+                *user = self
+                    .admission
+                    .stored_user_id(&tenant, user)
+                    .map_err(|v| GatewayError::invalid(v.field, v.description))?;
+            }
             let reply: Q::Reply = self
                 .call(
                     service,
