@@ -4,11 +4,11 @@
 //! service keeps ([`shopmind_features::conversations`]). Definitions in docs/ASSISTANT.md.
 
 use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
-use bytes::Bytes;
-use prost::Message as _;
-use shopmind_bus::{Bus, BusError, Headers, IncomingRequest};
+use crate::method::{AgentReportMethod, answer};
+
+use shopmind_bus::{Bus, BusError, IncomingRequest};
 use shopmind_config::Config;
 use shopmind_domain::{TenantId, UnixMillis};
 use shopmind_features::conversations::{
@@ -17,9 +17,9 @@ use shopmind_features::conversations::{
 use shopmind_metrics::{Success, global as metrics};
 use shopmind_proto::v1 as pb;
 use shopmind_runtime::serve::serve_requests;
-use shopmind_runtime::{Shutdown, rpc, telemetry, topology};
+use shopmind_runtime::{Shutdown, rpc, topology};
 use shopmind_store::FeatureStore;
-use tracing::{Instrument, warn};
+use tracing::warn;
 
 /// Reports one inference instance computes at the same time.
 const MAX_CONCURRENT: usize = 16;
@@ -191,39 +191,13 @@ pub(crate) async fn stopped(server: tokio::task::JoinHandle<Result<(), BusError>
 }
 
 async fn handle(reports: &AgentReports, request: IncomingRequest) {
-    let started = Instant::now();
-    let headers = &request.message.headers;
-    let incoming = headers.trace();
-    let span = tracing::info_span!("agent_report", subject = %request.message.subject, trace_id = tracing::field::Empty);
-    telemetry::set_remote_parent(&span, incoming);
-    span.record("trace_id", telemetry::outgoing(&span, incoming).trace_id_hex());
-    let result = async {
-        if rpc::deadline_passed(headers) {
-            return Err(rpc::error(
-                pb::ServiceErrorCode::DeadlineExceeded,
-                "deadline passed before work started",
-            ));
-        }
-        let req = pb::GetAgentReportRequest::decode(request.message.payload.as_ref()).map_err(|e| {
-            rpc::invalid(vec![(String::new(), format!("not a shopmind.v1.GetAgentReportRequest: {e}"))])
-        })?;
-        if topology::tenant_of_subject(&request.message.subject).is_none_or(|t| t.as_str() != req.tenant) {
-            return Err(rpc::invalid(vec![(
-                "tenant".into(),
-                "differs from the tenant of the subject".into(),
-            )]));
-        }
-        reports.report(&req, UnixMillis::now()).await
-    }
-    .instrument(span.clone())
+    answer::<AgentReportMethod, _, _>(
+        "agent_report",
+        request,
+        |req| async move { reports.report(&req, UnixMillis::now()).await },
+        |result, took| {
+            metrics().agent_report(if result.is_ok() { Success::Ok } else { Success::Error }, took)
+        },
+    )
     .await;
-    metrics().agent_report(if result.is_ok() { Success::Ok } else { Success::Error }, started.elapsed());
-    let result = Some(match result {
-        Ok(r) => pb::agent_report_reply::Result::Ok(r),
-        Err(e) => pb::agent_report_reply::Result::Error(e),
-    });
-    let reply = pb::AgentReportReply { result }.encode_to_vec();
-    if let Err(e) = request.respond(Headers::new(), Bytes::from(reply)).instrument(span).await {
-        warn!(error = %e, "could not reply to an agent report request");
-    }
 }

@@ -13,7 +13,6 @@ use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use bytes::Bytes;
 use prost::Message as _;
 use shopmind_assistant::{
     Assistant, AssistantError, EscalationRequest, Escalator, HeadConfig, HeadModel, INTENTS, Message, Reply,
@@ -29,12 +28,13 @@ use shopmind_models::runtime::PoolOptions;
 use shopmind_proto::v1 as pb;
 use shopmind_registry::ModelStore;
 use shopmind_runtime::serve::serve_requests;
-use shopmind_runtime::{Shutdown, rpc, telemetry, topology};
+use shopmind_runtime::{Shutdown, rpc, topology};
 use shopmind_store::FeatureStore;
 use tokio::sync::OnceCell;
-use tracing::{Instrument, info, warn};
+use tracing::{info, warn};
 
 use crate::live::{LiveModels, Servable};
+use crate::method::{AssistMethod, answer};
 
 /// The registry's name of a tenant's intent head.
 pub const INTENT_HEAD: &str = "intent_head";
@@ -350,55 +350,28 @@ async fn prepare(
 }
 
 async fn handle(service: Option<&AssistService>, request: IncomingRequest) {
-    let started = Instant::now();
-    let headers = &request.message.headers;
-    let incoming = headers.trace();
-    let span =
-        tracing::info_span!("assist", subject = %request.message.subject, trace_id = tracing::field::Empty);
-    telemetry::set_remote_parent(&span, incoming);
-    span.record("trace_id", telemetry::outgoing(&span, incoming).trace_id_hex());
-    let result = async {
-        if rpc::deadline_passed(headers) {
-            return Err(rpc::error(
-                pb::ServiceErrorCode::DeadlineExceeded,
-                "deadline passed before work started",
-            ));
-        }
-        let req = pb::AssistRequest::decode(request.message.payload.as_ref()).map_err(|e| {
-            rpc::invalid(vec![(String::new(), format!("not a shopmind.v1.AssistRequest: {e}"))])
-        })?;
-        if topology::tenant_of_subject(&request.message.subject).is_none_or(|t| t.as_str() != req.tenant) {
-            return Err(rpc::invalid(vec![(
-                "tenant".into(),
-                "differs from the tenant of the subject".into(),
-            )]));
-        }
-        let Some(service) = service else {
-            validate(&req)?;
-            return Err(rpc::error(
-                pb::ServiceErrorCode::Unavailable,
-                "the assistant is starting (or has no sentence encoder: see the inference log)",
-            ));
-        };
-        service.assist(&req).await
-    }
-    .instrument(span.clone())
-    .await;
-    metrics().prediction_request(
+    answer::<AssistMethod, _, _>(
         "assist",
-        if result.is_ok() { Success::Ok } else { Success::Error },
-        started.elapsed(),
-    );
-    let reply = pb::AssistReply {
-        result: Some(match result {
-            Ok(ok) => pb::assist_reply::Result::Ok(ok),
-            Err(e) => pb::assist_reply::Result::Error(e),
-        }),
-    };
-    if let Err(e) = request.respond(Headers::new(), Bytes::from(reply.encode_to_vec())).instrument(span).await
-    {
-        warn!(error = %e, "could not reply");
-    }
+        request,
+        |req| async move {
+            let Some(service) = service else {
+                validate(&req)?;
+                return Err(rpc::error(
+                    pb::ServiceErrorCode::Unavailable,
+                    "the assistant is starting (or has no sentence encoder: see the inference log)",
+                ));
+            };
+            service.assist(&req).await
+        },
+        |result, took| {
+            metrics().prediction_request(
+                "assist",
+                if result.is_ok() { Success::Ok } else { Success::Error },
+                took,
+            )
+        },
+    )
+    .await;
 }
 
 #[cfg(test)]

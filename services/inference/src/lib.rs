@@ -28,6 +28,7 @@
 pub mod agents;
 pub mod assist;
 mod live;
+mod method;
 pub mod predict;
 pub mod profile;
 pub mod recommend;

@@ -16,23 +16,20 @@
 //! [`MAX_RECENT`] is `INVALID_ARGUMENT` naming the fields.
 
 use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
-use bytes::Bytes;
-use prost::Message as _;
-use shopmind_bus::{Bus, BusError, Headers, IncomingRequest};
+use shopmind_bus::{Bus, BusError, IncomingRequest};
 use shopmind_config::{Config, ProfileConfig};
 use shopmind_domain::{TenantId, UnixMillis, UserId};
 use shopmind_features::{ChurnParams, FeatureSettings, UserFeatures, churn_risk, read_user_features};
 use shopmind_metrics::global as metrics;
 use shopmind_proto::v1 as pb;
 use shopmind_runtime::serve::serve_requests;
-use shopmind_runtime::{Shutdown, rpc, telemetry, topology};
+use shopmind_runtime::{Shutdown, rpc, topology};
 use shopmind_store::FeatureStore;
 use tokio::task::JoinHandle;
-use tracing::{Instrument, warn};
 
-use crate::predict::{check_tenant, decode};
+use crate::method::{ProfileMethod, answer};
 
 /// Most recent interactions one profile returns.
 pub const MAX_RECENT: u32 = 100;
@@ -272,41 +269,20 @@ pub(crate) fn start(
 }
 
 async fn handle(profiles: &Profiles, request: IncomingRequest) {
-    let started = Instant::now();
-    let headers = &request.message.headers;
-    let incoming = headers.trace();
-    let span =
-        tracing::info_span!("profile", subject = %request.message.subject, trace_id = tracing::field::Empty);
-    telemetry::set_remote_parent(&span, incoming);
-    span.record("trace_id", telemetry::outgoing(&span, incoming).trace_id_hex());
-    let result = async {
-        if rpc::deadline_passed(headers) {
-            return Err(rpc::error(
-                pb::ServiceErrorCode::DeadlineExceeded,
-                "deadline passed before work started",
-            ));
-        }
-        let req: pb::GetCustomerProfileRequest =
-            decode(request.message.payload.as_ref(), "GetCustomerProfileRequest")?;
-        check_tenant(&request.message.subject, &req.tenant)?;
-        profiles.profile(&req, UnixMillis::now()).await
-    }
-    .instrument(span.clone())
+    answer::<ProfileMethod, _, _>(
+        "profile",
+        request,
+        |req| async move { profiles.profile(&req, UnixMillis::now()).await },
+        |result, took| {
+            let outcome = match result {
+                Ok(_) => "ok",
+                Err(e) if e.code == pb::ServiceErrorCode::NotFound as i32 => "not_found",
+                Err(_) => "error",
+            };
+            metrics().profile_request(outcome, took);
+        },
+    )
     .await;
-    let outcome = match &result {
-        Ok(_) => "ok",
-        Err(e) if e.code == pb::ServiceErrorCode::NotFound as i32 => "not_found",
-        Err(_) => "error",
-    };
-    metrics().profile_request(outcome, started.elapsed());
-    let result = Some(match result {
-        Ok(p) => pb::profile_reply::Result::Ok(p),
-        Err(e) => pb::profile_reply::Result::Error(e),
-    });
-    let reply = pb::ProfileReply { result }.encode_to_vec();
-    if let Err(e) = request.respond(Headers::new(), Bytes::from(reply)).instrument(span).await {
-        warn!(error = %e, "could not reply to a profile request");
-    }
 }
 
 #[cfg(test)]
