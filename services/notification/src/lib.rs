@@ -244,14 +244,20 @@ pub async fn run_notifier(n: Arc<Notifier>, shutdown: Shutdown) -> Result<(), No
     let timer_loop = tokio::spawn(timers::run(n.clone(), shutdown.clone()));
     let webhook_loop = tokio::spawn(webhook::run(n.clone(), client, shutdown.clone()));
     let escalations = tokio::spawn(escalate::serve(n.clone(), shutdown.clone()));
+    // Events of customers erased after they were published (stragglers) make no notification.
+    let erased = shopmind_feature::Erased::follow(n.bus.clone(), shutdown.clone()).await?;
     let engine = n.clone();
     let events = consume_loop(n.bus.clone(), spec, "notification", shutdown, move |message| {
-        let n = engine.clone();
+        let (n, erased) = (engine.clone(), erased.clone());
         async move {
             let event = match shopmind_feature::decode_event(&message) {
                 Ok(e) => e,
                 Err((code, reason)) => return Outcome::Reject { code, reason },
             };
+            if erased.covers(&event) {
+                tracing::debug!(tenant = %event.tenant, event_id = %event.id, "event of an erased customer skipped");
+                return Outcome::Done;
+            }
             let incoming = message.headers.trace();
             match INCOMING_TRACE.scope(incoming, rules::on_event(&n, &event)).await {
                 Ok(()) => Outcome::Done,

@@ -239,3 +239,26 @@ async fn support_escalation_from_customer_keywords_and_from_the_api() {
     assert_eq!(found.len(), 2);
     assert_eq!(found[1].notification_id, "support_escalation:acme:c2:turn-9");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn events_of_erased_customers_make_no_notification() {
+    let mut h = Harness::start(noon(), |c| {
+        c.notification.defaults.rules.order_status.statuses = vec!["shipped".into()];
+    })
+    .await;
+    // u1 was erased (a tombstone in SM_ERASURES); the service restarts and loads it.
+    let stone = shopmind_privacy::tombstone_of(&tenant(), &UserId::parse("u1").unwrap());
+    let subject = shopmind_runtime::topology::erased_subject(&tenant());
+    h.bus.publish(shopmind_bus::Message::new(subject, bytes::Bytes::from(stone)), None).await.unwrap();
+    h.stop_notification().await;
+    h.start_notification();
+    let t0 = h.now() - HOUR;
+    for user in ["u1", "u2"] {
+        h.order(user, &format!("o-{user}"), &[("i1", 1)], t0).await;
+        h.status(user, &format!("o-{user}"), OrderStatus::Shipped, t0 + 1).await;
+    }
+    h.caught_up().await;
+    let found = h.wait_for(K::OrderStatus, 1).await;
+    assert_eq!(found.len(), 1, "{found:?}");
+    assert_eq!(found[0].user_id, "u2", "the erased customer's straggler made no notification");
+}
