@@ -52,6 +52,32 @@ fn try_free_port() -> Result<u16, String> {
         .map_err(|e| format!("cannot bind a loopback port: {e}"))
 }
 
+/// Starts `command` (`bin`, for errors) with its stderr kept, and waits until it accepts
+/// connections on `port` and `ready` holds for that address; a server that exits or does not get
+/// there in time is killed and the reason returned.
+pub(crate) fn spawn_listening(
+    command: &mut Command,
+    bin: &std::path::Path,
+    port: u16,
+    what: &str,
+    ready: impl Fn(SocketAddr) -> Result<(), String>,
+) -> Result<Child, String> {
+    let mut child = command
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .map_err(|e| format!("starting {}: {e}", bin.display()))?;
+    let addr = SocketAddr::from(([127, 0, 0, 1], port));
+    match wait_for_port(&mut child, addr, what).and_then(|()| ready(addr)) {
+        Ok(()) => Ok(child),
+        Err(e) => {
+            let _ = child.kill();
+            let _ = child.wait();
+            Err(e)
+        }
+    }
+}
+
 fn wait_for_port(child: &mut Child, addr: SocketAddr, what: &str) -> Result<(), String> {
     let deadline = Instant::now() + START_TIMEOUT;
     loop {
@@ -92,20 +118,11 @@ impl NatsServer {
         for _ in 0..5 {
             let store = tempfile::tempdir().map_err(|e| format!("creating a temporary directory: {e}"))?;
             let port = try_free_port()?;
-            let mut child = Command::new(&bin)
-                .args(["-a", "127.0.0.1", "-p", &port.to_string(), "-js", "-sd"])
-                .arg(store.path())
-                .stdout(Stdio::null())
-                .stderr(Stdio::piped())
-                .spawn()
-                .map_err(|e| format!("starting {}: {e}", bin.display()))?;
-            match wait_for_port(&mut child, SocketAddr::from(([127, 0, 0, 1], port)), "nats-server") {
-                Ok(()) => return Ok(Self { child, port, _store: store }),
-                Err(e) => {
-                    let _ = child.kill();
-                    let _ = child.wait();
-                    last_err = e;
-                }
+            let mut command = Command::new(&bin);
+            command.args(["-a", "127.0.0.1", "-p", &port.to_string(), "-js", "-sd"]).arg(store.path());
+            match spawn_listening(&mut command, &bin, port, "nats-server", |_| Ok(())) {
+                Ok(child) => return Ok(Self { child, port, _store: store }),
+                Err(e) => last_err = e,
             }
         }
         Err(format!("could not start nats-server: {last_err}"))
@@ -157,7 +174,8 @@ impl RedisServer {
         for _ in 0..5 {
             let dir = tempfile::tempdir().map_err(|e| format!("creating a temporary directory: {e}"))?;
             let port = try_free_port()?;
-            let mut child = Command::new(&bin)
+            let mut command = Command::new(&bin);
+            command
                 .args([
                     "--port",
                     &port.to_string(),
@@ -169,19 +187,10 @@ impl RedisServer {
                     "no",
                 ])
                 .arg("--dir")
-                .arg(dir.path())
-                .stdout(Stdio::null())
-                .stderr(Stdio::piped())
-                .spawn()
-                .map_err(|e| format!("starting {}: {e}", bin.display()))?;
-            let addr = SocketAddr::from(([127, 0, 0, 1], port));
-            match wait_for_port(&mut child, addr, "redis-server").and_then(|()| ping(addr)) {
-                Ok(()) => return Ok(Self { child, port, _dir: dir }),
-                Err(e) => {
-                    let _ = child.kill();
-                    let _ = child.wait();
-                    last_err = e;
-                }
+                .arg(dir.path());
+            match spawn_listening(&mut command, &bin, port, "redis-server", ping) {
+                Ok(child) => return Ok(Self { child, port, _dir: dir }),
+                Err(e) => last_err = e,
             }
         }
         Err(format!("could not start redis-server: {last_err}"))

@@ -2,11 +2,10 @@
 //! transit. Certificates are made with the `openssl` command-line tool: a private CA, a server
 //! certificate for `localhost` and `127.0.0.1`, and a client certificate, valid for two days.
 
-use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 
-use super::{NatsServer, RedisServer, find_binary, try_free_port, wait_for_port};
+use super::{NatsServer, RedisServer, find_binary, spawn_listening, try_free_port};
 
 /// A CA and the server and client certificates it signed (PEM files in a temporary directory).
 pub struct TestCerts {
@@ -141,20 +140,11 @@ impl NatsServer {
                 quoted(&certs.server_key()),
             );
             std::fs::write(&conf, text).map_err(|e| format!("writing {}: {e}", conf.display()))?;
-            let mut child = std::process::Command::new(&bin)
-                .arg("-c")
-                .arg(&conf)
-                .stdout(Stdio::null())
-                .stderr(Stdio::piped())
-                .spawn()
-                .map_err(|e| format!("starting {}: {e}", bin.display()))?;
-            match wait_for_port(&mut child, SocketAddr::from(([127, 0, 0, 1], port)), "nats-server") {
-                Ok(()) => return Ok(Self { child, port, _store: store }),
-                Err(e) => {
-                    let _ = child.kill();
-                    let _ = child.wait();
-                    last_err = e;
-                }
+            let mut command = std::process::Command::new(&bin);
+            command.arg("-c").arg(&conf);
+            match spawn_listening(&mut command, &bin, port, "nats-server", |_| Ok(())) {
+                Ok(child) => return Ok(Self { child, port, _store: store }),
+                Err(e) => last_err = e,
             }
         }
         Err(format!("could not start nats-server with TLS: {last_err}"))
@@ -193,18 +183,9 @@ impl RedisServer {
                     cmd.args(["--port", &port.to_string()]);
                 }
             }
-            let mut child = cmd
-                .stdout(Stdio::null())
-                .stderr(Stdio::piped())
-                .spawn()
-                .map_err(|e| format!("starting {}: {e}", bin.display()))?;
-            match wait_for_port(&mut child, SocketAddr::from(([127, 0, 0, 1], port)), "redis-server") {
-                Ok(()) => return Ok(Self { child, port, _dir: dir }),
-                Err(e) => {
-                    let _ = child.kill();
-                    let _ = child.wait();
-                    last_err = e;
-                }
+            match spawn_listening(&mut cmd, &bin, port, "redis-server", |_| Ok(())) {
+                Ok(child) => return Ok(Self { child, port, _dir: dir }),
+                Err(e) => last_err = e,
             }
         }
         Err(format!("could not start redis-server with a password: {last_err}"))
