@@ -16,6 +16,8 @@
 //! 5. **raw baselines**: the p50 of a one-key Redis read (`EXISTS`, the same client inference
 //!    uses), of the user-context read inference does, and of one request-sized ONNX Runtime run
 //!    (one history of `inference.history_len` items over every item) on a second copy of the model;
+//!    and how much of the served top 10 brute-force ranking of every item agrees with (what the
+//!    ANN candidate stage loses);
 //! 6. **load**: for each concurrency, that many gRPC callers send `Recommend` for random users,
 //!    one after another, for `--seconds` (after a short warm-up); QPS and latency percentiles,
 //!    and the ratio of the p50 to the raw Redis + ORT time.
@@ -109,6 +111,9 @@ pub struct RecommendReport {
     pub redis_context_p50_ms: f64,
     /// p50 of one ONNX Runtime run of one history over every item.
     pub ort_p50_ms: f64,
+    /// Share of the served FOR_YOU top 10 that ranking every item by brute force also gives
+    /// (purchases excluded, as serving does): what the ANN candidate stage loses.
+    pub top10_agreement: f64,
     pub phases: Vec<Phase>,
 }
 
@@ -404,6 +409,7 @@ async fn measure(opts: &RecommendOptions, config: &Config) -> anyhow::Result<Rec
 
         let (redis_rtt_p50_ms, redis_context_p50_ms) = raw_redis(&store, &tenant, config, opts.users).await?;
         let ort_p50_ms = raw_ort(&bytes, &shop, config).await?;
+        let top10_agreement = agreement(&channel, &tenant, &bytes, &shop, config, opts.users).await?;
         let raw = redis_rtt_p50_ms + ort_p50_ms;
         let mut phases = Vec::new();
         for &c in &opts.concurrency {
@@ -429,6 +435,7 @@ async fn measure(opts: &RecommendOptions, config: &Config) -> anyhow::Result<Rec
             redis_rtt_p50_ms,
             redis_context_p50_ms,
             ort_p50_ms,
+            top10_agreement,
             phases,
         })
     }
@@ -505,6 +512,55 @@ async fn raw_ort(bytes: &[u8], shop: &Shop, config: &Config) -> anyhow::Result<f
     model.shutdown().await;
     samples.sort();
     Ok(percentile_ms(&samples, 0.5))
+}
+
+/// Users whose served top 10 is compared with brute force.
+const AGREEMENT_USERS: usize = 200;
+
+/// The share of the served FOR_YOU top 10 (through the gateway) that brute-force ranking gives:
+/// for `AGREEMENT_USERS` random users, the model scores every item (ONNX Runtime, on a second
+/// copy of the model) from the history serving reads (the newest `history_len` interactions),
+/// the user's purchases are dropped, and the best 10 are compared with the answer.
+async fn agreement(
+    channel: &tonic::transport::Channel,
+    tenant: &TenantId,
+    bytes: &[u8],
+    shop: &Shop,
+    config: &Config,
+    users: usize,
+) -> anyhow::Result<f64> {
+    let options = shopmind_inference::pool_options(config)?;
+    let model = EmbeddingRecommender::load(bytes, &options)?;
+    let mut client = GatewayClient::new(channel.clone());
+    let mut rng = Rng(0x5eed);
+    let (mut same, mut compared) = (0usize, 0usize);
+    for _ in 0..AGREEMENT_USERS {
+        let u = rng.below(users);
+        let history = shop.history(u);
+        let newest = history.len().saturating_sub(config.inference.history_len);
+        let oldest_first: Vec<usize> = history[newest..].iter().map(|(i, _, _)| *i).collect();
+        let bought: std::collections::HashSet<usize> =
+            history.iter().filter(|(_, k, _)| *k == InteractionKind::Purchase).map(|(i, _, _)| *i).collect();
+        let scores = model.score(&model.recent_history(&oldest_first)).await?;
+        let mut ranked: Vec<(usize, f32)> =
+            scores.into_iter().enumerate().filter(|(j, _)| !bought.contains(j)).collect();
+        let top = ranked.len().min(10);
+        if top == 0 {
+            continue;
+        }
+        ranked.select_nth_unstable_by(top.saturating_sub(1), |a, b| b.1.total_cmp(&a.1));
+        let exact: std::collections::HashSet<usize> = ranked[..top].iter().map(|(j, _)| *j).collect();
+        let served = client.recommend(request(tenant, u)).await?.into_inner();
+        same += served
+            .items
+            .iter()
+            .filter_map(|i| model.index_of(&i.item_id))
+            .filter(|j| exact.contains(j))
+            .count();
+        compared += top;
+    }
+    model.shutdown().await;
+    Ok(same as f64 / compared.max(1) as f64)
 }
 
 /// `concurrency` callers, each sending one request after another for random users.
@@ -602,6 +658,10 @@ pub fn print(r: &RecommendReport) {
         "  raw: Redis one-key read p50 {:.3} ms, user-context read p50 {:.3} ms; ORT one request p50 \
          {:.3} ms",
         r.redis_rtt_p50_ms, r.redis_context_p50_ms, r.ort_p50_ms
+    );
+    println!(
+        "  served top 10 = brute-force top 10 for {:.1}% of items ({AGREEMENT_USERS} users)",
+        r.top10_agreement * 100.0
     );
     println!(
         "  {:>11} {:>9} {:>8} {:>9} {:>9} {:>9} {:>9} {:>7} {:>13}",

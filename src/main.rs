@@ -27,6 +27,11 @@ use std::process::ExitCode;
 
 use clap::Parser;
 
+/// mimalloc: per-request allocations on the serving path (gateway, bus, store replies) cost a
+/// quarter of the CPU under glibc's allocator (docs/BENCHMARKS.md, `bench recommend`).
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 #[tokio::main]
 async fn main() -> ExitCode {
     let cli = cli::Cli::parse();

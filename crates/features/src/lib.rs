@@ -28,8 +28,8 @@ pub use read::{
     read_session_and_user_features, read_session_features, read_user_context, read_user_features,
 };
 pub use recommend::{
-    CatalogEntry, ContextQuery, Neighbours, RecommendContext, category_levels, read_catalog_entries,
-    read_category_popular, read_neighbours, read_recommend_context,
+    CatalogEntry, CatalogParts, ContextQuery, Neighbours, RecommendContext, SeedNeighbours, category_levels,
+    read_catalog_entries, read_category_popular, read_neighbours, read_popular, read_recommend_context,
 };
 pub use write::{Applied, apply_event, apply_events, recent_member, writes_for};
 

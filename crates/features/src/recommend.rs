@@ -113,6 +113,16 @@ pub async fn read_category_popular(
     Ok(items(sorted(v.pop().unwrap_or(Value::Exists(false)))))
 }
 
+/// The tenant's `n` most popular items, most popular first.
+pub async fn read_popular(
+    store: &dyn FeatureStore,
+    tenant: &TenantId,
+    n: usize,
+) -> Result<Vec<(ItemId, f64)>, StoreError> {
+    let mut v = store.read(vec![Read::SortedTop { key: keys::popular(tenant), n }]).await?;
+    Ok(items(sorted(v.pop().unwrap_or(Value::Exists(false)))))
+}
+
 /// Neighbours of seed items and the newest items of categories.
 #[derive(Debug, Clone, Default, PartialEq)]
 pub struct Neighbours {
@@ -124,19 +134,32 @@ pub struct Neighbours {
     pub newest: Vec<Vec<(ItemId, f64)>>,
 }
 
-/// Reads the `n` strongest co-visitation and co-purchase neighbours of each of `seeds` and the
-/// `n` newest catalog items of each of `categories`, in one round trip.
+/// Which neighbours of the seed items [`read_neighbours`] reads.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum SeedNeighbours {
+    /// Co-visited items only (`copurchased` holds an empty list per seed).
+    Covisited,
+    /// Co-visited and co-purchased items.
+    CovisitedAndCopurchased,
+}
+
+/// Reads the `n` strongest co-visitation (and, as `kinds` asks, co-purchase) neighbours of each
+/// of `seeds` and the `n` newest catalog items of each of `categories`, in one round trip.
 pub async fn read_neighbours(
     store: &dyn FeatureStore,
     tenant: &TenantId,
     seeds: &[ItemId],
+    kinds: SeedNeighbours,
     categories: &[String],
     n: usize,
 ) -> Result<Neighbours, StoreError> {
+    let copurchased = kinds == SeedNeighbours::CovisitedAndCopurchased;
     let mut reads = Vec::with_capacity(seeds.len() * 2 + categories.len());
     for seed in seeds {
         reads.push(Read::SortedTop { key: keys::item_covisit(tenant, seed), n });
-        reads.push(Read::SortedTop { key: keys::item_copurchase(tenant, seed), n });
+        if copurchased {
+            reads.push(Read::SortedTop { key: keys::item_copurchase(tenant, seed), n });
+        }
     }
     for c in categories {
         reads.push(Read::SortedTop { key: keys::category_items(tenant, c), n });
@@ -149,7 +172,7 @@ pub async fn read_neighbours(
     let mut out = Neighbours::default();
     for _ in seeds {
         out.covisited.push(next());
-        out.copurchased.push(next());
+        out.copurchased.push(if copurchased { next() } else { Vec::new() });
     }
     for _ in categories {
         out.newest.push(next());
@@ -192,27 +215,42 @@ impl CatalogEntry {
     }
 }
 
+/// What [`read_catalog_entries`] reads of each item.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum CatalogParts {
+    /// The catalog attributes only (category, price, stock, first upsert): `interactions` and
+    /// `trending` stay 0, and `known` means "in the catalog".
+    Attributes,
+    /// The attributes and the item's interaction statistics.
+    AttributesAndStats,
+}
+
 /// The catalog entries of `items`, in their order, in one round trip.
 pub async fn read_catalog_entries(
     store: &dyn FeatureStore,
     tenant: &TenantId,
     items: &[ItemId],
+    parts: CatalogParts,
     now: UnixMillis,
 ) -> Result<Vec<CatalogEntry>, StoreError> {
     if items.is_empty() {
         return Ok(Vec::new());
     }
+    let with_stats = parts == CatalogParts::AttributesAndStats;
     let mut reads = Vec::with_capacity(items.len() * 2);
     for i in items {
         reads.push(Read::Hash { key: keys::item_attrs(tenant, i) });
-        reads.push(Read::Hash { key: keys::item_stats(tenant, i) });
+        if with_stats {
+            reads.push(Read::Hash { key: keys::item_stats(tenant, i) });
+        }
     }
     let mut v = store.read(reads).await?.into_iter();
     let day = POPULARITY_WINDOWS.iter().find(|(name, _)| *name == "pop_24h").map(|(_, h)| *h);
     let mut out = Vec::with_capacity(items.len());
     for _ in items {
         let attrs = hash(v.next().unwrap_or(Value::Exists(false)));
-        let stats = hash(v.next().unwrap_or(Value::Exists(false)));
+        let stats =
+            if with_stats { hash(v.next().unwrap_or(Value::Exists(false))) } else { Default::default() };
         let mut e = CatalogEntry { known: !attrs.is_empty() || !stats.is_empty(), ..Default::default() };
         for (k, raw) in &attrs {
             if k == "created_ms" {

@@ -13,10 +13,10 @@ use shopmind_domain::{
     TenantId, UnixMillis, UserId,
 };
 use shopmind_features::{
-    Applied, ContextQuery, FeatureSettings, ItemFeatures, UserFeatures, apply_event, apply_events, keys,
-    read_catalog_entries, read_category_popular, read_item_features, read_items_demand, read_neighbours,
-    read_recommend_context, read_session_and_user_features, read_session_features, read_user_context,
-    read_user_features,
+    Applied, CatalogParts, ContextQuery, FeatureSettings, ItemFeatures, SeedNeighbours, UserFeatures,
+    apply_event, apply_events, keys, read_catalog_entries, read_category_popular, read_item_features,
+    read_items_demand, read_neighbours, read_recommend_context, read_session_and_user_features,
+    read_session_features, read_user_context, read_user_features,
 };
 use shopmind_store::FeatureStore;
 
@@ -341,7 +341,15 @@ async fn what_recommend_reads(store: Arc<dyn FeatureStore>) {
     assert_eq!(shop.category_popular.len(), 4);
     assert!(shop.recent.is_empty() && shop.popular.len() == 4);
 
-    let n = read_neighbours(&*store, &t, &[item("a1")], &["Books".to_string()], 10).await.unwrap();
+    let books = ["Books".to_string()];
+    let seeds = [item("a1")];
+    let covisited =
+        read_neighbours(&*store, &t, &seeds, SeedNeighbours::Covisited, &books, 10).await.unwrap();
+    assert_eq!(covisited.copurchased, [Vec::new()], "co-purchases not read");
+    let n = read_neighbours(&*store, &t, &seeds, SeedNeighbours::CovisitedAndCopurchased, &books, 10)
+        .await
+        .unwrap();
+    assert_eq!((&n.covisited, &n.newest), (&covisited.covisited, &covisited.newest));
     assert_eq!(n.covisited.len(), 1);
     assert!(n.covisited[0].iter().any(|(i, _)| i.as_str() == "a2"), "{n:?}");
     assert_eq!(n.copurchased[0].iter().map(|(i, _)| i.as_str()).collect::<Vec<_>>(), ["b1"]);
@@ -349,7 +357,13 @@ async fn what_recommend_reads(store: Arc<dyn FeatureStore>) {
     books.sort_unstable();
     assert_eq!(books, ["b1", "b2"]);
 
-    let entries = read_catalog_entries(&*store, &t, &[item("a1"), item("zz")], now).await.unwrap();
+    let both = [item("a1"), item("zz")];
+    let attributes = read_catalog_entries(&*store, &t, &both, CatalogParts::Attributes, now).await.unwrap();
+    assert_eq!(attributes[0].category.as_deref(), Some("Shop > Audio"));
+    assert_eq!((attributes[0].interactions, attributes[0].trending), (0, 0.0), "statistics not read");
+    assert!(attributes[0].known && !attributes[1].known);
+    let entries =
+        read_catalog_entries(&*store, &t, &both, CatalogParts::AttributesAndStats, now).await.unwrap();
     assert!(entries[0].known && !entries[1].known);
     assert_eq!(entries[0].category.as_deref(), Some("Shop > Audio"));
     assert_eq!((entries[0].price_minor, entries[0].stock), (Some(1000), None));

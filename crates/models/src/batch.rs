@@ -16,6 +16,10 @@
 //!   With 0 a batch takes what is queued at once.
 //! - Then it waits for a free session **while still taking requests** (up to `max_batch`): under
 //!   load, when every session is busy, batches grow by themselves.
+//! - **Express**: with `max_queue_delay` 0 (the default of `inference.max_queue_delay_us`), a
+//!   request that finds the queue empty and a session free would run alone at once; [`Batcher::run`]
+//!   runs it on the caller's task instead of handing it to the dispatcher and back (same
+//!   measurements, refusals and span).
 //!
 //! Requests whose inner shapes differ (an [`BatchSpec::stacked`] input of another width) are never
 //! mixed: such a request starts the next batch.
@@ -485,13 +489,59 @@ impl Batcher {
         }
     }
 
-    /// [`Batcher::submit`], then [`Pending::wait`].
+    /// [`Batcher::submit`], then [`Pending::wait`]; or, where the request would run alone at
+    /// once anyway (no wait for company, `max_queue_delay` 0; nothing queued; a session free),
+    /// the same run on the caller's task, without the dispatcher's hand-offs (the express path).
     pub async fn run(
         &self,
         inputs: Vec<(String, InputTensor)>,
         deadline: Option<Instant>,
     ) -> Result<Outputs> {
-        self.submit(inputs, deadline)?.wait().await
+        match self.express_session() {
+            Some(session) => self.run_alone(session, inputs, deadline).await,
+            None => self.submit(inputs, deadline)?.wait().await,
+        }
+    }
+
+    fn express_session(&self) -> Option<PooledSession> {
+        let shared = &self.shared;
+        let idle_queue = self.tx.capacity() == self.tx.max_capacity();
+        if !shared.options.max_queue_delay.is_zero() || shared.closed.load(Ordering::Acquire) || !idle_queue {
+            return None;
+        }
+        self.pool.try_checkout()
+    }
+
+    /// One request as a batch of its own on `session`, measured and refused like any batch.
+    async fn run_alone(
+        &self,
+        session: PooledSession,
+        inputs: Vec<(String, InputTensor)>,
+        deadline: Option<Instant>,
+    ) -> Result<Outputs> {
+        let shared = &self.shared;
+        let (inputs, rows, layout) = shared.prepare(inputs)?;
+        let now = Instant::now();
+        if deadline.is_some_and(|d| d <= now) {
+            return Err(shared.reject(Rejection::Deadline));
+        }
+        bump(&shared.counters.requests, 1);
+        let (reply, rx) = oneshot::channel();
+        let request = Request { inputs, rows, layout, enqueued: now, deadline, reply };
+        let run = run_batch(shared.clone(), session, Batch::new(request));
+        match deadline {
+            None => run.await,
+            Some(d) => {
+                // Past the deadline the caller stops waiting; a run on the blocking pool
+                // finishes there and its session goes back.
+                if tokio::time::timeout_at(tokio::time::Instant::from_std(d), run).await.is_err() {
+                    return Err(shared.reject(Rejection::Deadline));
+                }
+            }
+        }
+        rx.await.unwrap_or_else(|_| {
+            Err(ModelError::Runtime(format!("model `{}` stopped before answering", shared.model)))
+        })
     }
 
     fn ensure_started(&self) -> Result<()> {

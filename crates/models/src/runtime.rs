@@ -4,11 +4,18 @@
 //! environment per process, so it lives in a process-wide `OnceLock`. A [`SessionPool`] holds N
 //! sessions of one model. `Session::run` needs `&mut Session`, so a run checks a session out of
 //! the pool (a semaphore counts the free ones; a mutex guards only the checkout and the return),
-//! runs it on tokio's blocking pool, and puts it back, also when the caller stops waiting.
+//! runs it, and puts it back, also when the caller stops waiting.
+//!
+//! A run goes to tokio's blocking pool unless the pool's runs are short: when the recent mean
+//! run time (an exponential moving average) is under [`INLINE_BELOW`], the run happens on the
+//! calling task's thread. Handing a 50 µs run to another thread and waking the caller after it
+//! costs more than the run (`bench recommend`, docs/BENCHMARKS.md); a model whose runs take
+//! longer never blocks an async worker for more than a stray run.
 
 use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, OnceLock, PoisonError};
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use ort::environment::Environment;
 use ort::session::Session;
@@ -162,9 +169,28 @@ pub enum OutputTensor {
     I64 { shape: Vec<usize>, data: Vec<i64> },
 }
 
+/// Runs of a pool whose recent mean run time is below this happen on the caller's thread.
+pub const INLINE_BELOW: Duration = Duration::from_micros(100);
+
 struct PoolInner {
     idle: Mutex<Vec<Session>>,
     permits: Arc<Semaphore>,
+    /// The moving average of run times, in nanoseconds; `u64::MAX` before the first run.
+    mean_run_ns: AtomicU64,
+}
+
+impl PoolInner {
+    fn runs_inline(&self) -> bool {
+        self.mean_run_ns.load(Ordering::Relaxed) < INLINE_BELOW.as_nanos() as u64
+    }
+
+    /// Folds one run time into the average (weight 1/8; the first run sets it).
+    fn observe(&self, took: Duration) {
+        let sample = u64::try_from(took.as_nanos()).unwrap_or(u64::MAX - 1);
+        let _ = self.mean_run_ns.fetch_update(Ordering::Relaxed, Ordering::Relaxed, |mean| {
+            Some(if mean == u64::MAX { sample } else { mean - mean / 8 + sample / 8 })
+        });
+    }
 }
 
 /// N sessions of one model; see the module docs.
@@ -265,6 +291,7 @@ impl SessionPool {
             inner: Arc::new(PoolInner {
                 idle: Mutex::new(sessions),
                 permits: Arc::new(Semaphore::new(size)),
+                mean_run_ns: AtomicU64::new(u64::MAX),
             }),
             size,
             inputs,
@@ -288,7 +315,7 @@ impl SessionPool {
     }
 
     /// Runs the model once on a free session (waiting for one if all are busy), on tokio's
-    /// blocking thread pool. Returns every output, in graph order. The wait and the run are
+    /// blocking thread pool or, for a model of short runs, on this thread. Returns every output, in graph order. The wait and the run are
     /// measured (`shopmind_model_session_wait_seconds`, `shopmind_model_compute_seconds`).
     pub async fn run(&self, inputs: Vec<(String, InputTensor)>) -> Result<Vec<(String, OutputTensor)>> {
         self.checkout().await?.run(inputs).await
@@ -320,6 +347,19 @@ impl SessionPool {
     }
 }
 
+impl SessionPool {
+    /// A free session now, if one is free (never waits). A session freed while callers of
+    /// [`SessionPool::checkout`] wait goes to them first, so this never overtakes them.
+    pub fn try_checkout(&self) -> Option<PooledSession> {
+        let permit = self.inner.permits.clone().try_acquire_owned().ok()?;
+        let session = self.inner.idle.lock().unwrap_or_else(PoisonError::into_inner).pop()?;
+        metrics().session_wait(Duration::ZERO);
+        Some(PooledSession {
+            checkout: Checkout { session: Some(session), pool: self.inner.clone(), _permit: permit },
+        })
+    }
+}
+
 /// A session on loan from a [`SessionPool`] ([`SessionPool::checkout`]); back in the pool when
 /// dropped.
 pub struct PooledSession {
@@ -333,23 +373,39 @@ impl std::fmt::Debug for PooledSession {
 }
 
 impl PooledSession {
-    /// Runs the model once on this session, on tokio's blocking thread pool, and returns the
-    /// session to its pool. Returns every output, in graph order. The run is measured
+    /// Runs the model once on this session and returns the session to its pool: on tokio's
+    /// blocking thread pool, or on this thread while the pool's runs are short
+    /// ([`INLINE_BELOW`]). Returns every output, in graph order. The run is measured
     /// (`shopmind_model_compute_seconds`). If the caller stops waiting, the run finishes on its
     /// thread and the session still goes back.
     pub async fn run(self, inputs: Vec<(String, InputTensor)>) -> Result<Vec<(String, OutputTensor)>> {
         let mut checkout = self.checkout;
-        tokio::task::spawn_blocking(move || match checkout.session.as_mut() {
-            Some(session) => {
-                let computing = Instant::now();
-                let outputs = run_session(session, inputs);
-                metrics().compute(computing.elapsed());
-                outputs
-            }
-            None => Err(ModelError::Runtime("session missing from its checkout".into())),
-        })
-        .await
-        .map_err(|e| ModelError::Runtime(format!("inference task failed: {e}")))?
+        if checkout.pool.runs_inline() {
+            return checkout.compute(inputs);
+        }
+        tokio::task::spawn_blocking(move || checkout.compute(inputs))
+            .await
+            .map_err(|e| ModelError::Runtime(format!("inference task failed: {e}")))?
+    }
+
+    /// Whether a run now would happen on the caller's thread.
+    pub fn runs_inline(&self) -> bool {
+        self.checkout.pool.runs_inline()
+    }
+}
+
+impl Checkout {
+    /// One run, timed into the pool's average and the compute metric.
+    fn compute(&mut self, inputs: Vec<(String, InputTensor)>) -> Result<Vec<(String, OutputTensor)>> {
+        let Some(session) = self.session.as_mut() else {
+            return Err(ModelError::Runtime("session missing from its checkout".into()));
+        };
+        let computing = Instant::now();
+        let outputs = run_session(session, inputs);
+        let took = computing.elapsed();
+        metrics().compute(took);
+        self.pool.observe(took);
+        outputs
     }
 }
 
@@ -392,4 +448,32 @@ fn dims(shape: &[i64]) -> Result<Vec<usize>> {
         .iter()
         .map(|&d| usize::try_from(d).map_err(|_| ModelError::Runtime(format!("output has dimension {d}"))))
         .collect()
+}
+
+#[cfg(test)]
+mod inline_tests {
+    use super::*;
+
+    fn inner() -> PoolInner {
+        PoolInner {
+            idle: Mutex::new(Vec::new()),
+            permits: Arc::new(Semaphore::new(1)),
+            mean_run_ns: AtomicU64::new(u64::MAX),
+        }
+    }
+
+    #[test]
+    fn runs_go_inline_only_while_the_recent_mean_is_short() {
+        let pool = inner();
+        assert!(!pool.runs_inline(), "unknown run time: the blocking pool");
+        pool.observe(Duration::from_micros(40));
+        assert!(pool.runs_inline(), "the first run sets the mean");
+        // One long run moves the mean by an eighth: 40 + (2000 - 40) / 8 = 285 µs.
+        pool.observe(Duration::from_micros(2000));
+        assert!(!pool.runs_inline());
+        for _ in 0..30 {
+            pool.observe(Duration::from_micros(40));
+        }
+        assert!(pool.runs_inline(), "short runs bring it back");
+    }
 }

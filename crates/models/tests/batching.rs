@@ -380,3 +380,58 @@ fn submitting_outside_a_runtime_is_an_error_not_a_panic() {
         other => panic!("expected a runtime error, got {other:?}"),
     }
 }
+
+#[tokio::test]
+async fn with_no_queue_delay_a_lone_request_runs_on_the_callers_task_and_a_busy_pool_still_queues() {
+    init();
+    let n = 12;
+    let model = random_model(9, n);
+    let batcher =
+        batcher(&model, 1, BatchOptions { max_batch: 4, max_queue_delay: Duration::ZERO, queue_capacity: 8 });
+
+    // The express path: the dispatcher is never involved, so the answer is there after one poll
+    // of the caller's future (the run itself happens inside it). It is measured as a batch.
+    let run = batcher.run(request(&[vec![(1, 1.0), (4, 0.5)]]), None);
+    tokio::pin!(run);
+    let mut answer = None;
+    std::future::poll_fn(|cx| match run.as_mut().poll(cx) {
+        Poll::Ready(r) => {
+            answer = Some(r);
+            Poll::Ready(())
+        }
+        // A first run goes to the blocking pool (no run time known yet): wait for it.
+        Poll::Pending => Poll::Pending,
+    })
+    .await;
+    let (_, data) = scores(answer.unwrap().unwrap());
+    assert_close(&data, &model.score(&[(1, 1.0), (4, 0.5)]));
+    // Its runs are short (after the first, which ONNX Runtime spends warming up): soon they
+    // happen inline, within the first poll.
+    for k in 0..40 {
+        batcher.run(request(&[vec![(k % n, 1.0)]]), None).await.unwrap();
+    }
+    assert!(batcher.pool().try_checkout().is_some_and(|s| s.runs_inline()), "a tiny model runs inline");
+    let run = batcher.run(request(&[vec![(2, 1.0)]]), None);
+    tokio::pin!(run);
+    assert!(poll_once(run.as_mut()).await, "an inline express run answers within one poll");
+    assert_eq!(batcher.stats().batches, 42);
+
+    // Past its deadline: refused, not computed.
+    match batcher.run(request(&[vec![(3, 1.0)]]), Some(Instant::now())).await {
+        Err(ModelError::DeadlineExceeded { .. }) => {}
+        other => panic!("expected DeadlineExceeded, got {other:?}"),
+    }
+
+    // The only session busy: no express run, the request queues until the session is back.
+    let held = batcher.pool().checkout().await.unwrap();
+    let queued = batcher.run(request(&[vec![(5, 1.0)]]), None);
+    tokio::pin!(queued);
+    assert!(!poll_once(queued.as_mut()).await, "it waits for the held session");
+    tokio::time::sleep(Duration::from_millis(50)).await;
+    assert!(!poll_once(queued.as_mut()).await, "still waiting");
+    drop(held);
+    let (_, data) = scores(queued.await.unwrap());
+    assert_close(&data, &model.score(&[(5, 1.0)]));
+    let stats = batcher.stats();
+    assert_eq!((stats.requests, stats.batches, stats.rejected_deadline), (43, 43, 1), "{stats:?}");
+}

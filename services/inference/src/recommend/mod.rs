@@ -11,8 +11,9 @@
 //! (the graph's `candidate_items` input); below that size every item is a candidate (brute
 //! force). Co-visitation models rank every item they score.
 //!
-//! **Stage 2, ranking.** The candidates' catalog entries (category, price, stock, popularity) are
-//! read in a third round trip. Model candidates are ranked by the ONNX scores (`u · P_j + b_j`
+//! **Stage 2, ranking.** The candidates' catalog entries (category, price, stock; popularity when
+//! a candidate ranks by trend) are read in a third round trip (without filters, only of the
+//! candidates the page can show: `trim_to_page`). Model candidates are ranked by the ONNX scores (`u · P_j + b_j`
 //! for an embedding model); an item the model does not know yet (a new catalog item) takes the
 //! score of the best-ranked model item of its leaf category, so it is recommendable before it has
 //! interactions; items only neighbours know follow, then new items without a ranked peer, then
@@ -33,8 +34,8 @@ use shopmind_bus::{Headers, IncomingRequest};
 use shopmind_config::Config;
 use shopmind_domain::{Interaction, InteractionKind, ItemId, UnixMillis};
 use shopmind_features::{
-    CatalogEntry, ContextQuery, Neighbours, RecommendContext, category_levels, read_catalog_entries,
-    read_category_popular, read_neighbours, read_recommend_context,
+    CatalogEntry, CatalogParts, ContextQuery, Neighbours, RecommendContext, SeedNeighbours, category_levels,
+    read_catalog_entries, read_category_popular, read_neighbours, read_popular, read_recommend_context,
 };
 use shopmind_metrics::{Success, global as metrics};
 use shopmind_proto::v1 as pb;
@@ -290,6 +291,24 @@ impl Recommender {
         let s = &self.settings;
         let now = UnixMillis::now();
         let store = &*self.store;
+        let scenario = q.scenario;
+        // Without catalog filters or a diversity cap only exclusions can drop a candidate.
+        let unfiltered = q.categories.is_empty()
+            && q.min_price.is_none()
+            && q.max_price.is_none()
+            && !q.in_stock_only
+            && q.max_per_category == 0;
+        let page_end = (q.page + 1).saturating_mul(q.limit);
+        // The popular items of an unfiltered FOR_YOU or CART_COMPLEMENT page are its fill, ranked
+        // by popularity: the page's worth (and the history's, which may be excluded) is read
+        // first, the whole pool only where it is needed (a cold start ranks it by trend).
+        let whole_pool = s.trending_pool.max(q.limit + q.exclude.len() + 50);
+        let fill_only = unfiltered && matches!(scenario, pb::Scenario::ForYou | pb::Scenario::CartComplement);
+        let popular_n = if fill_only {
+            page_end.saturating_add(1 + q.exclude.len() + s.history_len).min(whole_pool)
+        } else {
+            whole_pool
+        };
         let context = read_recommend_context(
             store,
             &q.tenant,
@@ -297,14 +316,16 @@ impl Recommender {
                 user: q.user.as_ref(),
                 session: q.session.as_ref(),
                 history_len: s.history_len,
-                popular_n: s.trending_pool.max(q.limit + q.exclude.len() + 50),
+                popular_n,
                 category: q.context_category(),
                 affinity_half_life: s.affinity_half_life,
                 now,
             },
         );
-        let (ctx, anchor_entries) =
-            futures::join!(context, read_catalog_entries(store, &q.tenant, &q.anchors, now));
+        let (ctx, anchor_entries) = futures::join!(
+            context,
+            read_catalog_entries(store, &q.tenant, &q.anchors, CatalogParts::AttributesAndStats, now)
+        );
         let mut ctx = ctx.map_err(store_error)?;
         let anchor_entries = anchor_entries.map_err(store_error)?;
         let model = self.models.get(&q.tenant);
@@ -319,12 +340,20 @@ impl Recommender {
             }
         }
 
-        let scenario = q.scenario;
         let cold_start = match scenario {
             pb::Scenario::ForYou => ctx.recent.is_empty(),
             pb::Scenario::CartComplement => ctx.cart.is_empty(),
             _ => false,
         };
+        // The fill read first may be short: a cold start, or more excluded items than it held.
+        let fill_needed = if cold_start {
+            whole_pool
+        } else {
+            page_end.saturating_add(1 + excluded_items(&q, &ctx).len()).min(whole_pool)
+        };
+        if ctx.popular.len() == popular_n && popular_n < fill_needed {
+            ctx.popular = read_popular(store, &q.tenant, fill_needed).await.map_err(store_error)?;
+        }
         // The newest interaction of each recent item, newest first.
         let mut latest: Vec<&Interaction> = Vec::new();
         for i in &ctx.recent {
@@ -349,18 +378,19 @@ impl Recommender {
         let seeds = seeds(&q, &ctx, &latest, s.neighbour_seeds);
         let categories = seed_categories(&q, &ctx, &anchor_entries, cold_start, context_category);
         let seed_items: Vec<ItemId> = seeds.iter().map(|(i, _)| i.clone()).collect();
-        let neighbours = read_neighbours(store, &q.tenant, &seed_items, &categories, s.neighbours_per_seed)
-            .await
-            .map_err(store_error)?;
+        // FOR_YOU and SIMILAR_ITEMS offer no co-purchases (offer_neighbours).
+        let kinds = match scenario {
+            pb::Scenario::ForYou | pb::Scenario::SimilarItems => SeedNeighbours::Covisited,
+            _ => SeedNeighbours::CovisitedAndCopurchased,
+        };
+        let neighbours =
+            read_neighbours(store, &q.tenant, &seed_items, kinds, &categories, s.neighbours_per_seed)
+                .await
+                .map_err(store_error)?;
 
-        // Stage 1: candidates of every source. Without catalog filters or a diversity cap only
-        // exclusions can drop a candidate, so the model's best up to this page's end (plus as many
-        // as could be excluded) are all the ranking needs; otherwise the whole candidate pool.
-        let unfiltered = q.categories.is_empty()
-            && q.min_price.is_none()
-            && q.max_price.is_none()
-            && !q.in_stock_only
-            && q.max_per_category == 0;
+        // Stage 1: candidates of every source. Without filters the model's best up to this
+        // page's end (plus as many as could be excluded) are all the ranking needs; otherwise the
+        // whole candidate pool.
         let model_pool = if unfiltered {
             let droppable =
                 ctx.bought.len() + q.exclude.len() + ctx.recent.len() + ctx.cart.len() + q.anchors.len();
@@ -378,11 +408,26 @@ impl Recommender {
         let model_scores = ranked_by_model.as_ref().map(|r| &r.scores);
         offer_neighbours(&mut pool, scenario, &seeds, &neighbours, model_scores);
         offer_new_items(&mut pool, &categories, &neighbours, ranked_by_model.as_ref().and(model.as_deref()));
-        offer_trending(&mut pool, &q, &ctx, cold_start, context_category);
+        // Without filters or a diversity cap the popular fill is ranked by popularity alone, so
+        // the page (and one more, for `next_page_token`) past the excluded items is all it can
+        // contribute.
+        let excluded = excluded_items(&q, &ctx);
+        let fill_limit = unfiltered.then(|| page_end.saturating_add(1).saturating_add(excluded.len()));
+        offer_trending(&mut pool, &q, &ctx, cold_start, context_category, fill_limit);
+        if unfiltered {
+            trim_to_page(&mut pool, &excluded, page_end.saturating_add(1));
+        }
 
         // Stage 2: catalog entries, filters, the rank, the page.
-        let entries = read_catalog_entries(store, &q.tenant, &pool.order, now).await.map_err(store_error)?;
-        let ranked = rank(pool, entries, &q, &ctx);
+        // The items' statistics only serve to rank trending candidates by how they trend now.
+        let parts = if pool.map.values().any(|c| c.by_trending) {
+            CatalogParts::AttributesAndStats
+        } else {
+            CatalogParts::Attributes
+        };
+        let entries =
+            read_catalog_entries(store, &q.tenant, &pool.order, parts, now).await.map_err(store_error)?;
+        let ranked = rank(pool, entries, &q, &excluded);
         let leaves: Vec<Option<&str>> = ranked.iter().map(|r| r.entry.leaf_category()).collect();
         let (page, more) = page_of(&leaves, q.limit, q.max_per_category, q.page);
         let history: Vec<(&ItemId, &'static str)> = match scenario {
@@ -667,12 +712,15 @@ fn offer_new_items(
 
 /// Offers trending items (of the category of TRENDING or of a cold start's context, then of the
 /// shop) and popular items as the fill of FOR_YOU and CART_COMPLEMENT.
+/// `fill_limit`: at most this many popular items fill a page that ranks them by popularity (not
+/// by how they trend now).
 fn offer_trending(
     pool: &mut Pool,
     q: &Query,
     ctx: &RecommendContext,
     cold_start: bool,
     context_category: Option<&str>,
+    fill_limit: Option<usize>,
 ) {
     let scenario = q.scenario;
     let category = match scenario {
@@ -694,7 +742,8 @@ fn offer_trending(
     if fill {
         let trending = scenario == pb::Scenario::Trending || cold_start;
         let code = if trending { "trending" } else { "popular" };
-        for (rank, (item, all_time)) in ctx.popular.iter().enumerate() {
+        let limit = if trending { usize::MAX } else { fill_limit.unwrap_or(usize::MAX) };
+        for (rank, (item, all_time)) in ctx.popular.iter().enumerate().take(limit) {
             let c = Candidate {
                 key2: *all_time,
                 by_trending: trending,
@@ -703,6 +752,35 @@ fn offer_trending(
             pool.offer(item, c, Some(because(code, None, None)));
         }
     }
+}
+
+/// Keeps the excluded items out of `pool` and, where its order is already final (no candidate
+/// is keyed by how it trends now, which comes with the catalog entries), only its best `keep`
+/// candidates and the new items, which may still take their category's score: all a page
+/// without filters or a diversity cap can show, so only their catalog entries are read.
+fn trim_to_page(pool: &mut Pool, excluded: &HashSet<&str>, keep: usize) {
+    pool.order.retain(|i| !excluded.contains(i.as_str()));
+    pool.map.retain(|i, _| !excluded.contains(i.as_str()));
+    if pool.order.len() <= keep || pool.map.values().any(|c| c.by_trending) {
+        return;
+    }
+    let is_new = |c: &Candidate| c.tier == NEW && c.reason == "new_item";
+    let mut ranked: Vec<(&ItemId, &Candidate)> =
+        pool.order.iter().filter_map(|i| Some((i, pool.map.get(i)?))).filter(|(_, c)| !is_new(c)).collect();
+    if ranked.len() <= keep {
+        return;
+    }
+    ranked.sort_by(|a, b| rank_order(a, b));
+    let cut: HashSet<ItemId> = ranked[keep..].iter().map(|(i, _)| (*i).clone()).collect();
+    pool.order.retain(|i| !cut.contains(i));
+    pool.map.retain(|i, _| !cut.contains(i));
+}
+
+/// The order of ranked candidates: tier, then key, then all-time popularity (larger first),
+/// then the item id.
+fn rank_order(a: &(&ItemId, &Candidate), b: &(&ItemId, &Candidate)) -> std::cmp::Ordering {
+    let (x, y) = (a.1, b.1);
+    x.tier.cmp(&y.tier).then(y.key.total_cmp(&x.key)).then(y.key2.total_cmp(&x.key2)).then(a.0.cmp(b.0))
 }
 
 /// A candidate that passed the filters, with its catalog entry.
@@ -715,8 +793,7 @@ struct Ranked {
 /// Stage 2: drops excluded and filtered candidates, scores trending ones by their popularity
 /// now, gives new items their category's score, and sorts (tier, key, all-time popularity,
 /// item id).
-fn rank(mut pool: Pool, entries: Vec<CatalogEntry>, q: &Query, ctx: &RecommendContext) -> Vec<Ranked> {
-    let excluded = excluded_items(q, ctx);
+fn rank(mut pool: Pool, entries: Vec<CatalogEntry>, q: &Query, excluded: &HashSet<&str>) -> Vec<Ranked> {
     let trending_in = q.category.as_deref().filter(|_| q.scenario == pb::Scenario::Trending);
     let mut ranked: Vec<Ranked> = Vec::new();
     for (item, entry) in pool.order.iter().zip(entries) {
@@ -754,14 +831,7 @@ fn rank(mut pool: Pool, entries: Vec<CatalogEntry>, q: &Query, ctx: &RecommendCo
             c.key = f64::from(c.score);
         }
     }
-    ranked.sort_by(|a, b| {
-        let (x, y) = (&a.candidate, &b.candidate);
-        x.tier
-            .cmp(&y.tier)
-            .then(y.key.total_cmp(&x.key))
-            .then(y.key2.total_cmp(&x.key2))
-            .then(a.item.cmp(&b.item))
-    });
+    ranked.sort_by(|a, b| rank_order(&(&a.item, &a.candidate), &(&b.item, &b.candidate)));
     ranked
 }
 
@@ -910,6 +980,80 @@ mod tests {
             assert_eq!(a.0, e.0, "{actual:?} vs {expected:?}");
             assert!((a.1 - e.1).abs() < 1e-6, "{actual:?} vs {expected:?}");
         }
+    }
+
+    /// The page (and whether pages follow) of an unfiltered request over `pool`.
+    fn page_ids(
+        pool: Pool,
+        entries: &HashMap<ItemId, CatalogEntry>,
+        q: &Query,
+        excluded: &HashSet<&str>,
+    ) -> (Vec<String>, bool) {
+        let e: Vec<CatalogEntry> = pool.order.iter().map(|i| entries[i].clone()).collect();
+        let ranked = rank(pool, e, q, excluded);
+        let leaves: Vec<Option<&str>> = ranked.iter().map(|r| r.entry.leaf_category()).collect();
+        let (page, more) = page_of(&leaves, q.limit, 0, q.page);
+        (page.into_iter().map(|k| ranked[k].item.to_string()).collect(), more)
+    }
+
+    #[test]
+    fn trimming_an_unfiltered_pool_changes_no_page() {
+        let mut x = 0x2545_f491_4f6c_dd1d_u64;
+        let mut next = move |m: u64| {
+            x ^= x << 13;
+            x ^= x >> 7;
+            x ^= x << 17;
+            x % m
+        };
+        let mut trimmed_some = 0;
+        for _ in 0..500 {
+            let n = 1 + next(60);
+            let mut pool = Pool::default();
+            let mut entries = HashMap::new();
+            for k in 0..n {
+                let item = ItemId::parse(format!("i{k}")).unwrap();
+                let tier = [MODEL, PRIMARY, SECONDARY, NEW, FILL][next(5) as usize];
+                // Few distinct keys: ties are decided by the item id. As the sources offer them:
+                // a model score is its key; a new item's key is minus its rank in its category.
+                let k = next(8) as f64;
+                let c = if tier == NEW && next(2) == 0 {
+                    candidate(NEW, -k, 0.0, "new_item")
+                } else {
+                    candidate(tier, k, k as f32, "popular")
+                };
+                pool.offer(&item, c, None);
+                let category = format!("Shop > C{}", next(4));
+                entries.insert(
+                    item,
+                    CatalogEntry { known: true, category: Some(category), ..Default::default() },
+                );
+            }
+            let excluded_ids: Vec<String> = (0..next(6)).map(|_| format!("i{}", next(n))).collect();
+            let excluded: HashSet<&str> = excluded_ids.iter().map(String::as_str).collect();
+            let req = pb::RecommendRequest {
+                tenant: "acme".into(),
+                user_id: "u1".into(),
+                limit: 1 + next(10) as u32,
+                ..Default::default()
+            };
+            let mut q = request::validate(&req).unwrap();
+            q.page = next(3) as usize;
+            let whole = Pool { order: pool.order.clone(), map: pool.map.clone() };
+            let keep = (q.page + 1) * q.limit + 1;
+            trim_to_page(&mut pool, &excluded, keep);
+            assert!(
+                pool.order.iter().all(|i| pool.map.contains_key(i)) && pool.order.len() == pool.map.len()
+            );
+            assert!(pool.order.iter().all(|i| !excluded.contains(i.as_str())));
+            if pool.order.len()
+                < whole.order.len()
+                    - excluded.iter().filter(|e| whole.map.keys().any(|i| i.as_str() == **e)).count()
+            {
+                trimmed_some += 1;
+            }
+            assert_eq!(page_ids(pool, &entries, &q, &excluded), page_ids(whole, &entries, &q, &excluded));
+        }
+        assert!(trimmed_some > 100, "the pools were trimmed ({trimmed_some} of 500)");
     }
 
     #[test]
