@@ -66,9 +66,10 @@ async fn the_onnx_candidate_scores_are_the_rust_user_vector_dotted_with_the_item
     )
     .unwrap();
     let candidates = index.search(&rust_user);
-    assert_eq!(candidates.len(), 50);
+    // 50 found, and the 5 items of the largest norm where the search did not find them.
+    assert!((50..=55).contains(&candidates.len()), "{}", candidates.len());
     let (scores, user) = served.score_candidates_until(&history, &candidates, None).await.unwrap();
-    assert_eq!((scores.len(), user.len()), (50, DIM));
+    assert_eq!((scores.len(), user.len()), (candidates.len(), DIM));
     for (a, b) in rust_user.iter().zip(&user) {
         assert!((a - b).abs() < 1e-5, "Rust {a} vs graph {b}");
     }
