@@ -457,7 +457,8 @@ pub struct InferenceConfig {
     /// neighbour (HNSW) index over its item embeddings, built when the version loads; below it,
     /// every item is a candidate (brute force).
     pub ann_min_items: usize,
-    /// Candidates the ANN index returns for one user vector.
+    /// Candidates the ANN index returns for one user vector (and up to a tenth as many more: the
+    /// items of the largest norm, when the search missed them; docs/RECOMMEND.md).
     pub ann_candidates: usize,
     /// HNSW build breadth (`ef_construction`): larger is a better graph, built slower.
     pub ann_ef_construction: usize,

@@ -770,7 +770,7 @@ fn trim_to_page(pool: &mut Pool, excluded: &HashSet<&str>, keep: usize) {
     if ranked.len() <= keep {
         return;
     }
-    ranked.sort_by(|a, b| rank_order(a, b));
+    ranked.sort_by(rank_order);
     let cut: HashSet<ItemId> = ranked[keep..].iter().map(|(i, _)| (*i).clone()).collect();
     pool.order.retain(|i| !cut.contains(i));
     pool.map.retain(|i, _| !cut.contains(i));
