@@ -529,6 +529,16 @@ impl DemandForecaster {
     /// finite and non-negative, and each weekday in 0..7, else [`ModelError::InvalidInput`]. An
     /// empty batch returns nothing without running.
     pub async fn forecast(&self, batch: &[HistoryWindow]) -> Result<Vec<Forecast>> {
+        self.forecast_until(batch, None).await
+    }
+
+    /// [`DemandForecaster::forecast`] for a caller that waits until `deadline`
+    /// ([`crate::SessionPool::run_until`]).
+    pub async fn forecast_until(
+        &self,
+        batch: &[HistoryWindow],
+        deadline: Option<std::time::Instant>,
+    ) -> Result<Vec<Forecast>> {
         let (t, h) = (self.spec.history_days, self.spec.horizon);
         if batch.is_empty() {
             return Ok(Vec::new());
@@ -556,10 +566,14 @@ impl DemandForecaster {
         let b = batch.len();
         let mut out = self
             .pool
-            .run(vec![
-                (INPUT_HISTORY.to_owned(), InputTensor::F32 { shape: vec![b, t], data: history }),
-                (INPUT_WEEKDAY.to_owned(), InputTensor::I64 { shape: vec![b], data: weekdays }),
-            ])
+            .run_until(
+                vec![
+                    (INPUT_HISTORY.to_owned(), InputTensor::F32 { shape: vec![b, t], data: history }),
+                    (INPUT_WEEKDAY.to_owned(), InputTensor::I64 { shape: vec![b], data: weekdays }),
+                ],
+                "demand",
+                deadline,
+            )
             .await?;
         let forecast = take_f32(&mut out, OUTPUT_FORECAST, b * h)?;
         let lower = take_f32(&mut out, OUTPUT_LOWER, b * h)?;

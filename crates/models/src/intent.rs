@@ -607,6 +607,16 @@ impl IntentPredictor {
     /// Predicts a batch of rows in one run. An empty batch returns nothing without running;
     /// a non-finite value is [`ModelError::InvalidInput`].
     pub async fn predict(&self, batch: &[[f32; N_FEATURES]]) -> Result<Vec<IntentPrediction>> {
+        self.predict_until(batch, None).await
+    }
+
+    /// [`IntentPredictor::predict`] for a caller that waits until `deadline`
+    /// ([`SessionPool::run_until`]).
+    pub async fn predict_until(
+        &self,
+        batch: &[[f32; N_FEATURES]],
+        deadline: Option<std::time::Instant>,
+    ) -> Result<Vec<IntentPrediction>> {
         if batch.is_empty() {
             return Ok(Vec::new());
         }
@@ -617,7 +627,11 @@ impl IntentPredictor {
         let data: Vec<f32> = batch.iter().flatten().copied().collect();
         let mut out = self
             .pool
-            .run(vec![(INPUT_FEATURES.to_owned(), InputTensor::F32 { shape: vec![b, N_FEATURES], data })])
+            .run_until(
+                vec![(INPUT_FEATURES.to_owned(), InputTensor::F32 { shape: vec![b, N_FEATURES], data })],
+                "intent",
+                deadline,
+            )
             .await?;
         let probability = take_f32(&mut out, OUTPUT_PROBABILITY, b)?;
         let logit = take_f32(&mut out, OUTPUT_LOGIT, b)?;

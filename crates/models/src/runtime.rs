@@ -321,6 +321,26 @@ impl SessionPool {
         self.checkout().await?.run(inputs).await
     }
 
+    /// [`SessionPool::run`] for a caller that waits until `deadline`: the wait for a session ends
+    /// there, and a run that has not started by then does not start
+    /// ([`ModelError::DeadlineExceeded`] naming `model`). A run that has started finishes.
+    pub async fn run_until(
+        &self,
+        inputs: Vec<(String, InputTensor)>,
+        model: &'static str,
+        deadline: Option<Instant>,
+    ) -> Result<Vec<(String, OutputTensor)>> {
+        let Some(deadline) = deadline else { return self.run(inputs).await };
+        let late = || ModelError::DeadlineExceeded { model };
+        let session = tokio::time::timeout_at(tokio::time::Instant::from_std(deadline), self.checkout())
+            .await
+            .map_err(|_| late())??;
+        if Instant::now() >= deadline {
+            return Err(late());
+        }
+        session.run(inputs).await
+    }
+
     /// Checks a session out of the pool, waiting until one is free (the wait is measured as
     /// `shopmind_model_session_wait_seconds`). The session goes back to the pool when the
     /// [`PooledSession`] is dropped or has run. Holding one keeps a session from every other

@@ -435,3 +435,32 @@ async fn with_no_queue_delay_a_lone_request_runs_on_the_callers_task_and_a_busy_
     let stats = batcher.stats();
     assert_eq!((stats.requests, stats.batches, stats.rejected_deadline), (43, 43, 1), "{stats:?}");
 }
+
+#[tokio::test]
+async fn an_unbatched_run_until_a_deadline_does_not_start_after_it() {
+    init();
+    let model = random_model(10, 12);
+    let pool =
+        SessionPool::load(&onnx(&model), &PoolOptions { sessions: 1, ..PoolOptions::default() }).unwrap();
+    // The only session is busy past the deadline: the wait ends there.
+    let held = pool.checkout().await.unwrap();
+    let started = Instant::now();
+    match pool
+        .run_until(request(&[vec![(1, 1.0)]]), "covisit", Some(started + Duration::from_millis(200)))
+        .await
+    {
+        Err(ModelError::DeadlineExceeded { model }) => assert_eq!(model, "covisit"),
+        other => panic!("expected DeadlineExceeded, got {other:?}"),
+    }
+    assert!(started.elapsed() >= Duration::from_millis(200), "it waited for the session until the deadline");
+    drop(held);
+    // A free session, but the deadline has passed: not run.
+    match pool.run_until(request(&[vec![(1, 1.0)]]), "covisit", Some(Instant::now())).await {
+        Err(ModelError::DeadlineExceeded { .. }) => {}
+        other => panic!("expected DeadlineExceeded, got {other:?}"),
+    }
+    // In time: the model's answer.
+    let later = Instant::now() + Duration::from_secs(30);
+    let (_, data) = scores(pool.run_until(request(&[vec![(1, 1.0)]]), "covisit", Some(later)).await.unwrap());
+    assert_close(&data, &model.score(&[(1, 1.0)]));
+}

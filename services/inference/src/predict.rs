@@ -142,7 +142,12 @@ impl Predictor {
         Self { store, intents, demands, settings }
     }
 
-    pub async fn intent(&self, req: &pb::IntentRequest) -> Result<pb::IntentResponse, pb::ServiceError> {
+    /// `deadline`: the caller's; the model does not start after it (DEADLINE_EXCEEDED).
+    pub async fn intent(
+        &self,
+        req: &pb::IntentRequest,
+        deadline: Option<Instant>,
+    ) -> Result<pb::IntentResponse, pb::ServiceError> {
         let (tenant, user, session, top) = validate_intent(req)?;
         let model = self.intents.get(&tenant).ok_or_else(|| no_model(&tenant, INTENT))?;
         let now = at_of(req.at_unix_ms);
@@ -169,8 +174,12 @@ impl Predictor {
         .await
         .map_err(store_error)?;
         let row = intent::intent_features(&sf, &uf, now);
-        let p =
-            model.predict(&[row]).await.map_err(model_error)?.pop().ok_or_else(|| model_error("no row"))?;
+        let p = model
+            .predict_until(&[row], deadline)
+            .await
+            .map_err(crate::model_error)?
+            .pop()
+            .ok_or_else(|| model_error("no row"))?;
         let names = model.feature_names();
         let top_features = p
             .top(names, top)
@@ -190,9 +199,11 @@ impl Predictor {
         })
     }
 
+    /// `deadline`: the caller's; the model does not start after it (DEADLINE_EXCEEDED).
     pub async fn forecast(
         &self,
         req: &pb::ForecastRequest,
+        deadline: Option<Instant>,
     ) -> Result<pb::ForecastResponse, pb::ServiceError> {
         let (tenant, items) = validate_forecast(req)?;
         let model = self.demands.get(&tenant).ok_or_else(|| no_model(&tenant, DEMAND))?;
@@ -211,7 +222,7 @@ impl Predictor {
         let demands = read_items_demand(&*self.store, &tenant, &items).await.map_err(store_error)?;
         let windows: Vec<HistoryWindow> =
             demands.iter().map(|d| HistoryWindow::from_demand(d, first_day, model.history_days())).collect();
-        let forecasts = model.forecast(&windows).await.map_err(model_error)?;
+        let forecasts = model.forecast_until(&windows, deadline).await.map_err(crate::model_error)?;
         let cut = |v: Vec<f32>| v.into_iter().take(horizon).collect::<Vec<f32>>();
         Ok(pb::ForecastResponse {
             items: items
@@ -391,7 +402,7 @@ async fn handle(predictor: &Predictor, method: &'static str, request: IncomingRe
                 Some(e) => Err(e),
                 None => match decode::<pb::IntentRequest>(payload, "IntentRequest") {
                     Ok(req) => match check_tenant(subject, &req.tenant) {
-                        Ok(()) => predictor.intent(&req).await,
+                        Ok(()) => predictor.intent(&req, rpc::deadline(headers)).await,
                         Err(e) => Err(e),
                     },
                     Err(e) => Err(e),
@@ -408,7 +419,7 @@ async fn handle(predictor: &Predictor, method: &'static str, request: IncomingRe
                 Some(e) => Err(e),
                 None => match decode::<pb::ForecastRequest>(payload, "ForecastRequest") {
                     Ok(req) => match check_tenant(subject, &req.tenant) {
-                        Ok(()) => predictor.forecast(&req).await,
+                        Ok(()) => predictor.forecast(&req, rpc::deadline(headers)).await,
                         Err(e) => Err(e),
                     },
                     Err(e) => Err(e),
