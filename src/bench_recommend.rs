@@ -408,8 +408,12 @@ async fn measure(opts: &RecommendOptions, config: &Config) -> anyhow::Result<Rec
         }
 
         let (redis_rtt_p50_ms, redis_context_p50_ms) = raw_redis(&store, &tenant, config, opts.users).await?;
-        let ort_p50_ms = raw_ort(&bytes, &shop, config).await?;
-        let top10_agreement = agreement(&channel, &tenant, &bytes, &shop, config, opts.users).await?;
+        // A second copy of the served model, with the same session options, for both.
+        let copy = EmbeddingRecommender::load(&bytes, &shopmind_inference::pool_options(config)?)?;
+        let ort_p50_ms = raw_ort(&copy, &shop, config).await;
+        let top10_agreement = agreement(&channel, &tenant, &copy, &shop, config, opts.users).await;
+        copy.shutdown().await;
+        let (ort_p50_ms, top10_agreement) = (ort_p50_ms?, top10_agreement?);
         let raw = redis_rtt_p50_ms + ort_p50_ms;
         let mut phases = Vec::new();
         for &c in &opts.concurrency {
@@ -482,11 +486,9 @@ async fn raw_redis(
 
 /// p50 of one ONNX Runtime run ranking one history of `history_len` items: over the
 /// `inference.ann_candidates` candidates serving ranks on a catalog with an ANN index, over every
-/// item below `ann_min_items`; on a second copy of the served model with the same session
-/// options (no queue, no batching).
-async fn raw_ort(bytes: &[u8], shop: &Shop, config: &Config) -> anyhow::Result<f64> {
-    let options = shopmind_inference::pool_options(config)?;
-    let model = EmbeddingRecommender::load(bytes, &options)?;
+/// item below `ann_min_items`; on `model`, a second copy of the served model with the same
+/// session options (no queue, no batching).
+async fn raw_ort(model: &EmbeddingRecommender, shop: &Shop, config: &Config) -> anyhow::Result<f64> {
     let n_items = model.len();
     let candidates: Vec<usize> = if n_items >= config.inference.ann_min_items {
         let step = (n_items / config.inference.ann_candidates.max(1)).max(1);
@@ -509,7 +511,6 @@ async fn raw_ort(bytes: &[u8], shop: &Shop, config: &Config) -> anyhow::Result<f
             samples.push(t.elapsed());
         }
     }
-    model.shutdown().await;
     samples.sort();
     Ok(percentile_ms(&samples, 0.5))
 }
@@ -518,19 +519,17 @@ async fn raw_ort(bytes: &[u8], shop: &Shop, config: &Config) -> anyhow::Result<f
 const AGREEMENT_USERS: usize = 200;
 
 /// The share of the served FOR_YOU top 10 (through the gateway) that brute-force ranking gives:
-/// for `AGREEMENT_USERS` random users, the model scores every item (ONNX Runtime, on a second
-/// copy of the model) from the history serving reads (the newest `history_len` interactions),
+/// for `AGREEMENT_USERS` random users, `model` (a second copy of the served one) scores every
+/// item in ONNX Runtime from the history serving reads (the newest `history_len` interactions),
 /// the user's purchases are dropped, and the best 10 are compared with the answer.
 async fn agreement(
     channel: &tonic::transport::Channel,
     tenant: &TenantId,
-    bytes: &[u8],
+    model: &EmbeddingRecommender,
     shop: &Shop,
     config: &Config,
     users: usize,
 ) -> anyhow::Result<f64> {
-    let options = shopmind_inference::pool_options(config)?;
-    let model = EmbeddingRecommender::load(bytes, &options)?;
     let mut client = GatewayClient::new(channel.clone());
     let mut rng = Rng(0x5eed);
     let (mut same, mut compared) = (0usize, 0usize);
@@ -559,7 +558,6 @@ async fn agreement(
             .count();
         compared += top;
     }
-    model.shutdown().await;
     Ok(same as f64 / compared.max(1) as f64)
 }
 

@@ -252,6 +252,22 @@ struct Shared {
 }
 
 impl Shared {
+    /// A request of `inputs` (checked against the spec) and where its answer arrives; refused
+    /// when `deadline` has passed.
+    fn request(
+        &self,
+        inputs: Vec<(String, InputTensor)>,
+        deadline: Option<Instant>,
+    ) -> Result<(Request, oneshot::Receiver<Result<Outputs>>)> {
+        let (inputs, rows, layout) = self.prepare(inputs)?;
+        let now = Instant::now();
+        if deadline.is_some_and(|d| d <= now) {
+            return Err(self.reject(Rejection::Deadline));
+        }
+        let (reply, rx) = oneshot::channel();
+        Ok((Request { inputs, rows, layout, enqueued: now, deadline, reply }, rx))
+    }
+
     fn reject(&self, reason: Rejection) -> ModelError {
         metrics().model_rejected(self.model, reason);
         let model = self.model;
@@ -471,14 +487,8 @@ impl Batcher {
         if shared.closed.load(Ordering::Acquire) {
             return Err(shared.reject(Rejection::ShuttingDown));
         }
-        let (inputs, rows, layout) = shared.prepare(inputs)?;
-        let now = Instant::now();
-        if deadline.is_some_and(|d| d <= now) {
-            return Err(shared.reject(Rejection::Deadline));
-        }
+        let (request, rx) = shared.request(inputs, deadline)?;
         self.ensure_started()?;
-        let (reply, rx) = oneshot::channel();
-        let request = Request { inputs, rows, layout, enqueued: now, deadline, reply };
         match self.tx.try_send(request) {
             Ok(()) => {
                 bump(&shared.counters.requests, 1);
@@ -520,14 +530,8 @@ impl Batcher {
         deadline: Option<Instant>,
     ) -> Result<Outputs> {
         let shared = &self.shared;
-        let (inputs, rows, layout) = shared.prepare(inputs)?;
-        let now = Instant::now();
-        if deadline.is_some_and(|d| d <= now) {
-            return Err(shared.reject(Rejection::Deadline));
-        }
+        let (request, rx) = shared.request(inputs, deadline)?;
         bump(&shared.counters.requests, 1);
-        let (reply, rx) = oneshot::channel();
-        let request = Request { inputs, rows, layout, enqueued: now, deadline, reply };
         let run = run_batch(shared.clone(), session, Batch::new(request));
         match deadline {
             None => run.await,

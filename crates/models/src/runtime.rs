@@ -355,13 +355,18 @@ impl SessionPool {
             .acquire_owned()
             .await
             .map_err(|_| ModelError::Runtime("the session pool is closed".into()))?;
-        let session = self.inner.idle.lock().unwrap_or_else(PoisonError::into_inner).pop();
-        let Some(session) = session else {
-            // Cannot happen: a permit is held for every session on loan.
-            return Err(ModelError::Runtime("no idle session despite a free permit".into()));
-        };
+        // `None` cannot happen: a permit is held for every session on loan.
+        let session = self
+            .lend(permit)
+            .ok_or_else(|| ModelError::Runtime("no idle session despite a free permit".into()))?;
         metrics().session_wait(waiting.elapsed());
-        Ok(PooledSession {
+        Ok(session)
+    }
+
+    /// An idle session on loan under `permit`.
+    fn lend(&self, permit: OwnedSemaphorePermit) -> Option<PooledSession> {
+        let session = self.inner.idle.lock().unwrap_or_else(PoisonError::into_inner).pop()?;
+        Some(PooledSession {
             checkout: Checkout { session: Some(session), pool: self.inner.clone(), _permit: permit },
         })
     }
@@ -371,12 +376,9 @@ impl SessionPool {
     /// A free session now, if one is free (never waits). A session freed while callers of
     /// [`SessionPool::checkout`] wait goes to them first, so this never overtakes them.
     pub fn try_checkout(&self) -> Option<PooledSession> {
-        let permit = self.inner.permits.clone().try_acquire_owned().ok()?;
-        let session = self.inner.idle.lock().unwrap_or_else(PoisonError::into_inner).pop()?;
+        let session = self.lend(self.inner.permits.clone().try_acquire_owned().ok()?)?;
         metrics().session_wait(Duration::ZERO);
-        Some(PooledSession {
-            checkout: Checkout { session: Some(session), pool: self.inner.clone(), _permit: permit },
-        })
+        Some(session)
     }
 }
 
