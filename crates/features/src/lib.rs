@@ -12,6 +12,7 @@
 
 pub mod churn;
 pub mod conversations;
+pub mod purchase_intent;
 mod read;
 mod recommend;
 pub mod sentiment;
