@@ -119,10 +119,10 @@ The pod spec of a workload. Argument: (dict "root" $ "component" "gateway" "args
 {{- $v := index $root.Values $facts.values -}}
 {{- $tls := and (eq .component "gateway") $root.Values.gateway.tls.secretName -}}
 {{- $redisPassword := and $facts.redis $root.Values.redis.passwordSecret.name -}}
+serviceAccountName: {{ include "shopmind.serviceAccountName" $root }}
 {{- if .job }}
 restartPolicy: Never
 {{- end }}
-serviceAccountName: {{ include "shopmind.serviceAccountName" $root }}
 automountServiceAccountToken: false
 enableServiceLinks: false
 {{- with $root.Values.imagePullSecrets }}
@@ -358,10 +358,10 @@ volumes:
 
 {{/* Pod template annotations: Prometheus scraping for services, the configuration's checksum. */}}
 {{- define "shopmind.podAnnotations" -}}
-{{- if .service }}
+{{- if .service -}}
 prometheus.io/scrape: "true"
 prometheus.io/port: "9090"
 prometheus.io/path: /metrics
-{{- end }}
+{{ end -}}
 checksum/config: {{ include (print .root.Template.BasePath "/configmap.yaml") .root | sha256sum }}
 {{- end -}}
