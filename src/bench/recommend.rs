@@ -40,8 +40,8 @@ use shopmind_runtime::Shutdown;
 use shopmind_store::{FeatureStore, Read, RedisStore, Write, WriteBatch};
 use tokio::task::JoinSet;
 
-use crate::bench::Servers;
-use crate::bench_infer::Rng;
+use super::{Rng, Servers, bar, unique_id};
+use crate::common::connect_gateway;
 
 /// The target of issue #5: p99 at concurrency 16.
 pub const TARGET_P99_MS: f64 = 10.0;
@@ -115,16 +115,6 @@ pub struct RecommendReport {
     /// (purchases excluded, as serving does): what the ANN candidate stage loses.
     pub top10_agreement: f64,
     pub phases: Vec<Phase>,
-}
-
-fn bar(len: u64, what: &str) -> indicatif::ProgressBar {
-    let bar = indicatif::ProgressBar::new(len);
-    let template = format!("{what:>16} {{bar:40}} {{pos}}/{{len}} ({{per_sec}}, {{eta}} left)");
-    bar.set_style(
-        indicatif::ProgressStyle::with_template(&template)
-            .unwrap_or_else(|_| indicatif::ProgressStyle::default_bar()),
-    );
-    bar
 }
 
 fn percentile_ms(sorted: &[Duration], p: f64) -> f64 {
@@ -334,7 +324,7 @@ pub async fn run(opts: RecommendOptions, mut config: Config) -> anyhow::Result<R
 }
 
 async fn measure(opts: &RecommendOptions, config: &Config) -> anyhow::Result<RecommendReport> {
-    let tenant = TenantId::parse(format!("bench-{}", crate::bench::unique_id()))?;
+    let tenant = TenantId::parse(format!("bench-{}", unique_id()))?;
     let store: Arc<dyn FeatureStore> = Arc::new(RedisStore::connect(&config.redis.url).await?);
     let shop = Arc::new(Shop {
         items: opts.items,
@@ -392,7 +382,7 @@ async fn measure(opts: &RecommendOptions, config: &Config) -> anyhow::Result<Rec
     let endpoint = format!("http://{}", listener.local_addr()?);
     let gateway = tokio::spawn(shopmind_gateway::run(config.clone(), bus, listener, shutdown.clone()));
     let result = async {
-        let channel = crate::bench::connect(&endpoint).await?;
+        let channel = connect_gateway(&endpoint).await?;
         let mut client = GatewayClient::new(channel.clone());
         eprintln!("waiting for inference to serve version {version}");
         let deadline = Instant::now() + Duration::from_secs(300);

@@ -5,7 +5,7 @@
 
 use anyhow::Context as _;
 
-use crate::eval::EvalArgs;
+use super::EvalArgs;
 
 pub async fn run(args: &EvalArgs) -> anyhow::Result<()> {
     if args.json || args.plot.is_some() {

@@ -1,10 +1,18 @@
 //! `shopmind eval`: offline evaluation of the models on real or simulated data, each next to
 //! baselines computed in the same run.
 //!
-//! - `--task recommend` (default; `--dataset ml-100k`): the recommenders, see [`crate::eval_recommend`].
-//! - `--task intent` (simulated sessions): the purchase-intent model, see [`crate::eval_intent`].
-//! - `--task demand` (simulated demand): the demand forecaster, see [`crate::eval_demand`].
-//! - `--task support-intents`: the customer-service intent classifier, see [`crate::eval_support`].
+//! - `--task recommend` (default; `--dataset ml-100k`): the recommenders, see [`recommend`].
+//! - `--task intent` (simulated sessions): the purchase-intent model, see [`intent`].
+//! - `--task demand` (simulated demand): the demand forecaster, see [`demand`].
+//! - `--task support-intents`: the customer-service intent classifier, see [`support_intents`].
+//!
+//! `chart.rs` draws the SVG plots of `intent` and `demand`.
+
+mod chart;
+mod demand;
+mod intent;
+mod recommend;
+mod support_intents;
 
 use std::path::PathBuf;
 
@@ -53,9 +61,9 @@ pub struct EvalArgs {
 
 pub async fn run(args: EvalArgs) -> anyhow::Result<()> {
     match args.task {
-        EvalTask::Recommend => crate::eval_recommend::run(&args).await,
-        EvalTask::Intent => crate::eval_intent::run(&args).await,
-        EvalTask::Demand => crate::eval_demand::run(&args).await,
-        EvalTask::SupportIntents => crate::eval_support::run(&args).await,
+        EvalTask::Recommend => recommend::run(&args).await,
+        EvalTask::Intent => intent::run(&args).await,
+        EvalTask::Demand => demand::run(&args).await,
+        EvalTask::SupportIntents => support_intents::run(&args).await,
     }
 }

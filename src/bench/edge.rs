@@ -10,10 +10,10 @@ use std::time::Instant;
 use anyhow::Context as _;
 use shopmind_bus::{Bus, MemoryBus};
 use shopmind_config::Config;
+use shopmind_local_servers::Certificates;
 use shopmind_proto::v1 as pb;
 use shopmind_proto::v1::gateway_client::GatewayClient;
 use shopmind_runtime::Shutdown;
-use shopmind_testkit::TestCerts;
 use tonic::transport::{Certificate, Channel, ClientTlsConfig, Endpoint};
 
 /// One set-up's result.
@@ -105,7 +105,7 @@ async fn drive(
 
 pub async fn run(calls: usize, concurrency: usize, keys: usize) -> anyhow::Result<EdgeReport> {
     let (calls, concurrency, keys) = (calls.max(1), concurrency.max(1), keys.max(1));
-    let certs = TestCerts::try_generate().map_err(|e| anyhow::anyhow!(e))?;
+    let certs = Certificates::generate()?;
     let ca = Certificate::from_pem(std::fs::read(certs.ca())?);
     let client_tls = ClientTlsConfig::new().ca_certificate(ca).domain_name("localhost");
     let mut runs: Vec<EdgeRun> = Vec::new();

@@ -26,7 +26,7 @@ use shopmind_registry::{MemoryModelStore, ModelStore};
 use shopmind_runtime::{Shutdown, connect};
 use shopmind_store::{FeatureStore, RedisStore};
 
-use crate::bench::{Servers, percentile};
+use super::{Servers, percentile};
 
 /// The p99 the issue asks for.
 const TARGET_P99_MS: f64 = 30.0;

@@ -23,7 +23,7 @@ use shopmind_models::{
     EmbeddingModel, EmbeddingRecommender, PoolOptions, TrainingStats, default_library_path, init_runtime,
 };
 
-use crate::eval::EvalArgs;
+use super::EvalArgs;
 
 /// Histories per ONNX Runtime run when checking the exported graph.
 const ORT_BATCH: usize = 64;

@@ -21,6 +21,8 @@ use shopmind_models::{
     BatchOptions, CovisitModel, CovisitRecommender, InputTensor, PoolOptions, TrainingStats, init_runtime,
 };
 
+use super::{Batching, Rng, bar, percentile_ms};
+
 /// What `bench infer` is asked to do.
 #[derive(Clone, Debug)]
 pub struct InferOptions {
@@ -28,9 +30,7 @@ pub struct InferOptions {
     pub history: usize,
     pub requests: usize,
     pub concurrency: usize,
-    pub sessions: usize,
-    pub max_batch: usize,
-    pub max_queue_delay_us: u64,
+    pub batching: Batching,
     pub seed: u64,
 }
 
@@ -59,45 +59,6 @@ pub struct InferReport {
     pub batched_p99_ms: f64,
     /// Largest difference between a batched and an unbatched score.
     pub max_abs_diff: f32,
-}
-
-/// splitmix64: a seeded generator, enough for a benchmark's data.
-pub(crate) struct Rng(pub(crate) u64);
-
-impl Rng {
-    pub(crate) fn next(&mut self) -> u64 {
-        self.0 = self.0.wrapping_add(0x9e37_79b9_7f4a_7c15);
-        let mut z = self.0;
-        z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
-        z = (z ^ (z >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
-        z ^ (z >> 31)
-    }
-
-    pub(crate) fn below(&mut self, n: usize) -> usize {
-        (self.next() % n.max(1) as u64) as usize
-    }
-
-    pub(crate) fn unit(&mut self) -> f32 {
-        (self.next() >> 40) as f32 / (1u64 << 24) as f32
-    }
-}
-
-fn bar(len: usize, what: &str) -> indicatif::ProgressBar {
-    let bar = indicatif::ProgressBar::new(len as u64);
-    let template = format!("{what:>10} {{bar:40}} {{pos}}/{{len}} ({{per_sec}})");
-    bar.set_style(
-        indicatif::ProgressStyle::with_template(&template)
-            .unwrap_or_else(|_| indicatif::ProgressStyle::default_bar()),
-    );
-    bar
-}
-
-fn percentile_ms(sorted: &[Duration], p: f64) -> f64 {
-    if sorted.is_empty() {
-        return 0.0;
-    }
-    let i = ((sorted.len() - 1) as f64 * p).round() as usize;
-    sorted[i.min(sorted.len() - 1)].as_secs_f64() * 1e3
 }
 
 pub async fn run(opts: InferOptions, config: &Config) -> anyhow::Result<InferReport> {
@@ -136,12 +97,12 @@ pub async fn run(opts: InferOptions, config: &Config) -> anyhow::Result<InferRep
     let bytes = model.to_onnx(&model.manifest("bench", "bench", "bench", 0));
     drop(model);
     let pool_options = PoolOptions {
-        sessions: opts.sessions,
+        sessions: opts.batching.sessions,
         intra_threads: config.inference.intra_threads,
         device: shopmind_models::Device::Cpu,
         batch: BatchOptions {
-            max_batch: opts.max_batch,
-            max_queue_delay: Duration::from_micros(opts.max_queue_delay_us),
+            max_batch: opts.batching.max_batch,
+            max_queue_delay: Duration::from_micros(opts.batching.max_queue_delay_us),
             queue_capacity: opts.concurrency.max(1024),
         },
     };
@@ -169,10 +130,10 @@ pub async fn run(opts: InferOptions, config: &Config) -> anyhow::Result<InferRep
         history: opts.history,
         requests: opts.requests,
         concurrency: opts.concurrency,
-        sessions: opts.sessions,
+        sessions: opts.batching.sessions,
         intra_threads: config.inference.intra_threads,
-        max_batch: opts.max_batch,
-        max_queue_delay_us: opts.max_queue_delay_us,
+        max_batch: opts.batching.max_batch,
+        max_queue_delay_us: opts.batching.max_queue_delay_us,
         raw_rows_per_s,
         unbatched_per_s,
         batched_per_s,
@@ -194,7 +155,7 @@ async fn raw(
     opts: &InferOptions,
 ) -> anyhow::Result<f64> {
     let batches: Vec<Vec<(String, InputTensor)>> = histories
-        .chunks(opts.max_batch)
+        .chunks(opts.batching.max_batch)
         .map(|chunk| {
             let width = chunk.iter().map(Vec::len).max().unwrap_or(1).max(1);
             let mut items = Vec::with_capacity(chunk.len() * width);
@@ -215,10 +176,10 @@ async fn raw(
         .collect();
     let batches = Arc::new(batches);
     let next = Arc::new(AtomicUsize::new(0));
-    let progress = bar(histories.len(), "raw");
+    let progress = bar(histories.len() as u64, "raw");
     let started = Instant::now();
     let mut tasks = tokio::task::JoinSet::new();
-    for _ in 0..opts.sessions {
+    for _ in 0..opts.batching.sessions {
         let (rec, batches, next, progress) = (rec.clone(), batches.clone(), next.clone(), progress.clone());
         tasks.spawn(async move {
             let pool = rec.pool().clone();
@@ -250,7 +211,7 @@ async fn callers(
     batched: bool,
 ) -> anyhow::Result<(f64, Vec<Duration>, Vec<Vec<f32>>)> {
     let next = Arc::new(AtomicUsize::new(0));
-    let progress = bar(histories.len(), if batched { "batched" } else { "unbatched" });
+    let progress = bar(histories.len() as u64, if batched { "batched" } else { "unbatched" });
     let started = Instant::now();
     let mut tasks = tokio::task::JoinSet::new();
     for _ in 0..opts.concurrency {

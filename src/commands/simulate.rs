@@ -7,6 +7,8 @@ use anyhow::Context as _;
 use clap::Args;
 use shopmind_simulator::{SimConfig, Simulator};
 
+use crate::common::spinner;
+
 #[derive(Args)]
 pub struct SimulateArgs {
     /// Where to write the events (JSON Lines; docs/FILES.md).
@@ -37,10 +39,7 @@ pub fn run(args: SimulateArgs) -> anyhow::Result<()> {
     let file =
         std::fs::File::create(&args.out).with_context(|| format!("creating {}", args.out.display()))?;
     let mut out = std::io::BufWriter::new(file);
-    let bar = indicatif::ProgressBar::new_spinner().with_style(
-        indicatif::ProgressStyle::with_template("simulating {spinner} {pos} events ({per_sec})")
-            .unwrap_or_else(|_| indicatif::ProgressStyle::default_spinner()),
-    );
+    let bar = spinner("simulating");
     for event in sim.by_ref() {
         shopmind_eventfile::write_jsonl(&mut out, &event)?;
         bar.inc(1);

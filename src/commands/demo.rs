@@ -19,6 +19,8 @@ use shopmind_runtime::Shutdown;
 use shopmind_runtime::topology;
 use tonic::transport::Channel;
 
+use crate::common::{connect_gateway, counter_bar, holdout_line};
+
 const TENANT: &str = "demo";
 const BATCH: usize = 1000;
 
@@ -52,7 +54,7 @@ pub async fn run(config: Config, data: Option<PathBuf>, users: usize) -> anyhow:
         backends.bus.kind(),
         backends.store.kind()
     );
-    let mut client = connect(&endpoint).await?;
+    let mut client = GatewayClient::new(connect_gateway(&endpoint).await?);
 
     // 1. Events in, through the gateway.
     let events = ml.events(TENANT);
@@ -63,7 +65,7 @@ pub async fn run(config: Config, data: Option<PathBuf>, users: usize) -> anyhow:
         ml.ratings.len(),
         events.len()
     );
-    let bar = progress_bar(events.len() as u64, "publishing");
+    let bar = counter_bar(events.len() as u64, "publishing");
     let started = Instant::now();
     let mut accepted = 0u64;
     for chunk in events.chunks(BATCH) {
@@ -78,7 +80,7 @@ pub async fn run(config: Config, data: Option<PathBuf>, users: usize) -> anyhow:
     bar.finish_and_clear();
     let publish_s = started.elapsed().as_secs_f64();
 
-    let bar = progress_bar(events.len() as u64, "applying features");
+    let bar = counter_bar(events.len() as u64, "applying features");
     loop {
         let lag = backends.bus.consumer_lag(topology::EVENTS_STREAM, shopmind_feature::DURABLE).await?;
         bar.set_position(events.len() as u64 - (lag.pending + lag.ack_pending).min(events.len() as u64));
@@ -104,7 +106,7 @@ pub async fn run(config: Config, data: Option<PathBuf>, users: usize) -> anyhow:
             println!("\nTraining the co-visitation recommender from the event history...")
         }
     }
-    let bar = progress_bar(0, "training: reading events");
+    let bar = counter_bar(0, "training: reading events");
     let progress = |read: u64, total: u64| {
         bar.set_length(total);
         bar.set_position(read);
@@ -127,7 +129,7 @@ pub async fn run(config: Config, data: Option<PathBuf>, users: usize) -> anyhow:
             _ => format!("{} items' daily demand", m.items),
         };
         println!("  {} {}: {what}{}", m.model, m.version, if m.promoted { ", active" } else { "" });
-        if let Some(line) = crate::cli::holdout_line(&m.metrics) {
+        if let Some(line) = holdout_line(&m.metrics) {
             println!("    {line}");
         }
     }
@@ -284,17 +286,6 @@ async fn assistant(client: &mut GatewayClient<Channel>, user: &str) -> anyhow::R
     Ok(())
 }
 
-async fn connect(endpoint: &str) -> anyhow::Result<GatewayClient<Channel>> {
-    let deadline = Instant::now() + Duration::from_secs(10);
-    loop {
-        match GatewayClient::connect(endpoint.to_string()).await {
-            Ok(c) => return Ok(c),
-            Err(e) if Instant::now() > deadline => return Err(e).context("connecting to the gateway"),
-            Err(_) => tokio::time::sleep(Duration::from_millis(50)).await,
-        }
-    }
-}
-
 async fn recommend(
     client: &mut GatewayClient<Channel>,
     user: &str,
@@ -327,13 +318,4 @@ async fn wait_for_model(client: &mut GatewayClient<Channel>, user: &str) -> anyh
         }
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
-}
-
-fn progress_bar(len: u64, what: &'static str) -> indicatif::ProgressBar {
-    indicatif::ProgressBar::new(len).with_style(
-        indicatif::ProgressStyle::with_template(&format!(
-            "{what} {{bar:40}} {{pos}}/{{len}} ({{per_sec}}, eta {{eta}})"
-        ))
-        .unwrap_or_else(|_| indicatif::ProgressStyle::default_bar()),
-    )
 }

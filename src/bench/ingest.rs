@@ -1,11 +1,4 @@
-//! `shopmind bench`: measured throughput, each figure next to a raw baseline from the same run.
-//!
-//! `bench infer` (model scoring with and without micro-batching) lives in `bench_infer.rs`,
-//! `bench rank` (ranking candidates vs scoring every item) in `bench_rank.rs`,
-//! `bench memory` in `bench_memory.rs`, `bench recommend` (Recommend latency under load) in
-//! `bench_recommend.rs`, `bench assist` in `bench_assist.rs`.
-//!
-//! `bench ingest` (see docs/BENCHMARKS.md):
+//! `shopmind bench ingest` (see docs/BENCHMARKS.md):
 //!
 //! 1. generates N events with the simulator, before any clock runs;
 //! 2. **raw baseline**: publishes the same N encoded events with JetStream async publish
@@ -31,7 +24,6 @@ use std::time::{Duration, Instant};
 use anyhow::{Context as _, bail};
 use async_nats::jetstream;
 use bytes::Bytes;
-use clap::Subcommand;
 use prost::Message as _;
 use shopmind_config::Config;
 use shopmind_domain::{ItemId, TenantId, UnixMillis, UserId};
@@ -40,9 +32,11 @@ use shopmind_proto::v1::gateway_client::GatewayClient;
 use shopmind_runtime::{Shutdown, topology};
 use shopmind_simulator::{DAY_MS, SimConfig, Simulator};
 use shopmind_store::{FeatureStore, Read, Value};
-use shopmind_testkit::{NatsServer, RedisServer};
 use tokio::task::JoinSet;
-use tonic::transport::{Channel, Endpoint};
+use tonic::transport::Channel;
+
+use super::{Servers, percentile, unique_id};
+use crate::common::{connect_gateway, counter_bar};
 
 /// The ratio of end-to-end to raw publish rate the pipeline should reach (issue: event pipeline
 /// at production grade).
@@ -63,358 +57,16 @@ const CALL_TIMEOUT: Duration = Duration::from_secs(60);
 /// Simulated days; the start is set so that the last day ends before now.
 const SIM_DAYS: u32 = 28;
 
-#[derive(Subcommand, Debug, Clone)]
-pub enum BenchTarget {
-    /// End-to-end events per second (gRPC -> JetStream -> feature -> Redis) next to the raw
-    /// JetStream async-publish rate of the same run, their ratio, and event-to-feature freshness.
-    Ingest {
-        /// Simulated events to send.
-        #[arg(long, default_value_t = 1_000_000)]
-        events: usize,
-        /// Concurrent PublishEvents callers.
-        #[arg(long, default_value_t = 4)]
-        concurrency: usize,
-        /// Events per PublishEvents call.
-        #[arg(long, default_value_t = 500)]
-        batch: usize,
-        /// Simulator seed.
-        #[arg(long, default_value_t = 1)]
-        seed: u64,
-        /// Start private nats-server and redis-server processes on free ports (the default when
-        /// neither nats.url nor redis.url is configured).
-        #[arg(long)]
-        spawn_servers: bool,
-        /// Print one JSON object on stdout (the table goes to stderr).
-        #[arg(long)]
-        json: bool,
-    },
-    /// Redis bytes per user, session, item and applied-event guard after a simulated shop's
-    /// events are applied, next to the protobuf bytes of those events.
-    Memory {
-        /// Simulated users.
-        #[arg(long, default_value_t = 100_000)]
-        users: usize,
-        /// Simulated days.
-        #[arg(long, default_value_t = 7)]
-        days: u32,
-        #[arg(long, default_value_t = 1)]
-        seed: u64,
-        /// Events per store round trip (default: the feature service's `feature.batch_size`;
-        /// 1 applies one event per call).
-        #[arg(long)]
-        batch: Option<usize>,
-        /// Events in flight (default: `feature.concurrency`).
-        #[arg(long)]
-        in_flight: Option<usize>,
-        /// Use a private redis-server on a free port (the default without redis.url).
-        #[arg(long)]
-        spawn_servers: bool,
-        /// Print one JSON object.
-        #[arg(long)]
-        json: bool,
-    },
-    /// Training time and peak memory of the embedding recommender on ml-100k and on N simulated
-    /// interactions, next to raw baselines (interning the interactions; one pass of plain dot
-    /// products) measured in the same run.
-    Train {
-        /// Simulated interactions.
-        #[arg(long, default_value_t = 1_000_000)]
-        interactions: usize,
-        /// Simulator and training seed.
-        #[arg(long, default_value_t = 1)]
-        seed: u64,
-        /// Epochs (default: the model's default).
-        #[arg(long)]
-        epochs: Option<usize>,
-        /// Print one JSON object.
-        #[arg(long)]
-        json: bool,
-    },
-    /// Embedding-model ranking of a few candidates per request next to scoring every item (the
-    /// baseline), through the micro-batcher, on a seeded random model (CPU; inference.intra_threads).
-    Rank {
-        /// Items of the model.
-        #[arg(long, default_value_t = 100_000)]
-        items: usize,
-        /// Floats per embedding.
-        #[arg(long, default_value_t = 64)]
-        dim: usize,
-        /// Longest history; each request has 1 to this many entries.
-        #[arg(long, default_value_t = 50)]
-        history: usize,
-        /// Candidates each request ranks.
-        #[arg(long, default_value_t = 500)]
-        candidates: usize,
-        /// Requests per phase.
-        #[arg(long, default_value_t = 2000)]
-        requests: usize,
-        /// Concurrent callers.
-        #[arg(long, default_value_t = 16)]
-        concurrency: usize,
-        /// Sessions in the pool (default: inference.sessions).
-        #[arg(long)]
-        sessions: Option<usize>,
-        /// Rows per batch (default: inference.max_batch).
-        #[arg(long)]
-        max_batch: Option<usize>,
-        /// Longest wait for a batch to fill, microseconds (default: inference.max_queue_delay_us).
-        #[arg(long)]
-        max_queue_delay_us: Option<u64>,
-        #[arg(long, default_value_t = 1)]
-        seed: u64,
-        /// Print one JSON object.
-        #[arg(long)]
-        json: bool,
-    },
-    /// What API keys, rate limits and TLS cost a gateway call: calls answered at the edge, open
-    /// and plaintext (the baseline) next to keys + rate limit, TLS, and both (bench_edge.rs).
-    Edge {
-        /// Calls per set-up.
-        #[arg(long, default_value_t = 50_000)]
-        calls: usize,
-        /// Concurrent callers (on one HTTP/2 connection).
-        #[arg(long, default_value_t = 32)]
-        concurrency: usize,
-        /// API keys configured.
-        #[arg(long, default_value_t = 1000)]
-        keys: usize,
-        /// Print one JSON object.
-        #[arg(long)]
-        json: bool,
-    },
-    /// Co-visitation scoring throughput through the micro-batcher and without it, next to the raw
-    /// ONNX Runtime run of full batches, on a seeded random model (CPU; inference.intra_threads).
-    Infer {
-        /// Items of the model (inference scores all of them per request).
-        #[arg(long, default_value_t = 2000)]
-        items: usize,
-        /// Longest history; each request has 1 to this many entries.
-        #[arg(long, default_value_t = 20)]
-        history: usize,
-        /// Requests per phase.
-        #[arg(long, default_value_t = 20_000)]
-        requests: usize,
-        /// Concurrent callers.
-        #[arg(long, default_value_t = 64)]
-        concurrency: usize,
-        /// Sessions in the pool (default: inference.sessions).
-        #[arg(long)]
-        sessions: Option<usize>,
-        /// Rows per batch (default: inference.max_batch).
-        #[arg(long)]
-        max_batch: Option<usize>,
-        /// Longest wait for a batch to fill, microseconds (default: inference.max_queue_delay_us).
-        #[arg(long)]
-        max_queue_delay_us: Option<u64>,
-        #[arg(long, default_value_t = 1)]
-        seed: u64,
-        /// Print one JSON object.
-        #[arg(long)]
-        json: bool,
-    },
-    /// `Recommend` (FOR_YOU) through the gateway at several concurrencies against a simulated
-    /// tenant written to Redis, with an embedding model over every item: QPS and p50/p99/p99.9,
-    /// next to the raw Redis round trip and ORT run of one request measured in the same run.
-    Recommend {
-        /// Simulated users (written to Redis).
-        #[arg(long, default_value_t = 1_000_000)]
-        users: usize,
-        /// Simulated items (the model scores all of them).
-        #[arg(long, default_value_t = 100_000)]
-        items: usize,
-        /// Interactions per user: 1 to twice this.
-        #[arg(long, default_value_t = 12)]
-        interactions: usize,
-        /// Users whose interactions train the model.
-        #[arg(long, default_value_t = 200_000)]
-        train_users: usize,
-        /// Training epochs (production trains 30).
-        #[arg(long, default_value_t = 3)]
-        epochs: usize,
-        /// Measured seconds per concurrency (after a 2 s warm-up).
-        #[arg(long, default_value_t = 30)]
-        seconds: u64,
-        /// Concurrent gRPC callers, one phase each.
-        #[arg(long, value_delimiter = ',', default_value = "1,16,64")]
-        concurrency: Vec<usize>,
-        #[arg(long, default_value_t = 1)]
-        seed: u64,
-        /// Print one JSON object.
-        #[arg(long)]
-        json: bool,
-    },
-    /// `Assist` latency (p50/p99) through the gateway for typical customer messages, next to the
-    /// raw sentence-encoder run time of the same messages (CPU; private NATS and Redis).
-    Assist {
-        /// Messages sent (conversations of ten typical messages).
-        #[arg(long, default_value_t = 1000)]
-        requests: usize,
-        /// Print one JSON object.
-        #[arg(long)]
-        json: bool,
-    },
+pub struct IngestOptions {
+    pub events: usize,
+    pub concurrency: usize,
+    pub batch: usize,
+    pub seed: u64,
+    pub spawn_servers: bool,
+    pub json: bool,
 }
 
-pub async fn run(what: BenchTarget, config: Config) -> anyhow::Result<()> {
-    match what {
-        BenchTarget::Recommend {
-            users,
-            items,
-            interactions,
-            train_users,
-            epochs,
-            seconds,
-            concurrency,
-            seed,
-            json,
-        } => {
-            let opts = crate::bench_recommend::RecommendOptions {
-                users,
-                items,
-                interactions,
-                train_users,
-                epochs,
-                seconds,
-                concurrency,
-                seed,
-            };
-            let report = crate::bench_recommend::run(opts, config).await?;
-            if json {
-                println!("{}", serde_json::to_string(&report)?);
-            } else {
-                crate::bench_recommend::print(&report);
-            }
-            Ok(())
-        }
-        BenchTarget::Assist { requests, json } => {
-            let report = crate::bench_assist::run(requests, config).await?;
-            if json {
-                println!("{}", serde_json::to_string(&report)?);
-            } else {
-                crate::bench_assist::print(&report);
-            }
-            Ok(())
-        }
-        BenchTarget::Train { interactions, seed, epochs, json } => {
-            let report =
-                tokio::task::spawn_blocking(move || crate::bench_train::run(interactions, seed, epochs))
-                    .await??;
-            if json {
-                println!("{}", serde_json::to_string(&report)?);
-            } else {
-                crate::bench_train::print(&report);
-            }
-            Ok(())
-        }
-        BenchTarget::Edge { calls, concurrency, keys, json } => {
-            let report = crate::bench_edge::run(calls, concurrency, keys).await?;
-            if json {
-                println!("{}", serde_json::to_string(&report)?);
-            } else {
-                crate::bench_edge::print(&report);
-            }
-            Ok(())
-        }
-        BenchTarget::Ingest { events, concurrency, batch, seed, spawn_servers, json } => {
-            let opts = IngestOptions { events, concurrency, batch, seed, spawn_servers, json };
-            ingest(opts, config).await
-        }
-        BenchTarget::Rank {
-            items,
-            dim,
-            history,
-            candidates,
-            requests,
-            concurrency,
-            sessions,
-            max_batch,
-            max_queue_delay_us,
-            seed,
-            json,
-        } => {
-            let opts = crate::bench_rank::RankOptions {
-                items,
-                dim,
-                history,
-                candidates,
-                requests,
-                concurrency,
-                sessions: sessions.unwrap_or(config.inference.sessions).max(1),
-                max_batch: max_batch.unwrap_or(config.inference.max_batch).max(1),
-                max_queue_delay_us: max_queue_delay_us.unwrap_or(config.inference.max_queue_delay_us),
-                seed,
-            };
-            let report = crate::bench_rank::run(opts, &config).await?;
-            if json {
-                println!("{}", serde_json::to_string(&report)?);
-            } else {
-                crate::bench_rank::print(&report);
-            }
-            Ok(())
-        }
-        BenchTarget::Infer {
-            items,
-            history,
-            requests,
-            concurrency,
-            sessions,
-            max_batch,
-            max_queue_delay_us,
-            seed,
-            json,
-        } => {
-            let opts = crate::bench_infer::InferOptions {
-                items,
-                history,
-                requests,
-                concurrency,
-                sessions: sessions.unwrap_or(config.inference.sessions).max(1),
-                max_batch: max_batch.unwrap_or(config.inference.max_batch).max(1),
-                max_queue_delay_us: max_queue_delay_us.unwrap_or(config.inference.max_queue_delay_us),
-                seed,
-            };
-            let report = crate::bench_infer::run(opts, &config).await?;
-            if json {
-                println!("{}", serde_json::to_string(&report)?);
-            } else {
-                crate::bench_infer::print(&report);
-            }
-            Ok(())
-        }
-        BenchTarget::Memory { users, days, seed, batch, in_flight, spawn_servers, json } => {
-            let servers = if spawn_servers || config.redis.url.is_empty() {
-                Some(Servers::spawn().await?)
-            } else {
-                None
-            };
-            let url = servers.as_ref().map_or_else(|| config.redis.url.clone(), |s| s.redis.url());
-            let batch = batch.unwrap_or(config.feature.batch_size).max(1);
-            let in_flight = in_flight.unwrap_or(config.feature.concurrency).max(batch);
-            let report = crate::bench_memory::run(&url, users, days, seed, batch, in_flight).await;
-            if let Some(s) = servers {
-                s.stop().await;
-            }
-            let report = report?;
-            if json {
-                println!("{}", serde_json::to_string(&report)?);
-            } else {
-                crate::bench_memory::print(&report);
-            }
-            Ok(())
-        }
-    }
-}
-
-struct IngestOptions {
-    events: usize,
-    concurrency: usize,
-    batch: usize,
-    seed: u64,
-    spawn_servers: bool,
-    json: bool,
-}
-
-async fn ingest(opts: IngestOptions, mut config: Config) -> anyhow::Result<()> {
+pub async fn run(opts: IngestOptions, mut config: Config) -> anyhow::Result<()> {
     if opts.events == 0 {
         bail!("--events must be at least 1");
     }
@@ -486,13 +138,6 @@ async fn ingest(opts: IngestOptions, mut config: Config) -> anyhow::Result<()> {
     };
     report.print(opts.json);
     Ok(())
-}
-
-/// A run-unique id: lowercase hex of the clock and the process id.
-pub(crate) fn unique_id() -> String {
-    let nanos =
-        std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_nanos() as u64);
-    format!("{:x}{:x}", nanos & 0xffff_ffff_ffff, std::process::id())
 }
 
 /// `n` simulated events of `tenant`: enough users for 28 days to yield them, cut at `n`.
@@ -690,7 +335,7 @@ async fn end_to_end(
     let endpoint = format!("http://{}", app.addr);
     let waiter = tokio::spawn(app.wait());
     let result = async {
-        let channel = connect(&endpoint).await?;
+        let channel = connect_gateway(&endpoint).await?;
         let tenant_id =
             TenantId::parse(tenant.to_string()).map_err(|e| anyhow::anyhow!("tenant {tenant:?}: {e}"))?;
         wait_for_consumer(&*bus).await?;
@@ -794,17 +439,6 @@ async fn end_to_end(
         }
         (Err(e), _) => Err(e),
         (Ok(_), Err(e)) => Err(e.context("stopping the services")),
-    }
-}
-
-pub(crate) async fn connect(endpoint: &str) -> anyhow::Result<Channel> {
-    let deadline = Instant::now() + Duration::from_secs(10);
-    loop {
-        match Endpoint::from_shared(endpoint.to_string())?.connect().await {
-            Ok(c) => return Ok(c),
-            Err(e) if Instant::now() > deadline => return Err(e).context("connecting to the gateway"),
-            Err(_) => tokio::time::sleep(Duration::from_millis(50)).await,
-        }
     }
 }
 
@@ -995,15 +629,6 @@ impl From<Vec<Option<Duration>>> for Probes {
     }
 }
 
-/// Nearest-rank percentile of sorted values; 0 when there are none.
-pub(crate) fn percentile(sorted: &[f64], q: f64) -> f64 {
-    if sorted.is_empty() {
-        return 0.0;
-    }
-    let rank = (q * sorted.len() as f64).ceil() as usize;
-    sorted[rank.clamp(1, sorted.len()) - 1]
-}
-
 struct Report {
     events: usize,
     concurrency: usize,
@@ -1164,52 +789,5 @@ impl Report {
         } else {
             print!("{}", self.table());
         }
-    }
-}
-
-fn counter_bar(len: u64, what: &'static str) -> indicatif::ProgressBar {
-    indicatif::ProgressBar::new(len).with_style(
-        indicatif::ProgressStyle::with_template(&format!(
-            "{what} {{bar:40}} {{pos}}/{{len}} ({{per_sec}}, eta {{eta}})"
-        ))
-        .unwrap_or_else(|_| indicatif::ProgressStyle::default_bar()),
-    )
-}
-
-/// Private `nats-server` (JetStream, temporary store) and `redis-server` (nothing on disk) on
-/// free ports, started by the testkit and killed when dropped.
-pub(crate) struct Servers {
-    pub(crate) nats: NatsServer,
-    pub(crate) redis: RedisServer,
-}
-
-impl Servers {
-    pub(crate) async fn spawn() -> anyhow::Result<Self> {
-        let start = || -> Result<Self, String> {
-            Ok(Self { nats: NatsServer::try_start()?, redis: RedisServer::try_start()? })
-        };
-        tokio::task::spawn_blocking(start)
-            .await
-            .context("starting servers")?
-            .map_err(|e| anyhow::anyhow!("--spawn-servers: {e}\n(or pass --nats-url and --redis-url)"))
-    }
-
-    /// Kills both servers and waits until they are gone.
-    pub(crate) async fn stop(self) {
-        let _ = tokio::task::spawn_blocking(move || drop(self)).await;
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn percentiles_use_the_nearest_rank() {
-        let v: Vec<f64> = (1..=100).map(f64::from).collect();
-        assert_eq!(percentile(&v, 0.50), 50.0);
-        assert_eq!(percentile(&v, 0.99), 99.0);
-        assert_eq!(percentile(&[7.0], 0.99), 7.0);
-        assert_eq!(percentile(&[], 0.5), 0.0);
     }
 }

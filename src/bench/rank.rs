@@ -34,6 +34,8 @@ use shopmind_models::{
     PoolOptions, SessionPool, TrainingStats, init_runtime,
 };
 
+use super::{Batching, Rng, percentile_ms};
+
 /// What `bench rank` is asked to do.
 #[derive(Clone, Debug)]
 pub struct RankOptions {
@@ -43,9 +45,7 @@ pub struct RankOptions {
     pub candidates: usize,
     pub requests: usize,
     pub concurrency: usize,
-    pub sessions: usize,
-    pub max_batch: usize,
-    pub max_queue_delay_us: u64,
+    pub batching: Batching,
     pub seed: u64,
 }
 
@@ -77,35 +77,6 @@ pub struct RankReport {
     pub speedup_over_full: f64,
     /// Largest difference between a candidate's score and its score in the full run.
     pub max_abs_diff: f32,
-}
-
-/// splitmix64: a seeded generator, enough for a benchmark's data.
-struct Rng(u64);
-
-impl Rng {
-    fn next(&mut self) -> u64 {
-        self.0 = self.0.wrapping_add(0x9e37_79b9_7f4a_7c15);
-        let mut z = self.0;
-        z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
-        z = (z ^ (z >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
-        z ^ (z >> 31)
-    }
-
-    fn below(&mut self, n: usize) -> usize {
-        (self.next() % n.max(1) as u64) as usize
-    }
-
-    fn unit(&mut self) -> f32 {
-        (self.next() >> 40) as f32 / (1u64 << 24) as f32
-    }
-}
-
-fn percentile_ms(sorted: &[Duration], p: f64) -> f64 {
-    if sorted.is_empty() {
-        return 0.0;
-    }
-    let i = ((sorted.len() - 1) as f64 * p).round() as usize;
-    sorted[i.min(sorted.len() - 1)].as_secs_f64() * 1e3
 }
 
 /// One request: its weighted history and its candidates.
@@ -150,12 +121,12 @@ pub async fn run(opts: RankOptions, config: &Config) -> anyhow::Result<RankRepor
             .collect(),
     );
     let pool_options = PoolOptions {
-        sessions: opts.sessions,
+        sessions: opts.batching.sessions,
         intra_threads: config.inference.intra_threads,
         device: shopmind_models::Device::Cpu,
         batch: BatchOptions {
-            max_batch: opts.max_batch,
-            max_queue_delay: Duration::from_micros(opts.max_queue_delay_us),
+            max_batch: opts.batching.max_batch,
+            max_queue_delay: Duration::from_micros(opts.batching.max_queue_delay_us),
             queue_capacity: opts.concurrency.max(1024),
         },
     };
@@ -191,10 +162,10 @@ pub async fn run(opts: RankOptions, config: &Config) -> anyhow::Result<RankRepor
         candidates: opts.candidates,
         requests: opts.requests,
         concurrency: opts.concurrency,
-        sessions: opts.sessions,
+        sessions: opts.batching.sessions,
         intra_threads: config.inference.intra_threads,
-        max_batch: opts.max_batch,
-        max_queue_delay_us: opts.max_queue_delay_us,
+        max_batch: opts.batching.max_batch,
+        max_queue_delay_us: opts.batching.max_queue_delay_us,
         gemm_per_s,
         gemm_p50_ms: percentile_ms(&gemm_lat, 0.5),
         gemm_p99_ms: percentile_ms(&gemm_lat, 0.99),

@@ -17,8 +17,9 @@ use shopmind_models::{DemandForecaster, PoolOptions};
 use shopmind_proto::v1 as pb;
 use shopmind_simulator::{SimConfig, Simulator};
 
-use crate::eval::EvalArgs;
-use crate::eval_intent::{COLOURS, Chart, counter_bar, escape, spinner, svg_document};
+use super::EvalArgs;
+use super::chart::{COLOURS, Chart, escape, svg_document};
+use crate::common::{counter_bar, spinner};
 
 pub const USERS: usize = 3000;
 pub const ITEMS: usize = 200;
