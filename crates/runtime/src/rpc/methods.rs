@@ -1,6 +1,6 @@
 //! The service-to-service methods: one declaration each, naming the service that answers it, its
 //! part of the subject, the request, the response and the reply message that carries either.
-//! Callers use them with [`super::call`], services with [`super::serve`].
+//! Callers use them with [`super::call`], services with [`super::Server::serve`].
 
 use shopmind_domain::TenantId;
 use shopmind_proto::v1 as pb;

@@ -1,7 +1,6 @@
 //! Service-to-service request-reply over the bus: the methods ([`methods`], one declaration
 //! each: subject, request, reply), the caller's side ([`call`]), the answering side
-//! ([`Server`]),
-//! the deadline header, and the errors a service answers ([`WireError`]).
+//! ([`Server`]), the deadline header, and the errors a service answers ([`WireError`]).
 //!
 //! Every request is `sm.rpc.<tenant>.<service>.<method>` carrying the request message, with the
 //! caller's deadline (`Shopmind-Deadline-Ms`) and trace context (`traceparent`) in its headers;
