@@ -11,8 +11,12 @@ use shopmind_runtime::connect::{self, Embedded};
 
 use crate::{bench, commands, eval};
 
+/// What `shopmind --version` prints after the name: the package version and the commit it was
+/// built from (`unknown` where the build had no git repository; build.rs).
+pub const VERSION: &str = concat!(env!("CARGO_PKG_VERSION"), " (commit ", env!("SHOPMIND_GIT_COMMIT"), ")");
+
 #[derive(Parser)]
-#[command(name = "shopmind", version, about = "Event-driven AI for e-commerce customer experience")]
+#[command(name = "shopmind", version = VERSION, about = "Event-driven AI for e-commerce customer experience")]
 pub struct Cli {
     /// Configuration file (TOML); see config/shopmind.example.toml.
     #[arg(long, global = true, env = "SHOPMIND_CONFIG")]
@@ -87,6 +91,9 @@ pub enum Command {
         /// Sets the tenant of every event.
         #[arg(long)]
         tenant: Option<String>,
+        /// Print the summary as one JSON object (problems still go to stderr).
+        #[arg(long)]
+        json: bool,
     },
     /// Writes a synthetic shop's events (seedable) to a JSON Lines file, for `shopmind replay`.
     Simulate(commands::simulate::SimulateArgs),
@@ -179,8 +186,8 @@ pub async fn run(command: Command, config: Config) -> anyhow::Result<()> {
             app.wait().await
         }
         Command::Demo { data, users } => commands::demo::run(config, data, users).await,
-        Command::Replay { source, rate, batch, gateway, tenant } => {
-            commands::replay::run(config, source, rate, batch, gateway, tenant).await
+        Command::Replay { source, rate, batch, gateway, tenant, json } => {
+            commands::replay::run(config, source, rate, batch, gateway, tenant, json).await
         }
         Command::Dlq { action } => commands::dlq::run(action, config).await,
         Command::Privacy { action } => commands::privacy::run(action, config).await,
@@ -238,4 +245,25 @@ async fn run_service(command: Command, config: Config) -> anyhow::Result<()> {
     }
     bus.flush().await?;
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn version_names_the_package_version_and_the_commit() {
+        let printed = match Cli::try_parse_from(["shopmind", "--version"]) {
+            Err(e) if e.kind() == clap::error::ErrorKind::DisplayVersion => e.to_string(),
+            Err(e) => panic!("--version: {e}"),
+            Ok(_) => panic!("--version parsed as a command"),
+        };
+        let prefix = format!("shopmind {} (commit ", env!("CARGO_PKG_VERSION"));
+        let commit = printed.trim_end().strip_prefix(&prefix).and_then(|rest| rest.strip_suffix(')'));
+        let Some(commit) = commit else { panic!("{printed:?}") };
+        assert!(
+            commit == "unknown" || (commit.len() == 12 && commit.chars().all(|c| c.is_ascii_hexdigit())),
+            "{printed:?}"
+        );
+    }
 }

@@ -1,9 +1,11 @@
-//! What several commands use: progress bars, the connection to a gateway that is starting, and
-//! the one-line summary of a trained model's offline metrics.
+//! What several commands use: progress bars, the connection to a gateway that is starting, the
+//! one-line summary of a trained model's offline metrics, and a dead letter as the listings show
+//! it.
 
 use std::time::{Duration, Instant};
 
 use anyhow::Context as _;
+use shopmind_runtime::dlq::DeadLetter;
 use tonic::transport::{Channel, Endpoint};
 
 /// A progress bar of `len` steps labelled `what`, with the rate and the time left.
@@ -56,4 +58,41 @@ pub fn holdout_line(metrics: &std::collections::BTreeMap<String, f64>) -> Option
         let parts: Vec<String> = metrics.iter().map(|(k, v)| format!("{k} {v:.4}")).collect();
         parts.join(", ")
     })
+}
+
+/// A dead letter as `dlq list` and `notifications dead-letters list` show it: a table row, or an
+/// object of their `--json` output (with the whole reason).
+#[derive(Debug, Clone, PartialEq, serde::Serialize)]
+pub struct DeadLetterRow<'a> {
+    /// Its sequence in `SM_DLQ` (what `--seq` takes).
+    pub sequence: u64,
+    pub tenant: &'a str,
+    pub stage: &'a str,
+    pub code: &'a str,
+    pub original_subject: &'a str,
+    pub original_sequence: Option<u64>,
+    pub bytes: usize,
+    pub reason: &'a str,
+}
+
+impl<'a> From<&'a DeadLetter> for DeadLetterRow<'a> {
+    fn from(d: &'a DeadLetter) -> Self {
+        Self {
+            sequence: d.sequence,
+            tenant: &d.tenant,
+            stage: &d.stage,
+            code: &d.code,
+            original_subject: &d.original_subject,
+            original_sequence: d.original_sequence,
+            bytes: d.bytes,
+            reason: &d.reason,
+        }
+    }
+}
+
+impl DeadLetterRow<'_> {
+    /// The reason as a table shows it: its first 120 characters.
+    pub fn short_reason(&self) -> String {
+        self.reason.chars().take(120).collect()
+    }
 }

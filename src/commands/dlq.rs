@@ -5,6 +5,8 @@ use shopmind_config::Config;
 use shopmind_runtime::connect::{self, Embedded};
 use shopmind_runtime::dlq::{self, Filter};
 
+use crate::common::DeadLetterRow;
+
 #[derive(Subcommand)]
 pub enum DlqAction {
     /// Lists dead letters, oldest first: sequence, tenant, stage, code, original subject, reason.
@@ -14,6 +16,9 @@ pub enum DlqAction {
         /// At most this many.
         #[arg(long, default_value_t = 100)]
         limit: usize,
+        /// Print one JSON object (`dead_letters`, `count`) instead of the table.
+        #[arg(long)]
+        json: bool,
     },
     /// Publishes dead letters again to their original subjects, for the stage that failed only,
     /// and removes them from the dead-letter stream.
@@ -49,20 +54,14 @@ pub async fn run(action: DlqAction, config: Config) -> anyhow::Result<()> {
     let bus = connect::bus(&config, "dlq", Embedded::Forbidden).await?;
     connect::ensure_streams(&*bus, &config).await?;
     match action {
-        DlqAction::List { filter, limit } => {
+        DlqAction::List { filter, limit, json } => {
             let letters = dlq::list(&*bus, &filter.into(), limit).await?;
-            println!(
-                "{:>8}  {:<16} {:<13} {:<24} {:<40} reason",
-                "seq", "tenant", "stage", "code", "original subject"
-            );
-            for d in &letters {
-                let reason: String = d.reason.chars().take(120).collect();
-                println!(
-                    "{:>8}  {:<16} {:<13} {:<24} {:<40} {}",
-                    d.sequence, d.tenant, d.stage, d.code, d.original_subject, reason
-                );
+            let rows: Vec<DeadLetterRow> = letters.iter().map(DeadLetterRow::from).collect();
+            if json {
+                println!("{}", list_json(&rows));
+            } else {
+                print!("{}", render_list(&rows));
             }
-            println!("{} dead letter(s)", letters.len());
         }
         DlqAction::Replay { filter } => {
             let report = dlq::replay(&*bus, &filter.into()).await?;
@@ -74,4 +73,81 @@ pub async fn run(action: DlqAction, config: Config) -> anyhow::Result<()> {
     }
     bus.flush().await?;
     Ok(())
+}
+
+/// The table of `dlq list`, with a count at the end.
+fn render_list(rows: &[DeadLetterRow]) -> String {
+    let mut out = format!(
+        "{:>8}  {:<16} {:<13} {:<24} {:<40} reason\n",
+        "seq", "tenant", "stage", "code", "original subject"
+    );
+    for d in rows {
+        out.push_str(&format!(
+            "{:>8}  {:<16} {:<13} {:<24} {:<40} {}\n",
+            d.sequence,
+            d.tenant,
+            d.stage,
+            d.code,
+            d.original_subject,
+            d.short_reason()
+        ));
+    }
+    out.push_str(&format!("{} dead letter(s)\n", rows.len()));
+    out
+}
+
+/// `dlq list --json`.
+fn list_json(rows: &[DeadLetterRow]) -> serde_json::Value {
+    serde_json::json!({ "dead_letters": rows, "count": rows.len() })
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used)]
+
+    use super::*;
+
+    fn row<'a>(sequence: u64, stage: &'a str, reason: &'a str) -> DeadLetterRow<'a> {
+        DeadLetterRow {
+            sequence,
+            tenant: "acme",
+            stage,
+            code: "malformed",
+            original_subject: "sm.events.acme",
+            original_sequence: Some(sequence * 10),
+            bytes: 12,
+            reason,
+        }
+    }
+
+    #[test]
+    fn the_list_is_a_table_with_a_count_and_short_reasons() {
+        let long = "x".repeat(200);
+        let text = render_list(&[row(3, "feature", "not protobuf"), row(4, "ingest", &long)]);
+        let lines: Vec<&str> = text.lines().collect();
+        assert_eq!(lines.len(), 4, "{text}");
+        assert!(lines[0].trim_start().starts_with("seq") && lines[0].ends_with("reason"), "{text}");
+        assert!(lines[1].trim_start().starts_with("3  acme") && lines[1].ends_with("not protobuf"), "{text}");
+        assert!(lines[2].ends_with(&"x".repeat(120)) && !lines[2].ends_with(&"x".repeat(121)), "{text}");
+        assert_eq!(lines[3], "2 dead letter(s)");
+    }
+
+    #[test]
+    fn the_json_list_parses_with_every_field_and_the_whole_reason() {
+        let long = "y".repeat(200);
+        let text = list_json(&[row(3, "feature", "not protobuf"), row(4, "ingest", &long)]).to_string();
+        let parsed: serde_json::Value = serde_json::from_str(&text).unwrap();
+        assert_eq!(parsed["count"], 2);
+        let first = &parsed["dead_letters"][0];
+        assert_eq!(first["sequence"], 3);
+        assert_eq!(first["tenant"], "acme");
+        assert_eq!(first["stage"], "feature");
+        assert_eq!(first["code"], "malformed");
+        assert_eq!(first["original_subject"], "sm.events.acme");
+        assert_eq!(first["original_sequence"], 30);
+        assert_eq!(first["bytes"], 12);
+        assert_eq!(parsed["dead_letters"][1]["reason"].as_str().map(str::len), Some(200));
+        let empty: serde_json::Value = serde_json::from_str(&list_json(&[]).to_string()).unwrap();
+        assert_eq!(empty["count"], 0);
+    }
 }

@@ -15,6 +15,9 @@ pub enum ModelsAction {
     List {
         #[arg(long)]
         tenant: Option<String>,
+        /// Print one JSON object (`versions`, `actives`) instead of the table.
+        #[arg(long)]
+        json: bool,
     },
     /// Makes VERSION the active version; inference instances swap it in.
     Promote {
@@ -49,13 +52,17 @@ pub async fn run(action: ModelsAction, config: Config) -> anyhow::Result<()> {
     }
     let (_bus, models) = connect::bus_and_models(&config, "models", Embedded::Forbidden).await?;
     match action {
-        ModelsAction::List { tenant } => {
+        ModelsAction::List { tenant, json } => {
             let tenant = tenant
                 .map(|t| TenantId::parse(t.clone()).with_context(|| format!("--tenant {t:?}")))
                 .transpose()?;
             let versions = models.versions(tenant.as_ref()).await?;
             let actives = models.actives(tenant.as_ref()).await?;
-            print!("{}", render_list(&versions, &actives));
+            if json {
+                println!("{}", list_json(&versions, &actives));
+            } else {
+                print!("{}", render_list(&versions, &actives));
+            }
         }
         ModelsAction::Promote { tenant, model, version } => {
             let key = ModelKey::parse(&tenant, &model)?;
@@ -112,16 +119,7 @@ fn render_list(versions: &[VersionInfo], actives: &[(ModelKey, Active)]) -> Stri
     if versions.is_empty() {
         return "no model versions in the registry\n".into();
     }
-    let status = |info: &VersionInfo| {
-        let Some((_, active)) = actives.iter().find(|(k, _)| k == &info.key) else { return "" };
-        if active.version == info.version {
-            "active"
-        } else if active.previous.first() == Some(&info.version) {
-            "rollback"
-        } else {
-            ""
-        }
-    };
+    let status = |info: &VersionInfo| status(info, actives);
     let mut rows = vec![[
         "TENANT".to_string(),
         "MODEL".into(),
@@ -165,6 +163,54 @@ fn render_list(versions: &[VersionInfo], actives: &[(ModelKey, Active)]) -> Stri
         .collect();
     out.extend(missing);
     out
+}
+
+/// A version's part now: `active`, `rollback` (what `models rollback` returns to) or "".
+fn status(info: &VersionInfo, actives: &[(ModelKey, Active)]) -> &'static str {
+    let Some((_, active)) = actives.iter().find(|(k, _)| k == &info.key) else { return "" };
+    if active.version == info.version {
+        "active"
+    } else if active.previous.first() == Some(&info.version) {
+        "rollback"
+    } else {
+        ""
+    }
+}
+
+/// `models list --json`: every version with its status, and every active pointer (also one
+/// whose version is not in the registry).
+fn list_json(versions: &[VersionInfo], actives: &[(ModelKey, Active)]) -> serde_json::Value {
+    let versions: Vec<serde_json::Value> = versions
+        .iter()
+        .map(|v| {
+            serde_json::json!({
+                "tenant": v.key.tenant.as_str(),
+                "model": v.key.model.as_str(),
+                "version": v.version.as_str(),
+                "status": status(v, actives),
+                "kind": v.kind,
+                "created_at_ms": v.created_at_ms,
+                "created_utc": utc(v.created_at_ms),
+                "items": v.items,
+                "users": v.users,
+                "interactions": v.interactions,
+                "bytes": v.size,
+            })
+        })
+        .collect();
+    let actives: Vec<serde_json::Value> = actives
+        .iter()
+        .map(|(k, a)| {
+            serde_json::json!({
+                "tenant": k.tenant.as_str(),
+                "model": k.model.as_str(),
+                "version": a.version.as_str(),
+                "previous": a.previous.iter().map(Version::as_str).collect::<Vec<_>>(),
+                "since_ms": a.since_ms,
+            })
+        })
+        .collect();
+    serde_json::json!({ "versions": versions, "actives": actives })
 }
 
 /// `YYYY-MM-DD HH:MM:SS` of milliseconds since the Unix epoch, in UTC.
@@ -228,5 +274,34 @@ mod tests {
         assert!(lines[2].contains("1970-01-01 00:00:00") && lines[2].contains(" 40 "), "{text}");
         assert!(!lines[3].contains("active") && !lines[4].contains("active"), "{text}");
         assert_eq!(render_list(&[], &[]), "no model versions in the registry\n");
+    }
+
+    #[test]
+    fn the_json_list_parses_and_carries_the_status_and_the_active_pointers() {
+        let versions = [info("acme", "v1"), info("acme", "v2"), info("beta", "b1")];
+        let active = Active {
+            version: Version::parse("v2").unwrap(),
+            previous: vec![Version::parse("v1").unwrap()],
+            since_ms: 7,
+        };
+        let text = list_json(&versions, &[(versions[0].key.clone(), active)]).to_string();
+        let parsed: serde_json::Value = serde_json::from_str(&text).unwrap();
+        let listed = parsed["versions"].as_array().unwrap();
+        assert_eq!(listed.len(), 3, "{text}");
+        assert_eq!(listed[0]["version"], "v1");
+        assert_eq!(listed[0]["status"], "rollback");
+        assert_eq!(listed[1]["status"], "active");
+        assert_eq!(listed[1]["tenant"], "acme");
+        assert_eq!(listed[1]["model"], "recommender");
+        assert_eq!(listed[1]["kind"], "covisit");
+        assert_eq!(listed[1]["interactions"], 40);
+        assert_eq!(listed[1]["bytes"], 999);
+        assert_eq!(listed[1]["created_utc"], "1970-01-01 00:00:00");
+        assert_eq!(listed[2]["status"], "");
+        assert_eq!(parsed["actives"][0]["version"], "v2");
+        assert_eq!(parsed["actives"][0]["previous"][0], "v1");
+        assert_eq!(parsed["actives"][0]["since_ms"], 7);
+        let empty: serde_json::Value = serde_json::from_str(&list_json(&[], &[]).to_string()).unwrap();
+        assert_eq!(empty["versions"].as_array().map(Vec::len), Some(0));
     }
 }

@@ -7,7 +7,9 @@ use shopmind_config::{Config, parse_utc_offset};
 use shopmind_domain::{TenantId, UserId};
 use shopmind_notification::prefs::{self, Channel, Preferences};
 use shopmind_runtime::connect::{self, Embedded};
-use shopmind_runtime::dlq::{self, Filter};
+use shopmind_runtime::dlq::{self, DeadLetter, Filter};
+
+use crate::common::DeadLetterRow;
 
 #[derive(Subcommand)]
 pub enum NotificationsAction {
@@ -25,6 +27,9 @@ pub enum NotificationsAction {
     Timers {
         #[arg(long)]
         tenant: String,
+        /// Print one JSON object (`timers`: `timer`, `due_ms`; `count`) instead of the list.
+        #[arg(long)]
+        json: bool,
     },
 }
 
@@ -39,6 +44,10 @@ pub enum DeadLetterAction {
         endpoint: Option<String>,
         #[arg(long, default_value_t = 100)]
         limit: usize,
+        /// Print one JSON object (`dead_letters`, each with its `endpoint`; `count`) instead of
+        /// the table.
+        #[arg(long)]
+        json: bool,
     },
     /// Delivers them again (a fresh series of attempts) and removes them from the dead letters.
     Replay {
@@ -80,8 +89,55 @@ pub enum PrefsAction {
     },
 }
 
+/// The endpoint of a webhook delivery subject (`sm.webhook.<tenant>.<endpoint>`).
 fn endpoint_of(subject: &str) -> &str {
     subject.split('.').nth(3).unwrap_or_default()
+}
+
+/// A failed webhook delivery as `notifications dead-letters list` shows it.
+#[derive(Debug, serde::Serialize)]
+struct WebhookDeadLetter<'a> {
+    /// The endpoint's `name` in the configuration.
+    endpoint: &'a str,
+    #[serde(flatten)]
+    letter: DeadLetterRow<'a>,
+}
+
+impl<'a> From<&'a DeadLetter> for WebhookDeadLetter<'a> {
+    fn from(d: &'a DeadLetter) -> Self {
+        Self { endpoint: endpoint_of(&d.original_subject), letter: DeadLetterRow::from(d) }
+    }
+}
+
+/// The table of `notifications dead-letters list`, with a count at the end.
+fn render_dead_letters(rows: &[WebhookDeadLetter]) -> String {
+    let mut out = format!("{:>8}  {:<16} {:<16} {:<18} reason\n", "seq", "tenant", "endpoint", "code");
+    for d in rows {
+        let l = &d.letter;
+        out.push_str(&format!(
+            "{:>8}  {:<16} {:<16} {:<18} {}\n",
+            l.sequence,
+            l.tenant,
+            d.endpoint,
+            l.code,
+            l.short_reason()
+        ));
+    }
+    out.push_str(&format!("{} dead letter(s)\n", rows.len()));
+    out
+}
+
+/// `notifications timers --json`: each pending timer (soonest first) and when it is due (ms since
+/// the Unix epoch).
+fn timers_json(pending: &[(String, i64)]) -> serde_json::Value {
+    let timers: Vec<serde_json::Value> =
+        pending.iter().map(|(timer, due)| serde_json::json!({ "timer": timer, "due_ms": due })).collect();
+    serde_json::json!({ "timers": timers, "count": pending.len() })
+}
+
+/// `notifications dead-letters list --json`.
+fn dead_letters_json(rows: &[WebhookDeadLetter]) -> serde_json::Value {
+    serde_json::json!({ "dead_letters": rows, "count": rows.len() })
 }
 
 pub async fn run(action: NotificationsAction, config: Config) -> anyhow::Result<()> {
@@ -122,14 +178,18 @@ pub async fn run(action: NotificationsAction, config: Config) -> anyhow::Result<
             }
             Ok(())
         }
-        NotificationsAction::Timers { tenant } => {
+        NotificationsAction::Timers { tenant, json } => {
             let store = connect::store(&config, "notifications", Embedded::Forbidden).await?;
             let t = TenantId::parse(tenant)?;
             let pending = shopmind_notification::timers::pending(&*store, &t).await?;
-            for (timer, due) in &pending {
-                println!("{due:>15}  {timer}");
+            if json {
+                println!("{}", timers_json(&pending));
+            } else {
+                for (timer, due) in &pending {
+                    println!("{due:>15}  {timer}");
+                }
+                println!("{} pending timer(s)", pending.len());
             }
-            println!("{} pending timer(s)", pending.len());
             Ok(())
         }
     }
@@ -140,30 +200,20 @@ async fn dead_letters(action: DeadLetterAction, config: Config) -> anyhow::Resul
     connect::ensure_streams(&*bus, &config).await?;
     let stage = Some(shopmind_notification::WEBHOOK_DURABLE.to_string());
     match action {
-        DeadLetterAction::List { tenant, endpoint, limit } => {
+        DeadLetterAction::List { tenant, endpoint, limit, json } => {
             let filter = Filter { tenant, stage, ..Filter::default() };
             let letters = dlq::list(&*bus, &filter, usize::MAX).await?;
-            println!("{:>8}  {:<16} {:<16} {:<18} reason", "seq", "tenant", "endpoint", "code");
-            let mut shown = 0;
-            for d in letters
+            let rows: Vec<WebhookDeadLetter> = letters
                 .iter()
-                .filter(|d| endpoint.as_ref().is_none_or(|e| e == endpoint_of(&d.original_subject)))
-            {
-                if shown == limit {
-                    break;
-                }
-                let reason: String = d.reason.chars().take(120).collect();
-                println!(
-                    "{:>8}  {:<16} {:<16} {:<18} {}",
-                    d.sequence,
-                    d.tenant,
-                    endpoint_of(&d.original_subject),
-                    d.code,
-                    reason
-                );
-                shown += 1;
+                .map(WebhookDeadLetter::from)
+                .filter(|d| endpoint.as_ref().is_none_or(|e| e == d.endpoint))
+                .take(limit)
+                .collect();
+            if json {
+                println!("{}", dead_letters_json(&rows));
+            } else {
+                print!("{}", render_dead_letters(&rows));
             }
-            println!("{shown} dead letter(s)");
         }
         DeadLetterAction::Replay { tenant, endpoint, sequences } => {
             let filter = Filter { tenant, stage, sequences, ..Filter::default() };
@@ -183,4 +233,70 @@ async fn dead_letters(action: DeadLetterAction, config: Config) -> anyhow::Resul
     }
     bus.flush().await?;
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used)]
+
+    use super::*;
+
+    fn letter<'a>(sequence: u64, subject: &'a str, reason: &'a str) -> WebhookDeadLetter<'a> {
+        WebhookDeadLetter {
+            endpoint: endpoint_of(subject),
+            letter: DeadLetterRow {
+                sequence,
+                tenant: "acme",
+                stage: "webhook",
+                code: "retries_exhausted",
+                original_subject: subject,
+                original_sequence: None,
+                bytes: 40,
+                reason,
+            },
+        }
+    }
+
+    #[test]
+    fn the_endpoint_is_the_fourth_part_of_the_subject() {
+        assert_eq!(endpoint_of("sm.webhook.acme.crm"), "crm");
+        assert_eq!(endpoint_of("sm.webhook.acme"), "");
+    }
+
+    #[test]
+    fn the_list_is_a_table_with_the_endpoint_and_a_count() {
+        let text = render_dead_letters(&[letter(9, "sm.webhook.acme.crm", "HTTP 503")]);
+        let lines: Vec<&str> = text.lines().collect();
+        assert_eq!(lines.len(), 3, "{text}");
+        assert!(lines[0].contains("endpoint") && lines[0].ends_with("reason"), "{text}");
+        assert!(lines[1].contains(" crm ") && lines[1].ends_with("HTTP 503"), "{text}");
+        assert_eq!(lines[2], "1 dead letter(s)");
+    }
+
+    #[test]
+    fn the_json_list_parses_with_the_endpoint_next_to_the_dead_letter_fields() {
+        let rows =
+            [letter(9, "sm.webhook.acme.crm", "HTTP 503"), letter(11, "sm.webhook.acme.erp", "timeout")];
+        let parsed: serde_json::Value = serde_json::from_str(&dead_letters_json(&rows).to_string()).unwrap();
+        assert_eq!(parsed["count"], 2);
+        let first = &parsed["dead_letters"][0];
+        assert_eq!(first["endpoint"], "crm");
+        assert_eq!(first["sequence"], 9);
+        assert_eq!(first["tenant"], "acme");
+        assert_eq!(first["stage"], "webhook");
+        assert_eq!(first["code"], "retries_exhausted");
+        assert_eq!(first["reason"], "HTTP 503");
+        assert!(first["original_sequence"].is_null());
+        assert_eq!(parsed["dead_letters"][1]["endpoint"], "erp");
+    }
+
+    #[test]
+    fn the_json_timers_parse_soonest_first() {
+        let pending = [("idle_cart:u1".to_string(), 1_000), ("churn:u2".to_string(), 2_000)];
+        let parsed: serde_json::Value = serde_json::from_str(&timers_json(&pending).to_string()).unwrap();
+        assert_eq!(parsed["count"], 2);
+        assert_eq!(parsed["timers"][0]["timer"], "idle_cart:u1");
+        assert_eq!(parsed["timers"][0]["due_ms"], 1_000);
+        assert_eq!(parsed["timers"][1]["due_ms"], 2_000);
+    }
 }

@@ -40,6 +40,7 @@ pub async fn run(
     batch: usize,
     gateway: Option<String>,
     tenant: Option<String>,
+    json: bool,
 ) -> anyhow::Result<()> {
     if batch == 0 {
         bail!("--batch must be at least 1");
@@ -88,9 +89,13 @@ pub async fn run(
     if replay.problems > SHOW_PROBLEMS {
         eprintln!("... and {} more problems", replay.problems - SHOW_PROBLEMS);
     }
-    println!("source: {source}");
-    println!("gateway: {endpoint}");
-    replay.summary.print(started.elapsed());
+    if json {
+        println!("{}", replay.summary.json(&source, &endpoint, started.elapsed()));
+    } else {
+        println!("source: {source}");
+        println!("gateway: {endpoint}");
+        replay.summary.print(started.elapsed());
+    }
     outcome
 }
 
@@ -191,6 +196,11 @@ impl Summary {
         *self.rejected.entry(reason.to_owned()).or_default() += 1;
     }
 
+    /// Events read per second of `secs`.
+    fn rate(&self, secs: f64) -> f64 {
+        if secs > 0.0 { self.read as f64 / secs } else { 0.0 }
+    }
+
     /// One `key: value` per line, so that scripts can read it.
     fn print(&self, elapsed: Duration) {
         let secs = elapsed.as_secs_f64();
@@ -202,7 +212,23 @@ impl Summary {
             println!("rejected[{reason}]: {n}");
         }
         println!("elapsed_s: {secs:.3}");
-        println!("events_per_s: {:.1}", if secs > 0.0 { self.read as f64 / secs } else { 0.0 });
+        println!("events_per_s: {:.1}", self.rate(secs));
+    }
+
+    /// `replay --json`: the same figures, with the rejections by reason as an object.
+    fn json(&self, source: &str, gateway: &str, elapsed: Duration) -> serde_json::Value {
+        let secs = elapsed.as_secs_f64();
+        serde_json::json!({
+            "source": source,
+            "gateway": gateway,
+            "read": self.read,
+            "accepted": self.accepted,
+            "duplicates": self.duplicates,
+            "rejected": self.rejected.values().sum::<u64>(),
+            "rejected_by_reason": self.rejected,
+            "elapsed_s": secs,
+            "events_per_s": self.rate(secs),
+        })
     }
 }
 
@@ -417,6 +443,26 @@ mod tests {
         let r = Rejected::of(&tonic::Status::with_error_details(Code::InvalidArgument, "bad", details));
         assert_eq!(r.tenant.as_deref(), Some("unknown_tenant"));
         assert!(Rejected::of(&tonic::Status::invalid_argument("no details")).events.is_empty());
+    }
+
+    #[test]
+    fn the_json_summary_parses_with_the_rejections_by_reason() {
+        let mut summary = Summary { read: 10, accepted: 6, duplicates: 1, ..Summary::default() };
+        summary.reject("missing_field");
+        summary.reject("missing_field");
+        summary.reject(UNPARSEABLE);
+        let text = summary.json("events.jsonl", "http://127.0.0.1:50051", Duration::from_secs(2)).to_string();
+        let parsed: serde_json::Value = serde_json::from_str(&text).unwrap_or_default();
+        assert_eq!(parsed["source"], "events.jsonl", "{text}");
+        assert_eq!(parsed["gateway"], "http://127.0.0.1:50051");
+        assert_eq!(parsed["read"], 10);
+        assert_eq!(parsed["accepted"], 6);
+        assert_eq!(parsed["duplicates"], 1);
+        assert_eq!(parsed["rejected"], 3);
+        assert_eq!(parsed["rejected_by_reason"]["missing_field"], 2);
+        assert_eq!(parsed["rejected_by_reason"][UNPARSEABLE], 1);
+        assert_eq!(parsed["elapsed_s"], 2.0);
+        assert_eq!(parsed["events_per_s"], 5.0);
     }
 
     #[test]
