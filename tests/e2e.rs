@@ -424,9 +424,9 @@ async fn distributed_services_over_nats_and_redis() {
     assert!(listed.contains("malformed") && listed.contains("1 dead letter(s)"), "{listed}");
     let listed: serde_json::Value =
         serde_json::from_str(&cli(&["dlq", "list", "--tenant", TENANT, "--stage", "feature", "--json"]))
-            .expect("dlq list --json prints one JSON object");
-    assert_eq!(listed["count"], 1, "{listed}");
-    let letter = &listed["dead_letters"][0];
+            .expect("dlq list --json prints a JSON array");
+    assert_eq!(listed.as_array().map(Vec::len), Some(1), "{listed}");
+    let letter = &listed[0];
     assert_eq!(letter["sequence"], dead.sequence, "{listed}");
     assert_eq!(letter["tenant"], TENANT, "{listed}");
     assert_eq!(letter["stage"], "feature", "{listed}");
@@ -451,17 +451,13 @@ async fn distributed_services_over_nats_and_redis() {
     assert!(active[0].starts_with(TENANT) && active[0].contains("recommender"), "{listed}");
     let listed: serde_json::Value =
         serde_json::from_str(&cli(&["models", "list", "--tenant", TENANT, "--json"]))
-            .expect("models list --json prints one JSON object");
-    let versions = listed["versions"].as_array().unwrap();
+            .expect("models list --json prints a JSON array");
+    let versions = listed.as_array().unwrap();
     assert!(versions.iter().any(|v| v["version"] == alice_version.as_str()), "{listed}");
     let active: Vec<&serde_json::Value> = versions.iter().filter(|v| v["status"] == "active").collect();
     assert_eq!(active.len(), 1, "{listed}");
     assert_eq!(active[0]["tenant"], TENANT, "{listed}");
     assert_eq!(active[0]["model"], "recommender", "{listed}");
-    assert!(
-        listed["actives"].as_array().unwrap().iter().any(|a| a["version"] == active[0]["version"]),
-        "{listed}"
-    );
     let out = Command::new(env!("CARGO_BIN_EXE_shopmind"))
         .args(["models", "promote", "--tenant", TENANT, "--model", "recommender", "no-such-version"])
         .env("SHOPMIND__NATS__URL", nats.url())

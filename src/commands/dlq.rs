@@ -16,7 +16,7 @@ pub enum DlqAction {
         /// At most this many.
         #[arg(long, default_value_t = 100)]
         limit: usize,
-        /// Print one JSON object (`dead_letters`, `count`) instead of the table.
+        /// Print a JSON array of the dead letters (the table's fields, the whole reason).
         #[arg(long)]
         json: bool,
     },
@@ -96,9 +96,9 @@ fn render_list(rows: &[DeadLetterRow]) -> String {
     out
 }
 
-/// `dlq list --json`.
+/// `dlq list --json`: an array of the dead letters.
 fn list_json(rows: &[DeadLetterRow]) -> serde_json::Value {
-    serde_json::json!({ "dead_letters": rows, "count": rows.len() })
+    serde_json::json!(rows)
 }
 
 #[cfg(test)]
@@ -137,8 +137,8 @@ mod tests {
         let long = "y".repeat(200);
         let text = list_json(&[row(3, "feature", "not protobuf"), row(4, "ingest", &long)]).to_string();
         let parsed: serde_json::Value = serde_json::from_str(&text).unwrap();
-        assert_eq!(parsed["count"], 2);
-        let first = &parsed["dead_letters"][0];
+        assert_eq!(parsed.as_array().map(Vec::len), Some(2), "{text}");
+        let first = &parsed[0];
         assert_eq!(first["sequence"], 3);
         assert_eq!(first["tenant"], "acme");
         assert_eq!(first["stage"], "feature");
@@ -146,8 +146,9 @@ mod tests {
         assert_eq!(first["original_subject"], "sm.events.acme");
         assert_eq!(first["original_sequence"], 30);
         assert_eq!(first["bytes"], 12);
-        assert_eq!(parsed["dead_letters"][1]["reason"].as_str().map(str::len), Some(200));
+        assert_eq!(first["reason"], "not protobuf");
+        assert_eq!(parsed[1]["reason"].as_str().map(str::len), Some(200));
         let empty: serde_json::Value = serde_json::from_str(&list_json(&[]).to_string()).unwrap();
-        assert_eq!(empty["count"], 0);
+        assert_eq!(empty.as_array().map(Vec::len), Some(0));
     }
 }

@@ -15,7 +15,8 @@ pub enum ModelsAction {
     List {
         #[arg(long)]
         tenant: Option<String>,
-        /// Print one JSON object (`versions`, `actives`) instead of the table.
+        /// Print a JSON array of the versions (the table's fields) instead of the table; an active
+        /// version missing from the registry is reported on stderr.
         #[arg(long)]
         json: bool,
     },
@@ -60,6 +61,7 @@ pub async fn run(action: ModelsAction, config: Config) -> anyhow::Result<()> {
             let actives = models.actives(tenant.as_ref()).await?;
             if json {
                 println!("{}", list_json(&versions, &actives));
+                eprint!("{}", missing_actives(&versions, &actives));
             } else {
                 print!("{}", render_list(&versions, &actives));
             }
@@ -156,13 +158,17 @@ fn render_list(versions: &[VersionInfo], actives: &[(ModelKey, Active)]) -> Stri
         out.push_str(line.join("  ").trim_end());
         out.push('\n');
     }
-    let missing: Vec<String> = actives
+    out.push_str(&missing_actives(versions, actives));
+    out
+}
+
+/// A line for each active pointer whose version is not in the registry.
+fn missing_actives(versions: &[VersionInfo], actives: &[(ModelKey, Active)]) -> String {
+    actives
         .iter()
         .filter(|(k, a)| !versions.iter().any(|v| &v.key == k && v.version == a.version))
         .map(|(k, a)| format!("{k}: the active version {} is not in the registry\n", a.version))
-        .collect();
-    out.extend(missing);
-    out
+        .collect()
 }
 
 /// A version's part now: `active`, `rollback` (what `models rollback` returns to) or "".
@@ -177,10 +183,9 @@ fn status(info: &VersionInfo, actives: &[(ModelKey, Active)]) -> &'static str {
     }
 }
 
-/// `models list --json`: every version with its status, and every active pointer (also one
-/// whose version is not in the registry).
+/// `models list --json`: an array of the versions, each with its status.
 fn list_json(versions: &[VersionInfo], actives: &[(ModelKey, Active)]) -> serde_json::Value {
-    let versions: Vec<serde_json::Value> = versions
+    versions
         .iter()
         .map(|v| {
             serde_json::json!({
@@ -197,20 +202,7 @@ fn list_json(versions: &[VersionInfo], actives: &[(ModelKey, Active)]) -> serde_
                 "bytes": v.size,
             })
         })
-        .collect();
-    let actives: Vec<serde_json::Value> = actives
-        .iter()
-        .map(|(k, a)| {
-            serde_json::json!({
-                "tenant": k.tenant.as_str(),
-                "model": k.model.as_str(),
-                "version": a.version.as_str(),
-                "previous": a.previous.iter().map(Version::as_str).collect::<Vec<_>>(),
-                "since_ms": a.since_ms,
-            })
-        })
-        .collect();
-    serde_json::json!({ "versions": versions, "actives": actives })
+        .collect()
 }
 
 /// `YYYY-MM-DD HH:MM:SS` of milliseconds since the Unix epoch, in UTC.
@@ -286,7 +278,7 @@ mod tests {
         };
         let text = list_json(&versions, &[(versions[0].key.clone(), active)]).to_string();
         let parsed: serde_json::Value = serde_json::from_str(&text).unwrap();
-        let listed = parsed["versions"].as_array().unwrap();
+        let listed = parsed.as_array().unwrap();
         assert_eq!(listed.len(), 3, "{text}");
         assert_eq!(listed[0]["version"], "v1");
         assert_eq!(listed[0]["status"], "rollback");
@@ -298,10 +290,8 @@ mod tests {
         assert_eq!(listed[1]["bytes"], 999);
         assert_eq!(listed[1]["created_utc"], "1970-01-01 00:00:00");
         assert_eq!(listed[2]["status"], "");
-        assert_eq!(parsed["actives"][0]["version"], "v2");
-        assert_eq!(parsed["actives"][0]["previous"][0], "v1");
-        assert_eq!(parsed["actives"][0]["since_ms"], 7);
+        assert_eq!(listed[2]["tenant"], "beta");
         let empty: serde_json::Value = serde_json::from_str(&list_json(&[], &[]).to_string()).unwrap();
-        assert_eq!(empty["versions"].as_array().map(Vec::len), Some(0));
+        assert_eq!(empty.as_array().map(Vec::len), Some(0));
     }
 }

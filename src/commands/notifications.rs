@@ -27,7 +27,7 @@ pub enum NotificationsAction {
     Timers {
         #[arg(long)]
         tenant: String,
-        /// Print one JSON object (`timers`: `timer`, `due_ms`; `count`) instead of the list.
+        /// Print a JSON array of the pending timers (`timer`, `due_ms`) instead of the list.
         #[arg(long)]
         json: bool,
     },
@@ -44,8 +44,7 @@ pub enum DeadLetterAction {
         endpoint: Option<String>,
         #[arg(long, default_value_t = 100)]
         limit: usize,
-        /// Print one JSON object (`dead_letters`, each with its `endpoint`; `count`) instead of
-        /// the table.
+        /// Print a JSON array of the dead letters (the table's fields, the whole reason).
         #[arg(long)]
         json: bool,
     },
@@ -127,17 +126,15 @@ fn render_dead_letters(rows: &[WebhookDeadLetter]) -> String {
     out
 }
 
-/// `notifications timers --json`: each pending timer (soonest first) and when it is due (ms since
-/// the Unix epoch).
+/// `notifications timers --json`: an array of the pending timers (soonest first), each with when
+/// it is due (ms since the Unix epoch).
 fn timers_json(pending: &[(String, i64)]) -> serde_json::Value {
-    let timers: Vec<serde_json::Value> =
-        pending.iter().map(|(timer, due)| serde_json::json!({ "timer": timer, "due_ms": due })).collect();
-    serde_json::json!({ "timers": timers, "count": pending.len() })
+    pending.iter().map(|(timer, due)| serde_json::json!({ "timer": timer, "due_ms": due })).collect()
 }
 
-/// `notifications dead-letters list --json`.
+/// `notifications dead-letters list --json`: an array of the dead letters.
 fn dead_letters_json(rows: &[WebhookDeadLetter]) -> serde_json::Value {
-    serde_json::json!({ "dead_letters": rows, "count": rows.len() })
+    serde_json::json!(rows)
 }
 
 pub async fn run(action: NotificationsAction, config: Config) -> anyhow::Result<()> {
@@ -278,8 +275,8 @@ mod tests {
         let rows =
             [letter(9, "sm.webhook.acme.crm", "HTTP 503"), letter(11, "sm.webhook.acme.erp", "timeout")];
         let parsed: serde_json::Value = serde_json::from_str(&dead_letters_json(&rows).to_string()).unwrap();
-        assert_eq!(parsed["count"], 2);
-        let first = &parsed["dead_letters"][0];
+        assert_eq!(parsed.as_array().map(Vec::len), Some(2), "{parsed}");
+        let first = &parsed[0];
         assert_eq!(first["endpoint"], "crm");
         assert_eq!(first["sequence"], 9);
         assert_eq!(first["tenant"], "acme");
@@ -287,16 +284,16 @@ mod tests {
         assert_eq!(first["code"], "retries_exhausted");
         assert_eq!(first["reason"], "HTTP 503");
         assert!(first["original_sequence"].is_null());
-        assert_eq!(parsed["dead_letters"][1]["endpoint"], "erp");
+        assert_eq!(parsed[1]["endpoint"], "erp");
     }
 
     #[test]
     fn the_json_timers_parse_soonest_first() {
         let pending = [("idle_cart:u1".to_string(), 1_000), ("churn:u2".to_string(), 2_000)];
         let parsed: serde_json::Value = serde_json::from_str(&timers_json(&pending).to_string()).unwrap();
-        assert_eq!(parsed["count"], 2);
-        assert_eq!(parsed["timers"][0]["timer"], "idle_cart:u1");
-        assert_eq!(parsed["timers"][0]["due_ms"], 1_000);
-        assert_eq!(parsed["timers"][1]["due_ms"], 2_000);
+        assert_eq!(parsed.as_array().map(Vec::len), Some(2), "{parsed}");
+        assert_eq!(parsed[0]["timer"], "idle_cart:u1");
+        assert_eq!(parsed[0]["due_ms"], 1_000);
+        assert_eq!(parsed[1]["due_ms"], 2_000);
     }
 }
