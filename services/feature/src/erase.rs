@@ -31,6 +31,7 @@ use shopmind_domain::{TenantId, UserId};
 use shopmind_features::keys;
 use shopmind_privacy::Pseudonymizer;
 use shopmind_proto::v1 as pb;
+use shopmind_runtime::rpc::{self, WireError};
 use shopmind_runtime::topology;
 use shopmind_store::{FeatureStore, Key, Read, StoreError, Value, Write, WriteBatch, glob_escape};
 use tracing::{Instrument, info};
@@ -391,54 +392,44 @@ async fn write(store: &dyn FeatureStore, writes: Vec<Write>) -> Result<(), Store
     Ok(())
 }
 
-/// Answers `sm.rpc.<tenant>.feature.erase` (an `EraseCustomerRequest`) with an `EraseReply`.
-pub async fn handle_request(
+/// Answers an `EraseCustomerRequest` of `sm.rpc.<tenant>.feature.erase`.
+pub async fn answer(
     config: &Config,
     bus: &dyn Bus,
     store: &dyn FeatureStore,
-    subject: &str,
-    payload: &[u8],
-) -> pb::EraseReply {
-    use pb::erase_reply::Result as R;
-    use shopmind_runtime::rpc;
-    let request = match pb::EraseCustomerRequest::decode(payload) {
-        Ok(r) => r,
-        Err(e) => {
-            return pb::EraseReply {
-                result: Some(R::Error(rpc::invalid(vec![(
-                    String::new(),
-                    format!("not a shopmind.v1.EraseCustomerRequest: {e}"),
-                )]))),
-            };
+    request: &pb::EraseCustomerRequest,
+) -> Result<pb::EraseCustomerResponse, EraseError> {
+    let customer = Customer::from_config(config, &request.tenant, &request.user_id)?;
+    Ok(erase_customer(bus, store, &customer).await?.to_proto())
+}
+
+/// The wire form of an erasure's error: a bad id is INVALID_ARGUMENT, a missing secret a field-less
+/// INVALID_ARGUMENT (the request is fine, the configuration is not), an unreadable secret
+/// INTERNAL, a failed bus or store UNAVAILABLE (erasing again resumes).
+impl WireError for EraseError {
+    fn code(&self) -> pb::ServiceErrorCode {
+        match self {
+            Self::Invalid { .. } => pb::ServiceErrorCode::InvalidArgument,
+            Self::Config(_) => pb::ServiceErrorCode::Internal,
+            Self::Bus(_) | Self::Store(_) => pb::ServiceErrorCode::Unavailable,
         }
-    };
-    if topology::tenant_of_subject(subject).is_none_or(|t| t.as_str() != request.tenant) {
-        return pb::EraseReply {
-            result: Some(R::Error(rpc::invalid(vec![(
-                "tenant".into(),
-                "differs from the tenant of the subject".into(),
-            )]))),
-        };
     }
-    let customer = match Customer::from_config(config, &request.tenant, &request.user_id) {
-        Ok(c) => c,
-        Err(EraseError::Invalid { field, reason }) => {
-            let field = if field == "privacy.secret_file" { "" } else { field };
-            return pb::EraseReply { result: Some(R::Error(rpc::invalid(vec![(field.into(), reason)]))) };
+
+    fn message(&self) -> String {
+        match self {
+            Self::Invalid { .. } => rpc::INVALID_REQUEST.into(),
+            Self::Config(_) => self.to_string(),
+            Self::Bus(_) | Self::Store(_) => format!("erasure failed: {self}"),
         }
-        Err(e) => {
-            return pb::EraseReply {
-                result: Some(R::Error(rpc::error(pb::ServiceErrorCode::Internal, e.to_string()))),
-            };
+    }
+
+    fn into_violations(self) -> Vec<(String, String)> {
+        match self {
+            Self::Invalid { field, reason } => {
+                let field = if field == "privacy.secret_file" { "" } else { field };
+                vec![(field.into(), reason)]
+            }
+            _ => Vec::new(),
         }
-    };
-    match erase_customer(bus, store, &customer).await {
-        Ok(report) => pb::EraseReply { result: Some(R::Ok(report.to_proto())) },
-        Err(e) => pb::EraseReply {
-            result: Some(R::Error(rpc::error(
-                pb::ServiceErrorCode::Unavailable,
-                format!("erasure failed: {e}"),
-            ))),
-        },
     }
 }

@@ -18,7 +18,7 @@ use shopmind_features::{Applied, FeatureSettings, apply_events};
 use shopmind_metrics::global as metrics;
 use shopmind_proto::v1 as pb;
 use shopmind_runtime::consume::{BatchOptions, Outcome, consume_batches};
-use shopmind_runtime::serve::serve_requests;
+use shopmind_runtime::rpc::{self, methods};
 use shopmind_runtime::{Shutdown, topology};
 use shopmind_store::FeatureStore;
 use tracing::debug;
@@ -227,30 +227,16 @@ pub async fn run(
         max_in_flight: config.feature.concurrency,
         unconfirmed_acks: true,
     };
-    let erasures = {
-        let (config, bus, store) = (Arc::new(config.clone()), bus.clone(), store.clone());
-        let subject = topology::rpc_pattern("feature", "erase");
-        let shutdown = shutdown.clone();
-        async move {
-            serve_requests(&*bus.clone(), &subject, "feature", ERASE_CONCURRENCY, &shutdown, move |request| {
-                let (config, bus, store) = (config.clone(), bus.clone(), store.clone());
-                async move {
-                    let reply = erase::handle_request(
-                        &config,
-                        &*bus,
-                        &*store,
-                        &request.message.subject,
-                        &request.message.payload,
-                    )
-                    .await;
-                    if let Err(e) = request.respond(Default::default(), reply.encode_to_vec().into()).await {
-                        tracing::warn!(error = %e, "could not reply to an erase request");
-                    }
-                }
-            })
-            .await
-        }
-    };
+    let erasures = rpc::Server::new(bus.clone(), shutdown.clone()).serve(
+        methods::Erase,
+        ERASE_CONCURRENCY,
+        Arc::new((config.clone(), bus.clone(), store.clone())),
+        |state, req, _| async move {
+            let (config, bus, store) = &*state;
+            erase::answer(config, &**bus, &**store, &req).await
+        },
+        |_, _| {},
+    );
     let erased = Erased::follow(bus.clone(), shutdown.clone()).await?;
     let consumed = consume_batches(bus, spec, "feature", options, shutdown, move |messages| {
         let (store, erased) = (store.clone(), erased.clone());
