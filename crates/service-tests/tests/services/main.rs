@@ -4,6 +4,7 @@
 
 #![allow(clippy::unwrap_used)]
 
+mod feature_settings;
 mod manifests;
 
 mod gateway {
