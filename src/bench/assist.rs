@@ -175,9 +175,9 @@ pub async fn run(requests: usize, mut config: Config) -> anyhow::Result<AssistRe
     }
     client.publish_events(pb::PublishEventsRequest { tenant: tenant.to_string(), events }).await?;
     let last = UserId::parse(format!("customer-{}", CUSTOMERS - 1)).context("user")?;
+    let settings = FeatureSettings::from_config(&config.feature);
     loop {
-        let f = read_user_features(&*store, &tenant, &last, &FeatureSettings::default(), UnixMillis::now())
-            .await?;
+        let f = read_user_features(&*store, &tenant, &last, &settings, UnixMillis::now()).await?;
         if f.orders.values().filter(|(_, s)| s == "shipped" || s == "delivered").count() == 2 {
             break;
         }

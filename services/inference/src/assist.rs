@@ -319,10 +319,7 @@ async fn prepare(
         bus,
         timeout: Duration::from_millis(config.assistant.escalation_timeout_ms),
     });
-    let settings = shopmind_features::FeatureSettings {
-        recent_cap: config.feature.recent_items_cap,
-        ..shopmind_features::FeatureSettings::default()
-    };
+    let settings = shopmind_features::FeatureSettings::from_config(&config.feature);
     let assistant = Assistant::new(encoder, store, escalator, config.assistant.clone(), settings);
     let entries = assistant.load_knowledge().await.map_err(|e| e.to_string())?;
     info!(faq_entries = entries, took_ms = started.elapsed().as_millis() as u64, "assistant loaded");

@@ -315,8 +315,7 @@ impl Serving {
             tokio::spawn(intents.clone().follow(registry.clone(), shutdown.clone())),
             tokio::spawn(demands.clone().follow(registry, shutdown.clone())),
         ];
-        let settings =
-            FeatureSettings { recent_cap: config.feature.recent_items_cap, ..FeatureSettings::default() };
+        let settings = FeatureSettings::from_config(&config.feature);
         let predictor = Arc::new(Predictor::new(store, intents, demands, settings));
         let server = rpc::Server::new(bus, shutdown.clone());
         let servers = vec![

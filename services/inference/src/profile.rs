@@ -150,13 +150,7 @@ pub struct Profiles {
 
 impl Profiles {
     pub fn new(config: &Config, store: Arc<dyn FeatureStore>) -> Self {
-        let settings = FeatureSettings {
-            recent_cap: config.feature.recent_items_cap,
-            affinity_half_life: Duration::from_secs(
-                u64::from(config.feature.affinity_half_life_days) * 86_400,
-            ),
-            ..FeatureSettings::default()
-        };
+        let settings = FeatureSettings::from_config(&config.feature);
         Self { store, settings, config: Arc::new(config.clone()) }
     }
 

@@ -43,8 +43,9 @@ use shopmind_bus::BusError;
 use shopmind_config::Config;
 use shopmind_domain::{Interaction, InteractionKind, ItemId, UnixMillis};
 use shopmind_features::{
-    CatalogEntry, CatalogParts, ContextQuery, Neighbours, RecommendContext, SeedNeighbours, category_levels,
-    read_catalog_entries, read_category_popular, read_neighbours, read_popular, read_recommend_context,
+    CatalogEntry, CatalogParts, ContextQuery, FeatureSettings, Neighbours, RecommendContext, SeedNeighbours,
+    category_levels, read_catalog_entries, read_category_popular, read_neighbours, read_popular,
+    read_recommend_context,
 };
 use shopmind_metrics::{Success, global as metrics};
 use shopmind_proto::v1 as pb;
@@ -97,9 +98,7 @@ impl RecommendSettings {
             neighbour_seeds: c.inference.neighbour_seeds,
             neighbours_per_seed: c.inference.neighbours_per_seed,
             trending_pool: c.inference.trending_pool,
-            affinity_half_life: std::time::Duration::from_secs(
-                u64::from(c.feature.affinity_half_life_days).saturating_mul(86_400),
-            ),
+            affinity_half_life: FeatureSettings::from_config(&c.feature).affinity_half_life,
         }
     }
 }

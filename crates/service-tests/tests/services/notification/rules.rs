@@ -3,11 +3,9 @@
 
 #![allow(clippy::unwrap_used)]
 
-mod common;
-
 use std::time::Duration;
 
-use common::{DAY, HOUR, Harness, noon, tenant};
+use super::common::{DAY, HOUR, Harness, noon, tenant};
 use shopmind_domain::{Author, OrderStatus, UserId};
 use shopmind_notification::{Delivered, Escalation};
 use shopmind_proto::v1::NotificationKind as K;

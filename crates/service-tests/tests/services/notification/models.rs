@@ -5,13 +5,11 @@
 
 #![allow(clippy::unwrap_used)]
 
-mod common;
-
 use std::sync::Arc;
 use std::time::Duration;
 
+use super::common::{HOUR, Harness, noon, tenant};
 use bytes::Bytes;
-use common::{HOUR, Harness, noon, tenant};
 use prost::Message as _;
 use shopmind_bus::{Bus, Message, NatsBus};
 use shopmind_domain::{TenantId, UnixMillis, UserId};

@@ -4,11 +4,9 @@
 
 #![allow(clippy::unwrap_used)]
 
-mod common;
-
 use std::time::Duration;
 
-use common::{DAY, HOUR, Harness, noon, read_stream, tenant};
+use super::common::{DAY, HOUR, Harness, noon, read_stream, tenant};
 use shopmind_config::WebhookEndpoint;
 use shopmind_domain::UserId;
 use shopmind_notification::prefs::{self, Channel, Preferences};

@@ -1,19 +1,17 @@
 //! Webhook delivery against a real HTTP receiver, nats-server and redis-server: a receiver that
 //! fails its first attempts gets exactly one successful delivery, signed; one that never answers
 //! well ends in the dead letters, and a replay delivers it. Over HTTPS (a tokio-rustls receiver
-//! with the test certificate of `tests/fixtures`): a receiver the client trusts through
+//! with the test certificate of `services/notification/tests/fixtures`): a receiver the client trusts through
 //! `notification.webhook.ca_file` gets the signed POST; one it does not trust fails every attempt
 //! and ends in the dead letters.
 
 #![allow(clippy::unwrap_used)]
 
-mod common;
-
 use std::convert::Infallible;
 use std::sync::{Arc, Mutex};
 
+use super::common::{HOUR, Harness, WAIT, noon};
 use bytes::Bytes;
-use common::{HOUR, Harness, WAIT, noon};
 use http_body_util::{BodyExt, Full};
 use hyper::{Request, Response};
 use hyper_util::rt::TokioIo;
@@ -42,11 +40,13 @@ struct Receiver {
 }
 
 fn fixture(name: &str) -> std::path::PathBuf {
-    std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures").join(name)
+    std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("../../services/notification/tests/fixtures")
+        .join(name)
 }
 
 /// The TLS acceptor of an HTTPS receiver: the `localhost` / `127.0.0.1` certificate signed by
-/// `tests/fixtures/ca.pem`.
+/// `services/notification/tests/fixtures/ca.pem`.
 fn acceptor() -> tokio_rustls::TlsAcceptor {
     use rustls_pki_types::pem::PemObject as _;
     use rustls_pki_types::{CertificateDer, PrivateKeyDer};
