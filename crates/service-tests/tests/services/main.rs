@@ -5,6 +5,7 @@
 #![allow(clippy::unwrap_used)]
 
 mod feature_settings;
+mod layers;
 mod manifests;
 
 mod gateway {
