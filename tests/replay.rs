@@ -181,6 +181,22 @@ async fn replay_counts_accepted_duplicates_and_rejections_and_twice_is_all_dupli
         ]),
         "{second:?}"
     );
+
+    // `--json`: the same summary as one JSON object on stdout.
+    let third = replay(&[&[file.as_str(), "--json"][..], &args].concat());
+    assert!(third.status.success(), "{}", String::from_utf8_lossy(&third.stderr));
+    let stdout = String::from_utf8(third.stdout).unwrap();
+    let json: serde_json::Value = serde_json::from_str(stdout.trim()).expect("one JSON object on stdout");
+    assert_eq!(json["source"], file.as_str(), "{json}");
+    assert_eq!(json["gateway"], app.url().as_str(), "{json}");
+    for (key, value) in [("read", 9), ("accepted", 0), ("duplicates", 5), ("rejected", 4)] {
+        assert_eq!(json[key], value, "{key}: {json}");
+    }
+    let by_reason = &json["rejected_by_reason"];
+    for (reason, n) in [("unparseable", 2), ("missing_field", 1), ("invalid_quantity", 1)] {
+        assert_eq!(by_reason[reason], n, "{reason}: {json}");
+    }
+    assert!(json["elapsed_s"].as_f64().is_some() && json["events_per_s"].as_f64().is_some(), "{json}");
 }
 
 #[tokio::test(flavor = "multi_thread")]

@@ -2,7 +2,8 @@
 //! changes them ([`apply_event`]), and how services read them, each in one round trip
 //! ([`read_user_context`], [`read_user_features`], [`read_item_features`],
 //! [`read_session_features`]; for recommend [`read_recommend_context`], [`read_neighbours`],
-//! [`read_catalog_entries`]). The schema is documented in `docs/FEATURES.md`.
+//! [`read_catalog_entries`]), with the bounds and time constants of `feature.*`
+//! ([`FeatureSettings::from_config`]). The schema is documented in `docs/FEATURES.md`.
 //!
 //! Every update commutes: lists are sorted sets ordered by event time, registers are
 //! last-writer-wins by event time, counters add, decaying scores are order-free, co-visitation
@@ -12,6 +13,7 @@
 
 pub mod churn;
 pub mod conversations;
+pub mod keys;
 pub mod purchase_intent;
 mod read;
 mod recommend;
@@ -20,8 +22,8 @@ mod write;
 
 use std::time::Duration;
 
-use shopmind_domain::{ConversationId, InteractionKind, ItemId, SessionId, TenantId, UserId};
-use shopmind_store::{Key, KeyPattern};
+use shopmind_config::FeatureConfig;
+use shopmind_domain::InteractionKind;
 
 pub use churn::{ChurnParams, churn_due_ms, churn_risk, mean_order_gap_ms};
 pub use read::{
@@ -34,172 +36,10 @@ pub use recommend::{
 };
 pub use write::{Applied, apply_event, apply_events, recent_member, writes_for};
 
-/// Store keys. Every key carries the tenant; `{...}` is the Redis Cluster hash tag, so the keys
-/// of one user, one session or one item share a slot.
-pub mod keys {
-    use super::*;
-
-    fn user(t: &TenantId, u: &UserId, what: &str) -> Key {
-        Key(format!("sm:{{{t}:u:{u}}}:{what}"))
-    }
-
-    fn item(t: &TenantId, i: &str, what: &str) -> Key {
-        Key(format!("sm:{{{t}:i:{i}}}:{what}"))
-    }
-
-    /// Recent interactions: sorted set of `kind|unix_ms|item`, scored by time.
-    pub fn user_recent(t: &TenantId, u: &UserId) -> Key {
-        user(t, u, "recent")
-    }
-    /// Items bought: sorted set scored by the time of the latest purchase.
-    pub fn user_bought(t: &TenantId, u: &UserId) -> Key {
-        user(t, u, "bought")
-    }
-    /// Cart changes: sorted set of `add|…`, `remove|…`, `order|…` entries scored by time;
-    /// the cart is what folding them in time order leaves.
-    pub fn user_cart_log(t: &TenantId, u: &UserId) -> Key {
-        user(t, u, "cart")
-    }
-    /// Orders: hash order id -> `unix_ms|status` (latest by event time).
-    pub fn user_orders(t: &TenantId, u: &UserId) -> Key {
-        user(t, u, "orders")
-    }
-    /// Event counts per kind.
-    pub fn user_counts(t: &TenantId, u: &UserId) -> Key {
-        user(t, u, "counts")
-    }
-    /// Category affinity: hash category -> decaying score.
-    pub fn user_affinity(t: &TenantId, u: &UserId) -> Key {
-        user(t, u, "affinity")
-    }
-    /// RFM: `first_order_ms`, `last_order_ms`, `orders`, `spend:<currency>` (minor units).
-    pub fn user_rfm(t: &TenantId, u: &UserId) -> Key {
-        user(t, u, "rfm")
-    }
-    /// The user's items of the co-visitation window.
-    pub fn user_visit_window(t: &TenantId, u: &UserId) -> Key {
-        user(t, u, "visitwin")
-    }
-    /// The user's items of the co-purchase window.
-    pub fn user_purchase_window(t: &TenantId, u: &UserId) -> Key {
-        user(t, u, "buywin")
-    }
-    /// Item pairs already counted as co-visited by the user (each pair counts once per user).
-    pub fn user_visit_pairs(t: &TenantId, u: &UserId) -> Key {
-        user(t, u, "visitpairs")
-    }
-    /// Item pairs already counted as co-purchased by the user.
-    pub fn user_purchase_pairs(t: &TenantId, u: &UserId) -> Key {
-        user(t, u, "buypairs")
-    }
-    /// Every per-user key (for TTLs and erasure).
-    pub fn user_all(t: &TenantId, u: &UserId) -> Vec<Key> {
-        vec![
-            user_recent(t, u),
-            user_bought(t, u),
-            user_cart_log(t, u),
-            user_orders(t, u),
-            user_counts(t, u),
-            user_affinity(t, u),
-            user_rfm(t, u),
-            user_visit_window(t, u),
-            user_purchase_window(t, u),
-            user_visit_pairs(t, u),
-            user_purchase_pairs(t, u),
-        ]
-    }
-
-    /// Session counters: views, carts, searches, orders, `first_ms`, `last_ms`, `user`.
-    pub fn session(t: &TenantId, s: &SessionId) -> Key {
-        Key(format!("sm:{{{t}:s:{s}}}:stats"))
-    }
-
-    /// Catalog attributes: title, category, price, currency, stock (each `unix_ms|value`).
-    pub fn item_attrs(t: &TenantId, i: &ItemId) -> Key {
-        item(t, i.as_str(), "attrs")
-    }
-    /// Item counters (views, carts, orders, units) and decaying popularity (pop_1h, pop_24h,
-    /// pop_7d).
-    pub fn item_stats(t: &TenantId, i: &ItemId) -> Key {
-        item(t, i.as_str(), "stats")
-    }
-    /// Daily demand: hash day (days since 1970-01-01) -> units ordered.
-    pub fn item_demand(t: &TenantId, i: &ItemId) -> Key {
-        item(t, i.as_str(), "demand")
-    }
-    /// Items viewed by the same users close in time: sorted set item -> count, top N kept.
-    pub fn item_covisit(t: &TenantId, i: &ItemId) -> Key {
-        item(t, i.as_str(), "covisit")
-    }
-    /// Items bought by the same users: sorted set item -> count, top N kept.
-    pub fn item_copurchase(t: &TenantId, i: &ItemId) -> Key {
-        item(t, i.as_str(), "copurchase")
-    }
-    pub fn covisit_pattern(t: &TenantId) -> KeyPattern {
-        KeyPattern { prefix: format!("sm:{{{t}:i:"), suffix: "}:covisit".into() }
-    }
-    pub fn copurchase_pattern(t: &TenantId) -> KeyPattern {
-        KeyPattern { prefix: format!("sm:{{{t}:i:"), suffix: "}:copurchase".into() }
-    }
-
-    /// The tenant's all-time popularity: sorted set item -> weighted interactions, top N kept.
-    pub fn popular(t: &TenantId) -> Key {
-        Key(format!("sm:{{{t}}}:popular"))
-    }
-
-    /// A support conversation's statistics (hash; fields in docs/FEATURES.md and
-    /// [`crate::conversations`]): first and last customer and agent message times, the first
-    /// agent and every agent's first message, the customer, sentiment per day, `escalated_at`.
-    pub fn conversation_stats(t: &TenantId, conversation_id: &ConversationId) -> Key {
-        Key(format!("sm:{{{t}}}:conv_stats:{conversation_id}"))
-    }
-    /// A support conversation's messages in time order: sorted set of
-    /// `<unix_ms>|c|<event_id>` (customer) and `<unix_ms>|a:<agent>|<event_id>` (agent), scored
-    /// by time; the newest `feature.conversation_messages_cap` kept.
-    pub fn conversation_messages(t: &TenantId, conversation_id: &ConversationId) -> Key {
-        Key(format!("sm:{{{t}}}:conv_msgs:{conversation_id}"))
-    }
-    /// The conversations with a message on `day` (days since 1970-01-01, UTC): a set of ids.
-    pub fn conversations_on(t: &TenantId, day: i64) -> Key {
-        Key(format!("sm:{{{t}}}:conv_day:{day}"))
-    }
-    /// Every support agent that wrote a message: a set of agent ids.
-    pub fn support_agents(t: &TenantId) -> Key {
-        Key(format!("sm:{{{t}}}:agents"))
-    }
-
-    /// The catalog's items of a category (any level of their category path): sorted set item ->
-    /// the time of its first `ItemUpserted` (the lowest applied), newest highest.
-    pub fn category_items(t: &TenantId, category: &str) -> Key {
-        Key(format!("sm:{{{t}}}:cat:{category}:items"))
-    }
-
-    /// Popularity within a category (any level of the items' category path): sorted set item ->
-    /// weighted interactions, all time, top N kept.
-    pub fn category_popular(t: &TenantId, category: &str) -> Key {
-        Key(format!("sm:{{{t}}}:cat:{category}:popular"))
-    }
-
-    /// The assistant's state of a conversation (JSON: turns, intents, the order talked about,
-    /// failures), expiring `assistant.conversation_ttl_s` after the last message.
-    pub fn conversation(t: &TenantId, c: &ConversationId) -> Key {
-        Key(format!("sm:{{{t}}}:conv:{c}"))
-    }
-
-    /// The ids of a customer's conversations with the assistant (a set), so that erasing the
-    /// customer finds their conversation keys.
-    pub fn user_conversations(t: &TenantId, u: &UserId) -> Key {
-        Key(format!("sm:{{{t}}}:user:{u}:convs"))
-    }
-
-    /// The guard of an applied event.
-    pub fn applied(t: &TenantId, event_id: &str) -> Key {
-        Key(format!("sm:{{{t}:e:{event_id}}}:applied"))
-    }
-}
-
-/// Bounds and time constants of the feature state.
-#[derive(Debug, Clone, Copy)]
+/// Bounds and time constants of the feature state: what the feature service writes with and
+/// every reader reads with, both from `feature.*` through [`FeatureSettings::from_config`] (the
+/// defaults are those of [`FeatureConfig::default`]).
+#[derive(Debug, Clone, Copy, PartialEq)]
 pub struct FeatureSettings {
     pub recent_cap: usize,
     pub popular_cap: usize,
@@ -228,26 +68,37 @@ pub struct FeatureSettings {
     pub conversation_ttl: Duration,
 }
 
+impl FeatureSettings {
+    /// The settings of `feature.*`: the one mapping from the configuration, used by the feature
+    /// service and by every service that reads features.
+    pub fn from_config(f: &FeatureConfig) -> Self {
+        let days = |d: u32| Duration::from_secs(u64::from(d) * 86_400);
+        let hours = |h: u32| Duration::from_secs(u64::from(h) * 3600);
+        Self {
+            recent_cap: f.recent_items_cap,
+            popular_cap: f.popular_items_cap,
+            user_ttl: days(f.user_ttl_days),
+            dedup_ttl: hours(f.dedup_ttl_hours),
+            session_ttl: hours(f.session_ttl_hours),
+            bought_cap: f.bought_cap,
+            cart_log_cap: f.cart_log_cap,
+            covisit_window: Duration::from_secs(f.covisit_window_s),
+            copurchase_window: days(f.copurchase_window_days),
+            neighbours_keep: f.neighbours_keep,
+            window_cap: f.window_cap,
+            pairs_cap: f.pairs_cap,
+            demand_days: f.demand_days,
+            affinity_half_life: days(f.affinity_half_life_days),
+            conversation_messages_cap: f.conversation_messages_cap,
+            conversation_ttl: days(f.conversation_ttl_days),
+        }
+    }
+}
+
+/// The settings of the default configuration.
 impl Default for FeatureSettings {
     fn default() -> Self {
-        Self {
-            recent_cap: 100,
-            popular_cap: 10_000,
-            user_ttl: Duration::from_secs(90 * 86_400),
-            dedup_ttl: Duration::from_secs(48 * 3600),
-            session_ttl: Duration::from_secs(86_400),
-            bought_cap: 500,
-            cart_log_cap: 200,
-            covisit_window: Duration::from_secs(30 * 60),
-            copurchase_window: Duration::from_secs(30 * 86_400),
-            neighbours_keep: 50,
-            window_cap: 100,
-            pairs_cap: 2000,
-            demand_days: 400,
-            affinity_half_life: Duration::from_secs(14 * 86_400),
-            conversation_messages_cap: 1000,
-            conversation_ttl: Duration::from_secs(400 * 86_400),
-        }
+        Self::from_config(&FeatureConfig::default())
     }
 }
 
@@ -268,3 +119,56 @@ pub fn popularity_weight(kind: InteractionKind) -> f64 {
 }
 
 const DAY_MS: i64 = 86_400_000;
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Each setting comes from its own key of `feature.*`.
+    #[test]
+    fn every_setting_comes_from_its_key() {
+        let config = FeatureConfig {
+            recent_items_cap: 1,
+            popular_items_cap: 2,
+            user_ttl_days: 3,
+            dedup_ttl_hours: 4,
+            session_ttl_hours: 5,
+            bought_cap: 6,
+            cart_log_cap: 7,
+            covisit_window_s: 8,
+            copurchase_window_days: 9,
+            neighbours_keep: 10,
+            window_cap: 11,
+            pairs_cap: 12,
+            demand_days: 13,
+            affinity_half_life_days: 14,
+            conversation_messages_cap: 15,
+            conversation_ttl_days: 16,
+            ..FeatureConfig::default()
+        };
+        let (day, hour) = (86_400, 3600);
+        let s = FeatureSettings::from_config(&config);
+        assert_eq!(
+            FeatureSettings {
+                recent_cap: 1,
+                popular_cap: 2,
+                user_ttl: Duration::from_secs(3 * day),
+                dedup_ttl: Duration::from_secs(4 * hour),
+                session_ttl: Duration::from_secs(5 * hour),
+                bought_cap: 6,
+                cart_log_cap: 7,
+                covisit_window: Duration::from_secs(8),
+                copurchase_window: Duration::from_secs(9 * day),
+                neighbours_keep: 10,
+                window_cap: 11,
+                pairs_cap: 12,
+                demand_days: 13,
+                affinity_half_life: Duration::from_secs(14 * day),
+                conversation_messages_cap: 15,
+                conversation_ttl: Duration::from_secs(16 * day),
+            },
+            s
+        );
+        assert_eq!(FeatureSettings::default(), FeatureSettings::from_config(&FeatureConfig::default()));
+    }
+}

@@ -12,7 +12,7 @@ use shopmind_metrics::{
     catalogue_markdown,
 };
 
-const START: &str = "<!-- catalogue:start (generated from crates/metrics/src/lib.rs) -->\n";
+const START: &str = "<!-- catalogue:start (generated from crates/metrics/src/catalogue.rs) -->\n";
 const END: &str = "<!-- catalogue:end -->";
 
 /// A registry with one sample in every metric.
@@ -89,7 +89,7 @@ fn the_exposition_is_the_catalogue() {
     let catalogued: BTreeMap<String, (String, BTreeSet<String>)> = CATALOGUE
         .iter()
         .map(|s| {
-            let labels = s.labels.iter().map(|l| l.to_string()).collect();
+            let labels = s.labels.iter().map(|l| l.name.to_string()).collect();
             (s.name.to_string(), (s.kind.as_str().to_string(), labels))
         })
         .collect();
@@ -106,8 +106,52 @@ fn the_exposition_is_the_catalogue() {
             "{}: counters end in _total",
             spec.name
         );
-        assert_eq!(spec.labels.is_empty(), spec.values.is_empty(), "{}: label values documented", spec.name);
+        for label in spec.labels {
+            assert!(
+                !label.documented_values().is_empty(),
+                "{}: values of `{}` documented",
+                spec.name,
+                label.name
+            );
+        }
+        assert_eq!(
+            spec.kind == Kind::Histogram,
+            spec.buckets.is_some(),
+            "{}: buckets iff a histogram",
+            spec.name
+        );
     }
+}
+
+#[test]
+fn histograms_expose_the_buckets_of_their_entry() {
+    let text = touched().encode().unwrap();
+    for spec in CATALOGUE.iter().filter(|s| s.kind == Kind::Histogram) {
+        let prefix = format!("{}_bucket{{", spec.name);
+        // The bounds of the first series of the family (every series has the same).
+        let first = text.lines().find(|l| l.starts_with(&prefix)).unwrap_or_else(|| panic!("no {prefix}"));
+        let series = &first[..first.find("le=").unwrap()];
+        let exposed: Vec<&str> = text
+            .lines()
+            .filter(|l| l.starts_with(series))
+            .map(|l| l[series.len() + 4..].split('"').next().unwrap())
+            .collect();
+        let (last, bounds) = exposed.split_last().unwrap();
+        assert_eq!(*last, "+Inf", "{}", spec.name);
+        let bounds: Vec<f64> = bounds.iter().map(|b| b.parse().unwrap()).collect();
+        assert_eq!(bounds, spec.buckets.unwrap().bounds(), "{}", spec.name);
+    }
+}
+
+#[test]
+fn enum_labels_list_every_value_of_their_enum() {
+    let gateway = CATALOGUE.iter().find(|s| s.name == "shopmind_gateway_request_duration_seconds").unwrap();
+    let method = gateway.labels.iter().find(|l| l.name == "method").unwrap();
+    let all: Vec<&str> = GatewayMethod::ALL.iter().map(|m| m.as_str()).collect();
+    assert_eq!(method.values, all);
+    assert!(catalogue_markdown().contains(&format!("`method`: {};", all.join(", "))));
+    let settled = CATALOGUE.iter().find(|s| s.name == "shopmind_consumer_settlements_total").unwrap();
+    assert_eq!(settled.labels[1].values, Settlement::ALL.iter().map(|s| s.as_str()).collect::<Vec<_>>());
 }
 
 #[test]

@@ -1,14 +1,18 @@
-//! Publishing admitted events to the events stream: the one place where a validated event
-//! becomes a message on `sm.events.<tenant>.<kind>` (its canonical protobuf form) with the
-//! JetStream message id `<tenant>:<event_id>`, so that a re-published event is stored once.
+//! The events stream's wire form, both ways: the one place where a validated event becomes a
+//! message on `sm.events.<tenant>.<kind>` (its canonical protobuf form) with the JetStream
+//! message id `<tenant>:<event_id>`, so that a re-published event is stored once
+//! ([`publish_event`]), and where such a message becomes a validated event again
+//! ([`decode_event`]).
 //! The gateway publishes the events of gRPC calls this way, ingest those of the intake stream;
-//! both validate with [`crate::admission::Admission`] first.
+//! both validate with [`crate::admission::Admission`] first. The feature and notification
+//! services decode what they consume with [`decode_event`], and so does a training round.
 
 use bytes::Bytes;
 use futures::StreamExt;
 use prost::Message as _;
 use shopmind_bus::{Bus, BusError, Headers, Message, Published};
-use shopmind_domain::Event;
+use shopmind_domain::{Event, RejectCode, ValidationPolicy};
+use shopmind_proto::v1 as pb;
 
 use crate::topology;
 
@@ -26,6 +30,16 @@ pub async fn publish_event(bus: &dyn Bus, event: &Event, headers: &Headers) -> R
     let payload = Bytes::from(event.to_proto().encode_to_vec());
     let message = Message { subject, headers: headers.clone(), payload };
     bus.publish(message, Some(&message_id(event))).await
+}
+
+/// Decodes a message of the events stream into a validated event (the tenant is the subject's),
+/// or the reason it is not one: the dead-letter code and a description.
+pub fn decode_event(message: &Message) -> Result<Event, (&'static str, String)> {
+    let wire = pb::Event::decode(message.payload.as_ref())
+        .map_err(|e| (RejectCode::Malformed.as_str(), format!("not a shopmind.v1.Event: {e}")))?;
+    let tenant = topology::tenant_of_subject(&message.subject);
+    Event::from_proto(&wire, tenant.as_ref(), &ValidationPolicy::stored())
+        .map_err(|v| (v.first().code.as_str(), v.to_string()))
 }
 
 /// Publishes the events with up to [`PUBLISH_WINDOW`] acks awaited at once; the answers are in

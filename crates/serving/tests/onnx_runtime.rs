@@ -90,7 +90,8 @@ async fn empty_and_out_of_range_histories() {
 async fn trained_toy_model_recommends_through_onnx() {
     init();
     // Purchases count as views do: the training tests' toy, bought.
-    let data = toy_interactions().into_iter().map(|e| TrainingInteraction { kind: InteractionKind::Purchase, ..e });
+    let data =
+        toy_interactions().into_iter().map(|e| TrainingInteraction { kind: InteractionKind::Purchase, ..e });
     let model = train(data, &CovisitConfig::default());
     let rec = load(&model, 1);
     let b = rec.index_of("b").unwrap();

@@ -201,6 +201,26 @@ fn history() -> Dim {
     Dim::Symbolic(HISTORY_DIM.into())
 }
 
+/// The nodes of `out[b] = sum_k history_weights[b][k] * table[history_items[b][k]]`, what both
+/// recommenders' graphs compute from a batch of weighted histories: `Gather(axis=0)` of the
+/// table's rows (`rows`, `[B,H,d]`), the weights unsqueezed along the int64 initializer
+/// `unsqueeze_axes` (`[2]`) into `weights_column` (`[B,H,1]`), their product (`weighted_rows`)
+/// and `ReduceSum` over the int64 initializer `reduce_axes` (`[1]`, keepdims 0) into `out`.
+pub(crate) fn weighted_row_sum(
+    table: &str,
+    rows: &str,
+    (unsqueeze_axes, weights_column): (&str, &str),
+    reduce_axes: &str,
+    out: &str,
+) -> Vec<onnx::NodeProto> {
+    vec![
+        onnx::node("Gather", &[table, INPUT_ITEMS], &[rows], vec![onnx::attr_int("axis", 0)]),
+        onnx::node("Unsqueeze", &[INPUT_WEIGHTS, unsqueeze_axes], &[weights_column], vec![]),
+        onnx::node("Mul", &[rows, weights_column], &["weighted_rows"], vec![]),
+        onnx::node("ReduceSum", &["weighted_rows", reduce_axes], &[out], vec![onnx::attr_int("keepdims", 0)]),
+    ]
+}
+
 fn build_index(items: &[String]) -> HashMap<String, usize> {
     items.iter().enumerate().map(|(i, item)| (item.clone(), i)).collect()
 }
@@ -305,22 +325,13 @@ impl CovisitModel {
         };
         let graph = onnx::GraphProto {
             name: "covisit".into(),
-            node: vec![
-                onnx::node(
-                    "Gather",
-                    &["similarity", INPUT_ITEMS],
-                    &["rows"],
-                    vec![onnx::attr_int("axis", 0)],
-                ),
-                onnx::node("Unsqueeze", &[INPUT_WEIGHTS, "unsqueeze_axes"], &["weights_column"], vec![]),
-                onnx::node("Mul", &["rows", "weights_column"], &["weighted_rows"], vec![]),
-                onnx::node(
-                    "ReduceSum",
-                    &["weighted_rows", "reduce_axes"],
-                    &[OUTPUT_SCORES],
-                    vec![onnx::attr_int("keepdims", 0)],
-                ),
-            ],
+            node: weighted_row_sum(
+                "similarity",
+                "rows",
+                ("unsqueeze_axes", "weights_column"),
+                "reduce_axes",
+                OUTPUT_SCORES,
+            ),
             initializer: vec![
                 onnx::float_tensor("similarity", &[n, n], &self.similarity),
                 onnx::int64_tensor("unsqueeze_axes", &[1], &[2]),

@@ -31,7 +31,7 @@ use serde::{Deserialize, Serialize};
 
 use shopmind_onnx::{self as onnx, DataType, Dim, Manifest, TensorSpec, TrainingStats};
 
-use crate::covisit::TrainingInteraction;
+use crate::covisit::{TrainingInteraction, weighted_row_sum};
 use crate::error::{Result, TrainingError};
 use crate::rng::SplitMix64;
 
@@ -593,65 +593,66 @@ impl EmbeddingModel {
         let bc = [Dim::Symbolic(BATCH_DIM.into()), Dim::Symbolic(CANDIDATES_DIM.into())];
         let graph = onnx::GraphProto {
             name: "embedding".into(),
-            node: vec![
-                onnx::node(
-                    "Gather",
-                    &[HISTORY_EMBEDDINGS, INPUT_ITEMS],
-                    &["history_rows"],
-                    vec![onnx::attr_int("axis", 0)],
+            node: [
+                weighted_row_sum(
+                    HISTORY_EMBEDDINGS,
+                    "history_rows",
+                    ("axis_2", "weights_3d"),
+                    "axis_1",
+                    "weighted_sum",
                 ),
-                onnx::node("Unsqueeze", &[INPUT_WEIGHTS, "axis_2"], &["weights_3d"], vec![]),
-                onnx::node("Mul", &["history_rows", "weights_3d"], &["weighted_rows"], vec![]),
-                onnx::node(
-                    "ReduceSum",
-                    &["weighted_rows", "axis_1"],
-                    &["weighted_sum"],
-                    vec![onnx::attr_int("keepdims", 0)],
-                ),
-                onnx::node(
-                    "ReduceSum",
-                    &[INPUT_WEIGHTS, "axis_1"],
-                    &["weight_total"],
-                    vec![onnx::attr_int("keepdims", 1)],
-                ),
-                onnx::node("Max", &["weight_total", "epsilon"], &["weight_denominator"], vec![]),
-                onnx::node("Div", &["weighted_sum", "weight_denominator"], &[OUTPUT_USER_VECTORS], vec![]),
-                // Brute force (every row's candidates are exactly 0..n): one Gemm with the item
-                // matrix, which reads it once per batch; otherwise a Gather of the candidates.
-                onnx::node("Shape", &[INPUT_CANDIDATES], &["candidate_shape"], vec![]),
-                onnx::node(
-                    "Gather",
-                    &["candidate_shape", "one"],
-                    &["candidate_width"],
-                    vec![onnx::attr_int("axis", 0)],
-                ),
-                onnx::node("Equal", &["candidate_width", "n_items"], &["width_is_catalog"], vec![]),
-                onnx::node("Range", &["zero", "candidate_width", "one"], &["positions"], vec![]),
-                onnx::node("Equal", &[INPUT_CANDIDATES, "positions"], &["in_place"], vec![]),
-                onnx::node(
-                    "Cast",
-                    &["in_place"],
-                    &["in_place_int"],
-                    vec![onnx::attr_int("to", DataType::Int64 as i64)],
-                ),
-                onnx::node(
-                    "ReduceMin",
-                    &["in_place_int"],
-                    &["all_in_place_int"],
-                    vec![onnx::attr_int("keepdims", 0)],
-                ),
-                onnx::node("Equal", &["all_in_place_int", "one"], &["all_in_place"], vec![]),
-                onnx::node("And", &["width_is_catalog", "all_in_place"], &["every_item"], vec![]),
-                onnx::node(
-                    "If",
-                    &["every_item"],
-                    &[OUTPUT_CANDIDATE_SCORES],
-                    vec![
-                        onnx::attr_graph("then_branch", every_item_branch()),
-                        onnx::attr_graph("else_branch", candidates_branch()),
-                    ],
-                ),
-            ],
+                vec![
+                    onnx::node(
+                        "ReduceSum",
+                        &[INPUT_WEIGHTS, "axis_1"],
+                        &["weight_total"],
+                        vec![onnx::attr_int("keepdims", 1)],
+                    ),
+                    onnx::node("Max", &["weight_total", "epsilon"], &["weight_denominator"], vec![]),
+                    onnx::node(
+                        "Div",
+                        &["weighted_sum", "weight_denominator"],
+                        &[OUTPUT_USER_VECTORS],
+                        vec![],
+                    ),
+                    // Brute force (every row's candidates are exactly 0..n): one Gemm with the item
+                    // matrix, which reads it once per batch; otherwise a Gather of the candidates.
+                    onnx::node("Shape", &[INPUT_CANDIDATES], &["candidate_shape"], vec![]),
+                    onnx::node(
+                        "Gather",
+                        &["candidate_shape", "one"],
+                        &["candidate_width"],
+                        vec![onnx::attr_int("axis", 0)],
+                    ),
+                    onnx::node("Equal", &["candidate_width", "n_items"], &["width_is_catalog"], vec![]),
+                    onnx::node("Range", &["zero", "candidate_width", "one"], &["positions"], vec![]),
+                    onnx::node("Equal", &[INPUT_CANDIDATES, "positions"], &["in_place"], vec![]),
+                    onnx::node(
+                        "Cast",
+                        &["in_place"],
+                        &["in_place_int"],
+                        vec![onnx::attr_int("to", DataType::Int64 as i64)],
+                    ),
+                    onnx::node(
+                        "ReduceMin",
+                        &["in_place_int"],
+                        &["all_in_place_int"],
+                        vec![onnx::attr_int("keepdims", 0)],
+                    ),
+                    onnx::node("Equal", &["all_in_place_int", "one"], &["all_in_place"], vec![]),
+                    onnx::node("And", &["width_is_catalog", "all_in_place"], &["every_item"], vec![]),
+                    onnx::node(
+                        "If",
+                        &["every_item"],
+                        &[OUTPUT_CANDIDATE_SCORES],
+                        vec![
+                            onnx::attr_graph("then_branch", every_item_branch()),
+                            onnx::attr_graph("else_branch", candidates_branch()),
+                        ],
+                    ),
+                ],
+            ]
+            .concat(),
             initializer: vec![
                 onnx::float_tensor(HISTORY_EMBEDDINGS, &[n, d], &self.factors.history_embeddings),
                 onnx::float_tensor(ITEM_EMBEDDINGS, &[n, d], &self.factors.item_embeddings),

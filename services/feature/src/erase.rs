@@ -10,29 +10,30 @@
 //!    stream is read, each message of the tenant decoded and those of the customer deleted by
 //!    sequence (`Bus::delete_message`; on NATS a secure erase: the server overwrites the
 //!    message's bytes);
-//! 3. their **store keys** are deleted, family by family as [`KEY_FAMILIES`] lists them, plus
-//!    what the deleted events name (their idempotency guards, their sessions) and the
-//!    notification service's timers and deferred notifications of the customer.
+//! 3. their **store keys** are deleted, family by family as [`keys::CUSTOMER_KEY_FAMILIES`]
+//!    lists them, plus what the deleted events name (their idempotency guards, their sessions)
+//!    and the notification service's timers and deferred notifications of the customer.
 //!
 //! Every step is idempotent: erasing again finds nothing more (or the stragglers since).
 //!
-//! [`KEY_FAMILIES`] is the one list of where a customer's state lives in the store: a component
-//! that keeps per-customer keys elsewhere than under the customer's hash tag adds its family
-//! there.
+//! [`keys::CUSTOMER_KEY_FAMILIES`] (next to the key builders, in `shopmind_features::keys`) is
+//! the one list of where a customer's state lives in the store: a component that keeps
+//! per-customer keys elsewhere than under the customer's hash tag adds its family there.
 
 use std::collections::{BTreeMap, BTreeSet};
 
 use bytes::Bytes;
-use futures::StreamExt;
 use prost::Message as _;
-use shopmind_bus::{Bus, BusError, Message, StartAt, StoredMessage};
+use shopmind_bus::{Bus, BusError, Message};
 use shopmind_config::Config;
 use shopmind_domain::{TenantId, UserId};
-use shopmind_features::keys;
+use shopmind_features::keys::{self, KeyFamily};
 use shopmind_privacy::Pseudonymizer;
 use shopmind_proto::v1 as pb;
+use shopmind_runtime::rpc::{self, WireError};
+use shopmind_runtime::snapshot::StreamReader;
 use shopmind_runtime::topology;
-use shopmind_store::{FeatureStore, Key, Read, StoreError, Value, Write, WriteBatch, glob_escape};
+use shopmind_store::{FeatureStore, Key, Read, StoreError, Value, Write, WriteBatch};
 use tracing::{Instrument, info};
 
 #[derive(Debug, thiserror::Error)]
@@ -46,34 +47,6 @@ pub enum EraseError {
     #[error("invalid {field}: {reason}")]
     Invalid { field: &'static str, reason: String },
 }
-
-/// Where per-customer state lives in the store, beyond what the customer's events name.
-/// Templates: `<t>` the tenant, `<u>` the customer id as stored, `<id>` a member of an index.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum KeyFamily {
-    /// Every key under the customer's hash tag, `sm:{<t>:u:<u>}:*`: features
-    /// (`shopmind_features::keys::user_*`), notification preferences, dedup claims and caps.
-    UserTagged { what: &'static str },
-    /// Sorted sets of each item, `sm:{<t>:i:*}:<suffix>`, with customer ids as members.
-    ItemMembers { what: &'static str, suffix: &'static str },
-    /// Records listed in a per-customer index set: the index (a set of ids) and, per id, the
-    /// record keys.
-    Indexed { what: &'static str, index: &'static str, records: &'static [&'static str] },
-}
-
-/// The one list of per-customer key families (see [`KeyFamily`]).
-pub const KEY_FAMILIES: &[KeyFamily] = &[
-    KeyFamily::UserTagged { what: "customer keys" },
-    // services/notification/src/keys.rs: item_waiting, item_viewers.
-    KeyFamily::ItemMembers { what: "back-in-stock waits", suffix: "nwaiting" },
-    KeyFamily::ItemMembers { what: "price-drop viewers", suffix: "nviewers" },
-    // Conversations of the assistant and their statistics, indexed per customer.
-    KeyFamily::Indexed {
-        what: "conversations",
-        index: "sm:{<t>}:user:<u>:convs",
-        records: &["sm:{<t>}:conv:<id>", "sm:{<t>}:conv_stats:<id>", "sm:{<t>}:conv_msgs:<id>"],
-    },
-];
 
 /// A customer to erase: the tenant, the id as the system stores it (the pseudonym for tenants
 /// that pseudonymise) and the shop's own id where it differs (raw intake messages carry it).
@@ -164,66 +137,8 @@ fn streams_of(tenant: &TenantId) -> [(&'static str, String, Carried, &'static st
     ]
 }
 
-/// Reads the messages a stream holds now, in order, one at a time (a replay up to the last
-/// sequence when it was opened), so that a large stream is never held in memory.
-pub struct StreamReader {
-    replay: Option<shopmind_bus::ReplayStream>,
-    last_sequence: u64,
-}
-
-impl StreamReader {
-    pub async fn open(bus: &dyn Bus, stream: &str) -> Result<Self, BusError> {
-        let state = match bus.stream_state(stream).await {
-            Ok(s) => s,
-            Err(BusError::UnknownStream(_)) => return Ok(Self { replay: None, last_sequence: 0 }),
-            Err(e) => return Err(e),
-        };
-        if state.messages == 0 {
-            return Ok(Self { replay: None, last_sequence: 0 });
-        }
-        let replay = bus.replay(stream, None, StartAt::First).await?;
-        Ok(Self { replay: Some(replay), last_sequence: state.last_sequence })
-    }
-
-    /// The next message, or None at the end.
-    pub async fn next(&mut self) -> Result<Option<StoredMessage>, BusError> {
-        let Some(replay) = self.replay.as_mut() else { return Ok(None) };
-        let Some(next) = replay.next().await else {
-            self.replay = None;
-            return Ok(None);
-        };
-        let stored = next?;
-        if stored.sequence >= self.last_sequence || stored.pending == 0 {
-            self.replay = None;
-        }
-        Ok(Some(stored))
-    }
-}
-
-/// Every message a stream holds now, in order (for small streams and tests; see [`StreamReader`]).
-pub async fn read_stream(bus: &dyn Bus, stream: &str) -> Result<Vec<StoredMessage>, BusError> {
-    let mut reader = StreamReader::open(bus, stream).await?;
-    let mut out = Vec::new();
-    while let Some(m) = reader.next().await? {
-        out.push(m);
-    }
-    Ok(out)
-}
-
 fn subject_in(subject: &str, prefix: &str) -> bool {
     subject == prefix.trim_end_matches('.') || subject.starts_with(prefix)
-}
-
-/// The tombstones of every tenant's erased customers ([`shopmind_privacy::tombstone_of`]).
-pub async fn tombstones(bus: &dyn Bus) -> Result<BTreeSet<String>, BusError> {
-    let mut reader = StreamReader::open(bus, topology::ERASURES_STREAM).await?;
-    let mut stones = BTreeSet::new();
-    while let Some(m) = reader.next().await? {
-        if let Ok(stone) = String::from_utf8(m.message.payload.to_vec()) {
-            stones.insert(stone);
-        }
-    }
-    Ok(stones)
 }
 
 /// Erases `customer` (see the module docs) and reports what was removed.
@@ -284,16 +199,15 @@ async fn erase(
 
     // 3. Their keys in the store.
     let mut deletes = Vec::new();
-    for family in KEY_FAMILIES {
+    for family in keys::CUSTOMER_KEY_FAMILIES {
         match *family {
             KeyFamily::UserTagged { what } => {
-                let pattern = format!("sm:{{{t}:u:{}}}:*", glob_escape(customer.stored.as_str()));
-                let found = store.scan(&pattern).await?;
+                let found = store.scan(&keys::user_tagged(t, &customer.stored)).await?;
                 report.add(what, found.len() as u64);
                 deletes.extend(found);
             }
-            KeyFamily::ItemMembers { what, suffix } => {
-                let sets = store.scan(&format!("sm:{{{t}:i:*}}:{suffix}")).await?;
+            KeyFamily::ItemMembers { what, sets } => {
+                let sets = store.scan(&keys::scan_pattern(&sets(t))).await?;
                 let member = customer.stored.to_string();
                 let reads = sets
                     .iter()
@@ -309,20 +223,14 @@ async fn erase(
                 write(store, removes).await?;
             }
             KeyFamily::Indexed { what, index, records } => {
-                let fill = |template: &str, id: &str| {
-                    Key(template
-                        .replace("<t>", t.as_str())
-                        .replace("<u>", customer.stored.as_str())
-                        .replace("<id>", id))
-                };
-                let index = fill(index, "");
+                let index = index(t, &customer.stored);
                 let ids = match store.read(vec![Read::Set { key: index.clone() }]).await?.pop() {
                     Some(Value::Set(ids)) => ids,
                     _ => Vec::new(),
                 };
                 report.add(what, ids.len() as u64);
                 for id in &ids {
-                    deletes.extend(records.iter().map(|r| fill(r, id)));
+                    deletes.extend(records.iter().map(|r| r(t).key(id)));
                 }
                 deletes.push(index);
             }
@@ -345,12 +253,12 @@ async fn erase(
 }
 
 /// The notification service's timers of the customer (`cart|<at>|<user>`, `churn|<at>|<user>`
-/// in `sm:{<t>}:ntimers`) and the notifications deferred for them (`sm:{<t>}:ndeferred`, timer
-/// `deliver|<id>`); see services/notification/src/timers.rs.
+/// in `keys::notification::timers`) and the notifications deferred for them
+/// (`keys::notification::deferred`, timer `deliver|<id>`); see services/notification/src/timers.rs.
 async fn erase_notification_timers(store: &dyn FeatureStore, customer: &Customer) -> Result<u64, EraseError> {
     let t = &customer.tenant;
-    let timers = Key(format!("sm:{{{t}}}:ntimers"));
-    let deferred = Key(format!("sm:{{{t}}}:ndeferred"));
+    let timers = keys::notification::timers(t);
+    let deferred = keys::notification::deferred(t);
     let values = store
         .read(vec![
             Read::SortedRange {
@@ -391,54 +299,44 @@ async fn write(store: &dyn FeatureStore, writes: Vec<Write>) -> Result<(), Store
     Ok(())
 }
 
-/// Answers `sm.rpc.<tenant>.feature.erase` (an `EraseCustomerRequest`) with an `EraseReply`.
-pub async fn handle_request(
+/// Answers an `EraseCustomerRequest` of `sm.rpc.<tenant>.feature.erase`.
+pub async fn answer(
     config: &Config,
     bus: &dyn Bus,
     store: &dyn FeatureStore,
-    subject: &str,
-    payload: &[u8],
-) -> pb::EraseReply {
-    use pb::erase_reply::Result as R;
-    use shopmind_runtime::rpc;
-    let request = match pb::EraseCustomerRequest::decode(payload) {
-        Ok(r) => r,
-        Err(e) => {
-            return pb::EraseReply {
-                result: Some(R::Error(rpc::invalid(vec![(
-                    String::new(),
-                    format!("not a shopmind.v1.EraseCustomerRequest: {e}"),
-                )]))),
-            };
+    request: &pb::EraseCustomerRequest,
+) -> Result<pb::EraseCustomerResponse, EraseError> {
+    let customer = Customer::from_config(config, &request.tenant, &request.user_id)?;
+    Ok(erase_customer(bus, store, &customer).await?.to_proto())
+}
+
+/// The wire form of an erasure's error: a bad id is INVALID_ARGUMENT, a missing secret a field-less
+/// INVALID_ARGUMENT (the request is fine, the configuration is not), an unreadable secret
+/// INTERNAL, a failed bus or store UNAVAILABLE (erasing again resumes).
+impl WireError for EraseError {
+    fn code(&self) -> pb::ServiceErrorCode {
+        match self {
+            Self::Invalid { .. } => pb::ServiceErrorCode::InvalidArgument,
+            Self::Config(_) => pb::ServiceErrorCode::Internal,
+            Self::Bus(_) | Self::Store(_) => pb::ServiceErrorCode::Unavailable,
         }
-    };
-    if topology::tenant_of_subject(subject).is_none_or(|t| t.as_str() != request.tenant) {
-        return pb::EraseReply {
-            result: Some(R::Error(rpc::invalid(vec![(
-                "tenant".into(),
-                "differs from the tenant of the subject".into(),
-            )]))),
-        };
     }
-    let customer = match Customer::from_config(config, &request.tenant, &request.user_id) {
-        Ok(c) => c,
-        Err(EraseError::Invalid { field, reason }) => {
-            let field = if field == "privacy.secret_file" { "" } else { field };
-            return pb::EraseReply { result: Some(R::Error(rpc::invalid(vec![(field.into(), reason)]))) };
+
+    fn message(&self) -> String {
+        match self {
+            Self::Invalid { .. } => rpc::INVALID_REQUEST.into(),
+            Self::Config(_) => self.to_string(),
+            Self::Bus(_) | Self::Store(_) => format!("erasure failed: {self}"),
         }
-        Err(e) => {
-            return pb::EraseReply {
-                result: Some(R::Error(rpc::error(pb::ServiceErrorCode::Internal, e.to_string()))),
-            };
+    }
+
+    fn into_violations(self) -> Vec<(String, String)> {
+        match self {
+            Self::Invalid { field, reason } => {
+                let field = if field == "privacy.secret_file" { "" } else { field };
+                vec![(field.into(), reason)]
+            }
+            _ => Vec::new(),
         }
-    };
-    match erase_customer(bus, store, &customer).await {
-        Ok(report) => pb::EraseReply { result: Some(R::Ok(report.to_proto())) },
-        Err(e) => pb::EraseReply {
-            result: Some(R::Error(rpc::error(
-                pb::ServiceErrorCode::Unavailable,
-                format!("erasure failed: {e}"),
-            ))),
-        },
     }
 }

@@ -9,16 +9,14 @@ pub mod retention;
 use std::sync::Arc;
 use std::time::Duration;
 
-use futures::StreamExt;
-use prost::Message as _;
-use shopmind_bus::{Bus, BusError, Message, StartAt};
+use shopmind_bus::{Bus, BusError, Message};
 use shopmind_config::Config;
-use shopmind_domain::{Event, RejectCode, ValidationPolicy};
 use shopmind_features::{Applied, FeatureSettings, apply_events};
 use shopmind_metrics::global as metrics;
-use shopmind_proto::v1 as pb;
 use shopmind_runtime::consume::{BatchOptions, Outcome, consume_batches};
-use shopmind_runtime::serve::serve_requests;
+use shopmind_runtime::intake::decode_event;
+use shopmind_runtime::rpc::{self, methods};
+use shopmind_runtime::tombstones::Tombstones;
 use shopmind_runtime::{Shutdown, topology};
 use shopmind_store::FeatureStore;
 use tracing::debug;
@@ -35,95 +33,6 @@ pub enum FeatureError {
 /// Requests handled at once by `sm.rpc.*.feature.erase`.
 const ERASE_CONCURRENCY: usize = 4;
 
-pub fn settings(config: &Config) -> FeatureSettings {
-    let f = &config.feature;
-    let days = |d: u32| Duration::from_secs(u64::from(d) * 86_400);
-    let hours = |h: u32| Duration::from_secs(u64::from(h) * 3600);
-    FeatureSettings {
-        recent_cap: f.recent_items_cap,
-        popular_cap: f.popular_items_cap,
-        user_ttl: days(f.user_ttl_days),
-        dedup_ttl: hours(f.dedup_ttl_hours),
-        session_ttl: hours(f.session_ttl_hours),
-        bought_cap: f.bought_cap,
-        cart_log_cap: f.cart_log_cap,
-        covisit_window: Duration::from_secs(f.covisit_window_s),
-        copurchase_window: days(f.copurchase_window_days),
-        neighbours_keep: f.neighbours_keep,
-        window_cap: f.window_cap,
-        pairs_cap: f.pairs_cap,
-        demand_days: f.demand_days,
-        affinity_half_life: days(f.affinity_half_life_days),
-        conversation_messages_cap: f.conversation_messages_cap,
-        conversation_ttl: days(f.conversation_ttl_days),
-    }
-}
-
-/// Decodes a message of the events stream into a validated event, or the reason it is not one.
-pub fn decode_event(message: &Message) -> Result<Event, (&'static str, String)> {
-    let wire = pb::Event::decode(message.payload.as_ref())
-        .map_err(|e| (RejectCode::Malformed.as_str(), format!("not a shopmind.v1.Event: {e}")))?;
-    let tenant = topology::tenant_of_subject(&message.subject);
-    Event::from_proto(&wire, tenant.as_ref(), &ValidationPolicy::stored())
-        .map_err(|v| (v.first().code.as_str(), v.to_string()))
-}
-
-/// The tombstones of erased customers ([`erase`]), loaded at start and followed live from
-/// `SM_ERASURES`: events of erased customers that arrive after the erasure (stragglers) are
-/// acked without being applied.
-#[derive(Debug, Clone, Default)]
-pub struct Erased(Arc<std::sync::RwLock<std::collections::HashSet<String>>>);
-
-impl Erased {
-    /// Whether the event is about an erased customer.
-    pub fn covers(&self, event: &Event) -> bool {
-        let Some(user) = &event.user else { return false };
-        let stones = self.0.read().unwrap_or_else(std::sync::PoisonError::into_inner);
-        !stones.is_empty() && stones.contains(&shopmind_privacy::tombstone_of(&event.tenant, user))
-    }
-
-    fn insert(&self, payload: &[u8]) {
-        if let Ok(stone) = std::str::from_utf8(payload) {
-            self.0.write().unwrap_or_else(std::sync::PoisonError::into_inner).insert(stone.to_string());
-        }
-    }
-
-    /// Loads the tombstones there are, then follows new ones until `shutdown` (in a task).
-    pub async fn follow(bus: Arc<dyn Bus>, shutdown: Shutdown) -> Result<Self, BusError> {
-        let erased = Self::default();
-        let known = erase::read_stream(&*bus, topology::ERASURES_STREAM).await?;
-        for m in &known {
-            erased.insert(&m.message.payload);
-        }
-        let start = known.last().map_or(StartAt::First, |m| StartAt::Sequence(m.sequence + 1));
-        let mut replay = match bus.replay(topology::ERASURES_STREAM, None, start).await {
-            Ok(r) => r,
-            Err(BusError::UnknownStream(_)) => {
-                tracing::warn!(
-                    "no tombstone stream (SM_ERASURES): stragglers of erased customers are not skipped"
-                );
-                return Ok(erased);
-            }
-            Err(e) => return Err(e),
-        };
-        let following = erased.clone();
-        tokio::spawn(async move {
-            loop {
-                let next = tokio::select! {
-                    () = shutdown.wait() => break,
-                    next = replay.next() => next,
-                };
-                match next {
-                    Some(Ok(m)) => following.insert(&m.message.payload),
-                    Some(Err(e)) => tracing::warn!(error = %e, "following tombstones failed"),
-                    None => break,
-                }
-            }
-        });
-        Ok(erased)
-    }
-}
-
 /// Applies one message; the outcome tells the consumer loop how to settle it.
 pub async fn process(store: &dyn FeatureStore, settings: &FeatureSettings, message: Message) -> Outcome {
     process_batch(store, settings, vec![message]).await.pop().unwrap_or(Outcome::Done)
@@ -138,14 +47,15 @@ pub async fn process_batch(
     settings: &FeatureSettings,
     messages: Vec<Message>,
 ) -> Vec<Outcome> {
-    process_batch_excluding(store, settings, &Erased::default(), messages).await
+    process_batch_excluding(store, settings, &Tombstones::default(), messages).await
 }
 
-/// [`process_batch`], skipping (acking without applying) the events of erased customers.
+/// [`process_batch`], skipping (acking without applying) the events of erased customers
+/// (stragglers published after the erasure).
 pub async fn process_batch_excluding(
     store: &dyn FeatureStore,
     settings: &FeatureSettings,
-    erased: &Erased,
+    erased: &Tombstones,
     messages: Vec<Message>,
 ) -> Vec<Outcome> {
     let mut outcomes: Vec<Option<Outcome>> = Vec::with_capacity(messages.len());
@@ -215,7 +125,7 @@ pub async fn run(
     store: Arc<dyn FeatureStore>,
     shutdown: Shutdown,
 ) -> Result<(), FeatureError> {
-    let settings = settings(&config);
+    let settings = FeatureSettings::from_config(&config.feature);
     let spec = topology::events_consumer(
         DURABLE,
         Vec::new(),
@@ -227,31 +137,17 @@ pub async fn run(
         max_in_flight: config.feature.concurrency,
         unconfirmed_acks: true,
     };
-    let erasures = {
-        let (config, bus, store) = (Arc::new(config.clone()), bus.clone(), store.clone());
-        let subject = topology::rpc_pattern("feature", "erase");
-        let shutdown = shutdown.clone();
-        async move {
-            serve_requests(&*bus.clone(), &subject, "feature", ERASE_CONCURRENCY, &shutdown, move |request| {
-                let (config, bus, store) = (config.clone(), bus.clone(), store.clone());
-                async move {
-                    let reply = erase::handle_request(
-                        &config,
-                        &*bus,
-                        &*store,
-                        &request.message.subject,
-                        &request.message.payload,
-                    )
-                    .await;
-                    if let Err(e) = request.respond(Default::default(), reply.encode_to_vec().into()).await {
-                        tracing::warn!(error = %e, "could not reply to an erase request");
-                    }
-                }
-            })
-            .await
-        }
-    };
-    let erased = Erased::follow(bus.clone(), shutdown.clone()).await?;
+    let erasures = rpc::Server::new(bus.clone(), shutdown.clone()).serve(
+        methods::Erase,
+        ERASE_CONCURRENCY,
+        Arc::new((config.clone(), bus.clone(), store.clone())),
+        |state, req, _| async move {
+            let (config, bus, store) = &*state;
+            erase::answer(config, &**bus, &**store, &req).await
+        },
+        |_, _| {},
+    );
+    let erased = Tombstones::follow(bus.clone(), shutdown.clone()).await?;
     let consumed = consume_batches(bus, spec, "feature", options, shutdown, move |messages| {
         let (store, erased) = (store.clone(), erased.clone());
         async move { process_batch_excluding(&*store, &settings, &erased, messages).await }

@@ -6,8 +6,8 @@
 //! letters in `SM_DLQ`) and `conversations_max_age_days` (support messages in those streams,
 //! and the conversation records in the store). A sweep deletes, per such tenant, the messages
 //! whose event time is older than the limit (by sequence, `Bus::delete_message`), and gives the
-//! conversation records of the tenant (`sm:{<t>}:conv:*`, `sm:{<t>}:conv_stats:*`) a TTL of at
-//! most the limit.
+//! conversation records of the tenant (`keys::conversation`, `keys::conversation_stats`:
+//! `sm:{<t>}:conv:*`, `sm:{<t>}:conv_stats:*`) a TTL of at most the limit.
 
 use std::collections::BTreeMap;
 use std::time::Duration;
@@ -16,12 +16,14 @@ use prost::Message as _;
 use shopmind_bus::Bus;
 use shopmind_config::Config;
 use shopmind_domain::{TenantId, UnixMillis};
+use shopmind_features::keys;
 use shopmind_proto::v1 as pb;
+use shopmind_runtime::snapshot::StreamReader;
 use shopmind_runtime::topology;
 use shopmind_store::{FeatureStore, Write, WriteBatch};
 use tracing::info;
 
-use crate::erase::{EraseError, StreamReader};
+use crate::erase::EraseError;
 
 const DAY_MS: i64 = 86_400_000;
 
@@ -76,8 +78,8 @@ pub async fn sweep(
         }
         let limit = Duration::from_secs(u64::from(conversation_days) * 86_400);
         let mut writes = Vec::new();
-        for pattern in [format!("sm:{{{tenant}}}:conv:*"), format!("sm:{{{tenant}}}:conv_stats:*")] {
-            for key in store.scan(&pattern).await? {
+        for records in [keys::conversation_pattern(tenant), keys::conversation_stats_pattern(tenant)] {
+            for key in store.scan(&keys::scan_pattern(&records)).await? {
                 if store.ttl(&key).await?.is_none_or(|ttl| ttl > limit) {
                     writes.push(Write::Expire { key, ttl: limit });
                 }

@@ -1,5 +1,5 @@
 //! Erasure and retention on a real nats-server and redis-server (docs/PRIVACY.md): every key
-//! family of `erase::KEY_FAMILIES`, the notification timers, pseudonymised tenants, the
+//! family of `keys::CUSTOMER_KEY_FAMILIES`, the notification timers, pseudonymised tenants, the
 //! request-reply call; per-tenant retention sweeps with a short limit.
 
 #![allow(clippy::unwrap_used)]
@@ -12,8 +12,10 @@ use prost::Message as _;
 use shopmind_bus::{Bus, Message, NatsBus};
 use shopmind_config::{Config, TenantPrivacy};
 use shopmind_domain::{TenantId, UnixMillis, UserId};
-use shopmind_feature::erase::{Customer, erase_customer, read_stream, tombstones};
+use shopmind_feature::erase::{Customer, erase_customer};
 use shopmind_proto::v1 as pb;
+use shopmind_runtime::snapshot::read_stream;
+use shopmind_runtime::tombstones::Tombstones;
 use shopmind_runtime::{Shutdown, connect, topology};
 use shopmind_store::{FeatureStore, Key, Read, RedisStore, Value, Write, WriteBatch};
 use shopmind_testkit::{NatsServer, RedisServer, eventually};
@@ -219,7 +221,7 @@ async fn erasure_removes_every_family_and_only_the_customers() {
         2,
         "Bob's events stay"
     );
-    let stones = tombstones(&*infra.bus).await.unwrap();
+    let stones = Tombstones::load(&*infra.bus).await.unwrap();
     assert!(stones.contains(&shopmind_privacy::tombstone_of(&acme, &alice.stored)));
     assert!(!stones.contains(&shopmind_privacy::tombstone_of(&acme, &bob.stored)));
 

@@ -16,6 +16,7 @@ use shopmind_config::Config;
 use shopmind_metrics::GatewayMethod;
 use shopmind_proto::v1 as pb;
 use shopmind_runtime::Shutdown;
+use shopmind_runtime::rpc::methods;
 use tonic::{Request, Response, Status};
 
 use crate::{GatewayError, GatewayService};
@@ -38,7 +39,7 @@ impl pb::admin_server::Admin for AdminService {
         request: Request<pb::EraseCustomerRequest>,
     ) -> Result<Response<pb::EraseCustomerResponse>, Status> {
         self.gateway
-            .forward(GatewayMethod::EraseCustomer, "feature", "erase", request, |req| {
+            .forward(methods::Erase, GatewayMethod::EraseCustomer, request, |req| {
                 if req.user_id.is_empty() {
                     return Err(GatewayError::invalid("user_id", "must not be empty"));
                 }

@@ -1,6 +1,7 @@
 //! The gateway's errors and their one mapping to gRPC statuses.
 
 use shopmind_proto::v1 as pb;
+use shopmind_runtime::rpc;
 use tonic::{Code, Status};
 use tonic_types::{ErrorDetails, StatusExt};
 
@@ -49,6 +50,18 @@ impl GatewayError {
             pb::ServiceErrorCode::Internal | pb::ServiceErrorCode::Unspecified => {
                 Self::Internal(format!("{service}: {}", e.message))
             }
+        }
+    }
+
+    /// A call to another service that gave no response ([`rpc::call`]).
+    pub fn from_call(service: &'static str, e: rpc::CallError) -> Self {
+        match e {
+            rpc::CallError::Bus(e) => Self::from_bus(service, e),
+            rpc::CallError::Service(e) => Self::from_service(service, e),
+            rpc::CallError::Undecodable(e) => {
+                Self::Internal(format!("undecodable reply from {service}: {e}"))
+            }
+            rpc::CallError::EmptyReply => Self::Internal(format!("empty reply from {service}")),
         }
     }
 

@@ -21,17 +21,17 @@ use std::pin::Pin;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use bytes::Bytes;
 use futures::{Stream, StreamExt};
 use prost::Message as _;
-use shopmind_bus::{Bus, Headers, Message, StartAt, TraceContext};
+use shopmind_bus::{Bus, Headers, StartAt, TraceContext};
 use shopmind_config::Config;
 use shopmind_domain::{Event, RejectCode, TenantId, Violation, Violations};
 use shopmind_metrics::{GatewayMethod, Source, global as metrics};
 use shopmind_proto::v1 as pb;
 use shopmind_proto::v1::gateway_server::{Gateway, GatewayServer};
 use shopmind_runtime::admission::Admission;
-use shopmind_runtime::{Shutdown, intake, rpc, telemetry, topology};
+use shopmind_runtime::rpc::{self, methods};
+use shopmind_runtime::{Shutdown, intake, telemetry, topology};
 use tokio::net::TcpListener;
 use tonic::{Request, Response, Status, Streaming};
 use tracing::{Instrument, info, warn};
@@ -84,25 +84,6 @@ impl GatewayService {
     fn admit(&self, caller: &auth::Caller, tenant: &TenantId) -> Result<(), GatewayError> {
         auth::authorize(caller, tenant)?;
         self.limits.take(tenant)
-    }
-
-    /// Sends a request to a service and decodes its reply.
-    async fn call<R: prost::Message + Default>(
-        &self,
-        service: &'static str,
-        subject: String,
-        payload: Vec<u8>,
-        trace: &TraceContext,
-        timeout: Duration,
-    ) -> Result<R, GatewayError> {
-        let mut headers = Headers::new();
-        headers.set_trace(&telemetry::outgoing(&tracing::Span::current(), Some(*trace)));
-        rpc::set_deadline(&mut headers, timeout);
-        let message = Message { subject, headers, payload: Bytes::from(payload) };
-        let reply =
-            self.bus.request(message, timeout).await.map_err(|e| GatewayError::from_bus(service, e))?;
-        R::decode(reply.payload.as_ref())
-            .map_err(|e| GatewayError::Internal(format!("undecodable reply from {service}: {e}")))
     }
 
     /// Publishes validated events to the events stream (pipelined, within `timeout`) and counts
@@ -327,7 +308,7 @@ impl Gateway for GatewayService {
         &self,
         request: Request<pb::RecommendRequest>,
     ) -> Result<Response<pb::RecommendResponse>, Status> {
-        self.forward(GatewayMethod::Recommend, "inference", "recommend", request, |req| {
+        self.forward(methods::Recommend, GatewayMethod::Recommend, request, |req| {
             let scenario = pb::Scenario::try_from(req.scenario).unwrap_or(pb::Scenario::Unspecified);
             let needs_user = matches!(
                 scenario,
@@ -345,7 +326,7 @@ impl Gateway for GatewayService {
         &self,
         request: Request<pb::IntentRequest>,
     ) -> Result<Response<pb::IntentResponse>, Status> {
-        self.forward(GatewayMethod::PredictPurchaseIntent, "inference", "intent", request, |req| {
+        self.forward(methods::Intent, GatewayMethod::PredictPurchaseIntent, request, |req| {
             if req.user_id.is_empty() && req.session_id.is_empty() {
                 return Err(GatewayError::InvalidArgument(vec![
                     ("user_id".into(), "user_id or session_id is required".into()),
@@ -361,14 +342,14 @@ impl Gateway for GatewayService {
         &self,
         request: Request<pb::ForecastRequest>,
     ) -> Result<Response<pb::ForecastResponse>, Status> {
-        self.forward(GatewayMethod::ForecastDemand, "inference", "forecast", request, |_| Ok(())).await
+        self.forward(methods::Forecast, GatewayMethod::ForecastDemand, request, |_| Ok(())).await
     }
 
     async fn get_customer_profile(
         &self,
         request: Request<pb::GetCustomerProfileRequest>,
     ) -> Result<Response<pb::CustomerProfile>, Status> {
-        self.forward(GatewayMethod::GetCustomerProfile, "inference", "profile", request, |req| {
+        self.forward(methods::Profile, GatewayMethod::GetCustomerProfile, request, |req| {
             if req.user_id.is_empty() {
                 return Err(GatewayError::invalid("user_id", "required"));
             }
@@ -381,14 +362,14 @@ impl Gateway for GatewayService {
         &self,
         request: Request<pb::AssistRequest>,
     ) -> Result<Response<pb::AssistResponse>, Status> {
-        self.forward(GatewayMethod::Assist, "inference", "assist", request, |_| Ok(())).await
+        self.forward(methods::Assist, GatewayMethod::Assist, request, |_| Ok(())).await
     }
 
     async fn get_agent_report(
         &self,
         request: Request<pb::GetAgentReportRequest>,
     ) -> Result<Response<pb::AgentReport>, Status> {
-        self.forward(GatewayMethod::GetAgentReport, "inference", "agent_report", request, |_| Ok(())).await
+        self.forward(methods::AgentReport, GatewayMethod::GetAgentReport, request, |_| Ok(())).await
     }
 
     type StreamNotificationsStream = NotificationStream;
@@ -455,77 +436,17 @@ impl GatewayService {
     }
 }
 
-/// A request the gateway forwards to a service over NATS request-reply.
-trait TenantRequest: prost::Message + Send + 'static {
-    /// What the service answers.
-    type Reply: ServiceReply;
-    fn tenant(&self) -> &str;
-    /// The shop's customer id the call looks up, if it names one; the gateway replaces it with
-    /// the stored id (the pseudonym, for tenants that pseudonymise customer ids).
-    fn customer_mut(&mut self) -> Option<&mut String>;
-}
-
-/// A service's reply to a forwarded request: its response or the error it answered.
-trait ServiceReply: prost::Message + Default {
-    type Ok;
-    fn into_result(self) -> Option<Result<Self::Ok, pb::ServiceError>>;
-}
-
-macro_rules! forwarded {
-    (@customer $req:ident $field:ident) => {
-        Some(&mut $req.$field)
-    };
-    (@customer $req:ident) => {
-        None
-    };
-    ($($request:ty => $reply:ident($module:ident) -> $response:ty $(, customer: $field:ident)?;)*) => {$(
-        impl TenantRequest for $request {
-            type Reply = pb::$reply;
-            fn tenant(&self) -> &str {
-                &self.tenant
-            }
-            fn customer_mut(&mut self) -> Option<&mut String> {
-                forwarded!(@customer self $($field)?)
-            }
-        }
-        impl ServiceReply for pb::$reply {
-            type Ok = $response;
-            fn into_result(self) -> Option<Result<$response, pb::ServiceError>> {
-                match self.result? {
-                    pb::$module::Result::Ok(ok) => Some(Ok(ok)),
-                    pb::$module::Result::Error(e) => Some(Err(e)),
-                }
-            }
-        }
-    )*};
-}
-
-forwarded! {
-    pb::RecommendRequest => RecommendReply(recommend_reply) -> pb::RecommendResponse, customer: user_id;
-    pb::IntentRequest => IntentReply(intent_reply) -> pb::IntentResponse, customer: user_id;
-    pb::ForecastRequest => ForecastReply(forecast_reply) -> pb::ForecastResponse;
-    pb::GetCustomerProfileRequest => ProfileReply(profile_reply) -> pb::CustomerProfile, customer: user_id;
-    pb::AssistRequest => AssistReply(assist_reply) -> pb::AssistResponse, customer: user_id;
-    pb::GetAgentReportRequest => AgentReportReply(agent_report_reply) -> pb::AgentReport;
-    // Erasure maps the shop's id itself (it also looks for raw intake messages).
-    pb::EraseCustomerRequest => EraseReply(erase_reply) -> pb::EraseCustomerResponse;
-}
-
 impl GatewayService {
-    /// A unary call answered by `service` at `sm.rpc.<tenant>.<service>.<rpc_method>`: the
-    /// tenant and the gateway's own checks (`check`) first, then the request travels with the
-    /// caller's trace context and deadline, and the service's answer or error comes back.
-    async fn forward<Q>(
+    /// A unary call answered by the service of `M` ([`rpc::methods`]): the tenant and the
+    /// gateway's own checks (`check`) first, then the request travels with the caller's trace
+    /// context and deadline ([`rpc::call`]), and the service's answer or error comes back.
+    async fn forward<M: rpc::Method>(
         &self,
+        rpc_method: M,
         method: GatewayMethod,
-        service: &'static str,
-        rpc_method: &'static str,
-        request: Request<Q>,
-        check: impl FnOnce(&Q) -> Result<(), GatewayError>,
-    ) -> Result<Response<<Q::Reply as ServiceReply>::Ok>, Status>
-    where
-        Q: TenantRequest,
-    {
+        request: Request<M::Request>,
+        check: impl FnOnce(&M::Request) -> Result<(), GatewayError>,
+    ) -> Result<Response<M::Response>, Status> {
         let started = Instant::now();
         let incoming = incoming_trace(request.metadata());
         let timeout = self.timeout_of(&request);
@@ -534,36 +455,26 @@ impl GatewayService {
         let span = tracing::info_span!(
             "rpc",
             otel.name = method.as_str(),
-            tenant = %req.tenant(),
+            tenant = %M::tenant(&req),
             trace_id = tracing::field::Empty
         );
         telemetry::set_remote_parent(&span, incoming);
         let trace = telemetry::outgoing(&span, incoming);
         span.record("trace_id", trace.trace_id_hex());
         let result = async move {
-            let tenant = parse_tenant(req.tenant())?;
+            let tenant = parse_tenant(M::tenant(&req))?;
             self.admit(&caller?, &tenant)?;
             check(&req)?;
-            if let Some(user) = req.customer_mut() {
+            if let Some(user) = M::stored_customer(&mut req) {
                 *user = self
                     .admission
                     .stored_user_id(&tenant, user)
                     .map_err(|v| GatewayError::invalid(v.field, v.description))?;
             }
-            let reply: Q::Reply = self
-                .call(
-                    service,
-                    topology::rpc_subject(&tenant, service, rpc_method),
-                    req.encode_to_vec(),
-                    &trace,
-                    timeout,
-                )
-                .await?;
-            match reply.into_result() {
-                Some(Ok(ok)) => Ok(Response::new(ok)),
-                Some(Err(e)) => Err(GatewayError::from_service(service, e).into()),
-                None => Err(GatewayError::Internal(format!("empty reply from {service}")).into()),
-            }
+            let response = rpc::call(rpc_method, &*self.bus, &tenant, &req, timeout, Some(trace))
+                .await
+                .map_err(|e| GatewayError::from_call(M::SERVICE, e))?;
+            Ok(Response::new(response))
         }
         .instrument(span)
         .await;

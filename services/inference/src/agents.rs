@@ -6,9 +6,7 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use crate::method::{AgentReportMethod, answer};
-
-use shopmind_bus::{Bus, BusError, IncomingRequest};
+use shopmind_bus::{Bus, BusError};
 use shopmind_config::Config;
 use shopmind_domain::{TenantId, UnixMillis};
 use shopmind_features::conversations::{
@@ -16,10 +14,12 @@ use shopmind_features::conversations::{
 };
 use shopmind_metrics::{Success, global as metrics};
 use shopmind_proto::v1 as pb;
-use shopmind_runtime::serve::serve_requests;
-use shopmind_runtime::{Shutdown, rpc, topology};
+use shopmind_runtime::Shutdown;
+use shopmind_runtime::rpc::{self, methods};
 use shopmind_store::FeatureStore;
 use tracing::warn;
+
+use crate::InferenceError;
 
 /// Reports one inference instance computes at the same time.
 const MAX_CONCURRENT: usize = 16;
@@ -50,7 +50,7 @@ impl AgentReports {
         &self,
         req: &pb::GetAgentReportRequest,
         now: UnixMillis,
-    ) -> Result<pb::AgentReport, pb::ServiceError> {
+    ) -> Result<pb::AgentReport, InferenceError> {
         let mut violations = Vec::new();
         let tenant = TenantId::parse(req.tenant.clone())
             .map_err(|e| violations.push(("tenant".to_string(), e.to_string())))
@@ -67,31 +67,25 @@ impl AgentReports {
         }
         let agent = (!req.agent_id.is_empty()).then_some(req.agent_id.as_str());
         let (Some(tenant), true) = (tenant, violations.is_empty()) else {
-            return Err(rpc::invalid(violations));
-        };
-        let unavailable = |e: shopmind_store::StoreError| {
-            rpc::error(pb::ServiceErrorCode::Unavailable, format!("feature store: {e}"))
+            return Err(InferenceError::InvalidArgument(violations));
         };
         if let Some(agent) = agent
-            && !agent_known(&*self.store, &tenant, agent).await.map_err(unavailable)?
+            && !agent_known(&*self.store, &tenant, agent).await?
         {
-            return Err(rpc::error(
-                pb::ServiceErrorCode::NotFound,
-                format!("agent {agent:?} has written no support message to tenant {tenant}"),
-            ));
+            return Err(InferenceError::NotFound(format!(
+                "agent {agent:?} has written no support message to tenant {tenant}"
+            )));
         }
         let (conversations, truncated) =
-            read_conversations(&*self.store, &tenant, from.0, to.0, self.max_conversations)
-                .await
-                .map_err(unavailable)?;
+            read_conversations(&*self.store, &tenant, from.0, to.0, self.max_conversations).await?;
         if truncated {
-            return Err(rpc::invalid(vec![(
-                "from".into(),
+            return Err(InferenceError::invalid(
+                "from",
                 format!(
                     "the period has more than {} conversations (inference.agent_report_max_conversations); ask for a shorter one",
                     self.max_conversations
                 ),
-            )]));
+            ));
         }
         let period = ReportPeriod {
             from_ms: from.0,
@@ -161,22 +155,15 @@ pub(crate) fn start(
     store: Arc<dyn FeatureStore>,
     shutdown: &Shutdown,
 ) -> tokio::task::JoinHandle<Result<(), BusError>> {
-    let reports = Arc::new(AgentReports::new(store, config));
-    let shutdown = shutdown.clone();
-    tokio::spawn(async move {
-        serve_requests(
-            &*bus,
-            &topology::rpc_pattern("inference", "agent_report"),
-            "inference",
-            MAX_CONCURRENT,
-            &shutdown,
-            move |request| {
-                let reports = reports.clone();
-                async move { handle(&reports, request).await }
-            },
-        )
-        .await
-    })
+    tokio::spawn(rpc::Server::new(bus, shutdown.clone()).serve(
+        methods::AgentReport,
+        MAX_CONCURRENT,
+        Arc::new(AgentReports::new(store, config)),
+        |reports, req, _| async move { reports.report(&req, UnixMillis::now()).await },
+        |result, took| {
+            metrics().agent_report(if result.is_ok() { Success::Ok } else { Success::Error }, took)
+        },
+    ))
 }
 
 /// Waits for the server [`start`] started to stop (after `shutdown`).
@@ -188,16 +175,4 @@ pub(crate) async fn stopped(server: tokio::task::JoinHandle<Result<(), BusError>
             Ok(())
         }
     }
-}
-
-async fn handle(reports: &AgentReports, request: IncomingRequest) {
-    answer::<AgentReportMethod, _, _>(
-        "agent_report",
-        request,
-        |req| async move { reports.report(&req, UnixMillis::now()).await },
-        |result, took| {
-            metrics().agent_report(if result.is_ok() { Success::Ok } else { Success::Error }, took)
-        },
-    )
-    .await;
 }

@@ -13,27 +13,27 @@ use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use prost::Message as _;
 use shopmind_assistant::{
     Assistant, AssistantError, EscalationRequest, Escalator, HeadConfig, HeadModel, INTENTS, Message, Reply,
     encode_all, fit, parse_examples,
 };
-use shopmind_bus::{Bus, BusError, Headers, IncomingRequest};
+use shopmind_bus::{Bus, BusError};
 use shopmind_config::Config;
 use shopmind_domain::{ConversationId, TenantId, UnixMillis, UserId};
 use shopmind_encoder::SentenceEncoder;
-use shopmind_metrics::{Success, global as metrics};
+use shopmind_metrics::global as metrics;
 use shopmind_proto::v1 as pb;
 use shopmind_registry::ModelStore;
-use shopmind_runtime::serve::serve_requests;
-use shopmind_runtime::{Shutdown, rpc, topology};
+use shopmind_runtime::Shutdown;
+use shopmind_runtime::rpc::{self, methods};
 use shopmind_serving::{ModelError, PoolOptions};
 use shopmind_store::FeatureStore;
 use tokio::sync::OnceCell;
 use tracing::{info, warn};
 
+use crate::InferenceError;
 use crate::live::{LiveModels, Servable};
-use crate::method::{AssistMethod, answer};
+use crate::predict::observe;
 
 /// The registry's name of a tenant's intent head.
 pub const INTENT_HEAD: &str = "intent_head";
@@ -154,19 +154,10 @@ impl Escalator for BusEscalator {
             intents: r.intents,
             profile: r.profile.into_iter().collect(),
         };
-        let mut headers = Headers::new();
-        rpc::set_deadline(&mut headers, self.timeout);
-        let message = shopmind_bus::Message::new(
-            topology::rpc_subject(&r.tenant, "notification", "escalate"),
-            req.encode_to_vec(),
-        )
-        .with_headers(headers);
-        let reply = self.bus.request(message, self.timeout).await.map_err(|e| e.to_string())?;
-        match pb::EscalateReply::decode(reply.payload.as_ref()).map_err(|e| e.to_string())?.result {
-            Some(pb::escalate_reply::Result::Ok(ok)) => Ok(ok.outcome),
-            Some(pb::escalate_reply::Result::Error(e)) => Err(e.message),
-            None => Err("an empty reply".into()),
-        }
+        rpc::call(methods::Escalate, &*self.bus, &r.tenant, &req, self.timeout, None)
+            .await
+            .map(|ok| ok.outcome)
+            .map_err(|e| e.to_string())
     }
 }
 
@@ -179,7 +170,7 @@ pub struct AssistService {
 
 impl AssistService {
     /// Answers one request.
-    pub async fn assist(&self, req: &pb::AssistRequest) -> Result<pb::AssistResponse, pb::ServiceError> {
+    pub async fn assist(&self, req: &pb::AssistRequest) -> Result<pb::AssistResponse, InferenceError> {
         let (tenant, conversation, user) = validate(req)?;
         let served = self.heads.get(&tenant);
         let head = served.as_ref().map_or(&*self.fallback, |h| &h.0);
@@ -190,7 +181,7 @@ impl AssistService {
             text: &req.text,
             now: UnixMillis::now(),
         };
-        let reply = self.assistant.respond(head, &message).await.map_err(assistant_error)?;
+        let reply = self.assistant.respond(head, &message).await?;
         let intent = INTENTS.iter().find(|i| **i == reply.intent).copied().unwrap_or("out_of_scope");
         metrics().assistant_turn(intent, reply.outcome);
         Ok(to_proto(conversation, reply))
@@ -218,18 +209,8 @@ fn to_proto(conversation: ConversationId, r: Reply) -> pb::AssistResponse {
     }
 }
 
-fn assistant_error(e: AssistantError) -> pb::ServiceError {
-    match e {
-        AssistantError::Conversation(m) => rpc::invalid(vec![("conversation_id".into(), m)]),
-        AssistantError::Store(m) => {
-            rpc::error(pb::ServiceErrorCode::Unavailable, format!("feature store: {m}"))
-        }
-        other => rpc::error(pb::ServiceErrorCode::Internal, format!("assistant: {other}")),
-    }
-}
-
 /// Checks a request; every problem is named.
-pub fn validate(req: &pb::AssistRequest) -> Result<(TenantId, ConversationId, UserId), pb::ServiceError> {
+pub fn validate(req: &pb::AssistRequest) -> Result<(TenantId, ConversationId, UserId), InferenceError> {
     let mut violations = Vec::new();
     let tenant = TenantId::parse(req.tenant.clone())
         .map_err(|e| violations.push(("tenant".to_string(), e.to_string())))
@@ -248,7 +229,7 @@ pub fn validate(req: &pb::AssistRequest) -> Result<(TenantId, ConversationId, Us
     }
     match (tenant, conversation, user) {
         (Some(t), Some(c), Some(u)) if violations.is_empty() => Ok((t, c, u)),
-        _ => Err(rpc::invalid(violations)),
+        _ => Err(InferenceError::InvalidArgument(violations)),
     }
 }
 
@@ -283,23 +264,22 @@ impl Serving {
                 }
             })
         };
-        let server = {
-            let shutdown = shutdown.clone();
-            tokio::spawn(async move {
-                serve_requests(
-                    &*bus,
-                    &topology::rpc_pattern("inference", "assist"),
-                    "inference",
-                    MAX_CONCURRENT,
-                    &shutdown,
-                    move |request| {
-                        let ready = ready.clone();
-                        async move { handle(ready.get(), request).await }
-                    },
-                )
-                .await
-            })
-        };
+        let server = tokio::spawn(rpc::Server::new(bus, shutdown.clone()).serve(
+            methods::Assist,
+            MAX_CONCURRENT,
+            ready,
+            |ready, req, _| async move {
+                let Some(service) = ready.get() else {
+                    validate(&req)?;
+                    return Err(InferenceError::Unavailable(
+                        "the assistant is starting (or has no sentence encoder: see the inference log)"
+                            .into(),
+                    ));
+                };
+                service.assist(&req).await
+            },
+            observe::<methods::Assist>,
+        ));
         Self { tasks: vec![follower, loader], server }
     }
 
@@ -338,39 +318,11 @@ async fn prepare(
         bus,
         timeout: Duration::from_millis(config.assistant.escalation_timeout_ms),
     });
-    let settings = shopmind_features::FeatureSettings {
-        recent_cap: config.feature.recent_items_cap,
-        ..shopmind_features::FeatureSettings::default()
-    };
+    let settings = shopmind_features::FeatureSettings::from_config(&config.feature);
     let assistant = Assistant::new(encoder, store, escalator, config.assistant.clone(), settings);
     let entries = assistant.load_knowledge().await.map_err(|e| e.to_string())?;
     info!(faq_entries = entries, took_ms = started.elapsed().as_millis() as u64, "assistant loaded");
     Ok(AssistService { assistant, heads, fallback })
-}
-
-async fn handle(service: Option<&AssistService>, request: IncomingRequest) {
-    answer::<AssistMethod, _, _>(
-        "assist",
-        request,
-        |req| async move {
-            let Some(service) = service else {
-                validate(&req)?;
-                return Err(rpc::error(
-                    pb::ServiceErrorCode::Unavailable,
-                    "the assistant is starting (or has no sentence encoder: see the inference log)",
-                ));
-            };
-            service.assist(&req).await
-        },
-        |result, took| {
-            metrics().prediction_request(
-                "assist",
-                if result.is_ok() { Success::Ok } else { Success::Error },
-                took,
-            )
-        },
-    )
-    .await;
 }
 
 #[cfg(test)]
@@ -388,7 +340,8 @@ mod tests {
         }
     }
 
-    fn fields(e: pb::ServiceError) -> Vec<String> {
+    fn fields(e: InferenceError) -> Vec<String> {
+        let e = shopmind_runtime::rpc::WireError::into_wire(e);
         assert_eq!(e.code, pb::ServiceErrorCode::InvalidArgument as i32, "{e:?}");
         e.violations.into_iter().map(|v| v.field).collect()
     }

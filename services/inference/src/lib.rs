@@ -27,8 +27,8 @@
 
 pub mod agents;
 pub mod assist;
+mod error;
 mod live;
-mod method;
 pub mod predict;
 pub mod profile;
 pub mod recommend;
@@ -38,16 +38,15 @@ use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
 
-use shopmind_bus::{Bus, BusError};
+use shopmind_bus::Bus;
 use shopmind_config::Config;
-use shopmind_proto::v1 as pb;
 use shopmind_registry::ModelStore;
-use shopmind_runtime::serve::serve_requests;
-use shopmind_runtime::{Shutdown, rpc, topology};
+use shopmind_runtime::{Shutdown, rpc};
 use shopmind_serving::{BatchOptions, ModelError};
 use shopmind_store::FeatureStore;
 use tracing::info;
 
+pub use error::InferenceError;
 pub use live::{LiveModels, Prepare, Servable, pool_options};
 pub use recommend::request::{DEFAULT_LIMIT, MAX_LIMIT};
 pub use recommend::{RecommendSettings, Recommender};
@@ -59,14 +58,6 @@ pub type Recommenders = LiveModels<RecommenderModel>;
 /// Requests one inference instance works on at the same time.
 const MAX_CONCURRENT_REQUESTS: usize = 256;
 
-#[derive(Debug, thiserror::Error)]
-pub enum InferenceError {
-    #[error("bus: {0}")]
-    Bus(#[from] BusError),
-    #[error("ONNX Runtime: {0}")]
-    Model(#[from] ModelError),
-}
-
 /// The batching options of `inference.*`.
 pub(crate) fn batch_options(config: &Config) -> BatchOptions {
     BatchOptions {
@@ -74,17 +65,6 @@ pub(crate) fn batch_options(config: &Config) -> BatchOptions {
         max_queue_delay: Duration::from_micros(config.inference.max_queue_delay_us),
         queue_capacity: config.inference.queue_capacity,
     }
-}
-
-/// A model's error as the service's: a full queue or shutdown is UNAVAILABLE (try again, or
-/// another replica), a passed deadline DEADLINE_EXCEEDED, anything else INTERNAL.
-fn model_error(e: ModelError) -> pb::ServiceError {
-    let code = match e {
-        ModelError::Overloaded { .. } | ModelError::ShuttingDown { .. } => pb::ServiceErrorCode::Unavailable,
-        ModelError::DeadlineExceeded { .. } => pb::ServiceErrorCode::DeadlineExceeded,
-        _ => pb::ServiceErrorCode::Internal,
-    };
-    rpc::error(code, format!("model: {e}"))
 }
 
 /// Serves recommend requests until `shutdown`.
@@ -97,53 +77,32 @@ pub async fn run(
 ) -> Result<(), InferenceError> {
     let library = if config.inference.onnxruntime_library.is_empty() {
         shopmind_serving::default_library_path().ok_or_else(|| {
-            ModelError::Runtime(
+            InferenceError::Runtime(ModelError::Runtime(
                 "libonnxruntime.so not found: run scripts/setup.sh, set ORT_DYLIB_PATH, \
                  or set inference.onnxruntime_library"
                     .into(),
-            )
+            ))
         })?
     } else {
         PathBuf::from(&config.inference.onnxruntime_library)
     };
-    shopmind_serving::init_runtime(&library)?;
+    shopmind_serving::init_runtime(&library).map_err(InferenceError::Runtime)?;
+    let pool = || live::pool_options(&config).map_err(InferenceError::Runtime);
     let ann = recommend::ann::AnnOptions::from_config(&config.inference);
-    let models = Arc::new(Recommenders::with_prepare(live::pool_options(&config)?, served::build_ann(ann)));
+    let models = Arc::new(Recommenders::with_prepare(pool()?, served::build_ann(ann)));
     info!(registry = registry.kind(), "following the model registry");
-    let predictions = predict::Serving::start(
-        &config,
-        live::pool_options(&config)?,
-        bus.clone(),
-        store.clone(),
-        registry.clone(),
-        &shutdown,
-    );
+    let predictions =
+        predict::Serving::start(&config, pool()?, bus.clone(), store.clone(), registry.clone(), &shutdown);
     let profiles = profile::start(&config, bus.clone(), store.clone(), &shutdown);
-    let assist = assist::Serving::start(
-        &config,
-        live::pool_options(&config)?,
-        bus.clone(),
-        store.clone(),
-        registry.clone(),
-        &shutdown,
-    );
+    let assist =
+        assist::Serving::start(&config, pool()?, bus.clone(), store.clone(), registry.clone(), &shutdown);
     let follower = tokio::spawn(models.clone().follow(registry, shutdown.clone()));
     let agent_reports = agents::start(&config, bus.clone(), store.clone(), &shutdown);
 
     let recommender =
         Arc::new(Recommender::with_settings(store, models, RecommendSettings::from_config(&config)));
-    serve_requests(
-        &*bus,
-        &topology::rpc_pattern("inference", "recommend"),
-        "inference",
-        MAX_CONCURRENT_REQUESTS,
-        &shutdown,
-        move |request| {
-            let recommender = recommender.clone();
-            async move { recommend::handle(&recommender, request).await }
-        },
-    )
-    .await?;
+    let server = rpc::Server::new(bus, shutdown);
+    recommend::serve(recommender, &server, MAX_CONCURRENT_REQUESTS).await?;
     follower.abort();
     predictions.stopped().await?;
     agents::stopped(agent_reports).await?;
@@ -158,19 +117,6 @@ mod tests {
     #![allow(clippy::unwrap_used)]
 
     use super::*;
-
-    #[test]
-    fn model_errors_map_to_service_codes() {
-        let code = |e| model_error(e).code;
-        use pb::ServiceErrorCode as C;
-        assert_eq!(code(ModelError::Overloaded { model: "covisit", capacity: 4 }), C::Unavailable as i32);
-        assert_eq!(code(ModelError::ShuttingDown { model: "covisit" }), C::Unavailable as i32);
-        assert_eq!(code(ModelError::DeadlineExceeded { model: "covisit" }), C::DeadlineExceeded as i32);
-        assert_eq!(code(ModelError::Runtime("boom".into())), C::Internal as i32);
-        assert!(
-            model_error(ModelError::Overloaded { model: "covisit", capacity: 4 }).message.contains("full")
-        );
-    }
 
     #[test]
     fn batch_options_come_from_the_inference_section() {

@@ -17,9 +17,7 @@
 use std::sync::Arc;
 use std::time::Instant;
 
-use bytes::Bytes;
-use prost::Message as _;
-use shopmind_bus::{Bus, BusError, Headers, IncomingRequest};
+use shopmind_bus::{Bus, BusError};
 use shopmind_config::Config;
 use shopmind_domain::{ItemId, SessionId, TenantId, UnixMillis, UserId};
 use shopmind_features::purchase_intent::{self, FEATURE_NAMES, FEATURE_SCHEMA_VERSION, N_FEATURES};
@@ -27,13 +25,14 @@ use shopmind_features::{FeatureSettings, read_items_demand, read_session_and_use
 use shopmind_metrics::{Success, global as metrics};
 use shopmind_proto::v1 as pb;
 use shopmind_registry::{DEMAND, INTENT, ModelStore};
-use shopmind_runtime::serve::serve_requests;
-use shopmind_runtime::{Shutdown, rpc, telemetry, topology};
+use shopmind_runtime::Shutdown;
+use shopmind_runtime::rpc::{self, Method, methods};
 use shopmind_serving::{DemandForecaster, ModelError, PoolOptions, PurchaseIntentPredictor};
 use shopmind_store::FeatureStore;
 use shopmind_training::demand::{self, HistoryWindow};
-use tracing::{Instrument, warn};
+use tracing::warn;
 
+use crate::InferenceError;
 use crate::live::{LiveModels, Servable};
 
 /// The intent models an inference instance serves.
@@ -118,23 +117,6 @@ fn at_of(at_unix_ms: i64) -> UnixMillis {
     if at_unix_ms == 0 { UnixMillis::now() } else { UnixMillis(at_unix_ms) }
 }
 
-fn no_model(tenant: &TenantId, model: &str) -> pb::ServiceError {
-    rpc::error(
-        pb::ServiceErrorCode::NotFound,
-        format!(
-            "tenant {tenant} has no active {model} model yet (the trainer publishes one when it has enough data)"
-        ),
-    )
-}
-
-fn store_error(e: impl std::fmt::Display) -> pb::ServiceError {
-    rpc::error(pb::ServiceErrorCode::Unavailable, format!("feature store: {e}"))
-}
-
-fn model_error(e: impl std::fmt::Display) -> pb::ServiceError {
-    rpc::error(pb::ServiceErrorCode::Internal, format!("model: {e}"))
-}
-
 impl Predictor {
     pub fn new(
         store: Arc<dyn FeatureStore>,
@@ -150,9 +132,12 @@ impl Predictor {
         &self,
         req: &pb::IntentRequest,
         deadline: Option<Instant>,
-    ) -> Result<pb::IntentResponse, pb::ServiceError> {
+    ) -> Result<pb::IntentResponse, InferenceError> {
         let (tenant, user, session, top) = validate_intent(req)?;
-        let model = self.intents.get(&tenant).ok_or_else(|| no_model(&tenant, INTENT))?;
+        let model = self
+            .intents
+            .get(&tenant)
+            .ok_or(InferenceError::NoModel { tenant: tenant.clone(), model: INTENT })?;
         let now = at_of(req.at_unix_ms);
         // Only a session: its user comes from the session's features.
         let user = match (user, &session) {
@@ -160,8 +145,7 @@ impl Predictor {
             (None, Some(s)) => {
                 let (sf, _) =
                     read_session_and_user_features(&*self.store, &tenant, Some(s), None, &self.settings, now)
-                        .await
-                        .map_err(store_error)?;
+                        .await?;
                 sf.user.and_then(|u| UserId::parse(u).ok())
             }
             (None, None) => None,
@@ -174,15 +158,13 @@ impl Predictor {
             &self.settings,
             now,
         )
-        .await
-        .map_err(store_error)?;
+        .await?;
         let row = purchase_intent::purchase_intent_features(&sf, &uf, now);
         let p = model
             .predict_until(&[row], deadline)
-            .await
-            .map_err(crate::model_error)?
+            .await?
             .pop()
-            .ok_or_else(|| model_error("no row"))?;
+            .ok_or_else(|| InferenceError::Internal("model: no row".into()))?;
         let names = model.feature_names();
         let top_features = p
             .top(names, top)
@@ -207,25 +189,28 @@ impl Predictor {
         &self,
         req: &pb::ForecastRequest,
         deadline: Option<Instant>,
-    ) -> Result<pb::ForecastResponse, pb::ServiceError> {
+    ) -> Result<pb::ForecastResponse, InferenceError> {
         let (tenant, items) = validate_forecast(req)?;
-        let model = self.demands.get(&tenant).ok_or_else(|| no_model(&tenant, DEMAND))?;
+        let model = self
+            .demands
+            .get(&tenant)
+            .ok_or(InferenceError::NoModel { tenant: tenant.clone(), model: DEMAND })?;
         let model_horizon = model.horizon();
         let horizon = match req.horizon_days as usize {
             0 => model_horizon,
             h if h > model_horizon => {
-                return Err(rpc::invalid(vec![(
-                    "horizon_days".into(),
+                return Err(InferenceError::invalid(
+                    "horizon_days",
                     format!("must be at most the model's horizon, {model_horizon} days, got {h}"),
-                )]));
+                ));
             }
             h => h,
         };
         let first_day = demand::day_of(at_of(req.at_unix_ms).0);
-        let demands = read_items_demand(&*self.store, &tenant, &items).await.map_err(store_error)?;
+        let demands = read_items_demand(&*self.store, &tenant, &items).await?;
         let windows: Vec<HistoryWindow> =
             demands.iter().map(|d| HistoryWindow::from_demand(d, first_day, model.history_days())).collect();
-        let forecasts = model.forecast_until(&windows, deadline).await.map_err(crate::model_error)?;
+        let forecasts = model.forecast_until(&windows, deadline).await?;
         let cut = |v: Vec<f32>| v.into_iter().take(horizon).collect::<Vec<f32>>();
         Ok(pb::ForecastResponse {
             items: items
@@ -248,7 +233,7 @@ impl Predictor {
 
 type IntentArgs = (TenantId, Option<UserId>, Option<SessionId>, usize);
 
-fn validate_intent(req: &pb::IntentRequest) -> Result<IntentArgs, pb::ServiceError> {
+fn validate_intent(req: &pb::IntentRequest) -> Result<IntentArgs, InferenceError> {
     let mut violations = Vec::new();
     let tenant = TenantId::parse(req.tenant.clone())
         .map_err(|e| violations.push(("tenant".to_string(), e.to_string())))
@@ -279,11 +264,11 @@ fn validate_intent(req: &pb::IntentRequest) -> Result<IntentArgs, pb::ServiceErr
             let top = if req.top_features == 0 { DEFAULT_TOP_FEATURES } else { req.top_features };
             Ok((t, user, session, top as usize))
         }
-        _ => Err(rpc::invalid(violations)),
+        _ => Err(InferenceError::InvalidArgument(violations)),
     }
 }
 
-fn validate_forecast(req: &pb::ForecastRequest) -> Result<(TenantId, Vec<ItemId>), pb::ServiceError> {
+fn validate_forecast(req: &pb::ForecastRequest) -> Result<(TenantId, Vec<ItemId>), InferenceError> {
     let mut violations = Vec::new();
     let tenant = TenantId::parse(req.tenant.clone())
         .map_err(|e| violations.push(("tenant".to_string(), e.to_string())))
@@ -306,7 +291,7 @@ fn validate_forecast(req: &pb::ForecastRequest) -> Result<(TenantId, Vec<ItemId>
     }
     match tenant {
         Some(t) if violations.is_empty() => Ok((t, items)),
-        _ => Err(rpc::invalid(violations)),
+        _ => Err(InferenceError::InvalidArgument(violations)),
     }
 }
 
@@ -333,29 +318,25 @@ impl Serving {
             tokio::spawn(intents.clone().follow(registry.clone(), shutdown.clone())),
             tokio::spawn(demands.clone().follow(registry, shutdown.clone())),
         ];
-        let settings =
-            FeatureSettings { recent_cap: config.feature.recent_items_cap, ..FeatureSettings::default() };
+        let settings = FeatureSettings::from_config(&config.feature);
         let predictor = Arc::new(Predictor::new(store, intents, demands, settings));
-        let servers = ["intent", "forecast"]
-            .into_iter()
-            .map(|method| {
-                let (bus, predictor, shutdown) = (bus.clone(), predictor.clone(), shutdown.clone());
-                tokio::spawn(async move {
-                    serve_requests(
-                        &*bus,
-                        &topology::rpc_pattern("inference", method),
-                        "inference",
-                        MAX_CONCURRENT,
-                        &shutdown,
-                        move |request| {
-                            let predictor = predictor.clone();
-                            async move { handle(&predictor, method, request).await }
-                        },
-                    )
-                    .await
-                })
-            })
-            .collect();
+        let server = rpc::Server::new(bus, shutdown.clone());
+        let servers = vec![
+            tokio::spawn(server.serve(
+                methods::Intent,
+                MAX_CONCURRENT,
+                predictor.clone(),
+                |predictor, req, incoming| async move { predictor.intent(&req, incoming.deadline).await },
+                observe::<methods::Intent>,
+            )),
+            tokio::spawn(server.serve(
+                methods::Forecast,
+                MAX_CONCURRENT,
+                predictor,
+                |predictor, req, incoming| async move { predictor.forecast(&req, incoming.deadline).await },
+                observe::<methods::Forecast>,
+            )),
+        ];
         Self { followers, servers }
     }
 
@@ -376,72 +357,9 @@ impl Serving {
     }
 }
 
-pub(crate) fn decode<M: prost::Message + Default>(payload: &[u8], what: &str) -> Result<M, pb::ServiceError> {
-    M::decode(payload)
-        .map_err(|e| rpc::invalid(vec![(String::new(), format!("not a shopmind.v1.{what}: {e}"))]))
-}
-
-pub(crate) fn check_tenant(subject: &str, tenant: &str) -> Result<(), pb::ServiceError> {
-    if topology::tenant_of_subject(subject).is_none_or(|t| t.as_str() != tenant) {
-        return Err(rpc::invalid(vec![("tenant".into(), "differs from the tenant of the subject".into())]));
-    }
-    Ok(())
-}
-
-async fn handle(predictor: &Predictor, method: &'static str, request: IncomingRequest) {
-    let started = Instant::now();
-    let headers = &request.message.headers;
-    let incoming = headers.trace();
-    let span = tracing::info_span!("predict", method, subject = %request.message.subject, trace_id = tracing::field::Empty);
-    telemetry::set_remote_parent(&span, incoming);
-    span.record("trace_id", telemetry::outgoing(&span, incoming).trace_id_hex());
-    let subject = request.message.subject.as_str();
-    let payload = request.message.payload.as_ref();
-    let late = rpc::deadline_passed(headers)
-        .then(|| rpc::error(pb::ServiceErrorCode::DeadlineExceeded, "deadline passed before work started"));
-    let (ok, reply) = async {
-        if method == "intent" {
-            let result = match late {
-                Some(e) => Err(e),
-                None => match decode::<pb::IntentRequest>(payload, "IntentRequest") {
-                    Ok(req) => match check_tenant(subject, &req.tenant) {
-                        Ok(()) => predictor.intent(&req, rpc::deadline(headers)).await,
-                        Err(e) => Err(e),
-                    },
-                    Err(e) => Err(e),
-                },
-            };
-            let ok = result.is_ok();
-            let result = Some(match result {
-                Ok(r) => pb::intent_reply::Result::Ok(r),
-                Err(e) => pb::intent_reply::Result::Error(e),
-            });
-            (ok, pb::IntentReply { result }.encode_to_vec())
-        } else {
-            let result = match late {
-                Some(e) => Err(e),
-                None => match decode::<pb::ForecastRequest>(payload, "ForecastRequest") {
-                    Ok(req) => match check_tenant(subject, &req.tenant) {
-                        Ok(()) => predictor.forecast(&req, rpc::deadline(headers)).await,
-                        Err(e) => Err(e),
-                    },
-                    Err(e) => Err(e),
-                },
-            };
-            let ok = result.is_ok();
-            let result = Some(match result {
-                Ok(r) => pb::forecast_reply::Result::Ok(r),
-                Err(e) => pb::forecast_reply::Result::Error(e),
-            });
-            (ok, pb::ForecastReply { result }.encode_to_vec())
-        }
-    }
-    .instrument(span.clone())
-    .await;
-    metrics().prediction_request(method, if ok { Success::Ok } else { Success::Error }, started.elapsed());
-    if let Err(e) = request.respond(Headers::new(), Bytes::from(reply)).instrument(span).await {
-        warn!(error = %e, method, "could not reply");
-    }
+/// Counts an answer of a prediction method (`shopmind_prediction_request_duration_seconds`).
+pub(crate) fn observe<M: Method>(result: &Result<M::Response, pb::ServiceError>, took: std::time::Duration) {
+    metrics().prediction_request(M::NAME, if result.is_ok() { Success::Ok } else { Success::Error }, took);
 }
 
 #[cfg(test)]
@@ -450,7 +368,8 @@ mod tests {
 
     use super::*;
 
-    fn fields(e: pb::ServiceError) -> Vec<String> {
+    fn fields(e: InferenceError) -> Vec<String> {
+        let e = shopmind_runtime::rpc::WireError::into_wire(e);
         assert_eq!(e.code, pb::ServiceErrorCode::InvalidArgument as i32, "{e:?}");
         e.violations.into_iter().map(|v| v.field).collect()
     }

@@ -18,18 +18,18 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use shopmind_bus::{Bus, BusError, IncomingRequest};
+use shopmind_bus::{Bus, BusError};
 use shopmind_config::{Config, ProfileConfig};
 use shopmind_domain::{TenantId, UnixMillis, UserId};
 use shopmind_features::{ChurnParams, FeatureSettings, UserFeatures, churn_risk, read_user_features};
 use shopmind_metrics::global as metrics;
 use shopmind_proto::v1 as pb;
-use shopmind_runtime::serve::serve_requests;
-use shopmind_runtime::{Shutdown, rpc, topology};
+use shopmind_runtime::Shutdown;
+use shopmind_runtime::rpc::{self, methods};
 use shopmind_store::FeatureStore;
 use tokio::task::JoinHandle;
 
-use crate::method::{ProfileMethod, answer};
+use crate::InferenceError;
 
 /// Most recent interactions one profile returns.
 pub const MAX_RECENT: u32 = 100;
@@ -150,13 +150,7 @@ pub struct Profiles {
 
 impl Profiles {
     pub fn new(config: &Config, store: Arc<dyn FeatureStore>) -> Self {
-        let settings = FeatureSettings {
-            recent_cap: config.feature.recent_items_cap,
-            affinity_half_life: Duration::from_secs(
-                u64::from(config.feature.affinity_half_life_days) * 86_400,
-            ),
-            ..FeatureSettings::default()
-        };
+        let settings = FeatureSettings::from_config(&config.feature);
         Self { store, settings, config: Arc::new(config.clone()) }
     }
 
@@ -165,16 +159,13 @@ impl Profiles {
         &self,
         req: &pb::GetCustomerProfileRequest,
         now: UnixMillis,
-    ) -> Result<pb::CustomerProfile, pb::ServiceError> {
+    ) -> Result<pb::CustomerProfile, InferenceError> {
         let (tenant, user, limit) = validate(req)?;
-        let f = read_user_features(&*self.store, &tenant, &user, &self.settings, now)
-            .await
-            .map_err(|e| rpc::error(pb::ServiceErrorCode::Unavailable, format!("feature store: {e}")))?;
+        let f = read_user_features(&*self.store, &tenant, &user, &self.settings, now).await?;
         if f.counts.values().all(|n| *n <= 0) {
-            return Err(rpc::error(
-                pb::ServiceErrorCode::NotFound,
-                format!("no event of user {user} is recorded for tenant {tenant}"),
-            ));
+            return Err(InferenceError::NotFound(format!(
+                "no event of user {user} is recorded for tenant {tenant}"
+            )));
         }
         let rule = &self.config.notification.tenant(tenant.as_str()).rules.churn_risk;
         let churn = ChurnParams {
@@ -222,7 +213,7 @@ impl Profiles {
     }
 }
 
-fn validate(req: &pb::GetCustomerProfileRequest) -> Result<(TenantId, UserId, usize), pb::ServiceError> {
+fn validate(req: &pb::GetCustomerProfileRequest) -> Result<(TenantId, UserId, usize), InferenceError> {
     let mut violations = Vec::new();
     let tenant = TenantId::parse(req.tenant.clone())
         .map_err(|e| violations.push(("tenant".to_string(), e.to_string())))
@@ -239,7 +230,7 @@ fn validate(req: &pb::GetCustomerProfileRequest) -> Result<(TenantId, UserId, us
             let limit = if req.recent_limit == 0 { DEFAULT_RECENT } else { req.recent_limit };
             Ok((t, u, limit as usize))
         }
-        _ => Err(rpc::invalid(violations)),
+        _ => Err(InferenceError::InvalidArgument(violations)),
     }
 }
 
@@ -250,39 +241,20 @@ pub(crate) fn start(
     store: Arc<dyn FeatureStore>,
     shutdown: &Shutdown,
 ) -> JoinHandle<Result<(), BusError>> {
-    let profiles = Arc::new(Profiles::new(config, store));
-    let shutdown = shutdown.clone();
-    tokio::spawn(async move {
-        serve_requests(
-            &*bus,
-            &topology::rpc_pattern("inference", "profile"),
-            "inference",
-            MAX_CONCURRENT,
-            &shutdown,
-            move |request| {
-                let profiles = profiles.clone();
-                async move { handle(&profiles, request).await }
-            },
-        )
-        .await
-    })
-}
-
-async fn handle(profiles: &Profiles, request: IncomingRequest) {
-    answer::<ProfileMethod, _, _>(
-        "profile",
-        request,
-        |req| async move { profiles.profile(&req, UnixMillis::now()).await },
+    tokio::spawn(rpc::Server::new(bus, shutdown.clone()).serve(
+        methods::Profile,
+        MAX_CONCURRENT,
+        Arc::new(Profiles::new(config, store)),
+        |profiles, req, _| async move { profiles.profile(&req, UnixMillis::now()).await },
         |result, took| {
             let outcome = match result {
                 Ok(_) => "ok",
-                Err(e) if e.code == pb::ServiceErrorCode::NotFound as i32 => "not_found",
+                Err(e) if e.code() == pb::ServiceErrorCode::NotFound => "not_found",
                 Err(_) => "error",
             };
             metrics().profile_request(outcome, took);
         },
-    )
-    .await;
+    ))
 }
 
 #[cfg(test)]
@@ -337,7 +309,9 @@ mod tests {
         };
         assert_eq!(validate(&req("acme", "u1", 0)).unwrap().2, DEFAULT_RECENT as usize);
         assert_eq!(validate(&req("acme", "u1", MAX_RECENT)).unwrap().2, MAX_RECENT as usize);
-        let fields = |e: pb::ServiceError| e.violations.into_iter().map(|v| v.field).collect::<Vec<_>>();
+        let fields = |e: InferenceError| {
+            rpc::WireError::into_wire(e).violations.into_iter().map(|v| v.field).collect::<Vec<_>>()
+        };
         assert_eq!(
             fields(validate(&req("Acme!", "u 1", 101)).unwrap_err()),
             ["tenant", "user_id", "recent_limit"]

@@ -5,16 +5,13 @@
 
 use std::sync::Arc;
 
-use bytes::Bytes;
-use prost::Message as _;
-use shopmind_bus::{BusError, Headers, IncomingRequest};
+use shopmind_bus::BusError;
 use shopmind_domain::{ConversationId, TenantId, UserId};
 use shopmind_proto::v1 as pb;
-use shopmind_runtime::serve::serve_requests;
-use shopmind_runtime::{Shutdown, rpc, telemetry, topology};
-use tracing::{Instrument, warn};
+use shopmind_runtime::Shutdown;
+use shopmind_runtime::rpc::{self, Incoming, WireError, methods};
 
-use crate::{Escalation, Notifier};
+use crate::{Escalation, NotificationError, Notifier};
 
 /// Escalations one instance works on at the same time.
 const CONCURRENCY: usize = 64;
@@ -23,19 +20,8 @@ const MAX_LINES: usize = 200;
 
 /// Answers escalation requests until `shutdown`.
 pub async fn serve(n: Arc<Notifier>, shutdown: Shutdown) -> Result<(), BusError> {
-    let bus = n.bus.clone();
-    serve_requests(
-        &*bus,
-        &topology::rpc_pattern("notification", "escalate"),
-        "notification",
-        CONCURRENCY,
-        &shutdown,
-        move |request| {
-            let n = n.clone();
-            async move { handle(&n, request).await }
-        },
-    )
-    .await
+    let server = rpc::Server::new(n.bus.clone(), shutdown);
+    server.serve(methods::Escalate, CONCURRENCY, n, escalate, |_, _| {}).await
 }
 
 /// Checks a request; every problem is named.
@@ -79,49 +65,29 @@ pub fn validate(req: &pb::EscalateRequest) -> Result<Escalation, pb::ServiceErro
     }
 }
 
-async fn handle(n: &Notifier, request: IncomingRequest) {
-    let headers = &request.message.headers;
-    let incoming = headers.trace();
-    let span =
-        tracing::info_span!("escalate", subject = %request.message.subject, trace_id = tracing::field::Empty);
-    telemetry::set_remote_parent(&span, incoming);
-    span.record("trace_id", telemetry::outgoing(&span, incoming).trace_id_hex());
-    let result = async {
-        let req = pb::EscalateRequest::decode(request.message.payload.as_ref()).map_err(|e| {
-            rpc::invalid(vec![(String::new(), format!("not a shopmind.v1.EscalateRequest: {e}"))])
-        })?;
-        if topology::tenant_of_subject(&request.message.subject).is_none_or(|t| t.as_str() != req.tenant) {
-            return Err(rpc::invalid(vec![(
-                "tenant".into(),
-                "differs from the tenant of the subject".into(),
-            )]));
-        }
-        let e = validate(&req)?;
-        let notification_id = format!(
-            "{}:{}:{}:{}",
-            crate::Kind::SupportEscalation.as_str(),
-            e.tenant,
-            e.conversation,
-            e.cause
-        );
-        let delivered = crate::INCOMING_TRACE
-            .scope(incoming, n.escalate(&e))
-            .await
-            .map_err(|err| rpc::error(pb::ServiceErrorCode::Unavailable, err.to_string()))?;
-        Ok(pb::EscalateResponse { notification_id, outcome: delivered.as_str().into() })
+/// A delivery that failed (the store or the bus): UNAVAILABLE, the caller may try again.
+impl WireError for NotificationError {
+    fn code(&self) -> pb::ServiceErrorCode {
+        pb::ServiceErrorCode::Unavailable
     }
-    .instrument(span.clone())
-    .await;
-    let reply = pb::EscalateReply {
-        result: Some(match result {
-            Ok(ok) => pb::escalate_reply::Result::Ok(ok),
-            Err(e) => pb::escalate_reply::Result::Error(e),
-        }),
-    };
-    if let Err(e) = request.respond(Headers::new(), Bytes::from(reply.encode_to_vec())).instrument(span).await
-    {
-        warn!(error = %e, "could not reply to an escalation");
+
+    fn message(&self) -> String {
+        self.to_string()
     }
+}
+
+/// Delivers one escalation to the agents; the notification continues the caller's trace.
+async fn escalate(
+    n: Arc<Notifier>,
+    req: pb::EscalateRequest,
+    incoming: Incoming,
+) -> Result<pb::EscalateResponse, pb::ServiceError> {
+    let e = validate(&req)?;
+    let notification_id =
+        format!("{}:{}:{}:{}", crate::Kind::SupportEscalation.as_str(), e.tenant, e.conversation, e.cause);
+    let delivered =
+        crate::INCOMING_TRACE.scope(incoming.trace, n.escalate(&e)).await.map_err(WireError::into_wire)?;
+    Ok(pb::EscalateResponse { notification_id, outcome: delivered.as_str().into() })
 }
 
 #[cfg(test)]

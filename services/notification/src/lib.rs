@@ -19,7 +19,6 @@
 pub mod clock;
 pub mod deliver;
 pub mod escalate;
-pub mod keys;
 pub mod prefs;
 pub mod rules;
 pub mod seams;
@@ -34,6 +33,8 @@ use shopmind_config::Config;
 use shopmind_domain::{EventKind, TenantId, UnixMillis};
 use shopmind_proto::v1 as pb;
 use shopmind_runtime::consume::{Outcome, consume_loop};
+use shopmind_runtime::intake::decode_event;
+use shopmind_runtime::tombstones::Tombstones;
 use shopmind_runtime::{Shutdown, topology};
 use shopmind_store::{FeatureStore, StoreError};
 
@@ -41,6 +42,8 @@ pub use clock::{Clock, ManualClock, SystemClock};
 pub use deliver::Delivered;
 pub use rules::Escalation;
 pub use seams::Seams;
+/// The notification service's own keys in the store (built with the rest of the key schema).
+pub use shopmind_features::keys::notification as keys;
 
 /// The durable consumer of events.
 pub const DURABLE: &str = "notification";
@@ -245,12 +248,12 @@ pub async fn run_notifier(n: Arc<Notifier>, shutdown: Shutdown) -> Result<(), No
     let webhook_loop = tokio::spawn(webhook::run(n.clone(), client, shutdown.clone()));
     let escalations = tokio::spawn(escalate::serve(n.clone(), shutdown.clone()));
     // Events of customers erased after they were published (stragglers) make no notification.
-    let erased = shopmind_feature::Erased::follow(n.bus.clone(), shutdown.clone()).await?;
+    let erased = Tombstones::follow(n.bus.clone(), shutdown.clone()).await?;
     let engine = n.clone();
     let events = consume_loop(n.bus.clone(), spec, "notification", shutdown, move |message| {
         let (n, erased) = (engine.clone(), erased.clone());
         async move {
-            let event = match shopmind_feature::decode_event(&message) {
+            let event = match decode_event(&message) {
                 Ok(e) => e,
                 Err((code, reason)) => return Outcome::Reject { code, reason },
             };

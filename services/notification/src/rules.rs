@@ -374,7 +374,7 @@ async fn price_changed(
 }
 
 fn feature_settings(n: &Notifier) -> FeatureSettings {
-    FeatureSettings { recent_cap: n.config.feature.recent_items_cap, ..FeatureSettings::default() }
+    FeatureSettings::from_config(&n.config.feature)
 }
 
 /// The cart-idle timer of the cart change at `at`: fires when no later change happened, the

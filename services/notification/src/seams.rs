@@ -196,38 +196,20 @@ pub mod model {
     use std::sync::Arc;
     use std::time::Duration;
 
-    use prost::Message as _;
-    use shopmind_bus::{Bus, Headers, Message};
+    use shopmind_bus::Bus;
     use shopmind_domain::{ItemId, TenantId, UnixMillis, UserId};
     use shopmind_features::UserFeatures;
     use shopmind_metrics::global as metrics;
     use shopmind_proto::v1 as pb;
-    use shopmind_runtime::{rpc, topology};
+    use shopmind_runtime::rpc::{self, CallError, methods};
     use shopmind_store::StoreError;
     use tracing::debug;
 
     use super::{DemandForecaster, IntentScorer};
 
     /// Why a call did not give a model answer; the `reason` label.
-    fn reason(e: &pb::ServiceError) -> &'static str {
-        if e.code == pb::ServiceErrorCode::NotFound as i32 { "no_model" } else { "error" }
-    }
-
-    async fn call(
-        bus: &dyn Bus,
-        tenant: &TenantId,
-        method: &str,
-        payload: Vec<u8>,
-        timeout: Duration,
-    ) -> Result<bytes::Bytes, pb::ServiceError> {
-        let mut headers = Headers::new();
-        rpc::set_deadline(&mut headers, timeout);
-        let message =
-            Message::new(topology::rpc_subject(tenant, "inference", method), payload).with_headers(headers);
-        bus.request(message, timeout)
-            .await
-            .map(|m| m.payload)
-            .map_err(|e| rpc::error(pb::ServiceErrorCode::Unavailable, e.to_string()))
+    fn reason(e: &CallError) -> &'static str {
+        if e.service_code() == Some(pb::ServiceErrorCode::NotFound) { "no_model" } else { "error" }
     }
 
     /// Purchase intent from the tenant's `intent` model, for the user (no session: the notification
@@ -239,12 +221,7 @@ pub mod model {
     }
 
     impl ModelIntent {
-        async fn ask(
-            &self,
-            tenant: &TenantId,
-            user: &UserId,
-            now: UnixMillis,
-        ) -> Result<f64, pb::ServiceError> {
+        async fn ask(&self, tenant: &TenantId, user: &UserId, now: UnixMillis) -> Result<f64, CallError> {
             let req = pb::IntentRequest {
                 tenant: tenant.to_string(),
                 user_id: user.to_string(),
@@ -252,14 +229,8 @@ pub mod model {
                 at_unix_ms: now.0,
                 top_features: 0,
             };
-            let payload = call(&*self.bus, tenant, "intent", req.encode_to_vec(), self.timeout).await?;
-            let reply = pb::IntentReply::decode(payload.as_ref())
-                .map_err(|e| rpc::error(pb::ServiceErrorCode::Internal, e.to_string()))?;
-            match reply.result {
-                Some(pb::intent_reply::Result::Ok(ok)) => Ok(f64::from(ok.probability)),
-                Some(pb::intent_reply::Result::Error(e)) => Err(e),
-                None => Err(rpc::error(pb::ServiceErrorCode::Internal, "empty reply")),
-            }
+            let ok = rpc::call(methods::Intent, &*self.bus, tenant, &req, self.timeout, None).await?;
+            Ok(f64::from(ok.probability))
         }
     }
 
@@ -276,7 +247,7 @@ pub mod model {
                 Ok(p) => Ok(p),
                 Err(e) => {
                     metrics().model_fallback("intent", reason(&e));
-                    debug!(tenant = %tenant, error = %e.message, "intent model unavailable; feature-based intent");
+                    debug!(tenant = %tenant, error = %e, "intent model unavailable; feature-based intent");
                     self.fallback.intent(tenant, user, features, now).await
                 }
             }
@@ -299,25 +270,17 @@ pub mod model {
             item: &ItemId,
             days: u32,
             now: UnixMillis,
-        ) -> Result<f64, pb::ServiceError> {
+        ) -> Result<f64, CallError> {
             let req = pb::ForecastRequest {
                 tenant: tenant.to_string(),
                 item_ids: vec![item.to_string()],
                 horizon_days: days,
                 at_unix_ms: now.0,
             };
-            let payload = call(&*self.bus, tenant, "forecast", req.encode_to_vec(), self.timeout).await?;
-            let reply = pb::ForecastReply::decode(payload.as_ref())
-                .map_err(|e| rpc::error(pb::ServiceErrorCode::Internal, e.to_string()))?;
-            match reply.result {
-                Some(pb::forecast_reply::Result::Ok(ok)) => ok
-                    .items
-                    .first()
-                    .map(|f| f.forecast.iter().map(|v| f64::from(*v)).sum())
-                    .ok_or_else(|| rpc::error(pb::ServiceErrorCode::Internal, "no forecast for the item")),
-                Some(pb::forecast_reply::Result::Error(e)) => Err(e),
-                None => Err(rpc::error(pb::ServiceErrorCode::Internal, "empty reply")),
-            }
+            let ok = rpc::call(methods::Forecast, &*self.bus, tenant, &req, self.timeout, None).await?;
+            // A forecast without the item answers nothing.
+            let forecast = ok.items.first().ok_or(CallError::EmptyReply)?;
+            Ok(forecast.forecast.iter().map(|v| f64::from(*v)).sum())
         }
     }
 
@@ -334,7 +297,7 @@ pub mod model {
                 Ok(units) => Ok(units),
                 Err(e) => {
                     metrics().model_fallback("demand", reason(&e));
-                    debug!(tenant = %tenant, error = %e.message, "demand model unavailable; mean demand");
+                    debug!(tenant = %tenant, error = %e, "demand model unavailable; mean demand");
                     self.fallback.forecast(tenant, item, days, now).await
                 }
             }

@@ -27,6 +27,8 @@ use shopmind_domain::{Event, TenantId, UnixMillis};
 use shopmind_metrics::{Success, global as metrics};
 use shopmind_onnx::Manifest;
 use shopmind_registry::{ModelKey, ModelStore, RECOMMENDER, RegistryError, Version, VersionInfo};
+use shopmind_runtime::intake::decode_event;
+use shopmind_runtime::tombstones::Tombstones;
 use shopmind_runtime::{Shutdown, topology};
 use shopmind_training::EmbeddingConfig;
 use shopmind_training::covisit::{CovisitConfig, TrainingInteraction, train};
@@ -36,6 +38,8 @@ mod assistant;
 mod holdout;
 mod predictors;
 pub mod purchase_intent;
+
+pub use predictors::intent_sample_options;
 
 #[derive(Debug, thiserror::Error)]
 pub enum TrainerError {
@@ -130,7 +134,7 @@ impl Trainer {
         }
         let end = state.last_sequence;
         // Customers erased since their events were published: their stragglers are skipped.
-        let erased = shopmind_feature::erase::tombstones(bus).await?;
+        let erased = Tombstones::load(bus).await?;
         let mut history = History::since(self.since);
         let mut replay = bus.replay(topology::EVENTS_STREAM, None, StartAt::First).await?;
         let (mut read, mut skipped, mut excluded) = (0u64, 0u64, 0u64);
@@ -140,8 +144,8 @@ impl Trainer {
             if read % 1024 == 0 {
                 progress(read, state.messages);
             }
-            match shopmind_feature::decode_event(&stored.message) {
-                Ok(event) if is_erased(&erased, &event) => excluded += 1,
+            match decode_event(&stored.message) {
+                Ok(event) if erased.covers(&event) => excluded += 1,
                 Ok(event) => history.push(stored.sequence, event),
                 Err(_) => skipped += 1,
             }
@@ -217,15 +221,6 @@ impl Trainer {
         trained.extend(heads);
         Ok(trained)
     }
-}
-
-/// Whether the event is about a customer with a tombstone (docs/PRIVACY.md, "Erasure").
-fn is_erased(erased: &std::collections::BTreeSet<String>, event: &Event) -> bool {
-    !erased.is_empty()
-        && event
-            .user
-            .as_ref()
-            .is_some_and(|u| erased.contains(&shopmind_privacy::tombstone_of(&event.tenant, u)))
 }
 
 /// Events to train on, per tenant, with their stream sequence (or position in a file).

@@ -75,6 +75,13 @@ fn skipped(tenant: &TenantId, model: &str, why: &str) -> Option<TrainedModel> {
     None
 }
 
+/// How a round cuts the sessions of its events into the intent model's samples: events replayed
+/// through the feature code with the feature service's settings (`feature.*`), so that a sample
+/// holds what serving reads from the store at the same point.
+pub fn intent_sample_options(config: &Config) -> SampleOptions {
+    SampleOptions { seed: 42, settings: FeatureSettings::from_config(&config.feature) }
+}
+
 async fn intent_model(
     config: &Config,
     models: &dyn ModelStore,
@@ -82,13 +89,7 @@ async fn intent_model(
     events: std::sync::Arc<Vec<Event>>,
     last_seq: u64,
 ) -> Result<Option<TrainedModel>, TrainerError> {
-    let opts = SampleOptions {
-        seed: 42,
-        settings: FeatureSettings {
-            recent_cap: config.feature.recent_items_cap,
-            ..FeatureSettings::default()
-        },
-    };
+    let opts = intent_sample_options(config);
     // Replaying the events through the feature code is CPU work: off the async workers.
     let handle = tokio::runtime::Handle::current();
     let samples = tokio::task::spawn_blocking(move || {

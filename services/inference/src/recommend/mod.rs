@@ -13,38 +13,48 @@
 //!
 //! **Stage 2, ranking.** The candidates' catalog entries (category, price, stock; popularity when
 //! a candidate ranks by trend) are read in a third round trip (without filters, only of the
-//! candidates the page can show: `trim_to_page`). Model candidates are ranked by the ONNX scores (`u · P_j + b_j`
-//! for an embedding model); an item the model does not know yet (a new catalog item) takes the
+//! candidates the page can show: `trim_to_page`). Model candidates are ranked by the ONNX scores
+//! (`u · P_j + b_j` for an embedding model); an item the model does not know yet (a new catalog item) takes the
 //! score of the best-ranked model item of its leaf category, so it is recommendable before it has
 //! interactions; items only neighbours know follow, then new items without a ranked peer, then
 //! trending/popular fill. Filters, the per-category diversity cap and paging come last.
+//!
+//! **The path in code.** The wire request is checked into a [`Query`] at the edge
+//! (`Query::try_from`, [`request`]); [`Recommender::recommendations`] then runs named stages on
+//! it: `resolve_context` (the first round trip, the anchors' check, the fill read again where it
+//! falls short), `gather_candidates` (the neighbours' round trip and every source's offers into
+//! one pool), `rank_candidates` (the catalog round trip, filters, the order),
+//! `diversified_page` (the page under the per-category cap) and `explain_page` (reasons, the
+//! model's version, the next page's token). It answers [`Recommendations`] ([`response`]), which
+//! become a `RecommendResponse`, and errors their wire form, at the edge again
+//! ([`Recommender::recommend`]).
 //!
 //! Scenarios, filters, reason codes and paging are described in docs/RECOMMEND.md.
 
 pub mod ann;
 pub mod request;
+pub mod response;
 
 use std::collections::{HashMap, HashSet};
 use std::sync::Arc;
 use std::time::Instant;
 
-use bytes::Bytes;
-use prost::Message as _;
-use shopmind_bus::{Headers, IncomingRequest};
+use shopmind_bus::BusError;
 use shopmind_config::Config;
 use shopmind_domain::{Interaction, InteractionKind, ItemId, UnixMillis};
 use shopmind_features::{
-    CatalogEntry, CatalogParts, ContextQuery, Neighbours, RecommendContext, SeedNeighbours, category_levels,
-    read_catalog_entries, read_category_popular, read_neighbours, read_popular, read_recommend_context,
+    CatalogEntry, CatalogParts, ContextQuery, FeatureSettings, Neighbours, RecommendContext, SeedNeighbours,
+    category_levels, read_catalog_entries, read_category_popular, read_neighbours, read_popular,
+    read_recommend_context,
 };
 use shopmind_metrics::{Success, global as metrics};
 use shopmind_proto::v1 as pb;
-use shopmind_runtime::{rpc, telemetry, topology};
+use shopmind_runtime::rpc::{self, WireError, methods};
 use shopmind_store::FeatureStore;
-use tracing::{Instrument, warn};
 
-use self::request::Query;
-use crate::{RecommenderModel, Recommenders, ServedEmbedding, model_error};
+use self::request::{Query, Scenario};
+use self::response::{Reason, Recommendation, Recommendations};
+use crate::{InferenceError, RecommenderModel, Recommenders, ServedEmbedding};
 
 /// How much an interaction of this kind says about the user's taste (co-visitation models).
 fn kind_weight(kind: InteractionKind) -> f32 {
@@ -88,9 +98,7 @@ impl RecommendSettings {
             neighbour_seeds: c.inference.neighbour_seeds,
             neighbours_per_seed: c.inference.neighbours_per_seed,
             trending_pool: c.inference.trending_pool,
-            affinity_half_life: std::time::Duration::from_secs(
-                u64::from(c.feature.affinity_half_life_days).saturating_mul(86_400),
-            ),
+            affinity_half_life: FeatureSettings::from_config(&c.feature).affinity_half_life,
         }
     }
 }
@@ -111,7 +119,7 @@ struct Candidate {
     key2: f64,
     score: f32,
     reason: &'static str,
-    reasons: Vec<pb::Reason>,
+    reasons: Vec<Reason>,
     /// Where the key comes from the item's trending score (read with the catalog entries).
     by_trending: bool,
 }
@@ -126,7 +134,7 @@ struct Pool {
 impl Pool {
     /// Offers `item`: a better (tier, key) than it had replaces its rank and main reason; `why`
     /// is added to its reasons either way.
-    fn offer(&mut self, item: &ItemId, c: Candidate, why: Option<pb::Reason>) {
+    fn offer(&mut self, item: &ItemId, c: Candidate, why: Option<Reason>) {
         match self.map.get_mut(item) {
             Some(have) => {
                 if c.tier < have.tier || (c.tier == have.tier && c.key > have.key) {
@@ -153,25 +161,6 @@ fn candidate(tier: u8, key: f64, score: f32, reason: &'static str) -> Candidate 
     Candidate { tier, key, key2: 0.0, score, reason, reasons: Vec::new(), by_trending: false }
 }
 
-/// A reason code with what it refers to, rendered.
-pub(crate) fn because(code: &str, item: Option<&str>, category: Option<&str>) -> pb::Reason {
-    let text = match (code, item, category) {
-        ("similar_to", Some(i), _) => format!("similar to {i}"),
-        ("bought_with", Some(i), _) => format!("bought with {i}"),
-        ("trending_in_category", _, Some(c)) => format!("trending in {c}"),
-        ("new_in_category", _, Some(c)) => format!("new in {c}"),
-        (code, Some(i), _) => format!("{code} {i}"),
-        (code, None, Some(c)) => format!("{code} {c}"),
-        (code, None, None) => code.to_string(),
-    };
-    pb::Reason {
-        code: code.into(),
-        item_id: item.unwrap_or_default().into(),
-        category: category.unwrap_or_default().into(),
-        text,
-    }
-}
-
 /// The order of reasons in an explanation: what the user did first, then the catalog's news,
 /// then what is popular.
 fn importance(code: &str) -> u8 {
@@ -186,26 +175,12 @@ fn importance(code: &str) -> u8 {
     }
 }
 
-fn scenario_label(s: pb::Scenario) -> &'static str {
-    match s {
-        pb::Scenario::Unspecified | pb::Scenario::ForYou => "for_you",
-        pb::Scenario::SimilarItems => "similar_items",
-        pb::Scenario::BoughtTogether => "bought_together",
-        pb::Scenario::Trending => "trending",
-        pb::Scenario::CartComplement => "cart_complement",
-    }
-}
-
 fn interaction_code(kind: InteractionKind) -> &'static str {
     match kind {
         InteractionKind::View => "viewed",
         InteractionKind::Cart => "carted",
         InteractionKind::Purchase => "purchased",
     }
-}
-
-fn store_error(e: shopmind_store::StoreError) -> pb::ServiceError {
-    rpc::error(pb::ServiceErrorCode::Unavailable, format!("feature store: {e}"))
 }
 
 /// The user's recent interactions as (model index, weight), newest weighing most
@@ -273,6 +248,8 @@ impl Recommender {
         Self { store, models, settings }
     }
 
+    /// The recommendations of a wire request: the protocol edge, where the request is checked
+    /// into a [`Query`] and the answer and its errors take their wire form.
     pub async fn recommend(
         &self,
         req: &pb::RecommendRequest,
@@ -287,28 +264,47 @@ impl Recommender {
         req: &pb::RecommendRequest,
         deadline: Option<Instant>,
     ) -> Result<pb::RecommendResponse, pb::ServiceError> {
-        let q = request::validate(req)?;
-        let s = &self.settings;
+        self.answer(req, deadline).await.map_err(WireError::into_wire)
+    }
+
+    async fn answer(
+        &self,
+        req: &pb::RecommendRequest,
+        deadline: Option<Instant>,
+    ) -> Result<pb::RecommendResponse, InferenceError> {
+        let query = Query::try_from(req)?;
+        Ok(self.recommendations(&query, deadline).await?.into())
+    }
+
+    /// The page of recommendations `q` asks for, in stages: the user's context, the candidates
+    /// of every source, their rank (filtered), the page (diversified), its explanation.
+    pub async fn recommendations(
+        &self,
+        q: &Query,
+        deadline: Option<Instant>,
+    ) -> Result<Recommendations, InferenceError> {
         let now = UnixMillis::now();
-        let store = &*self.store;
-        let scenario = q.scenario;
-        // Without catalog filters or a diversity cap only exclusions can drop a candidate.
-        let unfiltered = q.categories.is_empty()
-            && q.min_price.is_none()
-            && q.max_price.is_none()
-            && !q.in_stock_only
-            && q.max_per_category == 0;
-        let page_end = (q.page + 1).saturating_mul(q.limit);
-        // The popular items of an unfiltered FOR_YOU or CART_COMPLEMENT page are its fill, ranked
-        // by popularity: the page's worth (and the history's, which may be excluded) is read
-        // first, the whole pool only where it is needed (a cold start ranks it by trend).
-        let whole_pool = s.trending_pool.max(q.limit + q.exclude.len() + 50);
-        let fill_only = unfiltered && matches!(scenario, pb::Scenario::ForYou | pb::Scenario::CartComplement);
-        let popular_n = if fill_only {
-            page_end.saturating_add(1 + q.exclude.len() + s.history_len).min(whole_pool)
-        } else {
-            whole_pool
-        };
+        let plan = Plan::of(q, &self.settings);
+        let context = self.resolve_context(q, &plan, now).await?;
+        let latest = latest_interactions(&context.ctx.recent);
+        let candidates = self.gather_candidates(q, &plan, &context, &latest, deadline).await?;
+        let ranked = self.rank_candidates(q, candidates.pool, &candidates.excluded, now).await?;
+        let (page, more) = diversified_page(&ranked, q);
+        let retrieval = candidates.ranking.as_ref().map_or("none", |r| r.retrieval);
+        metrics().recommend_answer(q.scenario.as_str(), retrieval);
+        Ok(explain_page(q, &context, &latest, candidates.ranking, &ranked, page, more))
+    }
+
+    /// The context: what the store knows of the user (history, purchases, cart,
+    /// affinity, the popular fill) and of the anchors, and the tenant's model. An anchor neither
+    /// knows is NOT_FOUND.
+    async fn resolve_context(
+        &self,
+        q: &Query,
+        plan: &Plan,
+        now: UnixMillis,
+    ) -> Result<Context, InferenceError> {
+        let (s, store) = (&self.settings, &*self.store);
         let context = read_recommend_context(
             store,
             &q.tenant,
@@ -316,7 +312,7 @@ impl Recommender {
                 user: q.user.as_ref(),
                 session: q.session.as_ref(),
                 history_len: s.history_len,
-                popular_n,
+                popular_n: plan.popular_n,
                 category: q.context_category(),
                 affinity_half_life: s.affinity_half_life,
                 now,
@@ -326,40 +322,23 @@ impl Recommender {
             context,
             read_catalog_entries(store, &q.tenant, &q.anchors, CatalogParts::AttributesAndStats, now)
         );
-        let mut ctx = ctx.map_err(store_error)?;
-        let anchor_entries = anchor_entries.map_err(store_error)?;
+        let mut ctx = ctx?;
+        let anchor_entries = anchor_entries?;
         let model = self.models.get(&q.tenant);
-        for (anchor, entry) in q.anchors.iter().zip(&anchor_entries) {
-            let in_model = model.as_ref().is_some_and(|m| m.index_of(anchor.as_str()).is_some());
-            if !entry.known && !in_model {
-                let i = req.item_ids.iter().position(|a| a == anchor.as_str()).unwrap_or_default();
-                return Err(rpc::error(
-                    pb::ServiceErrorCode::NotFound,
-                    format!("item_ids[{i}]: item {anchor:?} is unknown to tenant {}", q.tenant),
-                ));
-            }
-        }
-
-        let cold_start = match scenario {
-            pb::Scenario::ForYou => ctx.recent.is_empty(),
-            pb::Scenario::CartComplement => ctx.cart.is_empty(),
+        check_anchors_known(q, &anchor_entries, model.as_deref())?;
+        let cold_start = match q.scenario {
+            Scenario::ForYou => ctx.recent.is_empty(),
+            Scenario::CartComplement => ctx.cart.is_empty(),
             _ => false,
         };
         // The fill read first may be short: a cold start, or more excluded items than it held.
         let fill_needed = if cold_start {
-            whole_pool
+            plan.whole_pool
         } else {
-            page_end.saturating_add(1 + excluded_items(&q, &ctx).len()).min(whole_pool)
+            plan.page_end.saturating_add(1 + excluded_items(q, &ctx).len()).min(plan.whole_pool)
         };
-        if ctx.popular.len() == popular_n && popular_n < fill_needed {
-            ctx.popular = read_popular(store, &q.tenant, fill_needed).await.map_err(store_error)?;
-        }
-        // The newest interaction of each recent item, newest first.
-        let mut latest: Vec<&Interaction> = Vec::new();
-        for i in &ctx.recent {
-            if !latest.iter().any(|l| l.item == i.item) {
-                latest.push(i);
-            }
+        if ctx.popular.len() == plan.popular_n && plan.popular_n < fill_needed {
+            ctx.popular = read_popular(store, &q.tenant, fill_needed).await?;
         }
         // The context of a cold start: the request's category, else the session's top category.
         let context_category = match q.context_category() {
@@ -371,101 +350,217 @@ impl Recommender {
             && q.context_category().is_none()
             && let Some(c) = &context_category
         {
-            ctx.category_popular =
-                read_category_popular(store, &q.tenant, c, s.trending_pool).await.map_err(store_error)?;
+            ctx.category_popular = read_category_popular(store, &q.tenant, c, s.trending_pool).await?;
         }
-        let context_category = context_category.as_deref();
-        let seeds = seeds(&q, &ctx, &latest, s.neighbour_seeds);
-        let categories = seed_categories(&q, &ctx, &anchor_entries, cold_start, context_category);
+        Ok(Context { ctx, anchor_entries, model, cold_start, context_category })
+    }
+
+    /// The candidates of every source: the model's, the seeds' neighbours, new items of
+    /// the relevant categories, trending and popular items. Without filters, only what the page
+    /// can show is kept (`trim_to_page`).
+    async fn gather_candidates<'a>(
+        &self,
+        q: &'a Query,
+        plan: &Plan,
+        context: &'a Context,
+        latest: &[&Interaction],
+        deadline: Option<Instant>,
+    ) -> Result<Candidates<'a>, InferenceError> {
+        let (s, ctx) = (&self.settings, &context.ctx);
+        let context_category = context.context_category.as_deref();
+        let seeds = seeds(q, ctx, latest, s.neighbour_seeds);
+        let categories =
+            seed_categories(q, ctx, &context.anchor_entries, context.cold_start, context_category);
         let seed_items: Vec<ItemId> = seeds.iter().map(|(i, _)| i.clone()).collect();
         // FOR_YOU and SIMILAR_ITEMS offer no co-purchases (offer_neighbours).
-        let kinds = match scenario {
-            pb::Scenario::ForYou | pb::Scenario::SimilarItems => SeedNeighbours::Covisited,
+        let kinds = match q.scenario {
+            Scenario::ForYou | Scenario::SimilarItems => SeedNeighbours::Covisited,
             _ => SeedNeighbours::CovisitedAndCopurchased,
         };
         let neighbours =
-            read_neighbours(store, &q.tenant, &seed_items, kinds, &categories, s.neighbours_per_seed)
-                .await
-                .map_err(store_error)?;
+            read_neighbours(&*self.store, &q.tenant, &seed_items, kinds, &categories, s.neighbours_per_seed)
+                .await?;
 
-        // Stage 1: candidates of every source. Without filters the model's best up to this
-        // page's end (plus as many as could be excluded) are all the ranking needs; otherwise the
-        // whole candidate pool.
-        let model_pool = if unfiltered {
+        // Without filters the model's best up to this page's end (plus as many as could be
+        // excluded) are all the ranking needs; otherwise the whole candidate pool.
+        let model_pool = if plan.unfiltered {
             let droppable =
                 ctx.bought.len() + q.exclude.len() + ctx.recent.len() + ctx.cart.len() + q.anchors.len();
-            s.candidate_pool.min((q.page + 1).saturating_mul(q.limit).saturating_add(droppable + 1))
+            s.candidate_pool.min(plan.page_end.saturating_add(droppable + 1))
         } else {
             s.candidate_pool
         };
         let mut pool = Pool::default();
-        let ranked_by_model = match model.as_deref() {
-            Some(m) if matches!(scenario, pb::Scenario::ForYou | pb::Scenario::SimilarItems) => {
-                model_candidates(m, &q, &ctx, &neighbours, model_pool, &mut pool, deadline).await?
+        let ranking = match context.model.as_deref() {
+            Some(m) if matches!(q.scenario, Scenario::ForYou | Scenario::SimilarItems) => {
+                model_candidates(m, q, ctx, &neighbours, model_pool, &mut pool, deadline).await?
             }
             _ => None,
         };
-        let model_scores = ranked_by_model.as_ref().map(|r| &r.scores);
-        offer_neighbours(&mut pool, scenario, &seeds, &neighbours, model_scores);
-        offer_new_items(&mut pool, &categories, &neighbours, ranked_by_model.as_ref().and(model.as_deref()));
+        let model_scores = ranking.as_ref().map(|r| &r.scores);
+        offer_neighbours(&mut pool, q.scenario, &seeds, &neighbours, model_scores);
+        offer_new_items(&mut pool, &categories, &neighbours, ranking.as_ref().and(context.model.as_deref()));
         // Without filters or a diversity cap the popular fill is ranked by popularity alone, so
         // the page (and one more, for `next_page_token`) past the excluded items is all it can
         // contribute.
-        let excluded = excluded_items(&q, &ctx);
-        let fill_limit = unfiltered.then(|| page_end.saturating_add(1).saturating_add(excluded.len()));
-        offer_trending(&mut pool, &q, &ctx, cold_start, context_category, fill_limit);
-        if unfiltered {
-            trim_to_page(&mut pool, &excluded, page_end.saturating_add(1));
+        let excluded = excluded_items(q, ctx);
+        let fill_limit =
+            plan.unfiltered.then(|| plan.page_end.saturating_add(1).saturating_add(excluded.len()));
+        offer_trending(&mut pool, q, ctx, context.cold_start, context_category, fill_limit);
+        if plan.unfiltered {
+            trim_to_page(&mut pool, &excluded, plan.page_end.saturating_add(1));
         }
+        Ok(Candidates { pool, ranking, excluded })
+    }
 
-        // Stage 2: catalog entries, filters, the rank, the page.
+    /// The rank: the candidates' catalog entries, the filters, the order.
+    async fn rank_candidates(
+        &self,
+        q: &Query,
+        pool: Pool,
+        excluded: &HashSet<&str>,
+        now: UnixMillis,
+    ) -> Result<Vec<Ranked>, InferenceError> {
         // The items' statistics only serve to rank trending candidates by how they trend now.
         let parts = if pool.map.values().any(|c| c.by_trending) {
             CatalogParts::AttributesAndStats
         } else {
             CatalogParts::Attributes
         };
-        let entries =
-            read_catalog_entries(store, &q.tenant, &pool.order, parts, now).await.map_err(store_error)?;
-        let ranked = rank(pool, entries, &q, &excluded);
-        let leaves: Vec<Option<&str>> = ranked.iter().map(|r| r.entry.leaf_category()).collect();
-        let (page, more) = page_of(&leaves, q.limit, q.max_per_category, q.page);
-        let history: Vec<(&ItemId, &'static str)> = match scenario {
-            pb::Scenario::ForYou => latest.iter().map(|i| (&i.item, interaction_code(i.kind))).collect(),
-            pb::Scenario::SimilarItems => q.anchors.iter().map(|a| (a, "similar_to")).collect(),
-            _ => Vec::new(),
+        let entries = read_catalog_entries(&*self.store, &q.tenant, &pool.order, parts, now).await?;
+        Ok(rank(pool, entries, q, excluded))
+    }
+}
+
+/// How much of each source a request reads, known before any read.
+struct Plan {
+    /// Without catalog filters or a diversity cap only exclusions can drop a candidate.
+    unfiltered: bool,
+    /// Where the requested page ends in the ranking.
+    page_end: usize,
+    /// The most popular items a request reads.
+    whole_pool: usize,
+    /// The popular items read with the context.
+    popular_n: usize,
+}
+
+impl Plan {
+    fn of(q: &Query, s: &RecommendSettings) -> Self {
+        let unfiltered = q.is_unfiltered();
+        let page_end = (q.page + 1).saturating_mul(q.limit);
+        // The popular items of an unfiltered FOR_YOU or CART_COMPLEMENT page are its fill, ranked
+        // by popularity: the page's worth (and the history's, which may be excluded) is read
+        // first, the whole pool only where it is needed (a cold start ranks it by trend).
+        let whole_pool = s.trending_pool.max(q.limit + q.exclude.len() + 50);
+        let fill_only = unfiltered && matches!(q.scenario, Scenario::ForYou | Scenario::CartComplement);
+        let popular_n = if fill_only {
+            page_end.saturating_add(1 + q.exclude.len() + s.history_len).min(whole_pool)
+        } else {
+            whole_pool
         };
-        let embedding = match (&ranked_by_model, model.as_deref()) {
-            (Some(_), Some(RecommenderModel::Embedding(e))) => Some(e),
-            _ => None,
-        };
-        let items = page
-            .into_iter()
-            .map(|k| {
-                let Ranked { item, candidate: c, entry } = &ranked[k];
-                let reasons = if q.explain { explain(item, c, embedding, &history) } else { Vec::new() };
-                pb::ScoredItem {
-                    item_id: item.to_string(),
-                    score: c.score,
-                    reason: c.reason.into(),
-                    reasons,
-                    category: entry.leaf_category().unwrap_or_default().to_string(),
-                }
-            })
-            .collect();
-        let retrieval = ranked_by_model.as_ref().map_or("none", |r| r.retrieval);
-        metrics().recommend_answer(scenario_label(scenario), retrieval);
-        Ok(pb::RecommendResponse {
-            items,
-            model_version: ranked_by_model.map(|r| r.version).unwrap_or_default(),
-            next_page_token: if more {
-                request::page_token(q.page + 1, q.fingerprint)
-            } else {
-                String::new()
-            },
-            scenario: scenario as i32,
-            cold_start,
+        Self { unfiltered, page_end, whole_pool, popular_n }
+    }
+}
+
+/// What [`Recommender::resolve_context`] found out about a request.
+struct Context {
+    ctx: RecommendContext,
+    /// The anchors' catalog entries, in the query's order.
+    anchor_entries: Vec<CatalogEntry>,
+    /// The tenant's recommender, if it has one.
+    model: Option<Arc<RecommenderModel>>,
+    /// Whether the user has no history for the scenario.
+    cold_start: bool,
+    /// The category whose popular items a cold start is filled with.
+    context_category: Option<String>,
+}
+
+/// What [`Recommender::gather_candidates`] gathered.
+struct Candidates<'a> {
+    pool: Pool,
+    /// What the model contributed, if it ranked the request.
+    ranking: Option<ModelRanking>,
+    /// The items never recommended to this request ([`excluded_items`]).
+    excluded: HashSet<&'a str>,
+}
+
+/// An anchor that neither the catalog nor the model knows is NOT_FOUND.
+fn check_anchors_known(
+    q: &Query,
+    entries: &[CatalogEntry],
+    model: Option<&RecommenderModel>,
+) -> Result<(), InferenceError> {
+    for (k, (anchor, entry)) in q.anchors.iter().zip(entries).enumerate() {
+        let in_model = model.is_some_and(|m| m.index_of(anchor.as_str()).is_some());
+        if !entry.known && !in_model {
+            return Err(InferenceError::NotFound(format!(
+                "{}: item {anchor:?} is unknown to tenant {}",
+                q.anchor_field(k),
+                q.tenant
+            )));
+        }
+    }
+    Ok(())
+}
+
+/// The newest interaction of each recent item, newest first.
+fn latest_interactions(recent: &[Interaction]) -> Vec<&Interaction> {
+    let mut latest: Vec<&Interaction> = Vec::new();
+    for i in recent {
+        if !latest.iter().any(|l| l.item == i.item) {
+            latest.push(i);
+        }
+    }
+    latest
+}
+
+/// The page: the ranked items of the requested page, at most `max_per_category` of
+/// one leaf category; also whether pages follow.
+fn diversified_page(ranked: &[Ranked], q: &Query) -> (Vec<usize>, bool) {
+    let leaves: Vec<Option<&str>> = ranked.iter().map(|r| r.entry.leaf_category()).collect();
+    page_of(&leaves, q.limit, q.max_per_category, q.page)
+}
+
+/// The answer: each item of the page with its reasons (when asked), the version of
+/// the model that ranked it and the next page's token.
+fn explain_page(
+    q: &Query,
+    context: &Context,
+    latest: &[&Interaction],
+    ranking: Option<ModelRanking>,
+    ranked: &[Ranked],
+    page: Vec<usize>,
+    more: bool,
+) -> Recommendations {
+    let history: Vec<(&ItemId, &'static str)> = match q.scenario {
+        Scenario::ForYou => latest.iter().map(|i| (&i.item, interaction_code(i.kind))).collect(),
+        Scenario::SimilarItems => q.anchors.iter().map(|a| (a, "similar_to")).collect(),
+        _ => Vec::new(),
+    };
+    let embedding = match (&ranking, context.model.as_deref()) {
+        (Some(_), Some(RecommenderModel::Embedding(e))) => Some(e),
+        _ => None,
+    };
+    let items = page
+        .into_iter()
+        .map(|k| {
+            let Ranked { item, candidate: c, entry } = &ranked[k];
+            let reasons = if q.explain { explain(item, c, embedding, &history) } else { Vec::new() };
+            Recommendation {
+                item: item.clone(),
+                score: c.score,
+                reason: c.reason.into(),
+                reasons,
+                category: entry.leaf_category().unwrap_or_default().to_string(),
+            }
         })
+        .collect();
+    Recommendations {
+        items,
+        model_version: ranking.map(|r| r.version).unwrap_or_default(),
+        next_page_token: more.then(|| request::page_token(q.page + 1, q.fingerprint)),
+        scenario: q.scenario,
+        cold_start: context.cold_start,
     }
 }
 
@@ -477,14 +572,12 @@ fn seeds(
     max: usize,
 ) -> Vec<(ItemId, &'static str)> {
     match q.scenario {
-        pb::Scenario::ForYou => {
+        Scenario::ForYou => {
             latest.iter().take(max).map(|i| (i.item.clone(), interaction_code(i.kind))).collect()
         }
-        pb::Scenario::SimilarItems => q.anchors.iter().map(|a| (a.clone(), "similar_to")).collect(),
-        pb::Scenario::BoughtTogether => q.anchors.iter().map(|a| (a.clone(), "bought_with")).collect(),
-        pb::Scenario::CartComplement => {
-            ctx.cart.iter().take(max).map(|c| (c.clone(), "bought_with")).collect()
-        }
+        Scenario::SimilarItems => q.anchors.iter().map(|a| (a.clone(), "similar_to")).collect(),
+        Scenario::BoughtTogether => q.anchors.iter().map(|a| (a.clone(), "bought_with")).collect(),
+        Scenario::CartComplement => ctx.cart.iter().take(max).map(|c| (c.clone(), "bought_with")).collect(),
         _ => Vec::new(),
     }
 }
@@ -499,14 +592,14 @@ fn seed_categories<'a>(
     context_category: Option<&'a str>,
 ) -> Vec<String> {
     let found: Vec<&str> = match q.scenario {
-        pb::Scenario::ForYou if cold_start => context_category.into_iter().collect(),
-        pb::Scenario::ForYou => ctx
+        Scenario::ForYou if cold_start => context_category.into_iter().collect(),
+        Scenario::ForYou => ctx
             .affinity
             .iter()
             .filter_map(|(path, _)| category_levels(path).last())
             .take(AFFINITY_CATEGORIES)
             .collect(),
-        pb::Scenario::SimilarItems => anchors.iter().filter_map(CatalogEntry::leaf_category).collect(),
+        Scenario::SimilarItems => anchors.iter().filter_map(CatalogEntry::leaf_category).collect(),
         _ => Vec::new(),
     };
     let mut out: Vec<String> = Vec::new();
@@ -538,8 +631,8 @@ async fn model_candidates(
     candidate_pool: usize,
     pool: &mut Pool,
     deadline: Option<Instant>,
-) -> Result<Option<ModelRanking>, pb::ServiceError> {
-    let for_you = q.scenario == pb::Scenario::ForYou;
+) -> Result<Option<ModelRanking>, InferenceError> {
+    let for_you = q.scenario == Scenario::ForYou;
     let history = match m {
         RecommenderModel::Covisit(c) if for_you => weighted_history(&ctx.recent, |item| c.index_of(item)),
         RecommenderModel::Covisit(c) => {
@@ -566,9 +659,7 @@ async fn model_candidates(
         .filter_map(|(item, _)| Some((item, m.index_of(item.as_str())?)))
         .collect();
     let scored = match m {
-        RecommenderModel::Covisit(c) => {
-            Scored::every_item(c.score_until(&history, deadline).await.map_err(model_error)?)
-        }
+        RecommenderModel::Covisit(c) => Scored::every_item(c.score_until(&history, deadline).await?),
         RecommenderModel::Embedding(e) => match &e.ann {
             // Two stages: the ANN index's candidates for the user vector (computed in Rust, as
             // the graph computes it) and the neighbours, then ONNX Runtime scores only those.
@@ -576,7 +667,7 @@ async fn model_candidates(
                 let found = {
                     let span = tracing::info_span!("ann_search", candidates = tracing::field::Empty);
                     let _entered = span.enter();
-                    let user = e.user_vector(&history).map_err(model_error)?;
+                    let user = e.user_vector(&history)?;
                     let found = ann.search(&user);
                     span.record("candidates", found.len());
                     found
@@ -585,11 +676,10 @@ async fn model_candidates(
                 let mut seen: HashSet<usize> = found.iter().copied().collect();
                 let mut candidates = found;
                 candidates.extend(neighbour_items.iter().map(|&(_, j)| j).filter(|&j| seen.insert(j)));
-                let (scores, _) =
-                    e.score_candidates_until(&history, &candidates, deadline).await.map_err(model_error)?;
+                let (scores, _) = e.score_candidates_until(&history, &candidates, deadline).await?;
                 Scored { candidates: Some(candidates), scores, own }
             }
-            None => Scored::every_item(e.score_until(&history, deadline).await.map_err(model_error)?),
+            None => Scored::every_item(e.score_until(&history, deadline).await?),
         },
     };
     let retrieval = if scored.candidates.is_some() { "ann" } else { "brute_force" };
@@ -654,17 +744,17 @@ impl Scored {
 /// Offers the seeds' co-visitation and co-purchase neighbours, as the scenario uses them.
 fn offer_neighbours(
     pool: &mut Pool,
-    scenario: pb::Scenario,
+    scenario: Scenario,
     seeds: &[(ItemId, &'static str)],
     neighbours: &Neighbours,
     model_scores: Option<&HashMap<ItemId, f32>>,
 ) {
     // (tier, main reason, reason code) of co-visited items; tier of co-purchased items.
     let (covisit, copurchase) = match scenario {
-        pb::Scenario::ForYou => (Some((PRIMARY, "covisited", None)), None),
-        pb::Scenario::SimilarItems => (Some((PRIMARY, "similar", Some("similar_to"))), None),
-        pb::Scenario::BoughtTogether => (None, Some((PRIMARY, "bought_together"))),
-        pb::Scenario::CartComplement => {
+        Scenario::ForYou => (Some((PRIMARY, "covisited", None)), None),
+        Scenario::SimilarItems => (Some((PRIMARY, "similar", Some("similar_to"))), None),
+        Scenario::BoughtTogether => (None, Some((PRIMARY, "bought_together"))),
+        Scenario::CartComplement => {
             (Some((SECONDARY, "complement", Some("carted"))), Some((PRIMARY, "complement")))
         }
         _ => (None, None),
@@ -676,13 +766,13 @@ fn offer_neighbours(
                     Some(&score) => candidate(MODEL, f64::from(score), score, reason),
                     None => candidate(tier, *count, *count as f32, reason),
                 };
-                pool.offer(item, c, Some(because(code.unwrap_or(seed_code), Some(seed.as_str()), None)));
+                pool.offer(item, c, Some(Reason::new(code.unwrap_or(seed_code), Some(seed.as_str()), None)));
             }
         }
         if let Some((tier, reason)) = copurchase {
             for (item, count) in neighbours.copurchased.get(k).into_iter().flatten() {
                 let c = candidate(tier, *count, *count as f32, reason);
-                pool.offer(item, c, Some(because("bought_with", Some(seed.as_str()), None)));
+                pool.offer(item, c, Some(Reason::new("bought_with", Some(seed.as_str()), None)));
             }
         }
     }
@@ -704,7 +794,7 @@ fn offer_new_items(
             pool.offer(
                 item,
                 candidate(NEW, -(rank as f64), 0.0, "new_item"),
-                Some(because("new_in_category", None, Some(category))),
+                Some(Reason::new("new_in_category", None, Some(category))),
             );
         }
     }
@@ -724,23 +814,23 @@ fn offer_trending(
 ) {
     let scenario = q.scenario;
     let category = match scenario {
-        pb::Scenario::Trending => q.category.as_deref(),
-        pb::Scenario::ForYou | pb::Scenario::CartComplement if cold_start => context_category,
+        Scenario::Trending => q.category.as_deref(),
+        Scenario::ForYou | Scenario::CartComplement if cold_start => context_category,
         _ => None,
     };
     if let Some(category) = category {
         for (item, all_time) in &ctx.category_popular {
             let c = Candidate { key2: *all_time, by_trending: true, ..candidate(NEW, 0.0, 0.0, "trending") };
-            pool.offer(item, c, Some(because("trending_in_category", None, Some(category))));
+            pool.offer(item, c, Some(Reason::new("trending_in_category", None, Some(category))));
         }
     }
     let fill = match scenario {
-        pb::Scenario::ForYou | pb::Scenario::CartComplement => true,
-        pb::Scenario::Trending => q.category.is_none(),
+        Scenario::ForYou | Scenario::CartComplement => true,
+        Scenario::Trending => q.category.is_none(),
         _ => false,
     };
     if fill {
-        let trending = scenario == pb::Scenario::Trending || cold_start;
+        let trending = scenario == Scenario::Trending || cold_start;
         let code = if trending { "trending" } else { "popular" };
         let limit = if trending { usize::MAX } else { fill_limit.unwrap_or(usize::MAX) };
         for (rank, (item, all_time)) in ctx.popular.iter().enumerate().take(limit) {
@@ -749,7 +839,7 @@ fn offer_trending(
                 by_trending: trending,
                 ..candidate(FILL, -(rank as f64), 0.0, code)
             };
-            pool.offer(item, c, Some(because(code, None, None)));
+            pool.offer(item, c, Some(Reason::new(code, None, None)));
         }
     }
 }
@@ -794,7 +884,7 @@ struct Ranked {
 /// now, gives new items their category's score, and sorts (tier, key, all-time popularity,
 /// item id).
 fn rank(mut pool: Pool, entries: Vec<CatalogEntry>, q: &Query, excluded: &HashSet<&str>) -> Vec<Ranked> {
-    let trending_in = q.category.as_deref().filter(|_| q.scenario == pb::Scenario::Trending);
+    let trending_in = q.category.as_deref().filter(|_| q.scenario == Scenario::Trending);
     let mut ranked: Vec<Ranked> = Vec::new();
     for (item, entry) in pool.order.iter().zip(entries) {
         let Some(mut c) = pool.map.remove(item) else { continue };
@@ -842,16 +932,16 @@ fn explain(
     c: &Candidate,
     embedding: Option<&ServedEmbedding>,
     history: &[(&ItemId, &'static str)],
-) -> Vec<pb::Reason> {
+) -> Vec<Reason> {
     let mut reasons = c.reasons.clone();
     if c.tier == MODEL
-        && !reasons.iter().any(|r| !r.item_id.is_empty())
+        && !reasons.iter().any(|r| !r.item.is_empty())
         && let Some((h, code)) = embedding.and_then(|e| nearest_history_item(e, item, history))
     {
-        reasons.push(because(code, Some(h.as_str()), None));
+        reasons.push(Reason::new(code, Some(h.as_str()), None));
     }
     if reasons.is_empty() {
-        reasons.push(because(c.reason, None, None));
+        reasons.push(Reason::new(c.reason, None, None));
     }
     reasons.sort_by_key(|r| importance(&r.code));
     reasons
@@ -891,7 +981,7 @@ fn excluded_items<'a>(q: &'a Query, ctx: &'a RecommendContext) -> HashSet<&'a st
         out.extend(ctx.cart.iter().map(ItemId::as_str));
     }
     out.extend(q.anchors.iter().map(ItemId::as_str));
-    if q.scenario == pb::Scenario::CartComplement {
+    if q.scenario == Scenario::CartComplement {
         out.extend(ctx.cart.iter().map(ItemId::as_str));
     }
     out
@@ -911,49 +1001,27 @@ fn passes_filters(q: &Query, e: &CatalogEntry) -> bool {
     !q.in_stock_only || e.in_stock()
 }
 
-/// Answers one request of `sm.rpc.<t>.inference.recommend`.
-pub(crate) async fn handle(recommender: &Recommender, request: IncomingRequest) {
-    let started = Instant::now();
-    let headers = &request.message.headers;
-    let incoming = headers.trace();
-    let span = tracing::info_span!(
-        "recommend",
-        subject = %request.message.subject,
-        scenario = tracing::field::Empty,
-        trace_id = tracing::field::Empty
-    );
-    telemetry::set_remote_parent(&span, incoming);
-    span.record("trace_id", telemetry::outgoing(&span, incoming).trace_id_hex());
-    let reply = async {
-        if rpc::deadline_passed(headers) {
-            return Err(rpc::error(
-                pb::ServiceErrorCode::DeadlineExceeded,
-                "deadline passed before work started",
-            ));
-        }
-        let req = pb::RecommendRequest::decode(request.message.payload.as_ref()).map_err(|e| {
-            rpc::invalid(vec![(String::new(), format!("not a shopmind.v1.RecommendRequest: {e}"))])
-        })?;
-        if topology::tenant_of_subject(&request.message.subject).is_none_or(|t| t.as_str() != req.tenant) {
-            return Err(rpc::invalid(vec![(
-                "tenant".into(),
-                "differs from the tenant of the subject".into(),
-            )]));
-        }
-        tracing::Span::current().record("scenario", req.scenario().as_str_name());
-        recommender.recommend_until(&req, rpc::deadline(headers)).await
-    }
-    .instrument(span.clone())
-    .await;
-    metrics().inference_request(if reply.is_ok() { Success::Ok } else { Success::Error }, started.elapsed());
-    let reply = match reply {
-        Ok(ok) => pb::RecommendReply { result: Some(pb::recommend_reply::Result::Ok(ok)) },
-        Err(e) => pb::RecommendReply { result: Some(pb::recommend_reply::Result::Error(e)) },
-    };
-    if let Err(e) = request.respond(Headers::new(), Bytes::from(reply.encode_to_vec())).instrument(span).await
-    {
-        warn!(error = %e, "could not reply");
-    }
+/// Answers `sm.rpc.<t>.inference.recommend` until `shutdown`, at most `concurrency` requests at
+/// a time.
+pub(crate) async fn serve(
+    recommender: Arc<Recommender>,
+    server: &rpc::Server,
+    concurrency: usize,
+) -> Result<(), BusError> {
+    server
+        .serve(
+            methods::Recommend,
+            concurrency,
+            recommender,
+            |recommender, req, incoming| async move {
+                tracing::Span::current().record("kind", req.scenario().as_str_name());
+                recommender.answer(&req, incoming.deadline).await
+            },
+            |result, took| {
+                metrics().inference_request(if result.is_ok() { Success::Ok } else { Success::Error }, took)
+            },
+        )
+        .await
 }
 
 #[cfg(test)]
@@ -1036,7 +1104,7 @@ mod tests {
                 limit: 1 + next(10) as u32,
                 ..Default::default()
             };
-            let mut q = request::validate(&req).unwrap();
+            let mut q = Query::try_from(&req).unwrap();
             q.page = next(3) as usize;
             let whole = Pool { order: pool.order.clone(), map: pool.map.clone() };
             let keep = (q.page + 1) * q.limit + 1;
@@ -1106,11 +1174,11 @@ mod tests {
     fn a_better_offer_takes_the_rank_and_keeps_every_reason() {
         let item = ItemId::parse("x").unwrap();
         let mut pool = Pool::default();
-        pool.offer(&item, candidate(FILL, 0.0, 0.0, "popular"), Some(because("popular", None, None)));
+        pool.offer(&item, candidate(FILL, 0.0, 0.0, "popular"), Some(Reason::new("popular", None, None)));
         pool.offer(
             &item,
             candidate(PRIMARY, 3.0, 3.0, "covisited"),
-            Some(because("viewed", Some("y"), None)),
+            Some(Reason::new("viewed", Some("y"), None)),
         );
         pool.offer(&item, candidate(SECONDARY, 9.0, 9.0, "complement"), None);
         let c = &pool.map[&item];
@@ -1118,8 +1186,8 @@ mod tests {
         let codes: Vec<&str> = c.reasons.iter().map(|r| r.code.as_str()).collect();
         assert_eq!(codes, ["popular", "viewed"]);
         assert_eq!(pool.order.len(), 1);
-        assert_eq!(because("viewed", Some("i-42"), None).text, "viewed i-42");
-        assert_eq!(because("trending_in_category", None, Some("Comedy")).text, "trending in Comedy");
-        assert_eq!(because("bought_with", Some("i1"), None).text, "bought with i1");
+        assert_eq!(Reason::new("viewed", Some("i-42"), None).text, "viewed i-42");
+        assert_eq!(Reason::new("trending_in_category", None, Some("Comedy")).text, "trending in Comedy");
+        assert_eq!(Reason::new("bought_with", Some("i1"), None).text, "bought with i1");
     }
 }

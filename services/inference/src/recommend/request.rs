@@ -1,12 +1,14 @@
-//! A `RecommendRequest` checked into a [`Query`]: every bad field is reported at once as an
-//! INVALID_ARGUMENT field violation; the page token is opaque to clients and bound to the request.
+//! A `RecommendRequest` checked into a [`Query`] (`Query::try_from`): every bad field is reported
+//! at once as an INVALID_ARGUMENT field violation; the page token is opaque to clients and bound
+//! to the request.
 
 use std::collections::HashSet;
 
 use prost::Message as _;
 use shopmind_domain::{ItemId, SessionId, TenantId, UserId};
 use shopmind_proto::v1 as pb;
-use shopmind_runtime::rpc;
+
+use crate::InferenceError;
 
 /// Largest page of recommendations.
 pub const MAX_LIMIT: u32 = 100;
@@ -19,15 +21,62 @@ const MAX_PAGE: usize = 10_000;
 /// Most category filters.
 const MAX_CATEGORIES: usize = 50;
 
+/// What a recommendation is for (docs/RECOMMEND.md).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Scenario {
+    ForYou,
+    SimilarItems,
+    BoughtTogether,
+    Trending,
+    CartComplement,
+}
+
+impl Scenario {
+    /// The scenario of a request's `scenario` field (UNSPECIFIED is FOR_YOU).
+    fn from_proto(value: i32) -> Option<Self> {
+        match pb::Scenario::try_from(value).ok()? {
+            pb::Scenario::Unspecified | pb::Scenario::ForYou => Some(Self::ForYou),
+            pb::Scenario::SimilarItems => Some(Self::SimilarItems),
+            pb::Scenario::BoughtTogether => Some(Self::BoughtTogether),
+            pb::Scenario::Trending => Some(Self::Trending),
+            pb::Scenario::CartComplement => Some(Self::CartComplement),
+        }
+    }
+
+    pub fn to_proto(self) -> pb::Scenario {
+        match self {
+            Self::ForYou => pb::Scenario::ForYou,
+            Self::SimilarItems => pb::Scenario::SimilarItems,
+            Self::BoughtTogether => pb::Scenario::BoughtTogether,
+            Self::Trending => pb::Scenario::Trending,
+            Self::CartComplement => pb::Scenario::CartComplement,
+        }
+    }
+
+    /// The scenario's name in metrics.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::ForYou => "for_you",
+            Self::SimilarItems => "similar_items",
+            Self::BoughtTogether => "bought_together",
+            Self::Trending => "trending",
+            Self::CartComplement => "cart_complement",
+        }
+    }
+}
+
 /// A checked recommend request.
 #[derive(Debug, Clone)]
 pub struct Query {
     pub tenant: TenantId,
     pub user: Option<UserId>,
     pub session: Option<SessionId>,
-    pub scenario: pb::Scenario,
+    pub scenario: Scenario,
     pub limit: usize,
+    /// The request's anchor items, each once, in the request's order.
     pub anchors: Vec<ItemId>,
+    /// Where each anchor is in the request's `item_ids`.
+    pub anchor_fields: Vec<usize>,
     /// TRENDING's category (and the context of a cold start).
     pub category: Option<String>,
     pub categories: Vec<String>,
@@ -50,6 +99,20 @@ impl Query {
     /// context of a user without history (else the session's, see `recommend`).
     pub fn context_category(&self) -> Option<&str> {
         self.category.as_deref().or(self.categories.first().map(String::as_str))
+    }
+
+    /// Whether nothing but exclusions can drop a candidate: no catalog filter, no diversity cap.
+    pub fn is_unfiltered(&self) -> bool {
+        self.categories.is_empty()
+            && self.min_price.is_none()
+            && self.max_price.is_none()
+            && !self.in_stock_only
+            && self.max_per_category == 0
+    }
+
+    /// The field of the `k`-th anchor, e.g. `item_ids[2]`.
+    pub fn anchor_field(&self, k: usize) -> String {
+        format!("item_ids[{}]", self.anchor_fields.get(k).copied().unwrap_or_default())
     }
 }
 
@@ -85,108 +148,114 @@ fn parse_page_token(token: &str, fingerprint: u64) -> Result<usize, String> {
     Ok(page)
 }
 
-pub fn validate(req: &pb::RecommendRequest) -> Result<Query, pb::ServiceError> {
-    let mut violations: Vec<(String, String)> = Vec::new();
-    let mut bad = |field: &str, why: String| violations.push((field.to_string(), why));
-    let tenant = TenantId::parse(req.tenant.clone()).map_err(|e| bad("tenant", e.to_string())).ok();
-    let scenario = match pb::Scenario::try_from(req.scenario) {
-        Ok(pb::Scenario::Unspecified) => Some(pb::Scenario::ForYou),
-        Ok(s) => Some(s),
-        Err(_) => {
+impl TryFrom<&pb::RecommendRequest> for Query {
+    type Error = InferenceError;
+
+    fn try_from(req: &pb::RecommendRequest) -> Result<Self, InferenceError> {
+        let mut violations: Vec<(String, String)> = Vec::new();
+        let mut bad = |field: &str, why: String| violations.push((field.to_string(), why));
+        let tenant = TenantId::parse(req.tenant.clone()).map_err(|e| bad("tenant", e.to_string())).ok();
+        let scenario = Scenario::from_proto(req.scenario);
+        if scenario.is_none() {
             bad("scenario", format!("unknown scenario {}", req.scenario));
+        }
+        let needs_user = matches!(scenario, Some(Scenario::ForYou | Scenario::CartComplement));
+        let user = if req.user_id.is_empty() {
+            if needs_user {
+                bad("user_id", "required for FOR_YOU and CART_COMPLEMENT".into());
+            }
             None
+        } else {
+            UserId::parse(req.user_id.clone()).map_err(|e| bad("user_id", e.to_string())).ok()
+        };
+        if req.limit > MAX_LIMIT {
+            bad("limit", format!("must be at most {MAX_LIMIT}, got {}", req.limit));
         }
-    };
-    let needs_user = matches!(scenario, Some(pb::Scenario::ForYou | pb::Scenario::CartComplement));
-    let user = if req.user_id.is_empty() {
-        if needs_user {
-            bad("user_id", "required for FOR_YOU and CART_COMPLEMENT".into());
+        let needs_anchors = matches!(scenario, Some(Scenario::SimilarItems | Scenario::BoughtTogether));
+        if needs_anchors && req.item_ids.is_empty() {
+            bad("item_ids", "required for SIMILAR_ITEMS and BOUGHT_TOGETHER (1 to 20 items)".into());
         }
-        None
-    } else {
-        UserId::parse(req.user_id.clone()).map_err(|e| bad("user_id", e.to_string())).ok()
-    };
-    if req.limit > MAX_LIMIT {
-        bad("limit", format!("must be at most {MAX_LIMIT}, got {}", req.limit));
-    }
-    let needs_anchors = matches!(scenario, Some(pb::Scenario::SimilarItems | pb::Scenario::BoughtTogether));
-    if needs_anchors && req.item_ids.is_empty() {
-        bad("item_ids", "required for SIMILAR_ITEMS and BOUGHT_TOGETHER (1 to 20 items)".into());
-    }
-    if req.item_ids.len() > MAX_ANCHORS {
-        bad("item_ids", format!("at most {MAX_ANCHORS} items, got {}", req.item_ids.len()));
-    }
-    let mut anchors = Vec::new();
-    for (i, id) in req.item_ids.iter().enumerate() {
-        match ItemId::parse(id.clone()) {
-            Ok(item) if !anchors.contains(&item) => anchors.push(item),
-            Ok(_) => {}
-            Err(e) => bad(&format!("item_ids[{i}]"), e.to_string()),
+        if req.item_ids.len() > MAX_ANCHORS {
+            bad("item_ids", format!("at most {MAX_ANCHORS} items, got {}", req.item_ids.len()));
         }
-    }
-    for (i, id) in req.exclude_item_ids.iter().enumerate() {
-        if let Err(e) = ItemId::parse(id.clone()) {
-            bad(&format!("exclude_item_ids[{i}]"), e.to_string());
-        }
-    }
-    if req.categories.len() > MAX_CATEGORIES {
-        bad("categories", format!("at most {MAX_CATEGORIES}, got {}", req.categories.len()));
-    }
-    for (i, c) in req.categories.iter().enumerate() {
-        if c.trim().is_empty() {
-            bad(&format!("categories[{i}]"), "empty".into());
-        }
-    }
-    for (field, price) in [("min_price_minor", req.min_price_minor), ("max_price_minor", req.max_price_minor)]
-    {
-        if price.is_some_and(|p| p < 0) {
-            bad(field, "must not be negative".into());
-        }
-    }
-    if let (Some(min), Some(max)) = (req.min_price_minor, req.max_price_minor)
-        && min > max
-    {
-        bad("max_price_minor", format!("{max} is below min_price_minor {min}"));
-    }
-    let session = if req.session_id.is_empty() {
-        None
-    } else {
-        SessionId::parse(req.session_id.clone()).map_err(|e| bad("session_id", e.to_string())).ok()
-    };
-    let fingerprint = fingerprint(req);
-    let page = if req.page_token.is_empty() {
-        0
-    } else {
-        match parse_page_token(&req.page_token, fingerprint) {
-            Ok(page) => page,
-            Err(why) => {
-                bad("page_token", why);
-                0
+        let mut anchors = Vec::new();
+        let mut anchor_fields = Vec::new();
+        for (i, id) in req.item_ids.iter().enumerate() {
+            match ItemId::parse(id.clone()) {
+                Ok(item) if !anchors.contains(&item) => {
+                    anchors.push(item);
+                    anchor_fields.push(i);
+                }
+                Ok(_) => {}
+                Err(e) => bad(&format!("item_ids[{i}]"), e.to_string()),
             }
         }
-    };
-    match (tenant, scenario) {
-        (Some(tenant), Some(scenario)) if violations.is_empty() => Ok(Query {
-            tenant,
-            user,
-            session,
-            scenario,
-            limit: if req.limit == 0 { DEFAULT_LIMIT } else { req.limit } as usize,
-            anchors,
-            category: Some(req.category.trim().to_string()).filter(|c| !c.is_empty()),
-            categories: req.categories.iter().map(|c| c.trim().to_string()).collect(),
-            min_price: req.min_price_minor,
-            max_price: req.max_price_minor,
-            in_stock_only: req.in_stock_only,
-            include_purchased: req.include_purchased,
-            exclude_seen: req.exclude_seen,
-            exclude: req.exclude_item_ids.iter().cloned().collect(),
-            max_per_category: req.max_per_category as usize,
-            explain: req.explain,
-            page,
-            fingerprint,
-        }),
-        _ => Err(rpc::invalid(violations)),
+        for (i, id) in req.exclude_item_ids.iter().enumerate() {
+            if let Err(e) = ItemId::parse(id.clone()) {
+                bad(&format!("exclude_item_ids[{i}]"), e.to_string());
+            }
+        }
+        if req.categories.len() > MAX_CATEGORIES {
+            bad("categories", format!("at most {MAX_CATEGORIES}, got {}", req.categories.len()));
+        }
+        for (i, c) in req.categories.iter().enumerate() {
+            if c.trim().is_empty() {
+                bad(&format!("categories[{i}]"), "empty".into());
+            }
+        }
+        for (field, price) in
+            [("min_price_minor", req.min_price_minor), ("max_price_minor", req.max_price_minor)]
+        {
+            if price.is_some_and(|p| p < 0) {
+                bad(field, "must not be negative".into());
+            }
+        }
+        if let (Some(min), Some(max)) = (req.min_price_minor, req.max_price_minor)
+            && min > max
+        {
+            bad("max_price_minor", format!("{max} is below min_price_minor {min}"));
+        }
+        let session = if req.session_id.is_empty() {
+            None
+        } else {
+            SessionId::parse(req.session_id.clone()).map_err(|e| bad("session_id", e.to_string())).ok()
+        };
+        let fingerprint = fingerprint(req);
+        let page = if req.page_token.is_empty() {
+            0
+        } else {
+            match parse_page_token(&req.page_token, fingerprint) {
+                Ok(page) => page,
+                Err(why) => {
+                    bad("page_token", why);
+                    0
+                }
+            }
+        };
+        match (tenant, scenario) {
+            (Some(tenant), Some(scenario)) if violations.is_empty() => Ok(Query {
+                tenant,
+                user,
+                session,
+                scenario,
+                limit: if req.limit == 0 { DEFAULT_LIMIT } else { req.limit } as usize,
+                anchors,
+                anchor_fields,
+                category: Some(req.category.trim().to_string()).filter(|c| !c.is_empty()),
+                categories: req.categories.iter().map(|c| c.trim().to_string()).collect(),
+                min_price: req.min_price_minor,
+                max_price: req.max_price_minor,
+                in_stock_only: req.in_stock_only,
+                include_purchased: req.include_purchased,
+                exclude_seen: req.exclude_seen,
+                exclude: req.exclude_item_ids.iter().cloned().collect(),
+                max_per_category: req.max_per_category as usize,
+                explain: req.explain,
+                page,
+                fingerprint,
+            }),
+            _ => Err(InferenceError::InvalidArgument(violations)),
+        }
     }
 }
 
@@ -205,8 +274,12 @@ mod tests {
         }
     }
 
+    fn validate(req: &pb::RecommendRequest) -> Result<Query, InferenceError> {
+        Query::try_from(req)
+    }
+
     fn fields(req: &pb::RecommendRequest) -> Vec<String> {
-        let e = validate(req).unwrap_err();
+        let e = shopmind_runtime::rpc::WireError::into_wire(validate(req).unwrap_err());
         assert_eq!(e.code, pb::ServiceErrorCode::InvalidArgument as i32, "{e:?}");
         e.violations.into_iter().map(|v| v.field).collect()
     }
@@ -214,7 +287,7 @@ mod tests {
     #[test]
     fn defaults_and_scenarios() {
         let q = validate(&request("u1", pb::Scenario::Unspecified)).unwrap();
-        assert_eq!((q.scenario, q.limit, q.page), (pb::Scenario::ForYou, DEFAULT_LIMIT as usize, 0));
+        assert_eq!((q.scenario, q.limit, q.page), (Scenario::ForYou, DEFAULT_LIMIT as usize, 0));
         let q = validate(&request("", pb::Scenario::Trending)).unwrap();
         assert!(q.user.is_none());
         assert_eq!(fields(&request("", pb::Scenario::ForYou)), ["user_id"]);
