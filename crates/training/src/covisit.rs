@@ -13,6 +13,7 @@ use shopmind_domain::InteractionKind;
 use shopmind_onnx::{self as onnx, DataType, Dim, Manifest, TensorSpec, TrainingStats};
 
 use crate::error::{Result, TrainingError};
+use crate::interning::{Ids, InputSpan};
 
 /// Model family name written to [`Manifest::kind`].
 pub const KIND: &str = "covisit";
@@ -86,44 +87,21 @@ pub fn train(
     interactions: impl IntoIterator<Item = TrainingInteraction>,
     cfg: &CovisitConfig,
 ) -> CovisitModel {
-    let mut stats = TrainingStats::default();
-    let mut first = i64::MAX;
-    let mut last = i64::MIN;
-
     // Intern users and items; per user keep (at_ms, item) in input order.
-    let mut item_ids: HashMap<String, usize> = HashMap::new();
-    let mut item_names: Vec<String> = Vec::new();
-    let mut user_ids: HashMap<String, usize> = HashMap::new();
+    let mut span = InputSpan::default();
+    let (mut items, mut users) = (Ids::default(), Ids::default());
     let mut per_user: Vec<Vec<(i64, usize)>> = Vec::new();
     for ev in interactions {
-        stats.interactions += 1;
-        first = first.min(ev.at_ms);
-        last = last.max(ev.at_ms);
-        let item = match item_ids.get(&ev.item) {
-            Some(&id) => id,
-            None => {
-                let id = item_names.len();
-                item_ids.insert(ev.item.clone(), id);
-                item_names.push(ev.item);
-                id
-            }
-        };
-        let user = match user_ids.get(&ev.user) {
-            Some(&id) => id,
-            None => {
-                let id = per_user.len();
-                user_ids.insert(ev.user, id);
-                per_user.push(Vec::new());
-                id
-            }
-        };
+        span.observe(ev.at_ms);
+        let (item, _) = items.intern(ev.item);
+        let (user, new_user) = users.intern(ev.user);
+        if new_user {
+            per_user.push(Vec::new());
+        }
         per_user[user].push((ev.at_ms, item));
     }
-    stats.users = per_user.len() as u64;
-    if stats.interactions > 0 {
-        stats.first_at_ms = first;
-        stats.last_at_ms = last;
-    }
+    let stats = span.stats(per_user.len());
+    let mut item_names = items.into_names();
 
     // Distinct users per item.
     let mut popularity = vec![0u64; item_names.len()];

@@ -33,6 +33,7 @@ use shopmind_onnx::{self as onnx, DataType, Dim, Manifest, TensorSpec, TrainingS
 
 use crate::covisit::{TrainingInteraction, weighted_row_sum};
 use crate::error::{Result, TrainingError};
+use crate::interning::{Ids, InputSpan};
 use crate::rng::SplitMix64;
 
 /// Model family name written to [`Manifest::kind`].
@@ -204,46 +205,27 @@ pub struct Interned {
 impl Interned {
     /// Interns ids and orders each user's interactions by `at_ms` (stable: ties keep input order).
     pub fn from_interactions(interactions: impl IntoIterator<Item = TrainingInteraction>) -> Self {
-        let mut stats = TrainingStats::default();
-        let (mut first, mut last) = (i64::MAX, i64::MIN);
-        let mut item_ids: HashMap<String, u32> = HashMap::new();
-        let mut item_names: Vec<String> = Vec::new();
+        let mut span = InputSpan::default();
+        let (mut item_ids, mut user_ids) = (Ids::default(), Ids::default());
         let mut counts: Vec<u64> = Vec::new();
-        let mut user_ids: HashMap<String, usize> = HashMap::new();
-        let mut users: Vec<(String, Vec<(i64, u32)>)> = Vec::new();
+        let mut per_user: Vec<Vec<(i64, u32)>> = Vec::new();
         for ev in interactions {
-            stats.interactions += 1;
-            first = first.min(ev.at_ms);
-            last = last.max(ev.at_ms);
-            let item = match item_ids.get(&ev.item) {
-                Some(&id) => id,
-                None => {
-                    let id = item_names.len() as u32;
-                    item_ids.insert(ev.item.clone(), id);
-                    item_names.push(ev.item);
-                    counts.push(0);
-                    id
-                }
-            };
-            counts[item as usize] += 1;
-            let user = match user_ids.get(&ev.user) {
-                Some(&u) => u,
-                None => {
-                    let u = users.len();
-                    user_ids.insert(ev.user.clone(), u);
-                    users.push((ev.user, Vec::new()));
-                    u
-                }
-            };
-            users[user].1.push((ev.at_ms, item));
+            span.observe(ev.at_ms);
+            let (item, new_item) = item_ids.intern(ev.item);
+            if new_item {
+                counts.push(0);
+            }
+            counts[item] += 1;
+            let (user, new_user) = user_ids.intern(ev.user);
+            if new_user {
+                per_user.push(Vec::new());
+            }
+            per_user[user].push((ev.at_ms, item as u32));
         }
-        drop(user_ids);
-        drop(item_ids);
-        stats.users = users.len() as u64;
-        if stats.interactions > 0 {
-            stats.first_at_ms = first;
-            stats.last_at_ms = last;
-        }
+        let stats = span.stats(per_user.len());
+        let mut item_names = item_ids.into_names();
+        let mut users: Vec<(String, Vec<(i64, u32)>)> =
+            user_ids.into_names().into_iter().zip(per_user).collect();
         let mut ranked: Vec<u32> = (0..item_names.len() as u32).collect();
         ranked.sort_by(|&a, &b| {
             counts[b as usize]

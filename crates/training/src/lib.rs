@@ -19,6 +19,7 @@ pub mod covisit;
 pub mod demand;
 pub mod embedding;
 mod error;
+mod interning;
 mod linalg;
 pub mod purchase_intent;
 pub mod rng;
