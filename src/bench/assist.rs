@@ -213,10 +213,10 @@ pub async fn run(requests: usize, mut config: Config) -> anyhow::Result<AssistRe
         .collect();
 
     // 3. The raw encoder, one message per run.
-    let options = shopmind_models::PoolOptions {
+    let options = shopmind_serving::PoolOptions {
         sessions: config.inference.sessions,
         intra_threads: config.inference.intra_threads,
-        ..shopmind_models::PoolOptions::default()
+        ..shopmind_serving::PoolOptions::default()
     };
     let encoder = {
         let (config, options) = (config.clone(), options.clone());

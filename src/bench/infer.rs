@@ -17,9 +17,9 @@ use std::time::{Duration, Instant};
 
 use anyhow::{Context as _, bail};
 use shopmind_config::Config;
-use shopmind_models::{
-    BatchOptions, CovisitModel, CovisitRecommender, InputTensor, PoolOptions, TrainingStats, init_runtime,
-};
+use shopmind_onnx::TrainingStats;
+use shopmind_serving::{BatchOptions, CovisitRecommender, InputTensor, PoolOptions, init_runtime};
+use shopmind_training::CovisitModel;
 
 use super::{Batching, Rng, bar, percentile_ms};
 
@@ -66,7 +66,7 @@ pub async fn run(opts: InferOptions, config: &Config) -> anyhow::Result<InferRep
         bail!("--items must be at least 2, --history, --requests and --concurrency at least 1");
     }
     let library = if config.inference.onnxruntime_library.is_empty() {
-        shopmind_models::default_library_path()
+        shopmind_serving::default_library_path()
             .context("libonnxruntime.so not found: run scripts/setup.sh")?
     } else {
         PathBuf::from(&config.inference.onnxruntime_library)
@@ -99,7 +99,7 @@ pub async fn run(opts: InferOptions, config: &Config) -> anyhow::Result<InferRep
     let pool_options = PoolOptions {
         sessions: opts.batching.sessions,
         intra_threads: config.inference.intra_threads,
-        device: shopmind_models::Device::Cpu,
+        device: shopmind_serving::Device::Cpu,
         batch: BatchOptions {
             max_batch: opts.batching.max_batch,
             max_queue_delay: Duration::from_micros(opts.batching.max_queue_delay_us),

@@ -23,16 +23,16 @@ use std::time::{Duration, Instant};
 use anyhow::{Context as _, bail};
 use prost::Message as _;
 use shopmind_config::Config;
-use shopmind_models::batch::{BatchSpec, Batcher, PadValue};
-use shopmind_models::embedding::{
+use shopmind_onnx::{self as onnx, DataType, Dim, TrainingStats};
+use shopmind_serving::batch::{BatchSpec, Batcher, PadValue};
+use shopmind_serving::{
+    BatchOptions, EmbeddingRecommender, InputTensor, OutputTensor, PoolOptions, SessionPool, init_runtime,
+};
+use shopmind_training::embedding::{
     self, INPUT_CANDIDATES, INPUT_ITEMS, INPUT_WEIGHTS, ITEM_BIAS, ITEM_EMBEDDINGS, OUTPUT_CANDIDATE_SCORES,
     OUTPUT_USER_VECTORS,
 };
-use shopmind_models::onnx::{self, DataType, Dim};
-use shopmind_models::{
-    BatchOptions, EmbeddingConfig, EmbeddingModel, EmbeddingRecommender, Factors, InputTensor, OutputTensor,
-    PoolOptions, SessionPool, TrainingStats, init_runtime,
-};
+use shopmind_training::{EmbeddingConfig, EmbeddingModel, Factors};
 
 use super::{Batching, Rng, percentile_ms};
 
@@ -87,7 +87,7 @@ pub async fn run(opts: RankOptions, config: &Config) -> anyhow::Result<RankRepor
         bail!("--items must be at least 2, --dim, --history, --requests and --concurrency at least 1");
     }
     let library = if config.inference.onnxruntime_library.is_empty() {
-        shopmind_models::default_library_path()
+        shopmind_serving::default_library_path()
             .context("libonnxruntime.so not found: run scripts/setup.sh")?
     } else {
         PathBuf::from(&config.inference.onnxruntime_library)
@@ -123,7 +123,7 @@ pub async fn run(opts: RankOptions, config: &Config) -> anyhow::Result<RankRepor
     let pool_options = PoolOptions {
         sessions: opts.batching.sessions,
         intra_threads: config.inference.intra_threads,
-        device: shopmind_models::Device::Cpu,
+        device: shopmind_serving::Device::Cpu,
         batch: BatchOptions {
             max_batch: opts.batching.max_batch,
             max_queue_delay: Duration::from_micros(opts.batching.max_queue_delay_us),

@@ -31,13 +31,15 @@ use bytes::Bytes;
 use shopmind_config::Config;
 use shopmind_domain::{Interaction, InteractionKind, ItemId, TenantId, UnixMillis, UserId};
 use shopmind_features::{keys, read_user_context, recent_member};
-use shopmind_models::embedding::{self, EmbeddingConfig};
-use shopmind_models::{EmbeddingModel, EmbeddingRecommender, TrainingStats};
+use shopmind_onnx::TrainingStats;
 use shopmind_proto::v1 as pb;
 use shopmind_proto::v1::gateway_client::GatewayClient;
 use shopmind_registry::{ModelKey, ModelStore, NatsModelStore, RECOMMENDER, Version, VersionInfo};
 use shopmind_runtime::Shutdown;
+use shopmind_serving::EmbeddingRecommender;
 use shopmind_store::{FeatureStore, Read, RedisStore, Write, WriteBatch};
+use shopmind_training::EmbeddingModel;
+use shopmind_training::embedding::{self, EmbeddingConfig};
 use tokio::task::JoinSet;
 
 use super::{Rng, Servers, bar, unique_id};

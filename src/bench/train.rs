@@ -10,10 +10,10 @@ use anyhow::Context as _;
 use serde::Serialize;
 use shopmind_datasets::{MovieLens, default_ml100k_dir};
 use shopmind_domain::{Event, InteractionKind, ValidationPolicy};
-use shopmind_models::embedding::{self, EmbeddingConfig, Interned};
-use shopmind_models::eval::{peak_rss_kib, reset_peak_rss, rss_kib};
-use shopmind_models::{TrainingInteraction, als};
+use shopmind_evaluation::recommender_protocol::{peak_rss_kib, reset_peak_rss, rss_kib};
 use shopmind_simulator::{SimConfig, Simulator};
+use shopmind_training::embedding::{self, EmbeddingConfig, Interned};
+use shopmind_training::{TrainingInteraction, als};
 
 /// One data set's figures.
 #[derive(Serialize, Debug)]

@@ -12,10 +12,11 @@
 use anyhow::Context as _;
 use serde::Serialize;
 use shopmind_domain::{Event, ValidationPolicy};
-use shopmind_models::demand::{self, BacktestReport, DemandConfig, DemandData, HistoryWindow};
-use shopmind_models::{DemandForecaster, PoolOptions};
+use shopmind_evaluation::demand_backtest::{BacktestReport, backtest};
 use shopmind_proto::v1 as pb;
+use shopmind_serving::{DemandForecaster, PoolOptions};
 use shopmind_simulator::{SimConfig, Simulator};
+use shopmind_training::demand::{self, DemandConfig, DemandData, HistoryWindow};
 
 use super::EvalArgs;
 use super::chart::{COLOURS, Chart, escape, svg_document};
@@ -94,10 +95,10 @@ async fn evaluate(seed: u64, scenario: &str, stock: u32) -> anyhow::Result<Deman
     let model = demand::train(&train_data, &cfg).context("training the demand model")?;
     bar.finish_and_clear();
     let origins: Vec<i64> = (0..=TEST_DAYS - cfg.horizon as i64).step_by(7).map(|k| test_start + k).collect();
-    let backtest = demand::backtest(&model, &data, &origins, 4);
+    let backtest = backtest(&model, &data, &origins, 4);
 
-    let onnx_max_abs_diff = match shopmind_models::default_library_path() {
-        Some(lib) if shopmind_models::init_runtime(&lib).is_ok() => {
+    let onnx_max_abs_diff = match shopmind_serving::default_library_path() {
+        Some(lib) if shopmind_serving::init_runtime(&lib).is_ok() => {
             let bytes = model.to_onnx(&model.manifest("eval", "sim", 0));
             let forecaster = DemandForecaster::load(&bytes, &PoolOptions::default())?;
             let mut max = 0f32;

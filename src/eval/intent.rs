@@ -1,7 +1,7 @@
 //! `shopmind eval --task intent`: the purchase-intent model on simulated sessions.
 //!
 //! Protocol: simulate a shop (seeded), feed its events through the production feature code
-//! (`shopmind_models::intent::build_samples`: `apply_event` on a memory store, features read
+//! (`shopmind_trainer::purchase_intent::build_samples`: `apply_event` on a memory store, features read
 //! back with the serving reads at a random cut point inside each session, before its order),
 //! split the sessions by time (train: sessions over before the cut-off day; test: sessions
 //! starting on or after it), train the logistic regression, and score the test sessions
@@ -12,10 +12,12 @@
 use anyhow::Context as _;
 use serde::Serialize;
 use shopmind_domain::{Event, ValidationPolicy};
-use shopmind_models::evaluation::{log_loss, roc_auc, roc_curve};
-use shopmind_models::intent::{self, FEATURE_NAMES, IntentConfig, IntentSample, SampleOptions};
-use shopmind_models::{IntentPredictor, PoolOptions};
+use shopmind_evaluation::metrics::{log_loss, roc_auc, roc_curve};
+use shopmind_features::purchase_intent::{FEATURE_NAMES, FEATURE_SCHEMA_VERSION, N_FEATURES};
+use shopmind_serving::{PoolOptions, PurchaseIntentPredictor};
 use shopmind_simulator::{DAY_MS, SimConfig, Simulator};
+use shopmind_trainer::purchase_intent::{self, PurchaseIntentSample, SampleOptions};
+use shopmind_training::PurchaseIntentConfig;
 
 use super::EvalArgs;
 use super::chart::{COLOURS, Chart};
@@ -79,9 +81,9 @@ pub fn simulated_events(cfg: SimConfig, what: &'static str) -> anyhow::Result<Ve
 
 fn rule(
     name: &str,
-    test: &[IntentSample],
+    test: &[PurchaseIntentSample],
     labels: &[bool],
-    score: impl Fn(&IntentSample) -> f64,
+    score: impl Fn(&PurchaseIntentSample) -> f64,
 ) -> ScoreRow {
     let scores: Vec<f64> = test.iter().map(score).collect();
     ScoreRow { name: name.into(), auc: roc_auc(&scores, labels).unwrap_or(f64::NAN), log_loss: None }
@@ -94,19 +96,21 @@ pub async fn evaluate(seed: u64) -> anyhow::Result<IntentReport> {
 
     let bar = counter_bar(events.len() as u64, "features");
     let opts = SampleOptions { seed, ..SampleOptions::default() };
-    let samples = intent::build_samples(&events, &opts, &mut |n| bar.inc(n)).await?;
+    let samples = purchase_intent::build_samples(&events, &opts, &mut |n| bar.inc(n)).await?;
     bar.finish_and_clear();
 
-    let (train, test): (Vec<&IntentSample>, Vec<&IntentSample>) = (
+    let (train, test): (Vec<&PurchaseIntentSample>, Vec<&PurchaseIntentSample>) = (
         samples.iter().filter(|s| s.ended_ms < cutoff_ms).collect(),
         samples.iter().filter(|s| s.started_ms >= cutoff_ms).collect(),
     );
-    let train: Vec<IntentSample> = train.into_iter().cloned().collect();
-    let test: Vec<IntentSample> = test.into_iter().cloned().collect();
+    let train: Vec<PurchaseIntentSample> = train.into_iter().cloned().collect();
+    let test: Vec<PurchaseIntentSample> = test.into_iter().cloned().collect();
     anyhow::ensure!(!train.is_empty() && !test.is_empty(), "no training or no test sessions");
-    let model = intent::train(&train, &IntentConfig::default()).context("training the intent model")?;
+    let model = purchase_intent::train(&train, &PurchaseIntentConfig::default())
+        .context("training the intent model")?;
 
-    let rate = |s: &[IntentSample]| s.iter().filter(|x| x.label).count() as f64 / s.len().max(1) as f64;
+    let rate =
+        |s: &[PurchaseIntentSample]| s.iter().filter(|x| x.label).count() as f64 / s.len().max(1) as f64;
     let train_labels: Vec<bool> = train.iter().map(|s| s.label).collect();
     let train_scores: Vec<f64> =
         train.iter().map(|s| f64::from(model.predict_row(&s.features).probability)).collect();
@@ -143,11 +147,16 @@ pub async fn evaluate(seed: u64) -> anyhow::Result<IntentReport> {
         ),
     ];
 
-    let onnx_max_abs_diff = match shopmind_models::default_library_path() {
-        Some(lib) if shopmind_models::init_runtime(&lib).is_ok() => {
+    let onnx_max_abs_diff = match shopmind_serving::default_library_path() {
+        Some(lib) if shopmind_serving::init_runtime(&lib).is_ok() => {
             let bytes = model.to_onnx(&model.manifest("eval", "sim", 0));
-            let predictor = IntentPredictor::load(&bytes, &PoolOptions::default())?;
-            let rows: Vec<[f32; intent::N_FEATURES]> = test.iter().map(|s| s.features).collect();
+            let predictor = PurchaseIntentPredictor::load(
+                &bytes,
+                &PoolOptions::default(),
+                FEATURE_SCHEMA_VERSION,
+                &FEATURE_NAMES,
+            )?;
+            let rows: Vec<[f32; N_FEATURES]> = test.iter().map(|s| s.features).collect();
             let mut max = 0f32;
             for (chunk, want) in rows.chunks(1024).zip(probs.chunks(1024)) {
                 for (got, want) in predictor.predict(chunk).await?.iter().zip(want) {

@@ -3,7 +3,7 @@
 //! Every rating is an implicit interaction. Per user, interactions are ordered by timestamp, ties
 //! by movie id ascending; the latest 20% (at least one) are the test set. Hyperparameters are
 //! tuned on a validation split carved the same way from the training part
-//! (`shopmind_models::eval::run_protocol`). Baselines and the embedding model are trained and
+//! (`shopmind_evaluation::recommender_protocol::run_protocol`). Baselines and the embedding model are trained and
 //! scored in the same run; the embedding model is then exported to ONNX and its test metrics are
 //! computed again from ONNX Runtime's scores, batch by batch, next to the largest difference from
 //! the Rust scores. See docs/EVALUATION.md.
@@ -15,13 +15,13 @@ use std::time::Instant;
 use anyhow::{Context as _, bail};
 use serde::Serialize;
 use shopmind_datasets::{MovieLens, default_ml100k_dir};
-use shopmind_models::embedding::{EmbeddingConfig, Factors};
-use shopmind_models::eval::{
-    self, Candidate, Metrics, ModelResult, ProtocolReport, TEST_FRACTION, Trained, temporal_split,
+use shopmind_evaluation::recommender_protocol::{
+    self as protocol, Candidate, Metrics, ModelResult, ProtocolReport, TEST_FRACTION, Trained, temporal_split,
 };
-use shopmind_models::{
-    EmbeddingModel, EmbeddingRecommender, PoolOptions, TrainingStats, default_library_path, init_runtime,
-};
+use shopmind_onnx::TrainingStats;
+use shopmind_serving::{EmbeddingRecommender, PoolOptions, default_library_path, init_runtime};
+use shopmind_training::EmbeddingModel;
+use shopmind_training::embedding::{EmbeddingConfig, Factors};
 
 use super::EvalArgs;
 
@@ -66,7 +66,7 @@ fn load(args: &EvalArgs) -> anyhow::Result<Data> {
 
 struct Bar(indicatif::ProgressBar);
 
-impl eval::Progress for Bar {
+impl protocol::Progress for Bar {
     fn begin(&mut self, total: u64) {
         self.0.set_length(total);
     }
@@ -112,11 +112,11 @@ pub async fn run(args: &EvalArgs) -> anyhow::Result<()> {
             .unwrap_or_else(|_| indicatif::ProgressStyle::default_bar())
             .progress_chars("=> "),
     );
-    let grids = eval::default_grids(n_items, args.seed, threads);
+    let grids = protocol::default_grids(n_items, args.seed, threads);
     let sequences = data.sequences.clone();
     let (report, finals, bar) = tokio::task::spawn_blocking(move || {
         let mut progress = Bar(bar);
-        let (report, finals) = eval::run_protocol(&sequences, n_items, &grids, threads, &mut progress);
+        let (report, finals) = protocol::run_protocol(&sequences, n_items, &grids, threads, &mut progress);
         (report, finals, progress.0)
     })
     .await?;
@@ -220,7 +220,7 @@ async fn check_onnx(
     if all_scores.iter().any(|s| s.len() != n) {
         bail!("ONNX Runtime returned scores of the wrong length");
     }
-    let test = eval::evaluate(&split, n, eval::K, 1, |u, _| all_scores[u].clone());
+    let test = protocol::evaluate(&split, n, protocol::K, 1, |u, _| all_scores[u].clone());
     Ok(OnnxCheck { test, max_abs_diff, model_bytes: bytes.len(), seconds: started.elapsed().as_secs_f64() })
 }
 
@@ -276,7 +276,7 @@ fn table(r: &Report) -> String {
     }
     let _ = writeln!(s, "\nchosen: {}", r.chosen);
     let _ = writeln!(s, "\nvalidation NDCG@10 of every tuned candidate (best first):");
-    for (family, rows) in eval::tuning_by_family(p) {
+    for (family, rows) in protocol::tuning_by_family(p) {
         for row in rows {
             let _ = writeln!(s, "  {family:<10} {:.4}  {}", row.validation.ndcg, row.params);
         }

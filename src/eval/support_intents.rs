@@ -11,9 +11,9 @@ pub async fn run(args: &EvalArgs) -> anyhow::Result<()> {
     if args.json || args.plot.is_some() {
         anyhow::bail!("--task support-intents prints a Markdown report; --json and --plot are not available");
     }
-    let library = shopmind_models::default_library_path()
+    let library = shopmind_serving::default_library_path()
         .context("the ONNX Runtime library is missing; run scripts/setup.sh")?;
-    shopmind_models::init_runtime(&library)?;
+    shopmind_serving::init_runtime(&library)?;
     let model_dir =
         args.data.clone().or_else(shopmind_encoder::default_model_dir).context(
             "all-MiniLM-L6-v2 not found in .cache/models; run scripts/setup.sh (or pass --data DIR)",

@@ -3,7 +3,7 @@
 use std::path::Path;
 
 use shopmind_encoder::SentenceEncoder;
-use shopmind_models::runtime::PoolOptions;
+use shopmind_serving::PoolOptions;
 
 use crate::data::{OUT_OF_SCOPE, load_examples};
 use crate::error::{AssistantError, Result};
@@ -85,7 +85,7 @@ impl IntentClassifier {
 
     /// Loads the encoder from a directory written by `shopmind_encoder::import` and the head
     /// from an ONNX file written by [`IntentHead::to_onnx`]. Needs
-    /// [`shopmind_models::init_runtime`].
+    /// [`shopmind_serving::init_runtime`].
     pub fn load(
         encoder_dir: &Path,
         head_file: &Path,

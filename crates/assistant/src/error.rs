@@ -30,7 +30,14 @@ pub enum AssistantError {
     Conversation(String),
     /// ONNX Runtime failed, or a model file is not an intent head.
     #[error(transparent)]
-    Model(#[from] shopmind_models::ModelError),
+    Model(#[from] shopmind_serving::ModelError),
+}
+
+/// A model file that is not an intent head is a model error, as when ONNX Runtime refuses it.
+impl From<shopmind_onnx::OnnxError> for AssistantError {
+    fn from(e: shopmind_onnx::OnnxError) -> Self {
+        AssistantError::Model(e.into())
+    }
 }
 
 pub type Result<T, E = AssistantError> = std::result::Result<T, E>;

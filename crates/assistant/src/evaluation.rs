@@ -4,7 +4,7 @@ use std::fmt;
 use std::path::Path;
 
 use shopmind_encoder::SentenceEncoder;
-use shopmind_models::runtime::PoolOptions;
+use shopmind_serving::PoolOptions;
 
 use crate::classifier::{ClassifierConfig, decide, encode_all};
 use crate::data::{
@@ -78,7 +78,7 @@ fn share(n: usize, d: usize) -> f64 {
 
 /// [`evaluate_examples`] on the built-in data, with the encoder imported in `encoder_dir` (by
 /// `shopmind_encoder::import` / `shopmind models import-encoder`). Needs
-/// [`shopmind_models::init_runtime`].
+/// [`shopmind_serving::init_runtime`].
 pub async fn evaluate(encoder_dir: &Path, seed: u64) -> Result<Report> {
     let opts = PoolOptions::default();
     let encoder = SentenceEncoder::load_dir(encoder_dir, ClassifierConfig::default().max_tokens, &opts)?;

@@ -16,11 +16,10 @@
 //! ONNX Runtime output is checked against.
 
 use serde::{Deserialize, Serialize};
-use shopmind_models::covisit::TrainingStats;
-use shopmind_models::export::{SPEC_KEY, read_spec};
-use shopmind_models::onnx::{self, DataType, Dim};
-use shopmind_models::runtime::{InputTensor, OutputTensor, PoolOptions, SessionPool};
-use shopmind_models::{Manifest, TensorSpec, read_manifest_of_kind};
+use shopmind_onnx::{
+    self as onnx, DataType, Dim, Manifest, TensorSpec, TrainingStats, read_manifest_of_kind, read_spec,
+};
+use shopmind_serving::{InputTensor, OutputTensor, PoolOptions, SessionPool};
 
 use crate::error::{AssistantError, Result};
 
@@ -52,7 +51,8 @@ impl Default for HeadConfig {
     }
 }
 
-/// What the model file says about its outputs; stored under [`SPEC_KEY`] next to the manifest.
+/// What the model file says about its outputs; stored under [`shopmind_onnx::SPEC_KEY`] next to
+/// the manifest.
 #[derive(Serialize, Deserialize, Clone, Debug, PartialEq)]
 pub struct HeadSpec {
     /// Intent names, in the order of the `probabilities` columns.
@@ -277,24 +277,16 @@ impl IntentHead {
 
     /// The manifest [`IntentHead::to_onnx`] embeds.
     pub fn manifest(&self, version: &str, created_at_ms: i64) -> Manifest {
-        let spec =
-            |name: &str, shape: Vec<String>| TensorSpec { name: name.into(), dtype: "float32".into(), shape };
+        let (d, k) = (self.dimension.to_string(), self.labels.len().to_string());
         Manifest {
-            name: NAME.into(),
-            kind: KIND.into(),
-            version: version.into(),
-            tenant: String::new(),
-            created_at_ms,
-            items: Vec::new(),
             stats: TrainingStats { interactions: self.rows as u64, ..TrainingStats::default() },
-            inputs: vec![spec(INPUT_EMBEDDINGS, vec![BATCH_DIM.into(), self.dimension.to_string()])],
-            outputs: vec![spec(OUTPUT_PROBABILITIES, vec![BATCH_DIM.into(), self.labels.len().to_string()])],
-            feature_schema_version: 0,
-            metrics: Default::default(),
+            inputs: vec![TensorSpec::new(INPUT_EMBEDDINGS, "float32", &[BATCH_DIM, &d])],
+            outputs: vec![TensorSpec::new(OUTPUT_PROBABILITIES, "float32", &[BATCH_DIM, &k])],
+            ..Manifest::new(NAME, KIND, version, "", created_at_ms)
         }
     }
 
-    /// The label names and input width stored under [`SPEC_KEY`].
+    /// The label names and input width stored under [`shopmind_onnx::SPEC_KEY`].
     pub fn spec(&self) -> HeadSpec {
         HeadSpec { labels: self.labels.clone(), dimension: self.dimension }
     }
@@ -350,9 +342,7 @@ impl IntentHead {
             )],
             ..Default::default()
         };
-        // Serialising structs of strings and numbers cannot fail.
-        let spec_json = serde_json::to_string(&self.spec()).unwrap_or_default();
-        shopmind_models::export::model_file(graph, manifest, vec![(SPEC_KEY, spec_json)])
+        shopmind_onnx::model_file_with_spec(graph, manifest, &self.spec())
     }
 }
 
@@ -367,9 +357,9 @@ pub struct HeadModel {
 impl HeadModel {
     /// Loads a head written by [`IntentHead::to_onnx`]: checks the kind, the spec, and that the
     /// graph has the `embeddings` input and the `probabilities` output. Needs
-    /// [`shopmind_models::init_runtime`].
+    /// [`shopmind_serving::init_runtime`].
     pub fn load(bytes: &[u8], opts: &PoolOptions) -> Result<Self> {
-        let invalid = |m: String| AssistantError::Model(shopmind_models::ModelError::InvalidModel(m));
+        let invalid = |m: String| AssistantError::Model(shopmind_serving::ModelError::InvalidModel(m));
         let manifest = read_manifest_of_kind(bytes, KIND)?;
         let spec: HeadSpec = read_spec(bytes)?;
         if spec.labels.len() < 2 || spec.dimension == 0 {
@@ -414,7 +404,7 @@ impl HeadModel {
             return Ok(Vec::new());
         }
         if let Some(r) = embeddings.iter().position(|e| e.len() != d || e.iter().any(|v| !v.is_finite())) {
-            return Err(AssistantError::Model(shopmind_models::ModelError::InvalidInput(format!(
+            return Err(AssistantError::Model(shopmind_serving::ModelError::InvalidInput(format!(
                 "embedding {r} is not {d} finite values"
             ))));
         }
@@ -427,7 +417,7 @@ impl HeadModel {
             Some((_, OutputTensor::F32 { data, .. })) if data.len() == b * k => {
                 Ok(data.chunks_exact(k).map(<[f32]>::to_vec).collect())
             }
-            _ => Err(AssistantError::Model(shopmind_models::ModelError::Runtime(format!(
+            _ => Err(AssistantError::Model(shopmind_serving::ModelError::Runtime(format!(
                 "the head did not return `{OUTPUT_PROBABILITIES}` as float [{b}, {k}]"
             )))),
         }

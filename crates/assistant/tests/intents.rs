@@ -8,7 +8,7 @@ use shopmind_assistant::{
     ClassifierConfig, HeadConfig, HeadModel, INTENTS, IntentClassifier, evaluate, fit, head, train_from_file,
 };
 use shopmind_encoder::{SentenceEncoder, default_model_dir, import};
-use shopmind_models::runtime::PoolOptions;
+use shopmind_serving::PoolOptions;
 
 fn init_runtime() {
     let path = match std::env::var_os("ORT_DYLIB_PATH").filter(|p| !p.is_empty()) {
@@ -16,7 +16,7 @@ fn init_runtime() {
         None => PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../.cache/onnxruntime/libonnxruntime.so"),
     };
     assert!(path.is_file(), "ONNX Runtime library not found at {}; run scripts/setup.sh", path.display());
-    shopmind_models::init_runtime(&path).unwrap();
+    shopmind_serving::init_runtime(&path).unwrap();
 }
 
 fn imported_encoder() -> tempfile::TempDir {
@@ -62,7 +62,7 @@ async fn the_exported_head_matches_the_plain_rust_computation() {
     let trained = fit(&x, &y, labels.clone(), &cfg).unwrap();
     let bytes = trained.to_onnx("t1", 5, &[("holdout_accuracy", 0.5)]);
 
-    let manifest = shopmind_models::read_manifest(&bytes).unwrap();
+    let manifest = shopmind_onnx::read_manifest(&bytes).unwrap();
     assert_eq!(manifest.kind, head::KIND);
     assert_eq!(manifest.metrics.get("holdout_accuracy"), Some(&0.5));
     assert_eq!(manifest.input(head::INPUT_EMBEDDINGS).unwrap().shape, ["batch", "384"]);

@@ -11,8 +11,7 @@
 use std::collections::HashMap;
 
 use serde::Deserialize;
-use shopmind_models::manifest::{Manifest, TensorSpec};
-use shopmind_models::onnx::{self, DataType, Dim};
+use shopmind_onnx::{self as onnx, DataType, Dim, Manifest, TensorSpec};
 
 use crate::error::{EncoderError, Result};
 use crate::safetensors::Tensor;
@@ -289,7 +288,7 @@ pub fn export_onnx(
         output: outputs,
         ..Default::default()
     };
-    Ok(shopmind_models::export::model_file(graph, &manifest, Vec::new()))
+    Ok(shopmind_onnx::model_file(graph, &manifest, Vec::new()))
 }
 
 /// `0.5 * x * (1 + erf(x / sqrt(2)))`: BERT's exact GELU.

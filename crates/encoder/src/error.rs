@@ -21,7 +21,14 @@ pub enum EncoderError {
     Tokenizer(String),
     /// ONNX Runtime failed, or the model file is not an encoder.
     #[error(transparent)]
-    Model(#[from] shopmind_models::ModelError),
+    Model(#[from] shopmind_serving::ModelError),
+}
+
+/// A model file that is not an encoder is a model error, as when ONNX Runtime refuses it.
+impl From<shopmind_onnx::OnnxError> for EncoderError {
+    fn from(e: shopmind_onnx::OnnxError) -> Self {
+        EncoderError::Model(e.into())
+    }
 }
 
 pub type Result<T, E = EncoderError> = std::result::Result<T, E>;

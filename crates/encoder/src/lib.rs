@@ -16,9 +16,8 @@ pub mod safetensors;
 
 use std::path::{Path, PathBuf};
 
-use shopmind_models::Manifest;
-use shopmind_models::covisit::TrainingStats;
-use shopmind_models::runtime::{InputTensor, OutputTensor, PoolOptions, SessionPool};
+use shopmind_onnx::{Manifest, TrainingStats};
+use shopmind_serving::{InputTensor, OutputTensor, PoolOptions, SessionPool};
 use tokenizers::{PaddingParams, PaddingStrategy, Tokenizer, TruncationParams};
 
 pub use bert::{BertConfig, INPUT_IDS, INPUT_MASK, KIND, OUTPUT_EMBEDDINGS, export_onnx};
@@ -95,7 +94,7 @@ pub fn import(model_dir: &Path, out_dir: &Path, version: &str, created_at_ms: i6
     let tokenizer = out_dir.join(TOKENIZER_FILE);
     write(&model, &bytes)?;
     write(&tokenizer, &tokenizer_bytes)?;
-    let manifest = shopmind_models::read_manifest(&bytes)?;
+    let manifest = shopmind_onnx::read_manifest(&bytes)?;
     Ok(Imported { model, tokenizer, manifest, bytes: bytes.len() })
 }
 
@@ -117,16 +116,16 @@ impl std::fmt::Debug for SentenceEncoder {
 }
 
 impl SentenceEncoder {
-    /// Loads a converted model and its tokenizer. Needs [`shopmind_models::init_runtime`].
+    /// Loads a converted model and its tokenizer. Needs [`shopmind_serving::init_runtime`].
     /// Texts longer than `max_tokens` tokens are truncated.
     pub fn load(model: &[u8], tokenizer_json: &[u8], max_tokens: usize, opts: &PoolOptions) -> Result<Self> {
-        let manifest = shopmind_models::read_manifest_of_kind(model, KIND)?;
+        let manifest = shopmind_onnx::read_manifest_of_kind(model, KIND)?;
         let dimension = manifest
             .output(OUTPUT_EMBEDDINGS)
             .and_then(|o| o.shape.last())
             .and_then(|d| d.parse::<usize>().ok())
             .ok_or_else(|| {
-                EncoderError::Model(shopmind_models::ModelError::InvalidModel(format!(
+                EncoderError::Model(shopmind_serving::ModelError::InvalidModel(format!(
                     "the manifest has no output `{OUTPUT_EMBEDDINGS}` with a fixed width"
                 )))
             })?;
@@ -191,7 +190,7 @@ impl SentenceEncoder {
             Some((_, OutputTensor::F32 { data, .. })) if data.len() == texts.len() * self.dimension => {
                 Ok(data.chunks_exact(self.dimension).map(<[f32]>::to_vec).collect())
             }
-            _ => Err(EncoderError::Model(shopmind_models::ModelError::Runtime(format!(
+            _ => Err(EncoderError::Model(shopmind_serving::ModelError::Runtime(format!(
                 "the encoder did not return `{OUTPUT_EMBEDDINGS}` as float [{}, {}]",
                 texts.len(),
                 self.dimension

@@ -8,7 +8,7 @@ use std::path::PathBuf;
 
 use serde::Deserialize;
 use shopmind_encoder::{DEFAULT_MAX_TOKENS, SentenceEncoder, default_model_dir, import};
-use shopmind_models::runtime::PoolOptions;
+use shopmind_serving::PoolOptions;
 
 #[derive(Deserialize)]
 struct Reference {
@@ -39,7 +39,7 @@ fn cosine(a: &[f32], b: &[f32]) -> f32 {
 }
 
 fn encoder() -> (tempfile::TempDir, SentenceEncoder) {
-    shopmind_models::init_runtime(&onnxruntime_library()).unwrap();
+    shopmind_serving::init_runtime(&onnxruntime_library()).unwrap();
     let model_dir =
         default_model_dir().expect("all-MiniLM-L6-v2 not found in .cache/models; run scripts/setup.sh");
     let out = tempfile::tempdir().unwrap();

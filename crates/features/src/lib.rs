@@ -14,6 +14,7 @@
 pub mod churn;
 pub mod conversations;
 pub mod keys;
+pub mod purchase_intent;
 mod read;
 mod recommend;
 pub mod sentiment;

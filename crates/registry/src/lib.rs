@@ -52,9 +52,9 @@ pub const ACTIVE_HISTORY: i64 = 16;
 pub const MAX_PREVIOUS: usize = 16;
 /// The model name of the recommender.
 pub const RECOMMENDER: &str = "recommender";
-/// The model name of the purchase-intent model (`shopmind_models::intent`).
+/// The model name of the purchase-intent model (`shopmind_training::purchase_intent`).
 pub const INTENT: &str = "intent";
-/// The model name of the demand forecaster (`shopmind_models::demand`).
+/// The model name of the demand forecaster (`shopmind_training::demand`).
 pub const DEMAND: &str = "demand";
 /// The model name of the customer-service assistant's intent classifier head
 /// (`shopmind_assistant::IntentHead`, run on the sentence encoder's embeddings).

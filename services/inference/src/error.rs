@@ -13,9 +13,9 @@ use shopmind_assistant::AssistantError;
 use shopmind_bus::BusError;
 use shopmind_domain::TenantId;
 use shopmind_encoder::EncoderError;
-use shopmind_models::ModelError;
 use shopmind_proto::v1::ServiceErrorCode as Code;
 use shopmind_runtime::rpc::{INVALID_REQUEST, WireError};
+use shopmind_serving::ModelError;
 use shopmind_store::StoreError;
 
 #[derive(Debug, thiserror::Error)]
@@ -62,9 +62,7 @@ impl InferenceError {
 /// again, or another replica), a passed deadline DEADLINE_EXCEEDED, anything else INTERNAL.
 fn model_code(e: &ModelError) -> Code {
     match e {
-        ModelError::Overloaded { .. } | ModelError::ShuttingDown { .. } | ModelError::Store(_) => {
-            Code::Unavailable
-        }
+        ModelError::Overloaded { .. } | ModelError::ShuttingDown { .. } => Code::Unavailable,
         ModelError::DeadlineExceeded { .. } => Code::DeadlineExceeded,
         _ => Code::Internal,
     }

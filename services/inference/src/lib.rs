@@ -14,7 +14,7 @@
 //! the tenant has no model yet and popular items answer).
 //!
 //! Concurrent requests to one model are scored together in micro-batches
-//! (`shopmind_models::batch`; `inference.max_batch`, `max_queue_delay_us`, `queue_capacity`). The
+//! (`shopmind_serving::batch`; `inference.max_batch`, `max_queue_delay_us`, `queue_capacity`). The
 //! caller's deadline (header `Shopmind-Deadline-Ms`) travels with the request into the batch
 //! queue: a request whose deadline passes before its batch runs is answered DEADLINE_EXCEEDED and
 //! not computed; a full queue is answered UNAVAILABLE at once.
@@ -40,9 +40,9 @@ use std::time::Duration;
 
 use shopmind_bus::Bus;
 use shopmind_config::Config;
-use shopmind_models::{BatchOptions, ModelError};
 use shopmind_registry::ModelStore;
 use shopmind_runtime::{Shutdown, rpc};
+use shopmind_serving::{BatchOptions, ModelError};
 use shopmind_store::FeatureStore;
 use tracing::info;
 
@@ -76,7 +76,7 @@ pub async fn run(
     shutdown: Shutdown,
 ) -> Result<(), InferenceError> {
     let library = if config.inference.onnxruntime_library.is_empty() {
-        shopmind_models::runtime::default_library_path().ok_or_else(|| {
+        shopmind_serving::default_library_path().ok_or_else(|| {
             InferenceError::Runtime(ModelError::Runtime(
                 "libonnxruntime.so not found: run scripts/setup.sh, set ORT_DYLIB_PATH, \
                  or set inference.onnxruntime_library"
@@ -86,7 +86,7 @@ pub async fn run(
     } else {
         PathBuf::from(&config.inference.onnxruntime_library)
     };
-    shopmind_models::runtime::init_runtime(&library).map_err(InferenceError::Runtime)?;
+    shopmind_serving::init_runtime(&library).map_err(InferenceError::Runtime)?;
     let pool = || live::pool_options(&config).map_err(InferenceError::Runtime);
     let ann = recommend::ann::AnnOptions::from_config(&config.inference);
     let models = Arc::new(Recommenders::with_prepare(pool()?, served::build_ann(ann)));

@@ -18,10 +18,10 @@ use futures::StreamExt;
 use shopmind_config::{Config, Device};
 use shopmind_domain::TenantId;
 use shopmind_metrics::{Success, global as metrics};
-use shopmind_models::ModelError;
-use shopmind_models::runtime::{self, PoolOptions};
 use shopmind_registry::{ActiveChange, ModelStore, Version};
 use shopmind_runtime::Shutdown;
+use shopmind_serving::ModelError;
+use shopmind_serving::session_pool::{self, PoolOptions};
 use tracing::{info, warn};
 
 /// How long to wait before watching the registry again after the watch failed.
@@ -30,8 +30,8 @@ const REWATCH_DELAY: Duration = Duration::from_secs(1);
 /// The session pool options of `inference.*` (sessions, threads, device, batching).
 pub fn pool_options(config: &Config) -> Result<PoolOptions, ModelError> {
     let device = match config.inference.device {
-        Device::Cpu => runtime::Device::Cpu,
-        Device::Cuda => runtime::Device::Cuda { device_id: config.inference.cuda_device_id },
+        Device::Cpu => session_pool::Device::Cpu,
+        Device::Cuda => session_pool::Device::Cuda { device_id: config.inference.cuda_device_id },
     };
     Ok(PoolOptions {
         sessions: config.inference.sessions,

@@ -1,12 +1,12 @@
 //! Purchase intent and demand forecasts: `sm.rpc.<tenant>.inference.intent` and
 //! `sm.rpc.<tenant>.inference.forecast`, served from the tenant's active `intent` and `demand`
-//! models ([`LiveModels`] of [`IntentPredictor`] and [`DemandForecaster`], hot-swapped like the
+//! models ([`LiveModels`] of [`PurchaseIntentPredictor`] and [`DemandForecaster`], hot-swapped like the
 //! recommender).
 //!
 //! * **intent**: the session's and the user's features are read in one store round trip
 //!   (`read_session_and_user_features`; a request with only a session id first reads the session
 //!   to learn its user, a second round trip), turned into the model's row by
-//!   `intent::intent_features` (the function training used), and scored; the answer has the
+//!   `purchase_intent::purchase_intent_features` (the function training used), and scored; the answer has the
 //!   probability, the logit, the largest contributions and the model version.
 //! * **forecast**: the items' daily demand is read in one round trip (`read_items_demand`), each
 //!   becomes the model's window with `HistoryWindow::from_demand` (the days before the UTC day of
@@ -20,24 +20,23 @@ use std::time::Instant;
 use shopmind_bus::{Bus, BusError};
 use shopmind_config::Config;
 use shopmind_domain::{ItemId, SessionId, TenantId, UnixMillis, UserId};
+use shopmind_features::purchase_intent::{self, FEATURE_NAMES, FEATURE_SCHEMA_VERSION, N_FEATURES};
 use shopmind_features::{FeatureSettings, read_items_demand, read_session_and_user_features};
 use shopmind_metrics::{Success, global as metrics};
-use shopmind_models::demand::{self, HistoryWindow};
-use shopmind_models::intent::{self, N_FEATURES};
-use shopmind_models::runtime::PoolOptions;
-use shopmind_models::{DemandForecaster, IntentPredictor, ModelError};
 use shopmind_proto::v1 as pb;
 use shopmind_registry::{DEMAND, INTENT, ModelStore};
 use shopmind_runtime::Shutdown;
 use shopmind_runtime::rpc::{self, Method, methods};
+use shopmind_serving::{DemandForecaster, ModelError, PoolOptions, PurchaseIntentPredictor};
 use shopmind_store::FeatureStore;
+use shopmind_training::demand::{self, HistoryWindow};
 use tracing::warn;
 
 use crate::InferenceError;
 use crate::live::{LiveModels, Servable};
 
 /// The intent models an inference instance serves.
-pub type IntentModels = LiveModels<IntentPredictor>;
+pub type IntentModels = LiveModels<PurchaseIntentPredictor>;
 /// The demand models an inference instance serves.
 pub type DemandModels = LiveModels<DemandForecaster>;
 
@@ -49,15 +48,19 @@ pub const DEFAULT_TOP_FEATURES: u32 = 5;
 const MAX_CONCURRENT: usize = 256;
 
 #[async_trait::async_trait]
-impl Servable for IntentPredictor {
+impl Servable for PurchaseIntentPredictor {
     const MODEL: &'static str = INTENT;
 
     fn load(bytes: &[u8], options: &PoolOptions) -> Result<Self, ModelError> {
-        IntentPredictor::load(bytes, options)
+        PurchaseIntentPredictor::load(bytes, options, FEATURE_SCHEMA_VERSION, &FEATURE_NAMES)
     }
 
     async fn warm_up(&self) -> Result<(), ModelError> {
-        let row = intent::intent_features(&Default::default(), &Default::default(), UnixMillis(0));
+        let row = purchase_intent::purchase_intent_features(
+            &Default::default(),
+            &Default::default(),
+            UnixMillis(0),
+        );
         let out = self.predict(&[row]).await?;
         match out.first() {
             Some(p) if p.probability.is_finite() && p.contributions.len() == N_FEATURES => Ok(()),
@@ -156,7 +159,7 @@ impl Predictor {
             now,
         )
         .await?;
-        let row = intent::intent_features(&sf, &uf, now);
+        let row = purchase_intent::purchase_intent_features(&sf, &uf, now);
         let p = model
             .predict_until(&[row], deadline)
             .await?

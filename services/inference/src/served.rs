@@ -3,11 +3,10 @@
 
 use std::time::Instant;
 
-use shopmind_models::embedding::KIND as EMBEDDING;
-use shopmind_models::recommender::CovisitRecommender;
-use shopmind_models::runtime::PoolOptions;
-use shopmind_models::{EmbeddingRecommender, ModelError, read_manifest};
+use shopmind_onnx::read_manifest;
 use shopmind_registry::RECOMMENDER;
+use shopmind_serving::{CovisitRecommender, EmbeddingRecommender, ModelError, PoolOptions};
+use shopmind_training::embedding::KIND as EMBEDDING;
 
 use crate::live::{Prepare, Servable};
 use crate::recommend::ann::{AnnIndex, AnnOptions};
@@ -101,7 +100,7 @@ impl RecommenderModel {
     }
 
     /// The batcher's counters.
-    pub fn batch_stats(&self) -> shopmind_models::BatchStats {
+    pub fn batch_stats(&self) -> shopmind_serving::BatchStats {
         match self {
             Self::Covisit(m) => m.batch_stats(),
             Self::Embedding(m) => m.batch_stats(),

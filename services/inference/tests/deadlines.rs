@@ -8,10 +8,12 @@ use std::time::{Duration, Instant};
 use shopmind_domain::{Event, EventId, ItemId, Payload, SessionId, TenantId, UnixMillis, UserId};
 use shopmind_features::{FeatureSettings, apply_event};
 use shopmind_inference::{Recommender, Recommenders};
-use shopmind_models::{BatchOptions, CovisitConfig, PoolOptions, TrainingInteraction, init_runtime, train};
 use shopmind_proto::v1 as pb;
 use shopmind_registry::{ActiveChange, MemoryModelStore, ModelKey, ModelStore, Version, VersionInfo};
+use shopmind_serving::{BatchOptions, PoolOptions, init_runtime};
 use shopmind_store::{FeatureStore, MemoryStore};
+use shopmind_training::covisit::train;
+use shopmind_training::{CovisitConfig, TrainingInteraction};
 
 const T0: i64 = 1_767_225_600_000;
 
@@ -28,7 +30,7 @@ fn view(tenant: &TenantId, n: i64, user: &str, item: &str) -> Event {
 
 #[tokio::test]
 async fn deadlines_travel_into_the_batcher() {
-    init_runtime(&shopmind_models::default_library_path().expect("run scripts/setup.sh")).unwrap();
+    init_runtime(&shopmind_serving::default_library_path().expect("run scripts/setup.sh")).unwrap();
     let tenant = TenantId::parse("acme").unwrap();
 
     // A model where "b" follows "a".

@@ -12,12 +12,12 @@ use shopmind_domain::{
 };
 use shopmind_features::{FeatureSettings, apply_event};
 use shopmind_inference::{Recommender, RecommenderModel, Recommenders};
-use shopmind_models::covisit::TrainingInteraction;
-use shopmind_models::embedding::{self, EmbeddingConfig};
-use shopmind_models::{PoolOptions, init_runtime};
 use shopmind_proto::v1 as pb;
 use shopmind_registry::{ActiveChange, MemoryModelStore, ModelKey, ModelStore, Version, VersionInfo};
+use shopmind_serving::{PoolOptions, init_runtime};
 use shopmind_store::{FeatureStore, MemoryStore};
+use shopmind_training::covisit::TrainingInteraction;
+use shopmind_training::embedding::{self, EmbeddingConfig};
 
 const T0: i64 = 1_767_225_600_000;
 const ITEMS: usize = 24;
@@ -39,7 +39,7 @@ fn view(tenant: &TenantId, n: i64, user: &str, item: &str) -> Event {
 
 #[tokio::test]
 async fn the_served_embedding_model_answers_with_its_own_scores_and_follows_new_events() {
-    init_runtime(&shopmind_models::default_library_path().expect("run scripts/setup.sh")).unwrap();
+    init_runtime(&shopmind_serving::default_library_path().expect("run scripts/setup.sh")).unwrap();
     let tenant = TenantId::parse("acme").unwrap();
 
     // 240 shoppers, each walking 8 steps along the sequence from their own starting item.

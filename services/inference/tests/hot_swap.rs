@@ -16,12 +16,12 @@ use shopmind_bus::{Bus, Message, NatsBus};
 use shopmind_config::Config;
 use shopmind_domain::{EventId, InteractionKind, ItemId, Payload, SessionId, TenantId, UnixMillis, UserId};
 use shopmind_features::{FeatureSettings, apply_event};
-use shopmind_models::covisit::{CovisitConfig, TrainingInteraction, train};
 use shopmind_proto::v1 as pb;
 use shopmind_registry::{ModelKey, ModelStore, NatsModelStore, Version, VersionInfo};
 use shopmind_runtime::{Shutdown, topology};
 use shopmind_store::{FeatureStore, RedisStore};
 use shopmind_testkit::{NatsServer, RedisServer, eventually};
+use shopmind_training::covisit::{CovisitConfig, TrainingInteraction, train};
 
 const TENANT: &str = "swap-shop";
 const WAIT: Duration = Duration::from_secs(60);

@@ -12,8 +12,8 @@ use shopmind_domain::{
 };
 use shopmind_features::{FeatureSettings, apply_event};
 use shopmind_inference::{RecommendSettings, Recommender, Recommenders};
-use shopmind_models::PoolOptions;
 use shopmind_proto::v1 as pb;
+use shopmind_serving::PoolOptions;
 use shopmind_store::{FeatureStore, MemoryStore};
 
 const T0: i64 = 1_767_225_600_000;

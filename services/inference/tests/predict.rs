@@ -14,15 +14,16 @@ use shopmind_config::Config;
 use shopmind_domain::{
     Event, EventId, ItemId, Money, OrderId, OrderLine, Payload, SessionId, TenantId, UnixMillis, UserId,
 };
+use shopmind_features::purchase_intent::{self, FEATURE_NAMES, FEATURE_SCHEMA_VERSION, N_FEATURES};
 use shopmind_features::{FeatureSettings, apply_event, read_session_and_user_features};
-use shopmind_models::TrainingStats;
-use shopmind_models::demand::{DemandModel, day_of};
-use shopmind_models::intent::{self, FEATURE_NAMES, IntentModel, N_FEATURES};
+use shopmind_onnx::TrainingStats;
 use shopmind_proto::v1 as pb;
 use shopmind_registry::{ModelKey, ModelStore, NatsModelStore, Version};
 use shopmind_runtime::{Shutdown, topology};
 use shopmind_store::{FeatureStore, RedisStore};
 use shopmind_testkit::{NatsServer, RedisServer, eventually};
+use shopmind_training::demand::{DemandModel, day_of};
+use shopmind_training::purchase_intent::PurchaseIntentModel;
 
 const TENANT: &str = "predict-shop";
 const WAIT: Duration = Duration::from_secs(60);
@@ -32,10 +33,10 @@ fn tenant() -> TenantId {
     TenantId::parse(TENANT).unwrap()
 }
 
-fn intent_model(bias: f32) -> IntentModel {
-    IntentModel {
+fn intent_model(bias: f32) -> PurchaseIntentModel {
+    PurchaseIntentModel {
         feature_names: FEATURE_NAMES.iter().map(|s| (*s).to_owned()).collect(),
-        feature_schema_version: intent::FEATURE_SCHEMA_VERSION,
+        feature_schema_version: FEATURE_SCHEMA_VERSION,
         mean: vec![0.5; N_FEATURES],
         scale: vec![1.0; N_FEATURES],
         weights: (0..N_FEATURES).map(|i| (i as f32 - 7.0) / 5.0).collect(),
@@ -72,7 +73,7 @@ async fn put_and_promote(registry: &dyn ModelStore, model: &str, version: &str, 
 }
 
 fn version_info(model: &str, version: &str, bytes: &[u8]) -> shopmind_registry::VersionInfo {
-    let m = shopmind_models::read_manifest(bytes).unwrap();
+    let m = shopmind_onnx::read_manifest(bytes).unwrap();
     shopmind_registry::VersionInfo {
         key: ModelKey::parse(TENANT, model).unwrap(),
         version: Version::parse(version).unwrap(),
@@ -242,7 +243,7 @@ async fn intent_and_forecast_answer_from_the_promoted_versions_and_swap() {
     )
     .await
     .unwrap();
-    let row = intent::intent_features(&sf, &uf, UnixMillis(now));
+    let row = purchase_intent::purchase_intent_features(&sf, &uf, UnixMillis(now));
     assert_eq!(row[1], (2f32).ln(), "one cart add in the session");
     let want = m1.predict_row(&row);
     assert!((got.probability - want.probability).abs() < 1e-5, "{got:?} vs {want:?}");

@@ -11,12 +11,12 @@ use shopmind_domain::{Event, EventId, ItemId, Payload, SessionId, TenantId, Unix
 use shopmind_features::{FeatureSettings, apply_event};
 use shopmind_inference::recommend::ann::{self, AnnOptions};
 use shopmind_inference::{Recommender, RecommenderModel, Recommenders, build_ann};
-use shopmind_models::{
-    EmbeddingConfig, EmbeddingModel, EmbeddingRecommender, Factors, PoolOptions, TrainingStats, init_runtime,
-};
+use shopmind_onnx::TrainingStats;
 use shopmind_proto::v1 as pb;
 use shopmind_registry::{ActiveChange, MemoryModelStore, ModelKey, ModelStore, Version, VersionInfo};
+use shopmind_serving::{EmbeddingRecommender, PoolOptions, init_runtime};
 use shopmind_store::{FeatureStore, MemoryStore};
+use shopmind_training::{EmbeddingConfig, EmbeddingModel, Factors};
 
 const ITEMS: usize = 1500;
 const DIM: usize = 16;
@@ -52,7 +52,7 @@ fn model() -> (EmbeddingModel, Vec<u8>) {
 
 #[tokio::test]
 async fn the_onnx_candidate_scores_are_the_rust_user_vector_dotted_with_the_item_embeddings_plus_bias() {
-    init_runtime(&shopmind_models::default_library_path().expect("run scripts/setup.sh")).unwrap();
+    init_runtime(&shopmind_serving::default_library_path().expect("run scripts/setup.sh")).unwrap();
     let (_, bytes) = model();
     let served = EmbeddingRecommender::load(&bytes, &PoolOptions::default()).unwrap();
     let history = served.recent_history(&[10, 20, 30, 1499]);
@@ -87,7 +87,7 @@ async fn the_onnx_candidate_scores_are_the_rust_user_vector_dotted_with_the_item
 
 #[tokio::test]
 async fn the_ann_index_answers_as_brute_force_does() {
-    init_runtime(&shopmind_models::default_library_path().expect("run scripts/setup.sh")).unwrap();
+    init_runtime(&shopmind_serving::default_library_path().expect("run scripts/setup.sh")).unwrap();
     let (_, bytes) = model();
     let registry = MemoryModelStore::new();
     let key = ModelKey::parse("acme", "recommender").unwrap();

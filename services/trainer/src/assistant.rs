@@ -24,9 +24,9 @@ use shopmind_assistant::{BUILTIN_DATA, Example, HeadConfig, INTENTS, IntentHead,
 use shopmind_config::Config;
 use shopmind_domain::{TenantId, UnixMillis};
 use shopmind_encoder::SentenceEncoder;
-use shopmind_models::Manifest;
-use shopmind_models::runtime::PoolOptions;
+use shopmind_onnx::Manifest;
 use shopmind_registry::{INTENT_HEAD, ModelStore};
+use shopmind_serving::PoolOptions;
 use tracing::{Instrument, info, warn};
 
 use crate::predictors::publish;
@@ -75,12 +75,12 @@ fn tenant_examples(config: &Config, tenant: &TenantId) -> Result<Vec<Example>, S
 /// embeds the bundled messages.
 async fn load_encoder(config: &Config) -> Result<Encoded, String> {
     let library = if config.inference.onnxruntime_library.is_empty() {
-        shopmind_models::runtime::default_library_path()
+        shopmind_serving::default_library_path()
             .ok_or_else(|| "libonnxruntime.so not found (scripts/setup.sh, ORT_DYLIB_PATH)".to_string())?
     } else {
         PathBuf::from(&config.inference.onnxruntime_library)
     };
-    shopmind_models::init_runtime(&library).map_err(|e| e.to_string())?;
+    shopmind_serving::init_runtime(&library).map_err(|e| e.to_string())?;
     let dir = PathBuf::from(&config.trainer.assistant.encoder_dir);
     let (dir, converted) = if dir.join(shopmind_encoder::ENCODER_FILE).is_file() {
         (dir, None)

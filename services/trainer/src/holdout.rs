@@ -7,8 +7,8 @@
 
 use std::collections::{BTreeMap, HashMap};
 
-use shopmind_models::covisit::TrainingInteraction;
-use shopmind_models::eval::{ndcg_at_k, recall_at_k, top_k};
+use shopmind_evaluation::metrics::{ndcg_at_k, recall_at_k, top_k};
+use shopmind_training::covisit::TrainingInteraction;
 
 /// Cut-off of the metrics.
 const K: usize = 10;

@@ -1,6 +1,6 @@
 //! The trainer: reads the whole events stream (an ordered replay), trains one recommender per
-//! tenant — the embedding recommender ([`shopmind_models::embedding`]) or, with
-//! `trainer.recommender = "covisit"`, co-visitation ([`shopmind_models::covisit`]) — and publishes it, as ONNX with its
+//! tenant — the embedding recommender ([`shopmind_training::embedding`]) or, with
+//! `trainer.recommender = "covisit"`, co-visitation ([`shopmind_training::covisit`]) — and publishes it, as ONNX with its
 //! manifest inside, as a new version of the tenant's `recommender` in the model registry
 //! ([`shopmind_registry`]). With `trainer.auto_promote` (the default) the new version becomes the
 //! active one, which inference instances watch and swap in without a restart; without it an
@@ -25,18 +25,19 @@ use shopmind_config::Config;
 use shopmind_config::RecommenderFamily;
 use shopmind_domain::{Event, TenantId, UnixMillis};
 use shopmind_metrics::{Success, global as metrics};
-use shopmind_models::EmbeddingConfig;
-use shopmind_models::Manifest;
-use shopmind_models::covisit::{CovisitConfig, TrainingInteraction, train};
+use shopmind_onnx::Manifest;
 use shopmind_registry::{ModelKey, ModelStore, RECOMMENDER, RegistryError, Version, VersionInfo};
 use shopmind_runtime::intake::decode_event;
 use shopmind_runtime::tombstones::Tombstones;
 use shopmind_runtime::{Shutdown, topology};
+use shopmind_training::EmbeddingConfig;
+use shopmind_training::covisit::{CovisitConfig, TrainingInteraction, train};
 use tracing::{info, warn};
 
 mod assistant;
 mod holdout;
 mod predictors;
+pub mod purchase_intent;
 
 pub use predictors::intent_sample_options;
 
@@ -66,7 +67,7 @@ pub fn version_info(manifest: &Manifest, size: u64) -> Result<VersionInfo, Regis
 
 /// [`version_info`] of ONNX bytes with a shopmind manifest inside.
 pub fn version_info_of_onnx(bytes: &[u8]) -> Result<VersionInfo, TrainerError> {
-    let manifest = shopmind_models::read_manifest(bytes).map_err(|e| TrainerError::Task(e.to_string()))?;
+    let manifest = shopmind_onnx::read_manifest(bytes).map_err(|e| TrainerError::Task(e.to_string()))?;
     Ok(version_info(&manifest, bytes.len() as u64)?)
 }
 
@@ -320,10 +321,10 @@ async fn train_and_publish(
             }
             RecommenderTraining::Embedding(cfg) => {
                 let metrics = holdout.map(|(train_on, cases)| {
-                    let m = shopmind_models::embedding::train(train_on.iter().cloned(), &cfg);
+                    let m = shopmind_training::embedding::train(train_on.iter().cloned(), &cfg);
                     holdout::metrics(&m.items, &train_on, &cases, |h| m.score(&m.recent_history(h)))
                 });
-                let model = shopmind_models::embedding::train(interactions, &cfg);
+                let model = shopmind_training::embedding::train(interactions, &cfg);
                 let version = format!("embedding-{}-s{last_seq}", created.0);
                 let mut manifest = model.manifest(RECOMMENDER, &version, &tenant_s, created.0);
                 manifest.metrics = metrics.unwrap_or_default();

@@ -1,5 +1,5 @@
 //! The predictive models of a training round: per tenant with new events, the purchase-intent
-//! model ([`shopmind_models::intent`]) and the demand forecaster ([`shopmind_models::demand`]),
+//! model ([`crate::purchase_intent`]) and the demand forecaster ([`shopmind_training::demand`]),
 //! each published as a new version of the tenant's `intent` and `demand` models in the registry,
 //! promoted with `trainer.auto_promote` and pruned to `models.keep_versions` like the recommender.
 //!
@@ -18,14 +18,17 @@ use std::collections::BTreeMap;
 use bytes::Bytes;
 use shopmind_config::Config;
 use shopmind_domain::{Event, TenantId, UnixMillis};
+use shopmind_evaluation::demand_backtest::backtest;
+use shopmind_evaluation::metrics::roc_auc;
 use shopmind_features::FeatureSettings;
-use shopmind_models::demand::{self, DemandConfig};
-use shopmind_models::evaluation::roc_auc;
-use shopmind_models::intent::{self, IntentConfig, SampleOptions};
-use shopmind_models::{Manifest, ModelError};
+use shopmind_features::purchase_intent::FEATURE_NAMES;
+use shopmind_onnx::Manifest;
 use shopmind_registry::{DEMAND, INTENT, ModelStore};
+use shopmind_training::demand::{self, DemandConfig};
+use shopmind_training::{PurchaseIntentConfig, TrainingError};
 use tracing::info;
 
+use crate::purchase_intent::{self, PurchaseIntentSample, SampleOptions};
 use crate::{TrainedModel, TrainerError, version_info};
 
 /// Every event of each tenant read in a round, with the sequence of its last one.
@@ -90,11 +93,11 @@ async fn intent_model(
     // Replaying the events through the feature code is CPU work: off the async workers.
     let handle = tokio::runtime::Handle::current();
     let samples = tokio::task::spawn_blocking(move || {
-        handle.block_on(intent::build_samples(&events, &opts, &mut |_| {}))
+        handle.block_on(purchase_intent::build_samples(&events, &opts, &mut |_| {}))
     })
     .await
     .map_err(|e| TrainerError::Task(e.to_string()))?
-    .map_err(|e| TrainerError::Task(format!("intent samples: {e}")))?;
+    .map_err(|e| TrainerError::Task(format!("intent samples: feature store: {e}")))?;
     let ordered = samples.iter().filter(|s| s.label).count();
     let (min_sessions, min_ordered) =
         (config.trainer.intent_min_sessions, config.trainer.intent_min_ordered_sessions);
@@ -112,18 +115,18 @@ async fn intent_model(
     let tenant_s = tenant.to_string();
     let built = tokio::task::spawn_blocking(move || {
         let metrics = intent_holdout(&samples);
-        let model = intent::train(&samples, &IntentConfig::default())?;
+        let model = purchase_intent::train(&samples, &PurchaseIntentConfig::default())?;
         let created = UnixMillis::now().0;
         let mut manifest = model.manifest(&format!("intent-{created}-s{last_seq}"), &tenant_s, created);
         manifest.metrics = metrics;
         let bytes = model.to_onnx(&manifest);
-        Ok::<_, ModelError>((manifest, bytes))
+        Ok::<_, TrainingError>((manifest, bytes))
     })
     .await
     .map_err(|e| TrainerError::Task(e.to_string()))?;
     match built {
         Ok((manifest, bytes)) => publish(config, models, tenant, &manifest, bytes, 0).await.map(Some),
-        Err(ModelError::Training(why)) => Ok(skipped(tenant, INTENT, &why)),
+        Err(TrainingError::Failed(why)) => Ok(skipped(tenant, INTENT, &why)),
         Err(e) => Err(TrainerError::Task(format!("intent: {e}"))),
     }
 }
@@ -148,7 +151,7 @@ async fn demand_model(
         }
         let model = match demand::train(&data, &DemandConfig::default()) {
             Ok(m) => m,
-            Err(ModelError::Training(why)) => return Ok(Err(why)),
+            Err(TrainingError::Failed(why)) => return Ok(Err(why)),
             Err(e) => return Err(e),
         };
         let metrics = demand_holdout(&data, model.horizon);
@@ -172,17 +175,19 @@ async fn demand_model(
 /// The intent model's offline metrics: trained on the sessions that started first (80%), ROC-AUC
 /// on the latest 20%, next to the open-cart rule's; empty when the held-out sessions are of one
 /// class or training fails.
-fn intent_holdout(samples: &[intent::IntentSample]) -> BTreeMap<String, f64> {
-    let mut ordered: Vec<&intent::IntentSample> = samples.iter().collect();
+fn intent_holdout(samples: &[PurchaseIntentSample]) -> BTreeMap<String, f64> {
+    let mut ordered: Vec<&PurchaseIntentSample> = samples.iter().collect();
     ordered.sort_by_key(|s| (s.started_ms, s.session.clone()));
     let cut = ordered.len() - (ordered.len() / 5).max(1);
     let (train, test) = ordered.split_at(cut);
-    let train: Vec<intent::IntentSample> = train.iter().map(|s| (*s).clone()).collect();
-    let Ok(model) = intent::train(&train, &IntentConfig::default()) else { return BTreeMap::new() };
+    let train: Vec<PurchaseIntentSample> = train.iter().map(|s| (*s).clone()).collect();
+    let Ok(model) = purchase_intent::train(&train, &PurchaseIntentConfig::default()) else {
+        return BTreeMap::new();
+    };
     let labels: Vec<bool> = test.iter().map(|s| s.label).collect();
     let scores: Vec<f64> =
         test.iter().map(|s| f64::from(model.predict_row(&s.features).probability)).collect();
-    let open_cart = intent::FEATURE_NAMES.iter().position(|n| *n == "session_open_cart");
+    let open_cart = FEATURE_NAMES.iter().position(|n| *n == "session_open_cart");
     let rule: Vec<f64> = test.iter().map(|s| open_cart.map_or(0.0, |i| f64::from(s.features[i]))).collect();
     let (Some(auc), Some(rule_auc)) = (roc_auc(&scores, &labels), roc_auc(&rule, &labels)) else {
         return BTreeMap::new();
@@ -206,7 +211,7 @@ fn demand_holdout(data: &demand::DemandData, horizon: usize) -> BTreeMap<String,
     }
     before.series.retain(|s| !s.days.is_empty());
     let Ok(model) = demand::train(&before, &DemandConfig::default()) else { return BTreeMap::new() };
-    let report = demand::backtest(&model, data, &[origin], 0);
+    let report = backtest(&model, data, &[origin], 0);
     if report.scored == 0 {
         return BTreeMap::new();
     }

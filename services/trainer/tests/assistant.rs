@@ -18,9 +18,9 @@ use shopmind_bus::{Bus, Message, NatsBus};
 use shopmind_config::Config;
 use shopmind_domain::{Event, EventId, ItemId, Payload, TenantId, UnixMillis, UserId};
 use shopmind_encoder::{SentenceEncoder, default_model_dir};
-use shopmind_models::runtime::PoolOptions;
 use shopmind_registry::{INTENT_HEAD, ModelKey, ModelStore, NatsModelStore, Version};
 use shopmind_runtime::{connect, topology};
+use shopmind_serving::PoolOptions;
 use shopmind_testkit::NatsServer;
 
 async fn view(bus: &dyn Bus, tenant: &str, id: &str) {
@@ -49,9 +49,9 @@ const BETA_EXAMPLES: &str = r#"{"text": "wo ist meine bestellung", "intent": "or
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_round_publishes_each_tenants_intent_head_with_its_held_out_accuracy() {
-    let library = shopmind_models::runtime::default_library_path()
-        .expect("libonnxruntime.so not found; run scripts/setup.sh");
-    shopmind_models::init_runtime(&library).unwrap();
+    let library =
+        shopmind_serving::default_library_path().expect("libonnxruntime.so not found; run scripts/setup.sh");
+    shopmind_serving::init_runtime(&library).unwrap();
     let model_dir =
         default_model_dir().expect("all-MiniLM-L6-v2 not found in .cache/models; run scripts/setup.sh");
     let nats = NatsServer::start();

@@ -51,7 +51,7 @@ async fn rounds_publish_versions_promote_by_config_and_prune() {
     let bytes = models.get(&acme, &Version::parse(v1.version.clone()).unwrap()).await.unwrap();
     let described = shopmind_trainer::version_info_of_onnx(&bytes).unwrap();
     // Offline metrics in the manifest: each of the three users' latest view (i2) was held out.
-    let metrics = shopmind_models::read_manifest(&bytes).unwrap().metrics;
+    let metrics = shopmind_onnx::read_manifest(&bytes).unwrap().metrics;
     assert_eq!(metrics.get("holdout_users"), Some(&3.0), "{metrics:?}");
     assert_eq!(v1.metrics, metrics);
     for (name, value) in &metrics {

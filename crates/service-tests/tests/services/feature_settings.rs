@@ -24,8 +24,8 @@ use shopmind_config::Config;
 use shopmind_domain::{
     CatalogItem, Event, EventId, ItemId, OrderId, OrderLine, Payload, SessionId, TenantId, UnixMillis, UserId,
 };
+use shopmind_features::purchase_intent::{FEATURE_NAMES, N_FEATURES};
 use shopmind_features::{UserFeatures, popularity_weight};
-use shopmind_models::intent::{self, FEATURE_NAMES, IntentConfig, N_FEATURES};
 use shopmind_notification::rules::{self, Checked};
 use shopmind_notification::seams::IntentScorer;
 use shopmind_notification::{ManualClock, Notifier, Seams};
@@ -36,6 +36,8 @@ use shopmind_runtime::topology::{EVENTS_STREAM, NOTIFICATIONS_STREAM};
 use shopmind_runtime::{Shutdown, connect, intake, topology};
 use shopmind_store::{FeatureStore, RedisStore, StoreError};
 use shopmind_testkit::{NatsServer, RedisServer, eventually};
+use shopmind_trainer::purchase_intent;
+use shopmind_training::PurchaseIntentConfig;
 
 const TENANT: &str = "drift-shop";
 const USER: &str = "dana";
@@ -254,7 +256,7 @@ async fn every_reader_reads_what_the_feature_service_writes_with_the_configured_
 
     // Intent serving and the trainer's samples: the row of session s4 at its view. The model is
     // trained on the samples, as a training round does.
-    let samples = intent::build_samples(
+    let samples = purchase_intent::build_samples(
         &[history.catalog.clone(), history.activity.clone()].concat(),
         &shopmind_trainer::intent_sample_options(&config),
         &mut |_| {},
@@ -262,7 +264,7 @@ async fn every_reader_reads_what_the_feature_service_writes_with_the_configured_
     .await
     .unwrap();
     let trained = samples.iter().find(|s| s.session == "s4").unwrap().features;
-    let model = intent::train(&samples, &IntentConfig::default()).unwrap();
+    let model = purchase_intent::train(&samples, &PurchaseIntentConfig::default()).unwrap();
     let bytes = model.to_onnx(&model.manifest("intent-drift", TENANT, now));
     let info = shopmind_trainer::version_info_of_onnx(&bytes).unwrap();
     registry.put(info.clone(), Bytes::from(bytes)).await.unwrap();

@@ -26,7 +26,6 @@ const LAYERS: &[(&str, u8)] = &[
     ("shopmind-features", 4),
     ("shopmind-runtime", 4),
     // Models.
-    ("shopmind-models", 5),
     ("shopmind-onnx", 5),
     ("shopmind-serving", 5),
     ("shopmind-training", 5),

@@ -15,15 +15,16 @@ use prost::Message as _;
 use shopmind_bus::{Bus, Message, NatsBus};
 use shopmind_config::Config;
 use shopmind_domain::TenantId;
-use shopmind_models::TrainingStats;
-use shopmind_models::demand::DemandModel;
-use shopmind_models::intent::{self, FEATURE_NAMES, IntentModel, N_FEATURES};
+use shopmind_features::purchase_intent::{FEATURE_NAMES, FEATURE_SCHEMA_VERSION, N_FEATURES};
+use shopmind_onnx::TrainingStats;
 use shopmind_proto::v1 as pb;
 use shopmind_proto::v1::gateway_client::GatewayClient;
 use shopmind_registry::{ModelKey, ModelStore, NatsModelStore, Version};
 use shopmind_runtime::{Shutdown, connect, topology};
 use shopmind_store::{FeatureStore, RedisStore};
 use shopmind_testkit::{NatsServer, RedisServer, eventually};
+use shopmind_training::demand::DemandModel;
+use shopmind_training::purchase_intent::PurchaseIntentModel;
 use tonic::transport::Channel;
 use tonic::{Code, Request, Status};
 use tonic_types::StatusExt;
@@ -31,10 +32,10 @@ use tonic_types::StatusExt;
 const TENANT: &str = "edge-shop";
 const WAIT: Duration = Duration::from_secs(60);
 
-fn intent_model() -> IntentModel {
-    IntentModel {
+fn intent_model() -> PurchaseIntentModel {
+    PurchaseIntentModel {
         feature_names: FEATURE_NAMES.iter().map(|s| (*s).to_owned()).collect(),
-        feature_schema_version: intent::FEATURE_SCHEMA_VERSION,
+        feature_schema_version: FEATURE_SCHEMA_VERSION,
         mean: vec![0.5; N_FEATURES],
         scale: vec![1.0; N_FEATURES],
         weights: (0..N_FEATURES).map(|i| (i as f32 - 7.0) / 5.0).collect(),
@@ -61,7 +62,7 @@ fn demand_model() -> DemandModel {
 }
 
 async fn put_and_promote(registry: &dyn ModelStore, model: &str, version: &str, bytes: Vec<u8>) {
-    let m = shopmind_models::read_manifest(&bytes).unwrap();
+    let m = shopmind_onnx::read_manifest(&bytes).unwrap();
     let info = shopmind_registry::VersionInfo {
         key: ModelKey::parse(TENANT, model).unwrap(),
         version: Version::parse(version).unwrap(),

@@ -106,8 +106,8 @@ struct Setup {
 }
 
 async fn setup() -> Setup {
-    let library = shopmind_models::runtime::default_library_path()
-        .expect("libonnxruntime.so not found; run scripts/setup.sh");
+    let library =
+        shopmind_serving::default_library_path().expect("libonnxruntime.so not found; run scripts/setup.sh");
     let (nats, redis) = (NatsServer::start(), RedisServer::start());
     let mut config = Config::default();
     config.nats.url = nats.url();

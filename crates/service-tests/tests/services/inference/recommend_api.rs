@@ -23,14 +23,14 @@ use shopmind_domain::{
     TenantId, UnixMillis, UserId,
 };
 use shopmind_features::{FeatureSettings, apply_event};
-use shopmind_models::covisit::TrainingInteraction;
-use shopmind_models::embedding::{self, EmbeddingConfig};
 use shopmind_proto::v1 as pb;
 use shopmind_proto::v1::gateway_client::GatewayClient;
 use shopmind_registry::{ModelKey, ModelStore, NatsModelStore, Version, VersionInfo};
 use shopmind_runtime::{Shutdown, connect};
 use shopmind_store::{FeatureStore, RedisStore};
 use shopmind_testkit::{NatsServer, RedisServer, eventually};
+use shopmind_training::covisit::TrainingInteraction;
+use shopmind_training::embedding::{self, EmbeddingConfig};
 use tonic::transport::Channel;
 
 const TENANT: &str = "shop";
@@ -130,8 +130,8 @@ impl Stack {
     /// NATS, Redis, the gateway, the feature and inference services, the shop's data and its
     /// model (served once this returns).
     async fn start() -> Self {
-        shopmind_models::init_runtime(
-            &shopmind_models::default_library_path().expect("run scripts/setup.sh"),
+        shopmind_serving::init_runtime(
+            &shopmind_serving::default_library_path().expect("run scripts/setup.sh"),
         )
         .unwrap();
         let nats = NatsServer::start();

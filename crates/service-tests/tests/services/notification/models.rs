@@ -14,22 +14,23 @@ use prost::Message as _;
 use shopmind_bus::{Bus, Message, NatsBus};
 use shopmind_domain::{TenantId, UnixMillis, UserId};
 use shopmind_features::UserFeatures;
-use shopmind_models::TrainingStats;
-use shopmind_models::intent::{self, FEATURE_NAMES, IntentModel, N_FEATURES};
+use shopmind_features::purchase_intent::{FEATURE_NAMES, FEATURE_SCHEMA_VERSION, N_FEATURES};
 use shopmind_notification::Seams;
 use shopmind_notification::seams::HeuristicIntent;
+use shopmind_onnx::TrainingStats;
 use shopmind_proto::v1 as pb;
 use shopmind_proto::v1::NotificationKind as K;
 use shopmind_registry::{ModelKey, ModelStore, NatsModelStore, Version, VersionInfo};
 use shopmind_runtime::{Shutdown, topology};
 use shopmind_testkit::eventually;
+use shopmind_training::purchase_intent::PurchaseIntentModel;
 
 const WAIT: Duration = Duration::from_secs(60);
 
-fn intent_model() -> IntentModel {
-    IntentModel {
+fn intent_model() -> PurchaseIntentModel {
+    PurchaseIntentModel {
         feature_names: FEATURE_NAMES.iter().map(|s| (*s).to_owned()).collect(),
-        feature_schema_version: intent::FEATURE_SCHEMA_VERSION,
+        feature_schema_version: FEATURE_SCHEMA_VERSION,
         mean: vec![0.0; N_FEATURES],
         scale: vec![1.0; N_FEATURES],
         weights: (0..N_FEATURES).map(|i| if i == 6 { 1.5 } else { 0.1 }).collect(),
@@ -83,7 +84,7 @@ async fn cart_abandonment_carries_the_intent_the_model_answers() {
     let info = VersionInfo {
         key: key.clone(),
         version: Version::parse("intent-v1").unwrap(),
-        kind: intent::KIND.into(),
+        kind: shopmind_training::purchase_intent::KIND.into(),
         created_at_ms: 1,
         items: 0,
         users: 1,
