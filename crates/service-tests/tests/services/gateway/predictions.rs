@@ -240,6 +240,24 @@ async fn a_client_deadline_ends_at_the_client_and_reaches_inference() {
         assert!(status.success(), "kill {sig} {pid}");
     };
     signal("-STOP");
+    // kill(2) returns before every thread of nats-server has stopped; a thread still running
+    // could relay the request. Wait until each one is in the stopped state.
+    let stopped = || {
+        std::fs::read_dir(format!("/proc/{pid}/task")).is_ok_and(|tasks| {
+            tasks.flatten().all(|task| {
+                std::fs::read_to_string(task.path().join("stat"))
+                    .ok()
+                    .and_then(|stat| stat.rsplit_once(") ").map(|(_, rest)| rest.starts_with(['T', 't'])))
+                    .unwrap_or(false)
+            })
+        })
+    };
+    for _ in 0..200 {
+        if stopped() {
+            break;
+        }
+        std::thread::sleep(Duration::from_millis(5));
+    }
     let mut request = Request::new(intent_request("shopper", ""));
     request.set_timeout(Duration::from_millis(300));
     let result = s.client.predict_purchase_intent(request).await;
