@@ -10,12 +10,11 @@
 //! 4. **batched**: the same callers through the batcher (`CovisitRecommender::score`);
 //! 5. checks that batched and unbatched scores agree for every request.
 
-use std::path::PathBuf;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
-use anyhow::{Context as _, bail};
+use anyhow::bail;
 use shopmind_config::Config;
 use shopmind_onnx::TrainingStats;
 use shopmind_serving::{BatchOptions, CovisitRecommender, InputTensor, PoolOptions, init_runtime};
@@ -65,12 +64,7 @@ pub async fn run(opts: InferOptions, config: &Config) -> anyhow::Result<InferRep
     if opts.items < 2 || opts.history == 0 || opts.requests == 0 || opts.concurrency == 0 {
         bail!("--items must be at least 2, --history, --requests and --concurrency at least 1");
     }
-    let library = if config.inference.onnxruntime_library.is_empty() {
-        shopmind_serving::default_library_path()
-            .context("libonnxruntime.so not found: run scripts/setup.sh")?
-    } else {
-        PathBuf::from(&config.inference.onnxruntime_library)
-    };
+    let library = shopmind_serving::library_path(&config.inference.onnxruntime_library)?;
     init_runtime(&library)?;
 
     // Data first, before any clock runs.

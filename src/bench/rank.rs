@@ -15,7 +15,6 @@
 //!
 //! The ANN search itself is not in here (see `shopmind bench recommend` for the whole path).
 
-use std::path::PathBuf;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
@@ -86,12 +85,7 @@ pub async fn run(opts: RankOptions, config: &Config) -> anyhow::Result<RankRepor
     if opts.items < 2 || opts.dim == 0 || opts.history == 0 || opts.requests == 0 || opts.concurrency == 0 {
         bail!("--items must be at least 2, --dim, --history, --requests and --concurrency at least 1");
     }
-    let library = if config.inference.onnxruntime_library.is_empty() {
-        shopmind_serving::default_library_path()
-            .context("libonnxruntime.so not found: run scripts/setup.sh")?
-    } else {
-        PathBuf::from(&config.inference.onnxruntime_library)
-    };
+    let library = shopmind_serving::library_path(&config.inference.onnxruntime_library)?;
     init_runtime(&library)?;
 
     // Data first, before any clock runs.

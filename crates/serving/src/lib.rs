@@ -2,7 +2,7 @@
 //! dynamically).
 //!
 //! - [`library`]: loading ONNX Runtime once per process ([`init_runtime`],
-//!   [`default_library_path`]).
+//!   [`library_path`], [`default_library_path`]).
 //! - [`session_pool`]: a model's pool of sessions ([`SessionPool`]), where it runs ([`Device`]),
 //!   and the tensors in and out of a run.
 //! - [`batch`]: micro-batching concurrent requests to a model ([`Batcher`]: bounded queue,
@@ -29,7 +29,7 @@ pub use covisit::{CovisitGraph, CovisitRecommender};
 pub use demand::DemandForecaster;
 pub use embedding::{BatchScores, EmbeddingGraph, EmbeddingRecommender};
 pub use error::{ModelError, Result};
-pub use library::{check_library, default_library_path, init_runtime, runtime_ready};
+pub use library::{check_library, default_library_path, init_runtime, library_path, runtime_ready};
 pub use purchase_intent::PurchaseIntentPredictor;
 pub use recommender::ItemRecommender;
 pub use served::ServedModel;

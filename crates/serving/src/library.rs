@@ -82,6 +82,18 @@ pub(crate) fn environment() -> Result<&'static Environment> {
         .ok_or_else(|| ModelError::Runtime("ONNX Runtime is not initialised; call init_runtime first".into()))
 }
 
+/// The ONNX Runtime library to load: `configured` (`inference.onnxruntime_library`) when it is
+/// set, else [`default_library_path`]; an error naming the fixes when neither gives one.
+pub fn library_path(configured: &str) -> Result<PathBuf> {
+    if configured.is_empty() {
+        default_library_path().ok_or_else(|| {
+            ModelError::Runtime(format!("libonnxruntime.so not found: set ORT_DYLIB_PATH, {FIX}"))
+        })
+    } else {
+        Ok(PathBuf::from(configured))
+    }
+}
+
 /// The ONNX Runtime library to use when none is configured: `ORT_DYLIB_PATH` if set (even if it
 /// does not exist, so that [`init_runtime`] reports it); else the first existing
 /// `.cache/onnxruntime/libonnxruntime.so` under the current directory or under the directory of

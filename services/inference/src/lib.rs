@@ -34,7 +34,6 @@ pub mod profile;
 pub mod recommend;
 mod served;
 
-use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -42,7 +41,7 @@ use shopmind_bus::Bus;
 use shopmind_config::Config;
 use shopmind_registry::ModelStore;
 use shopmind_runtime::{Shutdown, rpc};
-use shopmind_serving::{BatchOptions, ModelError};
+use shopmind_serving::BatchOptions;
 use shopmind_store::FeatureStore;
 use tracing::info;
 
@@ -75,17 +74,8 @@ pub async fn run(
     registry: Arc<dyn ModelStore>,
     shutdown: Shutdown,
 ) -> Result<(), InferenceError> {
-    let library = if config.inference.onnxruntime_library.is_empty() {
-        shopmind_serving::default_library_path().ok_or_else(|| {
-            InferenceError::Runtime(ModelError::Runtime(
-                "libonnxruntime.so not found: run scripts/setup.sh, set ORT_DYLIB_PATH, \
-                 or set inference.onnxruntime_library"
-                    .into(),
-            ))
-        })?
-    } else {
-        PathBuf::from(&config.inference.onnxruntime_library)
-    };
+    let library = shopmind_serving::library_path(&config.inference.onnxruntime_library)
+        .map_err(InferenceError::Runtime)?;
     shopmind_serving::init_runtime(&library).map_err(InferenceError::Runtime)?;
     let pool = || live::pool_options(&config).map_err(InferenceError::Runtime);
     let ann = recommend::ann::AnnOptions::from_config(&config.inference);

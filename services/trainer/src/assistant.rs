@@ -74,12 +74,8 @@ fn tenant_examples(config: &Config, tenant: &TenantId) -> Result<Vec<Example>, S
 /// Loads ONNX Runtime and the encoder (converting a sentence-transformers directory first) and
 /// embeds the bundled messages.
 async fn load_encoder(config: &Config) -> Result<Encoded, String> {
-    let library = if config.inference.onnxruntime_library.is_empty() {
-        shopmind_serving::default_library_path()
-            .ok_or_else(|| "libonnxruntime.so not found (scripts/setup.sh, ORT_DYLIB_PATH)".to_string())?
-    } else {
-        PathBuf::from(&config.inference.onnxruntime_library)
-    };
+    let library =
+        shopmind_serving::library_path(&config.inference.onnxruntime_library).map_err(|e| e.to_string())?;
     shopmind_serving::init_runtime(&library).map_err(|e| e.to_string())?;
     let dir = PathBuf::from(&config.trainer.assistant.encoder_dir);
     let (dir, converted) = if dir.join(shopmind_encoder::ENCODER_FILE).is_file() {
